@@ -1,0 +1,99 @@
+//! The CAPI server event and request body, exactly as Meta receives them (D-SE, D-PAR).
+
+use crate::normalize::Field;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One event in the `data` array of `POST /{version}/{pixel}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerEvent {
+    pub event_name: String,
+    /// Unix seconds (Meta: seconds, not ms).
+    pub event_time: i64,
+    pub event_id: String,
+    pub action_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_url: Option<String>,
+    pub user_data: UserData,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub custom_data: Map<String, Value>,
+}
+
+/// `user_data`: hashed match keys plus the fields Meta wants unhashed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub em: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ph: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "fn")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ln: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub st: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    // Never hashed (D-CIP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbc: Option<String>,
+}
+
+impl UserData {
+    /// The slot of a hashed field.
+    pub fn hashed_mut(&mut self, field: Field) -> &mut Option<String> {
+        match field {
+            Field::Em => &mut self.em,
+            Field::Ph => &mut self.ph,
+            Field::Fn => &mut self.first_name,
+            Field::Ln => &mut self.ln,
+            Field::Ct => &mut self.ct,
+            Field::St => &mut self.st,
+            Field::Zp => &mut self.zp,
+            Field::Country => &mut self.country,
+            Field::Ge => &mut self.ge,
+            Field::Db => &mut self.db,
+            Field::ExternalId => &mut self.external_id,
+        }
+    }
+}
+
+/// Identifies capi-edge to Meta (D-BP "Agencies: send partner_agent").
+pub const PARTNER_AGENT: &str = "capi-edge";
+
+/// The JSON body of one CAPI request. The access token travels in the query string, so the
+/// body can be logged or stored without a secret in it.
+pub fn request_body(events: &[ServerEvent], test_event_code: Option<&str>) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        data: &'a [ServerEvent],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        test_event_code: Option<&'a str>,
+        partner_agent: &'a str,
+    }
+    let body = Body { data: events, test_event_code: test_event_code.filter(|c| !c.is_empty()), partner_agent: PARTNER_AGENT };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// `{graph}/{version}/{pixel}/events` with the token as a query parameter.
+pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String {
+    format!("{}/{}/{}/events", graph_url.trim_end_matches('/'), api_version.trim_matches('/'), pixel_id)
+}

@@ -1,0 +1,497 @@
+//! Meta's normalization of each `user_data` field, then SHA-256.
+//!
+//! Rules from Meta's customer-information-parameters docs (D-CIP); where the docs are silent,
+//! Meta's Parameter Builder library (PB). Each field has one function, named after it.
+
+use crate::hash::{is_sha256_hex, sha256_hex};
+use serde::Serialize;
+
+/// The `user_data` keys Meta wants hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Em,
+    Ph,
+    Fn,
+    Ln,
+    Ct,
+    St,
+    Zp,
+    Country,
+    Ge,
+    Db,
+    ExternalId,
+}
+
+impl Field {
+    pub const ALL: [Field; 11] = [
+        Field::Em,
+        Field::Ph,
+        Field::Fn,
+        Field::Ln,
+        Field::Ct,
+        Field::St,
+        Field::Zp,
+        Field::Country,
+        Field::Ge,
+        Field::Db,
+        Field::ExternalId,
+    ];
+
+    /// The key as it appears in Meta's `user_data`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::Em => "em",
+            Field::Ph => "ph",
+            Field::Fn => "fn",
+            Field::Ln => "ln",
+            Field::Ct => "ct",
+            Field::St => "st",
+            Field::Zp => "zp",
+            Field::Country => "country",
+            Field::Ge => "ge",
+            Field::Db => "db",
+            Field::ExternalId => "external_id",
+        }
+    }
+
+    /// The field for a `user_data` key (Meta's short keys only).
+    pub fn from_key(key: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.key() == key)
+    }
+}
+
+/// Why a value was dropped instead of hashed. Counted by the Worker; never carries the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    Empty,
+    InvalidEmail,
+    InvalidPhone,
+    InvalidName,
+    InvalidCity,
+    InvalidState,
+    InvalidZip,
+    InvalidCountry,
+    UnknownGender,
+    InvalidDate,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Empty => "empty",
+            DropReason::InvalidEmail => "invalid_email",
+            DropReason::InvalidPhone => "invalid_phone",
+            DropReason::InvalidName => "invalid_name",
+            DropReason::InvalidCity => "invalid_city",
+            DropReason::InvalidState => "invalid_state",
+            DropReason::InvalidZip => "invalid_zip",
+            DropReason::InvalidCountry => "invalid_country",
+            DropReason::UnknownGender => "unknown_gender",
+            DropReason::InvalidDate => "invalid_date",
+        }
+    }
+}
+
+/// What a value becomes before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Normalized {
+    /// Normalized plain text, to be hashed.
+    Plain(String),
+    /// Already hashed by the caller (64 hex, lowercased) or a Parameter Builder value
+    /// (`<64 hex>.<appendix>`, sent as-is): never hashed again.
+    PreHashed(String),
+}
+
+impl Normalized {
+    /// The value to put in `user_data`: SHA-256 of plain text, pre-hashed values unchanged.
+    pub fn into_hashed(self) -> String {
+        match self {
+            Normalized::Plain(s) => sha256_hex(&s),
+            Normalized::PreHashed(s) => s,
+        }
+    }
+}
+
+/// Normalizes `value` for `field`. `country` (any form `country` accepts) lets phones get
+/// their calling code and zips/states their country's rules.
+pub fn normalized(field: Field, value: &str, country: Option<&str>) -> Result<Normalized, DropReason> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(DropReason::Empty);
+    }
+    if let Some(pre) = pre_hashed(value) {
+        return Ok(Normalized::PreHashed(pre));
+    }
+    let country = country.and_then(|c| country_code(c).ok());
+    let plain = match field {
+        Field::Em => email(value),
+        Field::Ph => phone(value, country),
+        Field::Fn | Field::Ln => name(value),
+        Field::Ct => city(value),
+        Field::St => state(value, country),
+        Field::Zp => zip(value, country),
+        Field::Country => country_code(value).map(str::to_string),
+        Field::Ge => gender(value),
+        Field::Db => date_of_birth(value),
+        Field::ExternalId => Ok(value.to_lowercase()),
+    }?;
+    Ok(Normalized::Plain(plain))
+}
+
+/// Normalizes and hashes: the exact string Meta receives for this field.
+pub fn hashed(field: Field, value: &str, country: Option<&str>) -> Result<String, DropReason> {
+    normalized(field, value, country).map(Normalized::into_hashed)
+}
+
+/// A value the caller already hashed: 64 hex (any case, lowercased) or a Parameter Builder
+/// value `<64 hex>.<appendix>` (PB/D-PBL: case-sensitive, send as-is).
+fn pre_hashed(value: &str) -> Option<String> {
+    let (digest, appendix) = match value.split_once('.') {
+        Some((d, a)) => (d, Some(a)),
+        None => (value, None),
+    };
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    match appendix {
+        None => Some(digest.to_ascii_lowercase()),
+        Some(a)
+            if is_sha256_hex(digest)
+                && (2..=8).contains(&a.len())
+                && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(value.to_string())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Meta: trim, lowercase. Something that is not an address is dropped, not hashed.
+pub fn email(value: &str) -> Result<String, DropReason> {
+    let e = value.trim().to_lowercase();
+    let (local, domain) = e.rsplit_once('@').ok_or(DropReason::InvalidEmail)?;
+    let ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';' || c == '<' || c == '>');
+    if ok {
+        Ok(e)
+    } else {
+        Err(DropReason::InvalidEmail)
+    }
+}
+
+/// Meta: digits only, no leading zeros, with the country calling code. A number written in
+/// national form gets its country's code when the country is known.
+pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
+    let v = value.trim();
+    let international = v.starts_with('+') || v.starts_with("00");
+    let national_trunk = !international && v.starts_with('0');
+    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_start_matches('0');
+    let full = match (international, country.and_then(calling_code)) {
+        (true, _) | (false, None) => digits.to_string(),
+        (false, Some(code)) => {
+            if code == "1" {
+                // NANP: national numbers are 10 digits; 11 digits starting with 1 already carry it.
+                if digits.len() == 10 {
+                    format!("1{digits}")
+                } else {
+                    digits.to_string()
+                }
+            } else if national_trunk || !digits.starts_with(code) {
+                format!("{code}{digits}")
+            } else {
+                digits.to_string()
+            }
+        }
+    };
+    // E.164: at most 15 digits; shorter than 7 is not a phone number anywhere.
+    if (7..=15).contains(&full.len()) {
+        Ok(full)
+    } else {
+        Err(DropReason::InvalidPhone)
+    }
+}
+
+fn is_punctuation_or_space(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_ascii_punctuation()
+        || matches!(c, '\u{2010}'..='\u{2027}' | '\u{2030}'..='\u{205E}' | '\u{00A1}' | '\u{00AB}' | '\u{00B7}' | '\u{00BB}' | '\u{00BF}' | '\u{3000}'..='\u{3003}')
+}
+
+/// Meta: lowercase, no punctuation; PB also removes all whitespace; UTF-8 letters are kept
+/// (`Valéry` → `valéry`, `정` stays).
+pub fn name(value: &str) -> Result<String, DropReason> {
+    let n: String = value.chars().filter(|c| !is_punctuation_or_space(*c)).flat_map(char::to_lowercase).collect();
+    if n.is_empty() {
+        Err(DropReason::InvalidName)
+    } else {
+        Ok(n)
+    }
+}
+
+/// Meta: lowercase, no punctuation, special characters or spaces (`New York` → `newyork`).
+pub fn city(value: &str) -> Result<String, DropReason> {
+    let c: String = value
+        .chars()
+        .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    if c.is_empty() {
+        Err(DropReason::InvalidCity)
+    } else {
+        Ok(c)
+    }
+}
+
+/// Letters and digits only, lowercased.
+fn compact_lower(value: &str) -> String {
+    value.chars().filter(|c| !is_punctuation_or_space(*c)).flat_map(char::to_lowercase).collect()
+}
+
+const US_STATES: &[(&str, &str)] = &[
+    ("alabama", "al"), ("alaska", "ak"), ("arizona", "az"), ("arkansas", "ar"), ("california", "ca"),
+    ("colorado", "co"), ("connecticut", "ct"), ("delaware", "de"), ("districtofcolumbia", "dc"),
+    ("florida", "fl"), ("georgia", "ga"), ("hawaii", "hi"), ("idaho", "id"), ("illinois", "il"),
+    ("indiana", "in"), ("iowa", "ia"), ("kansas", "ks"), ("kentucky", "ky"), ("louisiana", "la"),
+    ("maine", "me"), ("maryland", "md"), ("massachusetts", "ma"), ("michigan", "mi"),
+    ("minnesota", "mn"), ("mississippi", "ms"), ("missouri", "mo"), ("montana", "mt"),
+    ("nebraska", "ne"), ("nevada", "nv"), ("newhampshire", "nh"), ("newjersey", "nj"),
+    ("newmexico", "nm"), ("newyork", "ny"), ("northcarolina", "nc"), ("northdakota", "nd"),
+    ("ohio", "oh"), ("oklahoma", "ok"), ("oregon", "or"), ("pennsylvania", "pa"),
+    ("rhodeisland", "ri"), ("southcarolina", "sc"), ("southdakota", "sd"), ("tennessee", "tn"),
+    ("texas", "tx"), ("utah", "ut"), ("vermont", "vt"), ("virginia", "va"), ("washington", "wa"),
+    ("westvirginia", "wv"), ("wisconsin", "wi"), ("wyoming", "wy"), ("puertorico", "pr"),
+    ("guam", "gu"), ("americansamoa", "as"), ("usvirginislands", "vi"), ("northernmarianaislands", "mp"),
+];
+
+const CA_PROVINCES: &[(&str, &str)] = &[
+    ("alberta", "ab"), ("britishcolumbia", "bc"), ("manitoba", "mb"), ("newbrunswick", "nb"),
+    ("newfoundlandandlabrador", "nl"), ("newfoundland", "nl"), ("novascotia", "ns"), ("ontario", "on"),
+    ("princeedwardisland", "pe"), ("quebec", "qc"), ("québec", "qc"), ("saskatchewan", "sk"),
+    ("northwestterritories", "nt"), ("nunavut", "nu"), ("yukon", "yt"),
+];
+
+/// Meta: 2-letter ANSI code, lowercase, for US states (and Canadian provinces, as PB does);
+/// elsewhere lowercase without spaces or punctuation.
+pub fn state(value: &str, country: Option<&str>) -> Result<String, DropReason> {
+    let s = compact_lower(value);
+    if s.is_empty() {
+        return Err(DropReason::InvalidState);
+    }
+    // Shopify and others send "US-CA" style ISO 3166-2 codes.
+    let s = match s.strip_prefix("us").or_else(|| s.strip_prefix("ca")) {
+        Some(rest) if rest.len() == 2 && value.contains('-') => rest.to_string(),
+        _ => s,
+    };
+    let tables: &[&[(&str, &str)]] = match country {
+        Some("us") => &[US_STATES],
+        Some("ca") => &[CA_PROVINCES],
+        None => &[US_STATES, CA_PROVINCES],
+        Some(_) => &[],
+    };
+    for table in tables {
+        if let Some((_, code)) = table.iter().find(|(name, code)| *name == s || *code == s) {
+            return Ok((*code).to_string());
+        }
+    }
+    Ok(s)
+}
+
+/// Meta: lowercase, no spaces, no dash; US: first 5 digits (ZIP+4 → 5).
+pub fn zip(value: &str, country: Option<&str>) -> Result<String, DropReason> {
+    let z: String = value.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_lowercase).collect();
+    let looks_us = z.len() >= 5 && z.len() <= 9 && z.bytes().all(|b| b.is_ascii_digit()) && (z.len() == 5 || z.len() == 9);
+    let z = match country {
+        Some("us") | None if looks_us => z[..5].to_string(),
+        Some("us") => return Err(DropReason::InvalidZip),
+        _ => z,
+    };
+    if z.len() < 2 || !z.chars().all(char::is_alphanumeric) {
+        Err(DropReason::InvalidZip)
+    } else {
+        Ok(z)
+    }
+}
+
+/// ISO 3166-1 alpha-2 codes, in order.
+const ALPHA2: &str = "adaeafagaialamaoaqarasatauawaxazbabbbdbebfbgbhbibjblbmbnbobqbrbsbtbvbwbybzcacccdcfcgchcickclcmcncocrcucvcwcxcycz\
+dedjdkdmdodzeceeegehereseteufifjfkfmfofrgagbgdgegfggghgiglgmgngpgqgrgsgtgugwgyhkhmhnhrhthuidieiliminioiqirisitjejmjojp\
+kekgkhkikmknkpkrkwkykzlalblclilklrlsltlulvlymamcmdmemfmgmhmkmlmmmnmompmqmrmsmtmumvmwmxmymznancnenfngninlnonpnrnunz\
+ompapepfpgphpkplpmpnprpsptpwpyqarerorsrurwsasbscsdsesgshsisjskslsmsnsosrssstsvsxsysztctdtftgthtjtktltmtntotrtttvtwtz\
+uaugumusuyuzvavcvevgvivnvuwfwsyeytzazmzw";
+
+fn is_alpha2(code: &str) -> bool {
+    code.len() == 2 && ALPHA2.as_bytes().chunks(2).any(|c| c == code.as_bytes())
+}
+
+/// (alpha-2, alpha-3, calling code, common English names) for the countries shops sell to most.
+const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
+    ("us", "usa", "1", &["unitedstates", "unitedstatesofamerica", "america", "us", "usa"]),
+    ("ca", "can", "1", &["canada"]),
+    ("gb", "gbr", "44", &["unitedkingdom", "uk", "greatbritain", "england", "scotland", "wales", "northernireland", "britain"]),
+    ("ie", "irl", "353", &["ireland"]),
+    ("au", "aus", "61", &["australia"]),
+    ("nz", "nzl", "64", &["newzealand"]),
+    ("de", "deu", "49", &["germany", "deutschland"]),
+    ("fr", "fra", "33", &["france"]),
+    ("es", "esp", "34", &["spain", "españa", "espana"]),
+    ("it", "ita", "39", &["italy", "italia"]),
+    ("pt", "prt", "351", &["portugal"]),
+    ("nl", "nld", "31", &["netherlands", "thenetherlands", "holland"]),
+    ("be", "bel", "32", &["belgium"]),
+    ("lu", "lux", "352", &["luxembourg"]),
+    ("ch", "che", "41", &["switzerland"]),
+    ("at", "aut", "43", &["austria", "österreich"]),
+    ("dk", "dnk", "45", &["denmark"]),
+    ("se", "swe", "46", &["sweden"]),
+    ("no", "nor", "47", &["norway"]),
+    ("fi", "fin", "358", &["finland"]),
+    ("is", "isl", "354", &["iceland"]),
+    ("pl", "pol", "48", &["poland", "polska"]),
+    ("cz", "cze", "420", &["czechrepublic", "czechia"]),
+    ("sk", "svk", "421", &["slovakia"]),
+    ("hu", "hun", "36", &["hungary"]),
+    ("ro", "rou", "40", &["romania"]),
+    ("bg", "bgr", "359", &["bulgaria"]),
+    ("gr", "grc", "30", &["greece"]),
+    ("hr", "hrv", "385", &["croatia"]),
+    ("si", "svn", "386", &["slovenia"]),
+    ("ee", "est", "372", &["estonia"]),
+    ("lv", "lva", "371", &["latvia"]),
+    ("lt", "ltu", "370", &["lithuania"]),
+    ("ua", "ukr", "380", &["ukraine"]),
+    ("tr", "tur", "90", &["turkey", "türkiye", "turkiye"]),
+    ("il", "isr", "972", &["israel"]),
+    ("ae", "are", "971", &["unitedarabemirates", "uae"]),
+    ("sa", "sau", "966", &["saudiarabia"]),
+    ("bh", "bhr", "973", &["bahrain"]),
+    ("eg", "egy", "20", &["egypt"]),
+    ("za", "zaf", "27", &["southafrica"]),
+    ("ng", "nga", "234", &["nigeria"]),
+    ("ke", "ken", "254", &["kenya"]),
+    ("ma", "mar", "212", &["morocco"]),
+    ("in", "ind", "91", &["india"]),
+    ("pk", "pak", "92", &["pakistan"]),
+    ("cn", "chn", "86", &["china"]),
+    ("hk", "hkg", "852", &["hongkong"]),
+    ("tw", "twn", "886", &["taiwan"]),
+    ("jp", "jpn", "81", &["japan"]),
+    ("kr", "kor", "82", &["southkorea", "korea", "republicofkorea"]),
+    ("sg", "sgp", "65", &["singapore"]),
+    ("my", "mys", "60", &["malaysia"]),
+    ("th", "tha", "66", &["thailand"]),
+    ("vn", "vnm", "84", &["vietnam"]),
+    ("id", "idn", "62", &["indonesia"]),
+    ("ph", "phl", "63", &["philippines"]),
+    ("mx", "mex", "52", &["mexico", "méxico"]),
+    ("br", "bra", "55", &["brazil", "brasil"]),
+    ("ar", "arg", "54", &["argentina"]),
+    ("cl", "chl", "56", &["chile"]),
+    ("co", "col", "57", &["colombia"]),
+    ("pe", "per", "51", &["peru", "perú"]),
+    ("ru", "rus", "7", &["russia", "russianfederation"]),
+];
+
+/// Meta: ISO 3166-1 alpha-2, lowercase. Accepts alpha-2, alpha-3 and common English names
+/// (`United States`, `USA`, `U.K.`).
+pub fn country_code(value: &str) -> Result<&'static str, DropReason> {
+    let c = compact_lower(value);
+    if let Some((a2, ..)) = COUNTRIES.iter().find(|(a2, a3, _, names)| *a2 == c || *a3 == c || names.contains(&c.as_str())) {
+        return Ok(a2);
+    }
+    if is_alpha2(&c) {
+        let i = ALPHA2.as_bytes().chunks(2).position(|p| p == c.as_bytes()).unwrap_or(0) * 2;
+        return ALPHA2.get(i..i + 2).ok_or(DropReason::InvalidCountry);
+    }
+    Err(DropReason::InvalidCountry)
+}
+
+/// The calling code for an alpha-2 country, where we know it.
+pub fn calling_code(alpha2: &str) -> Option<&'static str> {
+    COUNTRIES.iter().find(|(a2, ..)| *a2 == alpha2).map(|(_, _, code, _)| *code)
+}
+
+/// Meta: `f` or `m`. Common words map; anything else is dropped rather than guessed.
+pub fn gender(value: &str) -> Result<String, DropReason> {
+    let g = compact_lower(value);
+    match g.as_str() {
+        "f" | "female" | "woman" | "w" | "girl" | "mrs" | "ms" | "miss" | "feminine" | "frau" | "femme" | "mujer" => Ok("f".into()),
+        "m" | "male" | "man" | "boy" | "mr" | "masculine" | "herr" | "homme" | "hombre" => Ok("m".into()),
+        _ => Err(DropReason::UnknownGender),
+    }
+}
+
+/// Meta: `YYYYMMDD`. Accepts `YYYY-MM-DD`, `YYYYMMDD`, `MM/DD/YYYY` (US order, as in Meta's
+/// example `2/16/1997`), `DD/MM/YYYY` when the first part cannot be a month, and `DD.MM.YYYY`.
+/// Impossible dates are dropped.
+pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
+    let v = value.trim();
+    let parts: Vec<&str> = v.split(|c: char| c == '-' || c == '/' || c == '.' || c == ' ').filter(|p| !p.is_empty()).collect();
+    let num = |s: &str| -> Option<u32> {
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            None
+        } else {
+            s.parse().ok()
+        }
+    };
+    let (y, m, d) = match parts.as_slice() {
+        [one] if one.len() == 8 => (num(&one[..4]), num(&one[4..6]), num(&one[6..])),
+        [a, b, c] if a.len() == 4 => (num(a), num(b), num(c)),
+        [a, b, c] if c.len() == 4 && v.contains('.') => (num(c), num(b), num(a)),
+        [a, b, c] if c.len() == 4 => {
+            let (a, b) = (num(a), num(b));
+            match a {
+                Some(first) if first > 12 => (num(c), b, a),
+                _ => (num(c), a, b),
+            }
+        }
+        _ => (None, None, None),
+    };
+    let (y, m, d) = match (y, m, d) {
+        (Some(y), Some(m), Some(d)) => (y, m, d),
+        _ => return Err(DropReason::InvalidDate),
+    };
+    if !(1900..=2100).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return Err(DropReason::InvalidDate);
+    }
+    Ok(format!("{y:04}{m:02}{d:02}"))
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn country_codes_resolve_from_every_form() {
+        for v in ["US", "usa", "United States", "u.s.a."] {
+            assert_eq!(country_code(v), Ok("us"), "{v}");
+        }
+        assert_eq!(country_code("U.K."), Ok("gb"));
+        assert_eq!(country_code("zw"), Ok("zw"));
+        assert_eq!(country_code("xx"), Err(DropReason::InvalidCountry));
+    }
+
+    #[test]
+    fn pre_hashed_values_are_never_hashed_again() {
+        let h = sha256_hex("a@b.co");
+        assert_eq!(hashed(Field::Em, &h.to_uppercase(), None), Ok(h.clone()));
+        let pb = format!("{h}.AQQCAQIB");
+        assert_eq!(hashed(Field::Em, &pb, None), Ok(pb.clone()));
+    }
+}
