@@ -1,1 +1,49 @@
-fn main(){}
+//! `capi-edge`: hash customer data the way Meta wants it, print the exact CAPI request for a
+//! beacon, and run a local stand-in for Meta's Conversions API.
+
+mod hash_cmd;
+mod payload_cmd;
+mod sandbox;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "capi-edge — Meta Conversions API tools
+
+USAGE:
+  capi-edge hash                      JSON lines {\"field\",\"value\"[,\"country\"]} on stdin →
+                                      {\"field\",\"normalized\",\"sha256\"} or {\"field\",\"error\"}
+  capi-edge payload [FILE] [--user-agent UA] [--ip IP] [--cookie-fbp V] [--cookie-fbc V] [--now-ms MS]
+                                      a beacon JSON (FILE or stdin) → the exact CAPI request body;
+                                      drop reasons on stderr
+  capi-edge sandbox [--listen 127.0.0.1:8790]
+                                      local stand-in for Meta's /{version}/{pixel}/events
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("hash") => hash_cmd::run(),
+        Some("payload") => payload_cmd::run(&args[1..]),
+        Some("sandbox") => sandbox::run(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capi-edge: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The value after `--name` in `args`.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}

@@ -32,42 +32,77 @@ pub struct Beacon {
 impl Beacon {
     /// Parses a beacon body (JSON, possibly sent as `text/plain` by `sendBeacon`).
     pub fn parse(body: &[u8]) -> Result<Beacon> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| Error::MalformedJson(syntax_only(&e)))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| Error::MalformedJson(syntax_only(&e)))?;
         let Value::Object(mut obj) = value else {
             return Err(Error::NotAnObject);
         };
         let event_name = required_str(&mut obj, "event_name")?;
-        if event_name.chars().count() > 50 || !event_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ') {
-            return Err(Error::InvalidField { field: "event_name", why: "must be 1-50 letters, digits, spaces, `_` or `-`" });
+        if event_name.chars().count() > 50
+            || !event_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
+        {
+            return Err(Error::InvalidField {
+                field: "event_name",
+                why: "must be 1-50 letters, digits, spaces, `_` or `-`",
+            });
         }
         let event_id = required_str(&mut obj, "event_id")?;
         if event_id.len() > 128 || !event_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::InvalidField { field: "event_id", why: "must be 1-128 printable ASCII characters" });
+            return Err(Error::InvalidField {
+                field: "event_id",
+                why: "must be 1-128 printable ASCII characters",
+            });
         }
         let event_source_url = required_str(&mut obj, "event_source_url")?;
         if !is_http_url(&event_source_url) {
-            return Err(Error::InvalidField { field: "event_source_url", why: "must be an absolute http(s) URL of at most 2048 characters" });
+            return Err(Error::InvalidField {
+                field: "event_source_url",
+                why: "must be an absolute http(s) URL of at most 2048 characters",
+            });
         }
         let referrer_url = optional_str(&mut obj, "referrer_url")?.filter(|r| is_http_url(r));
         let event_time_ms = match obj.remove("event_time_ms") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or(Error::InvalidField { field: "event_time_ms", why: "must be a non-negative integer (Unix milliseconds)" })?),
+            Some(v) => Some(v.as_u64().ok_or(Error::InvalidField {
+                field: "event_time_ms",
+                why: "must be a non-negative integer (Unix milliseconds)",
+            })?),
         };
         let fbp = optional_str(&mut obj, "fbp")?;
         let fbc = optional_str(&mut obj, "fbc")?;
         let custom_data = optional_object(&mut obj, "custom_data")?;
         let user_data = optional_object(&mut obj, "user_data")?;
-        Ok(Beacon { event_name, event_id, event_source_url, referrer_url, event_time_ms, fbp, fbc, custom_data, user_data })
+        Ok(Beacon {
+            event_name,
+            event_id,
+            event_source_url,
+            referrer_url,
+            event_time_ms,
+            fbp,
+            fbc,
+            custom_data,
+            user_data,
+        })
     }
 }
 
 /// serde_json's message without anything quoted from the input.
 fn syntax_only(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()).to_lowercase()
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+    .to_lowercase()
 }
 
 fn is_http_url(s: &str) -> bool {
-    s.len() <= 2048 && (s.starts_with("https://") || s.starts_with("http://")) && crate::origin::origin_of(s).is_some()
+    s.len() <= 2048
+        && (s.starts_with("https://") || s.starts_with("http://"))
+        && crate::origin::origin_of(s).is_some()
 }
 
 fn required_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<String> {
@@ -79,15 +114,24 @@ fn optional_str(obj: &mut Map<String, Value>, field: &'static str) -> Result<Opt
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(Error::InvalidField { field, why: "must be a string" }),
+        Some(_) => Err(Error::InvalidField {
+            field,
+            why: "must be a string",
+        }),
     }
 }
 
-fn optional_object(obj: &mut Map<String, Value>, field: &'static str) -> Result<Map<String, Value>> {
+fn optional_object(
+    obj: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Map<String, Value>> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m),
-        Some(_) => Err(Error::InvalidField { field, why: "must be an object" }),
+        Some(_) => Err(Error::InvalidField {
+            field,
+            why: "must be an object",
+        }),
     }
 }
 
@@ -95,12 +139,16 @@ fn optional_object(obj: &mut Map<String, Value>, field: &'static str) -> Result<
 mod tests {
     use super::*;
 
-    const OK: &str = r#"{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p"}"#;
+    const OK: &str =
+        r#"{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p"}"#;
 
     #[test]
     fn a_minimal_beacon_parses() {
         let b = Beacon::parse(OK.as_bytes()).expect("valid");
-        assert_eq!((b.event_name.as_str(), b.event_id.as_str()), ("AddToCart", "e1"));
+        assert_eq!(
+            (b.event_name.as_str(), b.event_id.as_str()),
+            ("AddToCart", "e1")
+        );
     }
 
     #[test]
@@ -108,10 +156,22 @@ mod tests {
         let cases = [
             ("{not json", "malformed_json"),
             ("[1]", "not_an_object"),
-            (r#"{"event_id":"e1","event_source_url":"https://s.example/"}"#, "missing_field"),
-            (r#"{"event_name":"jane@example.com","event_id":"e","event_source_url":"https://s.example/"}"#, "invalid_field"),
-            (r#"{"event_name":"A","event_id":"e","event_source_url":"javascript:alert(1)"}"#, "invalid_field"),
-            (r#"{"event_name":"A","event_id":"e","event_source_url":"https://s.example/","custom_data":[1]}"#, "invalid_field"),
+            (
+                r#"{"event_id":"e1","event_source_url":"https://s.example/"}"#,
+                "missing_field",
+            ),
+            (
+                r#"{"event_name":"jane@example.com","event_id":"e","event_source_url":"https://s.example/"}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"event_name":"A","event_id":"e","event_source_url":"javascript:alert(1)"}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"event_name":"A","event_id":"e","event_source_url":"https://s.example/","custom_data":[1]}"#,
+                "invalid_field",
+            ),
         ];
         for (body, code) in cases {
             let err = Beacon::parse(body.as_bytes()).expect_err(body);

@@ -5,10 +5,41 @@ use serde_json::{Map, Value};
 /// Keys a page must not put in `custom_data`: Meta would receive them unhashed (customer
 /// data) or they are credentials (webhooks-and-pitfalls #25: tokens leaked into custom_data).
 const FORBIDDEN_KEYS: &[&str] = &[
-    "em", "email", "e_mail", "ph", "phone", "telephone", "mobile", "fn", "ln", "first_name", "last_name", "firstname",
-    "lastname", "name", "full_name", "address", "street", "address1", "address2", "zip", "zp", "postcode", "postal_code",
-    "db", "dob", "birthday", "date_of_birth", "ip", "ip_address", "client_ip_address", "access_token", "token", "password",
-    "secret", "user_data",
+    "em",
+    "email",
+    "e_mail",
+    "ph",
+    "phone",
+    "telephone",
+    "mobile",
+    "fn",
+    "ln",
+    "first_name",
+    "last_name",
+    "firstname",
+    "lastname",
+    "name",
+    "full_name",
+    "address",
+    "street",
+    "address1",
+    "address2",
+    "zip",
+    "zp",
+    "postcode",
+    "postal_code",
+    "db",
+    "dob",
+    "birthday",
+    "date_of_birth",
+    "ip",
+    "ip_address",
+    "client_ip_address",
+    "access_token",
+    "token",
+    "password",
+    "secret",
+    "user_data",
 ];
 
 /// A `custom_data` key dropped or fixed, and why. Never carries the value.
@@ -25,7 +56,10 @@ pub fn sanitized(input: Map<String, Value>, dropped: &mut Vec<Dropped>) -> Map<S
     for (key, value) in input {
         let k = key.to_ascii_lowercase();
         if FORBIDDEN_KEYS.contains(&k.as_str()) {
-            dropped.push(Dropped { field: key, reason: "customer_data_not_allowed_in_custom_data" });
+            dropped.push(Dropped {
+                field: key,
+                reason: "customer_data_not_allowed_in_custom_data",
+            });
             continue;
         }
         let fixed = match k.as_str() {
@@ -39,7 +73,10 @@ pub fn sanitized(input: Map<String, Value>, dropped: &mut Vec<Dropped>) -> Map<S
             Some(v) => {
                 out.insert(key, v);
             }
-            None => dropped.push(Dropped { field: key, reason: "invalid_custom_data_value" }),
+            None => dropped.push(Dropped {
+                field: key,
+                reason: "invalid_custom_data_value",
+            }),
         }
     }
     out
@@ -65,7 +102,12 @@ XPFYERZARZMWZWGZWL";
 /// Meta: `currency` is a valid ISO 4217 code; sent uppercase.
 pub fn currency(value: &Value) -> Option<String> {
     let c = value.as_str()?.trim().to_ascii_uppercase();
-    (c.len() == 3 && ISO_4217.as_bytes().chunks(3).any(|code| code == c.as_bytes())).then_some(c)
+    (c.len() == 3
+        && ISO_4217
+            .as_bytes()
+            .chunks(3)
+            .any(|code| code == c.as_bytes()))
+    .then_some(c)
 }
 
 /// `content_ids`: a list of SKUs as strings (numbers are converted; anything else refused).
@@ -92,7 +134,10 @@ mod tests {
         let mut dropped = vec![];
         let input = json!({"value": "19.90", "currency": "eur", "email": "a@b.co", "access_token": "x", "content_ids": [1, "b"]});
         let out = sanitized(input.as_object().cloned().unwrap_or_default(), &mut dropped);
-        assert_eq!(Value::Object(out), json!({"value": 19.9, "currency": "EUR", "content_ids": ["1", "b"]}));
+        assert_eq!(
+            Value::Object(out),
+            json!({"value": 19.9, "currency": "EUR", "content_ids": ["1", "b"]})
+        );
         assert_eq!(dropped.len(), 2);
     }
 

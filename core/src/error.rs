@@ -14,7 +14,10 @@ pub enum Error {
     /// A required field is absent or empty.
     MissingField(&'static str),
     /// A field is present but unusable; the message says why (never echoes customer data).
-    InvalidField { field: &'static str, why: &'static str },
+    InvalidField {
+        field: &'static str,
+        why: &'static str,
+    },
 }
 
 impl Error {

@@ -89,11 +89,20 @@ pub fn request_body(events: &[ServerEvent], test_event_code: Option<&str>) -> St
         test_event_code: Option<&'a str>,
         partner_agent: &'a str,
     }
-    let body = Body { data: events, test_event_code: test_event_code.filter(|c| !c.is_empty()), partner_agent: PARTNER_AGENT };
+    let body = Body {
+        data: events,
+        test_event_code: test_event_code.filter(|c| !c.is_empty()),
+        partner_agent: PARTNER_AGENT,
+    };
     serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// `{graph}/{version}/{pixel}/events` with the token as a query parameter.
 pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String {
-    format!("{}/{}/{}/events", graph_url.trim_end_matches('/'), api_version.trim_matches('/'), pixel_id)
+    format!(
+        "{}/{}/{}/events",
+        graph_url.trim_end_matches('/'),
+        api_version.trim_matches('/'),
+        pixel_id
+    )
 }

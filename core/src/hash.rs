@@ -20,7 +20,9 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 
 /// True for a 64-char lowercase hex string, the only form Meta accepts for hashed fields.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

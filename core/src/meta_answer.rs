@@ -6,13 +6,26 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaAnswer {
     /// 2xx: Meta took the events.
-    Accepted { events_received: u64, fbtrace_id: Option<String> },
+    Accepted {
+        events_received: u64,
+        fbtrace_id: Option<String>,
+    },
     /// Worth retrying later with backoff: 5xx, rate limits, `is_transient`, timeouts.
-    Transient { code: Option<i64>, fbtrace_id: Option<String> },
+    Transient {
+        code: Option<i64>,
+        fbtrace_id: Option<String>,
+    },
     /// The token or its permissions are wrong: keep the events, retry slowly, alert.
-    Unauthorized { code: i64, fbtrace_id: Option<String> },
+    Unauthorized {
+        code: i64,
+        fbtrace_id: Option<String>,
+    },
     /// The request itself is invalid (e.g. code 100): retrying unchanged cannot help.
-    Rejected { code: i64, subcode: Option<i64>, fbtrace_id: Option<String> },
+    Rejected {
+        code: i64,
+        subcode: Option<i64>,
+        fbtrace_id: Option<String>,
+    },
 }
 
 /// Graph codes that mean "try again later" (D-ERR, D-RL).
@@ -22,10 +35,20 @@ const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 32, 341, 368, 613];
 /// is never shown to a browser and may quote what was sent.
 pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
     let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let trace = |v: &Value| v.get("fbtrace_id").and_then(Value::as_str).map(str::to_string);
+    let trace = |v: &Value| {
+        v.get("fbtrace_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     if (200..300).contains(&status) {
-        let events_received = json.get("events_received").and_then(Value::as_u64).unwrap_or(0);
-        return MetaAnswer::Accepted { events_received, fbtrace_id: trace(&json) };
+        let events_received = json
+            .get("events_received")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        return MetaAnswer::Accepted {
+            events_received,
+            fbtrace_id: trace(&json),
+        };
     }
     let err = json.get("error").cloned().unwrap_or(Value::Null);
     let code = err.get("code").and_then(Value::as_i64);
@@ -33,12 +56,27 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
     let fbtrace_id = trace(&err);
     let transient = err.get("is_transient").and_then(Value::as_bool) == Some(true);
     match code {
-        _ if transient || status >= 500 || status == 429 => MetaAnswer::Transient { code, fbtrace_id },
+        _ if transient || status >= 500 || status == 429 => {
+            MetaAnswer::Transient { code, fbtrace_id }
+        }
         Some(c) if TRANSIENT_CODES.contains(&c) => MetaAnswer::Transient { code, fbtrace_id },
-        Some(c @ (190 | 10 | 200..=299)) => MetaAnswer::Unauthorized { code: c, fbtrace_id },
-        Some(c) => MetaAnswer::Rejected { code: c, subcode, fbtrace_id },
-        None if status == 401 || status == 403 => MetaAnswer::Unauthorized { code: 190, fbtrace_id },
-        None => MetaAnswer::Transient { code: None, fbtrace_id },
+        Some(c @ (190 | 10 | 200..=299)) => MetaAnswer::Unauthorized {
+            code: c,
+            fbtrace_id,
+        },
+        Some(c) => MetaAnswer::Rejected {
+            code: c,
+            subcode,
+            fbtrace_id,
+        },
+        None if status == 401 || status == 403 => MetaAnswer::Unauthorized {
+            code: 190,
+            fbtrace_id,
+        },
+        None => MetaAnswer::Transient {
+            code: None,
+            fbtrace_id,
+        },
     }
 }
 
@@ -48,11 +86,42 @@ mod tests {
 
     #[test]
     fn answers_are_classified_like_meta_documents() {
-        assert_eq!(meta_answer(200, r#"{"events_received":2,"messages":[],"fbtrace_id":"AbC"}"#), MetaAnswer::Accepted { events_received: 2, fbtrace_id: Some("AbC".into()) });
-        assert!(matches!(meta_answer(500, "oops"), MetaAnswer::Transient { .. }));
-        assert!(matches!(meta_answer(400, r#"{"error":{"code":613,"fbtrace_id":"x"}}"#), MetaAnswer::Transient { code: Some(613), .. }));
-        assert!(matches!(meta_answer(400, r#"{"error":{"code":100,"is_transient":true}}"#), MetaAnswer::Transient { .. }));
-        assert!(matches!(meta_answer(400, r#"{"error":{"code":190}}"#), MetaAnswer::Unauthorized { code: 190, .. }));
-        assert!(matches!(meta_answer(400, r#"{"error":{"code":100,"error_subcode":2804001}}"#), MetaAnswer::Rejected { code: 100, subcode: Some(2804001), .. }));
+        assert_eq!(
+            meta_answer(
+                200,
+                r#"{"events_received":2,"messages":[],"fbtrace_id":"AbC"}"#
+            ),
+            MetaAnswer::Accepted {
+                events_received: 2,
+                fbtrace_id: Some("AbC".into())
+            }
+        );
+        assert!(matches!(
+            meta_answer(500, "oops"),
+            MetaAnswer::Transient { .. }
+        ));
+        assert!(matches!(
+            meta_answer(400, r#"{"error":{"code":613,"fbtrace_id":"x"}}"#),
+            MetaAnswer::Transient {
+                code: Some(613),
+                ..
+            }
+        ));
+        assert!(matches!(
+            meta_answer(400, r#"{"error":{"code":100,"is_transient":true}}"#),
+            MetaAnswer::Transient { .. }
+        ));
+        assert!(matches!(
+            meta_answer(400, r#"{"error":{"code":190}}"#),
+            MetaAnswer::Unauthorized { code: 190, .. }
+        ));
+        assert!(matches!(
+            meta_answer(400, r#"{"error":{"code":100,"error_subcode":2804001}}"#),
+            MetaAnswer::Rejected {
+                code: 100,
+                subcode: Some(2804001),
+                ..
+            }
+        ));
     }
 }

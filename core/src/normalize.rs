@@ -115,7 +115,11 @@ impl Normalized {
 
 /// Normalizes `value` for `field`. `country` (any form `country` accepts) lets phones get
 /// their calling code and zips/states their country's rules.
-pub fn normalized(field: Field, value: &str, country: Option<&str>) -> Result<Normalized, DropReason> {
+pub fn normalized(
+    field: Field,
+    value: &str,
+    country: Option<&str>,
+) -> Result<Normalized, DropReason> {
     let value = value.trim();
     if value.is_empty() {
         return Err(DropReason::Empty);
@@ -159,7 +163,8 @@ fn pre_hashed(value: &str) -> Option<String> {
         Some(a)
             if is_sha256_hex(digest)
                 && (2..=8).contains(&a.len())
-                && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             Some(value.to_string())
         }
@@ -178,7 +183,9 @@ pub fn email(value: &str) -> Result<String, DropReason> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';' || c == '<' || c == '>');
+        && !e.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || c == ',' || c == ';' || c == '<' || c == '>'
+        });
     if ok {
         Ok(e)
     } else {
@@ -228,7 +235,11 @@ fn is_punctuation_or_space(c: char) -> bool {
 /// Meta: lowercase, no punctuation; PB also removes all whitespace; UTF-8 letters are kept
 /// (`Valéry` → `valéry`, `정` stays).
 pub fn name(value: &str) -> Result<String, DropReason> {
-    let n: String = value.chars().filter(|c| !is_punctuation_or_space(*c)).flat_map(char::to_lowercase).collect();
+    let n: String = value
+        .chars()
+        .filter(|c| !is_punctuation_or_space(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
     if n.is_empty() {
         Err(DropReason::InvalidName)
     } else {
@@ -252,30 +263,88 @@ pub fn city(value: &str) -> Result<String, DropReason> {
 
 /// Letters and digits only, lowercased.
 fn compact_lower(value: &str) -> String {
-    value.chars().filter(|c| !is_punctuation_or_space(*c)).flat_map(char::to_lowercase).collect()
+    value
+        .chars()
+        .filter(|c| !is_punctuation_or_space(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 const US_STATES: &[(&str, &str)] = &[
-    ("alabama", "al"), ("alaska", "ak"), ("arizona", "az"), ("arkansas", "ar"), ("california", "ca"),
-    ("colorado", "co"), ("connecticut", "ct"), ("delaware", "de"), ("districtofcolumbia", "dc"),
-    ("florida", "fl"), ("georgia", "ga"), ("hawaii", "hi"), ("idaho", "id"), ("illinois", "il"),
-    ("indiana", "in"), ("iowa", "ia"), ("kansas", "ks"), ("kentucky", "ky"), ("louisiana", "la"),
-    ("maine", "me"), ("maryland", "md"), ("massachusetts", "ma"), ("michigan", "mi"),
-    ("minnesota", "mn"), ("mississippi", "ms"), ("missouri", "mo"), ("montana", "mt"),
-    ("nebraska", "ne"), ("nevada", "nv"), ("newhampshire", "nh"), ("newjersey", "nj"),
-    ("newmexico", "nm"), ("newyork", "ny"), ("northcarolina", "nc"), ("northdakota", "nd"),
-    ("ohio", "oh"), ("oklahoma", "ok"), ("oregon", "or"), ("pennsylvania", "pa"),
-    ("rhodeisland", "ri"), ("southcarolina", "sc"), ("southdakota", "sd"), ("tennessee", "tn"),
-    ("texas", "tx"), ("utah", "ut"), ("vermont", "vt"), ("virginia", "va"), ("washington", "wa"),
-    ("westvirginia", "wv"), ("wisconsin", "wi"), ("wyoming", "wy"), ("puertorico", "pr"),
-    ("guam", "gu"), ("americansamoa", "as"), ("usvirginislands", "vi"), ("northernmarianaislands", "mp"),
+    ("alabama", "al"),
+    ("alaska", "ak"),
+    ("arizona", "az"),
+    ("arkansas", "ar"),
+    ("california", "ca"),
+    ("colorado", "co"),
+    ("connecticut", "ct"),
+    ("delaware", "de"),
+    ("districtofcolumbia", "dc"),
+    ("florida", "fl"),
+    ("georgia", "ga"),
+    ("hawaii", "hi"),
+    ("idaho", "id"),
+    ("illinois", "il"),
+    ("indiana", "in"),
+    ("iowa", "ia"),
+    ("kansas", "ks"),
+    ("kentucky", "ky"),
+    ("louisiana", "la"),
+    ("maine", "me"),
+    ("maryland", "md"),
+    ("massachusetts", "ma"),
+    ("michigan", "mi"),
+    ("minnesota", "mn"),
+    ("mississippi", "ms"),
+    ("missouri", "mo"),
+    ("montana", "mt"),
+    ("nebraska", "ne"),
+    ("nevada", "nv"),
+    ("newhampshire", "nh"),
+    ("newjersey", "nj"),
+    ("newmexico", "nm"),
+    ("newyork", "ny"),
+    ("northcarolina", "nc"),
+    ("northdakota", "nd"),
+    ("ohio", "oh"),
+    ("oklahoma", "ok"),
+    ("oregon", "or"),
+    ("pennsylvania", "pa"),
+    ("rhodeisland", "ri"),
+    ("southcarolina", "sc"),
+    ("southdakota", "sd"),
+    ("tennessee", "tn"),
+    ("texas", "tx"),
+    ("utah", "ut"),
+    ("vermont", "vt"),
+    ("virginia", "va"),
+    ("washington", "wa"),
+    ("westvirginia", "wv"),
+    ("wisconsin", "wi"),
+    ("wyoming", "wy"),
+    ("puertorico", "pr"),
+    ("guam", "gu"),
+    ("americansamoa", "as"),
+    ("usvirginislands", "vi"),
+    ("northernmarianaislands", "mp"),
 ];
 
 const CA_PROVINCES: &[(&str, &str)] = &[
-    ("alberta", "ab"), ("britishcolumbia", "bc"), ("manitoba", "mb"), ("newbrunswick", "nb"),
-    ("newfoundlandandlabrador", "nl"), ("newfoundland", "nl"), ("novascotia", "ns"), ("ontario", "on"),
-    ("princeedwardisland", "pe"), ("quebec", "qc"), ("québec", "qc"), ("saskatchewan", "sk"),
-    ("northwestterritories", "nt"), ("nunavut", "nu"), ("yukon", "yt"),
+    ("alberta", "ab"),
+    ("britishcolumbia", "bc"),
+    ("manitoba", "mb"),
+    ("newbrunswick", "nb"),
+    ("newfoundlandandlabrador", "nl"),
+    ("newfoundland", "nl"),
+    ("novascotia", "ns"),
+    ("ontario", "on"),
+    ("princeedwardisland", "pe"),
+    ("quebec", "qc"),
+    ("québec", "qc"),
+    ("saskatchewan", "sk"),
+    ("northwestterritories", "nt"),
+    ("nunavut", "nu"),
+    ("yukon", "yt"),
 ];
 
 /// Meta: 2-letter ANSI code, lowercase, for US states (and Canadian provinces, as PB does);
@@ -306,8 +375,15 @@ pub fn state(value: &str, country: Option<&str>) -> Result<String, DropReason> {
 
 /// Meta: lowercase, no spaces, no dash; US: first 5 digits (ZIP+4 → 5).
 pub fn zip(value: &str, country: Option<&str>) -> Result<String, DropReason> {
-    let z: String = value.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_lowercase).collect();
-    let looks_us = z.len() >= 5 && z.len() <= 9 && z.bytes().all(|b| b.is_ascii_digit()) && (z.len() == 5 || z.len() == 9);
+    let z: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    let looks_us = z.len() >= 5
+        && z.len() <= 9
+        && z.bytes().all(|b| b.is_ascii_digit())
+        && (z.len() == 5 || z.len() == 9);
     let z = match country {
         Some("us") | None if looks_us => z[..5].to_string(),
         Some("us") => return Err(DropReason::InvalidZip),
@@ -333,9 +409,34 @@ fn is_alpha2(code: &str) -> bool {
 
 /// (alpha-2, alpha-3, calling code, common English names) for the countries shops sell to most.
 const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
-    ("us", "usa", "1", &["unitedstates", "unitedstatesofamerica", "america", "us", "usa"]),
+    (
+        "us",
+        "usa",
+        "1",
+        &[
+            "unitedstates",
+            "unitedstatesofamerica",
+            "america",
+            "us",
+            "usa",
+        ],
+    ),
     ("ca", "can", "1", &["canada"]),
-    ("gb", "gbr", "44", &["unitedkingdom", "uk", "greatbritain", "england", "scotland", "wales", "northernireland", "britain"]),
+    (
+        "gb",
+        "gbr",
+        "44",
+        &[
+            "unitedkingdom",
+            "uk",
+            "greatbritain",
+            "england",
+            "scotland",
+            "wales",
+            "northernireland",
+            "britain",
+        ],
+    ),
     ("ie", "irl", "353", &["ireland"]),
     ("au", "aus", "61", &["australia"]),
     ("nz", "nzl", "64", &["newzealand"]),
@@ -344,7 +445,12 @@ const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
     ("es", "esp", "34", &["spain", "españa", "espana"]),
     ("it", "ita", "39", &["italy", "italia"]),
     ("pt", "prt", "351", &["portugal"]),
-    ("nl", "nld", "31", &["netherlands", "thenetherlands", "holland"]),
+    (
+        "nl",
+        "nld",
+        "31",
+        &["netherlands", "thenetherlands", "holland"],
+    ),
     ("be", "bel", "32", &["belgium"]),
     ("lu", "lux", "352", &["luxembourg"]),
     ("ch", "che", "41", &["switzerland"]),
@@ -383,7 +489,12 @@ const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
     ("hk", "hkg", "852", &["hongkong"]),
     ("tw", "twn", "886", &["taiwan"]),
     ("jp", "jpn", "81", &["japan"]),
-    ("kr", "kor", "82", &["southkorea", "korea", "republicofkorea"]),
+    (
+        "kr",
+        "kor",
+        "82",
+        &["southkorea", "korea", "republicofkorea"],
+    ),
     ("sg", "sgp", "65", &["singapore"]),
     ("my", "mys", "60", &["malaysia"]),
     ("th", "tha", "66", &["thailand"]),
@@ -403,11 +514,19 @@ const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
 /// (`United States`, `USA`, `U.K.`).
 pub fn country_code(value: &str) -> Result<&'static str, DropReason> {
     let c = compact_lower(value);
-    if let Some((a2, ..)) = COUNTRIES.iter().find(|(a2, a3, _, names)| *a2 == c || *a3 == c || names.contains(&c.as_str())) {
+    if let Some((a2, ..)) = COUNTRIES
+        .iter()
+        .find(|(a2, a3, _, names)| *a2 == c || *a3 == c || names.contains(&c.as_str()))
+    {
         return Ok(a2);
     }
     if is_alpha2(&c) {
-        let i = ALPHA2.as_bytes().chunks(2).position(|p| p == c.as_bytes()).unwrap_or(0) * 2;
+        let i = ALPHA2
+            .as_bytes()
+            .chunks(2)
+            .position(|p| p == c.as_bytes())
+            .unwrap_or(0)
+            * 2;
         return ALPHA2.get(i..i + 2).ok_or(DropReason::InvalidCountry);
     }
     Err(DropReason::InvalidCountry)
@@ -415,15 +534,21 @@ pub fn country_code(value: &str) -> Result<&'static str, DropReason> {
 
 /// The calling code for an alpha-2 country, where we know it.
 pub fn calling_code(alpha2: &str) -> Option<&'static str> {
-    COUNTRIES.iter().find(|(a2, ..)| *a2 == alpha2).map(|(_, _, code, _)| *code)
+    COUNTRIES
+        .iter()
+        .find(|(a2, ..)| *a2 == alpha2)
+        .map(|(_, _, code, _)| *code)
 }
 
 /// Meta: `f` or `m`. Common words map; anything else is dropped rather than guessed.
 pub fn gender(value: &str) -> Result<String, DropReason> {
     let g = compact_lower(value);
     match g.as_str() {
-        "f" | "female" | "woman" | "w" | "girl" | "mrs" | "ms" | "miss" | "feminine" | "frau" | "femme" | "mujer" => Ok("f".into()),
-        "m" | "male" | "man" | "boy" | "mr" | "masculine" | "herr" | "homme" | "hombre" => Ok("m".into()),
+        "f" | "female" | "woman" | "w" | "girl" | "mrs" | "ms" | "miss" | "feminine" | "frau"
+        | "femme" | "mujer" => Ok("f".into()),
+        "m" | "male" | "man" | "boy" | "mr" | "masculine" | "herr" | "homme" | "hombre" => {
+            Ok("m".into())
+        }
         _ => Err(DropReason::UnknownGender),
     }
 }
@@ -433,7 +558,10 @@ pub fn gender(value: &str) -> Result<String, DropReason> {
 /// Impossible dates are dropped.
 pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
     let v = value.trim();
-    let parts: Vec<&str> = v.split(|c: char| c == '-' || c == '/' || c == '.' || c == ' ').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = v
+        .split(|c: char| c == '-' || c == '/' || c == '.' || c == ' ')
+        .filter(|p| !p.is_empty())
+        .collect();
     let num = |s: &str| -> Option<u32> {
         if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
             None

@@ -52,42 +52,71 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
     let ua = ua.ok_or(crate::Error::MissingField("User-Agent header"))?;
     let mut user_data = UserData {
         client_user_agent: Some(ua.chars().take(512).collect()),
-        client_ip_address: facts.client_ip.and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok()).map(|ip| ip.to_string()),
+        client_ip_address: facts
+            .client_ip
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string()),
         ..UserData::default()
     };
 
     // _fbp: the cookie the browser sent wins over the copy in the body (same jar, but the
     // header cannot be altered by page scripts after the fact).
-    let fbp = facts.cookie_fbp.filter(|v| is_valid_fbp(v)).or(beacon.fbp.as_deref().filter(|v| is_valid_fbp(v)));
+    let fbp = facts
+        .cookie_fbp
+        .filter(|v| is_valid_fbp(v))
+        .or(beacon.fbp.as_deref().filter(|v| is_valid_fbp(v)));
     if fbp.is_none() && (facts.cookie_fbp.is_some() || beacon.fbp.is_some()) {
-        dropped.push(Dropped { field: "fbp".into(), reason: "invalid_fbp" });
+        dropped.push(Dropped {
+            field: "fbp".into(),
+            reason: "invalid_fbp",
+        });
     }
     user_data.fbp = fbp.map(str::to_string);
 
-    let existing_fbc = facts.cookie_fbc.filter(|v| fbc_click_id(v).is_some()).or(beacon.fbc.as_deref().filter(|v| fbc_click_id(v).is_some()));
+    let existing_fbc = facts
+        .cookie_fbc
+        .filter(|v| fbc_click_id(v).is_some())
+        .or(beacon.fbc.as_deref().filter(|v| fbc_click_id(v).is_some()));
     if existing_fbc.is_none() && (facts.cookie_fbc.is_some() || beacon.fbc.is_some()) {
-        dropped.push(Dropped { field: "fbc".into(), reason: "invalid_fbc" });
+        dropped.push(Dropped {
+            field: "fbc".into(),
+            reason: "invalid_fbc",
+        });
     }
-    let new_fbc = fbclid_in_url(&beacon.event_source_url).and_then(|click| fbc_for_click(click, facts.now_ms, existing_fbc));
+    let new_fbc = fbclid_in_url(&beacon.event_source_url)
+        .and_then(|click| fbc_for_click(click, facts.now_ms, existing_fbc));
     user_data.fbc = new_fbc.clone().or(existing_fbc.map(str::to_string));
 
-    let country = beacon.user_data.get("country").and_then(Value::as_str).map(str::to_string);
+    let country = beacon
+        .user_data
+        .get("country")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     for (key, value) in &beacon.user_data {
         let Some(field) = Field::from_key(key) else {
-            dropped.push(Dropped { field: key.clone(), reason: "unknown_user_data_field" });
+            dropped.push(Dropped {
+                field: key.clone(),
+                reason: "unknown_user_data_field",
+            });
             continue;
         };
         let text = match value {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             _ => {
-                dropped.push(Dropped { field: key.clone(), reason: "not_a_string" });
+                dropped.push(Dropped {
+                    field: key.clone(),
+                    reason: "not_a_string",
+                });
                 continue;
             }
         };
         match normalize::hashed(field, &text, country.as_deref()) {
             Ok(h) => *user_data.hashed_mut(field) = Some(h),
-            Err(reason) => dropped.push(Dropped { field: key.clone(), reason: reason.as_str() }),
+            Err(reason) => dropped.push(Dropped {
+                field: key.clone(),
+                reason: reason.as_str(),
+            }),
         }
     }
 
@@ -103,7 +132,12 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
         custom_data,
     };
     let set_fbp = event.user_data.fbp.clone();
-    Ok(WebsiteEvent { event, dropped, set_fbp, set_fbc: new_fbc.or(existing_fbc.map(str::to_string)) })
+    Ok(WebsiteEvent {
+        event,
+        dropped,
+        set_fbp,
+        set_fbc: new_fbc.or(existing_fbc.map(str::to_string)),
+    })
 }
 
 #[cfg(test)]
@@ -113,28 +147,54 @@ mod tests {
     const NOW: u64 = 1_763_000_000_000;
 
     fn beacon(extra: &str) -> Beacon {
-        let body = format!(r#"{{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p?fbclid=AbC-1"{extra}}}"#);
+        let body = format!(
+            r#"{{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p?fbclid=AbC-1"{extra}}}"#
+        );
         Beacon::parse(body.as_bytes()).expect("valid beacon")
     }
 
     fn facts() -> RequestFacts<'static> {
-        RequestFacts { client_ip: Some("2001:db8::1"), user_agent: Some("Mozilla/5.0"), now_ms: NOW, ..Default::default() }
+        RequestFacts {
+            client_ip: Some("2001:db8::1"),
+            user_agent: Some("Mozilla/5.0"),
+            now_ms: NOW,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn event_time_is_clamped_to_the_server_clock() {
-        assert_eq!(beacon_event_time(Some(NOW - 5_000), NOW), (NOW / 1000 - 5) as i64);
-        assert_eq!(beacon_event_time(Some(NOW + 60_000), NOW), (NOW / 1000) as i64);
-        assert_eq!(beacon_event_time(Some(NOW - 9 * 86_400_000), NOW), (NOW / 1000) as i64);
+        assert_eq!(
+            beacon_event_time(Some(NOW - 5_000), NOW),
+            (NOW / 1000 - 5) as i64
+        );
+        assert_eq!(
+            beacon_event_time(Some(NOW + 60_000), NOW),
+            (NOW / 1000) as i64
+        );
+        assert_eq!(
+            beacon_event_time(Some(NOW - 9 * 86_400_000), NOW),
+            (NOW / 1000) as i64
+        );
         assert_eq!(beacon_event_time(None, NOW), (NOW / 1000) as i64);
     }
 
     #[test]
     fn enrichment_and_hashing() {
-        let w = website_event(beacon(r#","user_data":{"em":" Jane@Example.com ","ph":"+1 (650) 555-1212"}"#), &facts()).expect("event");
+        let w = website_event(
+            beacon(r#","user_data":{"em":" Jane@Example.com ","ph":"+1 (650) 555-1212"}"#),
+            &facts(),
+        )
+        .expect("event");
         let u = &w.event.user_data;
-        assert_eq!(u.em.as_deref(), Some(crate::hash::sha256_hex("jane@example.com").as_str()));
-        assert_eq!(u.ph.as_deref(), Some(crate::hash::sha256_hex("16505551212").as_str()));
+        assert_eq!(
+            u.em.as_deref(),
+            Some(crate::hash::sha256_hex("jane@example.com").as_str())
+        );
+        assert_eq!(
+            u.ph.as_deref(),
+            Some(crate::hash::sha256_hex("16505551212").as_str())
+        );
         assert_eq!(u.client_ip_address.as_deref(), Some("2001:db8::1"));
         assert_eq!(u.fbc.as_deref(), Some(format!("fb.1.{NOW}.AbC-1").as_str()));
         assert_eq!(w.set_fbc, u.fbc);
@@ -143,13 +203,22 @@ mod tests {
 
     #[test]
     fn a_missing_user_agent_is_refused() {
-        let f = RequestFacts { user_agent: None, ..facts() };
-        assert_eq!(website_event(beacon(""), &f).map(|_| ()), Err(crate::Error::MissingField("User-Agent header")));
+        let f = RequestFacts {
+            user_agent: None,
+            ..facts()
+        };
+        assert_eq!(
+            website_event(beacon(""), &f).map(|_| ()),
+            Err(crate::Error::MissingField("User-Agent header"))
+        );
     }
 
     #[test]
     fn invalid_cookies_are_dropped_with_a_reason() {
-        let f = RequestFacts { cookie_fbp: Some("garbage"), ..facts() };
+        let f = RequestFacts {
+            cookie_fbp: Some("garbage"),
+            ..facts()
+        };
         let w = website_event(beacon(""), &f).expect("event");
         assert_eq!(w.event.user_data.fbp, None);
         assert!(w.dropped.iter().any(|d| d.reason == "invalid_fbp"));

@@ -7,7 +7,11 @@ use serde_json::Value;
 
 #[test]
 fn every_vector_normalizes_and_hashes_as_published() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/normalization.json")).expect("vectors file");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/normalization.json"
+    ))
+    .expect("vectors file");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("vectors are JSON");
     assert!(cases.len() >= 30);
     for case in &cases {
@@ -26,9 +30,17 @@ fn every_vector_normalizes_and_hashes_as_published() {
             (want, got) => panic!("{label}: wanted {want:?}, got {got:?}"),
         }
         let want_hash = s("sha256").expect("sha256");
-        assert_eq!(hashed(field, input, s("country")).as_deref(), Ok(want_hash), "{label}");
+        assert_eq!(
+            hashed(field, input, s("country")).as_deref(),
+            Ok(want_hash),
+            "{label}"
+        );
         if let Some(n) = s("normalized") {
-            assert_eq!(sha256_hex(n), want_hash, "{label}: vector hash disagrees with its own normalized value");
+            assert_eq!(
+                sha256_hex(n),
+                want_hash,
+                "{label}: vector hash disagrees with its own normalized value"
+            );
         }
     }
 }

@@ -1,1 +1,46 @@
-pub fn x(){}
+//! capi-edge Worker: serves the pixel shim, takes beacons on the shop's own domain and relays
+//! them to Meta's Conversions API. Meta's rules live in `capi-core`; this crate moves bytes.
+
+mod config;
+mod cookies;
+mod delivery;
+mod demo;
+mod error;
+mod ingest;
+mod shim_assets;
+
+use config::Config;
+use error::ApiError;
+use worker::{event, Context, Env, Method, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let cfg = Config::from_env(&env);
+    let path = req.path();
+    let Some(route) = path.strip_prefix(cfg.route_prefix.as_str()) else {
+        return demo::page_or_not_found(&cfg, &path);
+    };
+    let answer = match (req.method(), route) {
+        (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req),
+        (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
+        (Method::Post, "/e") => ingest::beacon(req, &cfg, &ctx).await,
+        (Method::Options, "/e") => ingest::preflight(&req, &cfg),
+        (Method::Get, "/health") => health(&cfg),
+        (_, "/p.js" | "/p.wasm" | "/e" | "/health") => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound),
+    };
+    answer.or_else(|e| e.into_response())
+}
+
+/// `GET /t/health`: whether the Worker is configured; never a secret's value.
+fn health(cfg: &Config) -> std::result::Result<Response, ApiError> {
+    let body = serde_json::json!({
+        "ok": cfg.pixel_id.is_some() && cfg.access_token.is_some(),
+        "pixel_id_set": cfg.pixel_id.is_some(),
+        "access_token_set": cfg.access_token.is_some(),
+        "api_version": cfg.api_version,
+        "shim_built": shim_assets::is_built(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    Ok(Response::from_json(&body)?)
+}

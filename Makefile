@@ -1,0 +1,39 @@
+# capi-edge — the two commands: `make dev` and `make test`.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: dev test build setup shim worker cli lint unit integration size bench clean
+
+## setup: install pinned tools into .tools/ and node_modules/ (idempotent)
+setup:
+	@bash scripts/setup.sh
+
+## build: the pixel shim, the Worker (release) and the CLI
+build: setup
+	@bash scripts/build-shim.sh
+	@bash scripts/build-worker.sh
+	@cargo build -q --release -p capi-edge
+
+## dev: build, then run the sandbox + the Worker in workerd with the demo storefront
+dev: build
+	@bash scripts/dev.sh
+
+## test: fmt, clippy, unit tests, build, size budget, integration + browser tests
+test: setup lint unit build size integration
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy -q --workspace --all-targets -- -D warnings
+	cargo clippy -q -p capi-worker -p capi-pixel --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test -q --workspace
+
+size:
+	@node tests/size-budget.mjs
+
+integration:
+	@node --test --test-concurrency=1 --test-timeout=180000 tests/integration/
+
+clean:
+	rm -rf build target

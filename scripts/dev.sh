@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make dev: the Conversions API sandbox + the Worker in the real workerd (wrangler dev) with the
+# demo storefront, on 127.0.0.1. Ctrl-C stops everything (whole process groups).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+WORKER_PORT=${WORKER_PORT:-8787}
+SANDBOX_PORT=${SANDBOX_PORT:-8790}
+PIXEL_ID=${PIXEL_ID:-1234567890}
+SANDBOX="http://127.0.0.1:$SANDBOX_PORT"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+setsid target/release/capi-edge sandbox --listen "127.0.0.1:$SANDBOX_PORT" &
+pids+=($!)
+setsid wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --log-level warn \
+  --var "PIXEL_ID:$PIXEL_ID" --var "META_ACCESS_TOKEN:dev-token" --var "META_GRAPH_URL:$SANDBOX" \
+  --var "DEMO_STOREFRONT:on" &
+pids+=($!)
+
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$WORKER_PORT/t/health" >/dev/null 2>&1 && break
+  sleep 1
+done
+cat <<MSG
+
+  capi-edge is running (real workerd via wrangler dev):
+    demo storefront   http://127.0.0.1:$WORKER_PORT/
+    sandbox (Meta)    $SANDBOX/          ← browser + server copies pair up here
+    health            http://127.0.0.1:$WORKER_PORT/t/health
+
+  Click "Add to cart" on the storefront and watch the sandbox. Ctrl-C to stop.
+
+MSG
+wait

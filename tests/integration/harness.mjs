@@ -1,0 +1,62 @@
+// Test harness: the built Worker in the real workerd (Miniflare) against the real sandbox
+// binary, both on 127.0.0.1, both torn down (whole process groups) after each file.
+import { spawn } from 'node:child_process';
+import { Miniflare } from 'miniflare';
+import { readFileSync } from 'node:fs';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+export const PIXEL_ID = '987654321012345';
+export const TOKEN = 'test-token-secret-value';
+
+/** Starts `capi-edge sandbox` on a free port; resolves to { url, stop, events, reset, faults }. */
+export async function startSandbox() {
+  const child = spawn(`${ROOT}target/release/capi-edge`, ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('sandbox did not start in 10 s')), 10_000);
+    let buf = '';
+    child.stderr.on('data', (d) => {
+      buf += d;
+      const m = buf.match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`sandbox exited ${code}: ${buf}`)));
+  });
+  const post = (path, body) => fetch(url + path, { method: 'POST', body: JSON.stringify(body ?? {}) });
+  return {
+    url,
+    events: async () => (await fetch(`${url}/_sandbox/events`)).json(),
+    reset: () => post('/_sandbox/reset'),
+    faults: (f) => post('/_sandbox/faults', f),
+    stop: () => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} },
+  };
+}
+
+/** Runs build/worker in workerd via Miniflare with the given vars; resolves to { url, fetch, stop }. */
+export async function startWorker(vars = {}) {
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: `${ROOT}build/worker/index.js`,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2026-04-01',
+    host: '127.0.0.1',
+    port: 0,
+    bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ...vars },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return { url, mf, fetch: (path, init) => mf.dispatchFetch(`${url}${path}`, init), stop: () => mf.dispose() };
+}
+
+/** Polls `check` until it returns a truthy value or `ms` pass. */
+export async function eventually(check, ms = 10_000, what = 'condition') {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try { last = await check(); if (last) return last; } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+}
+
+export const HASHED_KEYS = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'ge', 'db', 'external_id'];
+export const isSha256 = (v) => /^[0-9a-f]{64}$/.test(v);
+export const shimVersion = () => readFileSync(`${ROOT}build/shim/p.js`, 'utf8').match(/p\.wasm\?v=([0-9a-f]+)/)[1];

@@ -1,0 +1,26 @@
+// Size budget (deterministic, so checked in `make test`): gzip -9 sizes of what browsers and
+// Cloudflare download. Writes build/sizes.json and fails when a budget is exceeded.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { gzipSync, brotliCompressSync } from 'node:zlib';
+
+const KiB = 1024;
+const size = (files) => {
+  const bufs = files.map((f) => readFileSync(f));
+  const sum = (fn) => bufs.reduce((n, b) => n + fn(b).length, 0);
+  return { raw: sum((b) => b), gzip: sum((b) => gzipSync(b, { level: 9 })), brotli: sum((b) => brotliCompressSync(b)) };
+};
+const budgets = [
+  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 16 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 400 * KiB },
+];
+let failed = false;
+const report = {};
+for (const b of budgets) {
+  const s = size(b.files);
+  report[b.name] = { ...s, gzip_limit: b.gzipLimit };
+  const ok = s.gzip <= b.gzipLimit;
+  failed ||= !ok;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${b.name}: ${s.gzip} B gzip (limit ${b.gzipLimit}), ${s.brotli} B brotli, ${s.raw} B raw`);
+}
+writeFileSync('build/sizes.json', JSON.stringify(report, null, 2));
+if (failed) process.exit(1);

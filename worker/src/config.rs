@@ -1,0 +1,49 @@
+//! Configuration from wrangler.toml `[vars]` and secrets (names per DESIGN.md).
+
+use worker::Env;
+
+/// Meta's Graph API version the Worker posts to unless `META_API_VERSION` says otherwise: the
+/// newest one Meta's own business SDKs use (nodejs-business-sdk 26.0.0).
+pub const DEFAULT_API_VERSION: &str = "v26.0";
+
+pub struct Config {
+    pub pixel_id: Option<String>,
+    pub access_token: Option<String>,
+    pub graph_url: String,
+    pub api_version: String,
+    pub test_event_code: Option<String>,
+    /// Extra origins allowed to post beacons (comma separated), besides the shop's own.
+    pub allowed_origins: String,
+    /// `Domain=` for the `_fbp`/`_fbc` server cookies; host-only when unset.
+    pub cookie_domain: Option<String>,
+    pub route_prefix: String,
+    /// Serves the demo storefront at `/` (local development only).
+    pub demo_storefront: bool,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Config {
+        let var = |name: &str| {
+            env.var(name)
+                .ok()
+                .map(|v| v.to_string())
+                .or_else(|| env.secret(name).ok().map(|s| s.to_string()))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Config {
+            pixel_id: var("PIXEL_ID"),
+            access_token: var("META_ACCESS_TOKEN"),
+            graph_url: var("META_GRAPH_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
+            api_version: var("META_API_VERSION").unwrap_or_else(|| DEFAULT_API_VERSION.into()),
+            test_event_code: var("TEST_EVENT_CODE"),
+            allowed_origins: var("ALLOWED_ORIGINS").unwrap_or_default(),
+            cookie_domain: var("COOKIE_DOMAIN"),
+            route_prefix: var("ROUTE_PREFIX")
+                .unwrap_or_else(|| "/t".into())
+                .trim_end_matches('/')
+                .to_string(),
+            demo_storefront: var("DEMO_STOREFRONT").as_deref() == Some("on"),
+        }
+    }
+}

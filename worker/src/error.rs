@@ -1,0 +1,91 @@
+//! The Worker's error type and its HTTP answers: `{"error": {"code", "message"}}`.
+//! Detail goes to the log (never customer data); a browser never sees a secret or Meta's body.
+
+use worker::{Headers, Response};
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The beacon was refused by `capi-core`; resending it unchanged will fail again.
+    BadBeacon(capi_core::Error),
+    /// Body over the size limit.
+    TooLarge {
+        limit: usize,
+    },
+    /// Content-Type is neither JSON nor text/plain.
+    UnsupportedMediaType,
+    /// The request's Origin is not the shop's own nor in ALLOWED_ORIGINS.
+    ForbiddenOrigin,
+    /// A required setting is missing; retrying helps once the operator sets it.
+    NotConfigured(&'static str),
+    /// The built pixel shim is not embedded in this build.
+    ShimNotBuilt,
+    NotFound,
+    MethodNotAllowed,
+    /// The runtime failed (reading the body, building a response); detail is logged only.
+    Runtime(worker::Error),
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        ApiError::Runtime(e)
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (u16, &'static str, String) {
+        match self {
+            ApiError::BadBeacon(e) => (400, e.code(), e.to_string()),
+            ApiError::TooLarge { limit } => (
+                413,
+                "body_too_large",
+                format!("body must be at most {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType => (
+                415,
+                "unsupported_media_type",
+                "send JSON as application/json or text/plain".into(),
+            ),
+            ApiError::ForbiddenOrigin => (
+                403,
+                "origin_not_allowed",
+                "this origin may not send events here; add it to ALLOWED_ORIGINS".into(),
+            ),
+            ApiError::NotConfigured(name) => (
+                503,
+                "not_configured",
+                format!("the Worker is missing the {name} setting"),
+            ),
+            ApiError::ShimNotBuilt => (
+                404,
+                "shim_not_built",
+                "this build has no pixel shim; run `make build`".into(),
+            ),
+            ApiError::NotFound => (404, "not_found", "no such route".into()),
+            ApiError::MethodNotAllowed => (
+                405,
+                "method_not_allowed",
+                "method not allowed on this route".into(),
+            ),
+            ApiError::Runtime(_) => (500, "internal", "internal error".into()),
+        }
+    }
+
+    /// The JSON answer for this error.
+    pub fn into_response(self) -> worker::Result<Response> {
+        if let ApiError::Runtime(e) = &self {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"msg": "runtime_error", "detail": e.to_string()})
+            );
+        }
+        let (status, code, message) = self.parts();
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        headers.set("cache-control", "no-store")?;
+        Ok(Response::from_bytes(body.to_string().into_bytes())?
+            .with_status(status)
+            .with_headers(headers))
+    }
+}

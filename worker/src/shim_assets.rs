@@ -1,0 +1,75 @@
+//! `GET /t/p.js` and `GET /t/p.wasm`: the pixel shim, embedded at build time.
+
+use crate::error::ApiError;
+use worker::{Headers, Request, Response};
+
+const LOADER_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/p.js"));
+const SHIM_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/p.wasm"));
+
+pub fn is_built() -> bool {
+    !LOADER_JS.is_empty() && !SHIM_WASM.is_empty()
+}
+
+/// The loader: short cache (its URL is the one in the merchant's script tag) and an ETag.
+pub fn loader(req: &Request) -> Result<Response, ApiError> {
+    serve(
+        req,
+        LOADER_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300, stale-while-revalidate=86400",
+    )
+}
+
+/// The wasm: immutable when asked for by the version the loader names (`?v=`), short otherwise.
+pub fn wasm(req: &Request) -> Result<Response, ApiError> {
+    let current = req
+        .url()?
+        .query_pairs()
+        .any(|(k, v)| k == "v" && v == version_tag());
+    let cache = if current {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=300"
+    };
+    serve(req, SHIM_WASM, "application/wasm", cache)
+}
+
+/// The wasm's version tag, as written into the loader by the shim build (`p.wasm?v=TAG`).
+fn version_tag() -> &'static str {
+    let js = std::str::from_utf8(LOADER_JS).unwrap_or("");
+    js.split_once("p.wasm?v=")
+        .map(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or("")
+        })
+        .unwrap_or("")
+}
+
+fn serve(
+    req: &Request,
+    bytes: &'static [u8],
+    content_type: &str,
+    cache: &str,
+) -> Result<Response, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::ShimNotBuilt);
+    }
+    let etag = format!("\"{:016x}\"", fnv1a(bytes));
+    let headers = Headers::new();
+    headers.set("content-type", content_type)?;
+    headers.set("cache-control", cache)?;
+    headers.set("etag", &etag)?;
+    headers.set("x-content-type-options", "nosniff")?;
+    if req.headers().get("if-none-match")?.as_deref() == Some(etag.as_str()) {
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    Ok(Response::from_bytes(bytes.to_vec())?.with_headers(headers))
+}
+
+/// FNV-1a over the asset, for its ETag (computed once per isolate is not worth caching: a few KB).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
