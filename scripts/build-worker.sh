@@ -6,4 +6,6 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT/worker"
 worker-build --release >"$ROOT/build/worker-build.log" 2>&1 || { cat "$ROOT/build/worker-build.log"; exit 1; }
 rm -rf "$ROOT/build/worker" && mv build "$ROOT/build/worker"
+# worker-build keeps the name section (~110 KB); browsers and Cloudflare never need it.
+wasm-opt --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue "$ROOT/build/worker/index_bg.wasm" -o "$ROOT/build/worker/index_bg.wasm"
 echo "worker built: build/worker/"

@@ -279,7 +279,8 @@ mod tests {
 
     #[test]
     fn each_rule_is_enforced() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "event_time_too_old",
                 Box::new(|e| e["event_time"] = json!(NOW - 8 * 86400)),

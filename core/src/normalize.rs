@@ -559,7 +559,7 @@ pub fn gender(value: &str) -> Result<String, DropReason> {
 pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
     let v = value.trim();
     let parts: Vec<&str> = v
-        .split(|c: char| c == '-' || c == '/' || c == '.' || c == ' ')
+        .split(['-', '/', '.', ' '])
         .filter(|p| !p.is_empty())
         .collect();
     let num = |s: &str| -> Option<u32> {
@@ -594,7 +594,7 @@ pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
 
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

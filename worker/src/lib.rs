@@ -17,7 +17,11 @@ use worker::{event, Context, Env, Method, Request, Response, Result};
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let cfg = Config::from_env(&env);
     let path = req.path();
-    let Some(route) = path.strip_prefix(cfg.route_prefix.as_str()) else {
+    // `/t/e` is ours, `/thank-you` is not: the prefix must end at a segment boundary.
+    let Some(route) = path
+        .strip_prefix(cfg.route_prefix.as_str())
+        .filter(|r| r.starts_with('/'))
+    else {
         return demo::page_or_not_found(&cfg, &path);
     };
     let answer = match (req.method(), route) {

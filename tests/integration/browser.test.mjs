@@ -1,0 +1,97 @@
+// The whole path in headless Chromium: demo page → shim → fbq (stand-in pixel) + beacon →
+// Worker (workerd) → sandbox. Asserts what a merchant would check in Events Manager.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, isSha256 } from './harness.mjs';
+
+let sandbox, worker, browser;
+
+before(async () => {
+  sandbox = await startSandbox();
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on' });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    // Playwright gives every launch a fresh, empty profile of its own.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    timeout: 30_000,
+  });
+});
+after(async () => {
+  await browser?.close();
+  await worker?.stop();
+  sandbox?.stop();
+});
+
+const serverCopy = async (name, id) => (await sandbox.events()).server.find((e) => e.event_name === name && e.event_id === id);
+
+test('PageView and AddToCart arrive twice with one event_id and deduplicate', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${worker.url}/?fbclid=IwAR_browser-Test_1`);
+
+  // The automatic PageView went to fbq with an eventID …
+  const pageView = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'PageView')), 10_000, 'fbq PageView');
+  assert.match(pageView.event_id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'UUIDv7 event id');
+  assert.deepEqual(pageView.pixel_ids, [PIXEL_ID], 'the shim installed fbq and initialised the pixel');
+  // … and the Worker relayed the same event to the Conversions API.
+  const pvServer = await eventually(() => serverCopy('PageView', pageView.event_id), 10_000, 'server PageView');
+
+  const cookies = Object.fromEntries((await context.cookies()).map((c) => [c.name, c.value]));
+  assert.match(cookies._fbp, /^fb\.\d\.\d{13}\.\d+$/, '_fbp minted by the shim');
+  assert.match(cookies._fbc, /^fb\.\d\.\d{13}\.IwAR_browser-Test_1$/, '_fbc from fbclid, click id unaltered');
+  assert.equal(pvServer.user_data.fbp, cookies._fbp, 'server and pixel see one _fbp');
+  assert.equal(pvServer.user_data.fbc, cookies._fbc);
+  assert.equal(pvServer.user_data.client_user_agent, await page.evaluate(() => navigator.userAgent));
+  assert.equal(pvServer.event_source_url, page.url());
+  assert.equal(pvServer.action_source, 'website');
+
+  await page.click('button[data-sku="teapot"]');
+  const add = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'AddToCart')), 10_000, 'fbq AddToCart');
+  assert.deepEqual(add.params, { value: 39.9, currency: 'EUR', content_ids: ['teapot'], content_type: 'product' });
+  const addServer = await eventually(() => serverCopy('AddToCart', add.event_id), 10_000, 'server AddToCart');
+  assert.deepEqual(addServer.custom_data, { value: 39.9, currency: 'EUR', content_ids: ['teapot'], content_type: 'product' });
+  for (const k of HASHED_KEYS) if (k in addServer.user_data) assert.ok(isSha256(addServer.user_data[k]), `${k} hashed`);
+
+  const pairs = await eventually(async () => {
+    const v = await sandbox.events();
+    const p = v.pairs.filter((x) => [pageView.event_id, add.event_id].includes(x.event_id));
+    return p.length === 2 && p.every((x) => x.status === 'deduplicated') && p;
+  }, 10_000, 'both pairs deduplicated');
+  assert.equal(pairs.length, 2);
+  await context.close();
+});
+
+test('commands given before the shim loads are queued, not lost', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The demo page defines the queue stub before the async script tag; call it at once.
+  await page.addInitScript(() => {
+    document.addEventListener('DOMContentLoaded', () => window.capi('trackCustom', 'EarlyBird', { step: 1 }));
+  });
+  await page.goto(`${worker.url}/`);
+  const early = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'EarlyBird')), 10_000, 'queued command');
+  assert.equal(early.method, 'trackCustom');
+  await eventually(() => serverCopy('EarlyBird', early.event_id), 10_000, 'server copy of the queued command');
+  await context.close();
+});
+
+test('a checkout Purchase is paired by event_id in the sandbox page', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${worker.url}/checkout`);
+  await page.click('#pay');
+  await page.waitForURL(/thank-you/);
+  const purchase = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'Purchase')), 10_000, 'fbq Purchase');
+  const server = await eventually(() => serverCopy('Purchase', purchase.event_id), 10_000, 'server Purchase');
+  assert.equal(server.custom_data.currency, 'EUR');
+  assert.equal(server.custom_data.value, 39.9);
+
+  const sb = await context.newPage();
+  await sb.goto(`${sandbox.url}/`);
+  const row = sb.locator('tr', { hasText: purchase.event_id });
+  await row.waitFor({ timeout: 5_000 });
+  assert.match(await row.textContent(), /deduplicated/);
+  await context.close();
+});
