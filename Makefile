@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev test build setup shim worker cli lint unit integration size bench clean
+.PHONY: dev test build setup lint unit integration size bench fuzz clean
 
 ## setup: install pinned tools into .tools/ and node_modules/ (idempotent)
 setup:
@@ -37,3 +37,7 @@ integration:
 
 clean:
 	rm -rf build target
+
+## fuzz: cargo-fuzz (nightly) on the beacon and field parsers, FUZZ_SECONDS each (default 60)
+fuzz:
+	@bash scripts/fuzz.sh

@@ -3,6 +3,7 @@
 use crate::normalize::Field;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// One event in the `data` array of `POST /{version}/{pixel}/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,7 +56,25 @@ pub struct UserData {
     pub fbp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fbc: Option<String>,
+    /// Other ids Meta wants unhashed (`subscription_id`, `lead_id`, …; see `UNHASHED_IDS`).
+    #[serde(default, flatten, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhashed_ids: BTreeMap<String, String>,
 }
+
+/// `user_data` ids Meta lists as "do not hash" (D-CIP), passed through as given. IP, user
+/// agent, fbp and fbc are not here: the edge sets those itself.
+pub const UNHASHED_IDS: &[&str] = &[
+    "subscription_id",
+    "fb_login_id",
+    "lead_id",
+    "anon_id",
+    "madid",
+    "page_id",
+    "page_scoped_user_id",
+    "ctwa_clid",
+    "ig_account_id",
+    "ig_sid",
+];
 
 impl UserData {
     /// The slot of a hashed field.

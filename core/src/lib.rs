@@ -13,6 +13,7 @@ pub mod meta_answer;
 pub mod meta_rules;
 pub mod normalize;
 pub mod origin;
+pub mod webhook;
 pub mod website;
 
 pub use error::{Error, Result};

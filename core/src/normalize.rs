@@ -570,7 +570,9 @@ pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
         }
     };
     let (y, m, d) = match parts.as_slice() {
-        [one] if one.len() == 8 => (num(&one[..4]), num(&one[4..6]), num(&one[6..])),
+        [one] if one.len() == 8 && one.bytes().all(|b| b.is_ascii_digit()) => {
+            (num(&one[..4]), num(&one[4..6]), num(&one[6..]))
+        }
         [a, b, c] if a.len() == 4 => (num(a), num(b), num(c)),
         [a, b, c] if c.len() == 4 && v.contains('.') => (num(c), num(b), num(a)),
         [a, b, c] if c.len() == 4 => {

@@ -2,7 +2,7 @@
 
 use crate::beacon::Beacon;
 use crate::custom_data::{self, Dropped};
-use crate::event::{ServerEvent, UserData};
+use crate::event::{ServerEvent, UserData, UNHASHED_IDS};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
 use crate::normalize::{self, Field};
 use crate::MAX_EVENT_AGE_SECS;
@@ -93,6 +93,22 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
         .and_then(Value::as_str)
         .map(str::to_string);
     for (key, value) in &beacon.user_data {
+        if UNHASHED_IDS.contains(&key.as_str()) {
+            match value
+                .as_str()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= 256)
+            {
+                Some(v) => {
+                    user_data.unhashed_ids.insert(key.clone(), v.to_string());
+                }
+                None => dropped.push(Dropped {
+                    field: key.clone(),
+                    reason: "invalid_id",
+                }),
+            }
+            continue;
+        }
         let Some(field) = Field::from_key(key) else {
             dropped.push(Dropped {
                 field: key.clone(),
@@ -199,6 +215,33 @@ mod tests {
         assert_eq!(u.fbc.as_deref(), Some(format!("fb.1.{NOW}.AbC-1").as_str()));
         assert_eq!(w.set_fbc, u.fbc);
         assert_eq!(w.event.action_source, "website");
+    }
+
+    #[test]
+    fn metas_unhashed_ids_pass_through_and_client_supplied_network_facts_do_not() {
+        let w = website_event(
+            beacon(r#","user_data":{"lead_id":"L-1","client_ip_address":"6.6.6.6","em":"nope"}"#),
+            &facts(),
+        )
+        .expect("event");
+        let u = &w.event.user_data;
+        assert_eq!(
+            u.unhashed_ids.get("lead_id").map(String::as_str),
+            Some("L-1")
+        );
+        assert_eq!(
+            u.client_ip_address.as_deref(),
+            Some("2001:db8::1"),
+            "IP comes from the edge only"
+        );
+        assert_eq!(u.em, None);
+        let reasons: Vec<_> = w
+            .dropped
+            .iter()
+            .map(|d| (d.field.as_str(), d.reason))
+            .collect();
+        assert!(reasons.contains(&("client_ip_address", "unknown_user_data_field")));
+        assert!(reasons.contains(&("em", "invalid_email")));
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! Checkout/order webhooks → one `Purchase` per order, deduplicated against the browser's.
+//!
+//! Each platform module turns its payload into an [`Order`]; [`purchase_event`] turns any
+//! `Order` into the CAPI event, hashing customer data with `normalize`. The browser's
+//! thank-you page derives the same `event_id` from the same order id ([`event_id_for_order`]).
+
+pub mod order;
+pub mod shopify;
+pub mod signature;
+pub mod stripe;
+pub mod woocommerce;
+
+use crate::custom_data::Dropped;
+use crate::event::{ServerEvent, UserData};
+use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
+use crate::normalize::{self, Field};
+use crate::MAX_EVENT_AGE_SECS;
+use serde_json::{json, Map, Value};
+
+/// The `event_id` of an order's Purchase, on both sides: the webhook and the thank-you page's
+/// `capi('purchase', {order_id})`. No state is carried through checkout.
+pub fn event_id_for_order(order_id: &str) -> String {
+    format!("purchase:{}", order_id.trim())
+}
+
+/// What a platform webhook means for us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Webhook {
+    /// An order to report as a Purchase.
+    Order(Box<Order>),
+    /// A topic/event type we do not report (acknowledged so the platform does not retry it).
+    Ignored { reason: &'static str },
+}
+
+/// A paid (or placed) order, platform-neutral. Customer fields are raw here; they are
+/// normalized and hashed by [`purchase_event`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Order {
+    pub order_id: String,
+    pub value: f64,
+    pub currency: String,
+    /// When the order was placed, Unix seconds.
+    pub created_at: Option<i64>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+    pub customer_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub fbp: Option<String>,
+    pub fbc: Option<String>,
+    /// A landing URL that may carry `fbclid` (Shopify `landing_site`).
+    pub landing_url: Option<String>,
+    pub event_source_url: Option<String>,
+    pub contents: Vec<LineItem>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineItem {
+    pub id: String,
+    pub quantity: u64,
+    pub item_price: Option<f64>,
+}
+
+/// Why a webhook body could not become an order (400; the platform should not retry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError(pub &'static str);
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Parses a verified webhook body as a JSON object.
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(PayloadError("body must be a JSON object")),
+        Err(_) => Err(PayloadError("body is not valid JSON")),
+    }
+}
+
+/// A string field (numbers are accepted as their decimal text), trimmed, non-empty.
+pub fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Unix seconds from an RFC 3339 / ISO 8601 timestamp (`2024-05-01T12:34:56-04:00`, `…Z`,
+/// or WooCommerce's zone-less GMT `2024-05-01T16:34:56`).
+pub fn iso8601_secs(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = s.split_at_checked(10)?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let rest = rest.strip_prefix(['T', ' '])?;
+    let (time, zone) = rest.split_at_checked(8)?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let zone = zone.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone {
+        "" | "Z" | "z" => 0,
+        z => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let hm = z.get(1..)?.replace(':', "");
+            let (oh, om) = (
+                hm.get(..2)?.parse::<i64>().ok()?,
+                hm.get(2..4).unwrap_or("00").parse::<i64>().ok()?,
+            );
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+/// The `Purchase` event Meta receives for an order, with what was dropped on the way.
+///
+/// `event_time` is the order's time, clamped to now and to Meta's 7-day window (a webhook
+/// redelivered days later still reports the order, not the redelivery). `action_source` is
+/// `website` when the platform recorded the buyer's browser (user agent), else `other`: Meta
+/// requires a user agent on website events.
+pub fn purchase_event(
+    order: &Order,
+    fallback_source_url: &str,
+    now_ms: u64,
+) -> (ServerEvent, Vec<Dropped>) {
+    let now = (now_ms / 1000) as i64;
+    let mut dropped = Vec::new();
+    let mut user_data = UserData::default();
+    let country = order.country.as_deref();
+    let hashed_fields = [
+        (Field::Em, &order.email),
+        (Field::Ph, &order.phone),
+        (Field::Fn, &order.first_name),
+        (Field::Ln, &order.last_name),
+        (Field::Ct, &order.city),
+        (Field::St, &order.state),
+        (Field::Zp, &order.zip),
+        (Field::Country, &order.country),
+        (Field::ExternalId, &order.customer_id),
+    ];
+    for (field, value) in hashed_fields {
+        let Some(v) = value.as_deref() else { continue };
+        match normalize::hashed(field, v, country) {
+            Ok(h) => *user_data.hashed_mut(field) = Some(h),
+            Err(reason) => dropped.push(Dropped {
+                field: field.key().into(),
+                reason: reason.as_str(),
+            }),
+        }
+    }
+    user_data.client_ip_address = order
+        .client_ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_string());
+    user_data.client_user_agent = order
+        .user_agent
+        .clone()
+        .map(|ua| ua.chars().take(512).collect());
+    user_data.fbp = order.fbp.clone().filter(|v| is_valid_fbp(v));
+    if order.fbp.is_some() && user_data.fbp.is_none() {
+        dropped.push(Dropped {
+            field: "fbp".into(),
+            reason: "invalid_fbp",
+        });
+    }
+    let created_ms = order
+        .created_at
+        .map_or(now_ms, |t| (t.max(0) as u64) * 1000);
+    user_data.fbc = match order.fbc.clone().filter(|v| fbc_click_id(v).is_some()) {
+        Some(fbc) => Some(fbc),
+        // Failing a carried cookie, the click id of the landing URL (fbclid, first observed then).
+        None => order
+            .landing_url
+            .as_deref()
+            .and_then(fbclid_in_url)
+            .and_then(|click| fbc_for_click(click, created_ms, None)),
+    };
+    if order.fbc.is_some() && order.fbc.as_deref().and_then(fbc_click_id).is_none() {
+        dropped.push(Dropped {
+            field: "fbc".into(),
+            reason: "invalid_fbc",
+        });
+    }
+
+    let mut custom_data = Map::new();
+    custom_data.insert("value".into(), json!(order.value));
+    custom_data.insert("currency".into(), json!(order.currency));
+    custom_data.insert("order_id".into(), json!(order.order_id));
+    if !order.contents.is_empty() {
+        let contents: Vec<Value> = order
+            .contents
+            .iter()
+            .map(|li| {
+                let mut c = json!({"id": li.id, "quantity": li.quantity});
+                if let Some(p) = li.item_price {
+                    c["item_price"] = json!(p);
+                }
+                c
+            })
+            .collect();
+        custom_data.insert(
+            "content_ids".into(),
+            json!(order
+                .contents
+                .iter()
+                .map(|li| li.id.clone())
+                .collect::<Vec<_>>()),
+        );
+        custom_data.insert("contents".into(), Value::Array(contents));
+        custom_data.insert("content_type".into(), json!("product"));
+        custom_data.insert(
+            "num_items".into(),
+            json!(order.contents.iter().map(|li| li.quantity).sum::<u64>()),
+        );
+    }
+
+    let event_time = order
+        .created_at
+        .unwrap_or(now)
+        .min(now)
+        .max(now - MAX_EVENT_AGE_SECS + 60);
+    let website = user_data.client_user_agent.is_some();
+    let event = ServerEvent {
+        event_name: "Purchase".into(),
+        event_time,
+        event_id: event_id_for_order(&order.order_id),
+        action_source: if website { "website" } else { "other" }.into(),
+        event_source_url: Some(
+            order
+                .event_source_url
+                .clone()
+                .unwrap_or_else(|| fallback_source_url.to_string()),
+        ),
+        referrer_url: None,
+        user_data,
+        custom_data,
+    };
+    (event, dropped)
+}
+
+/// Reads a monetary amount given as a JSON number or decimal string (`"39.90"`).
+pub fn amount(v: Option<&Value>) -> Option<f64> {
+    crate::custom_data::amount(v?)
+}
+
+/// ISO 4217 currency, uppercase, or a payload error.
+pub fn currency(v: Option<&Value>) -> Result<String, PayloadError> {
+    v.and_then(crate::custom_data::currency)
+        .ok_or(PayloadError("currency is missing or not an ISO 4217 code"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_timestamps_parse_with_offsets() {
+        assert_eq!(iso8601_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            iso8601_secs("2024-05-01T12:34:56-04:00"),
+            Some(1_714_581_296)
+        );
+        assert_eq!(iso8601_secs("2024-05-01T16:34:56"), Some(1_714_581_296));
+        assert_eq!(
+            iso8601_secs("2024-05-01T16:34:56.123+00:00"),
+            Some(1_714_581_296)
+        );
+        assert_eq!(iso8601_secs("yesterday"), None);
+        assert_eq!(iso8601_secs("2024-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn the_event_id_is_derived_from_the_order_id() {
+        assert_eq!(event_id_for_order(" 5123456789 "), "purchase:5123456789");
+    }
+
+    #[test]
+    fn an_order_without_a_browser_is_not_a_website_event() {
+        let order = Order {
+            order_id: "1".into(),
+            value: 5.0,
+            currency: "EUR".into(),
+            email: Some("a@b.co".into()),
+            ..Order::default()
+        };
+        let (e, _) = purchase_event(&order, "https://shop.test/", 1_763_000_000_000);
+        assert_eq!(e.action_source, "other");
+        let order = Order {
+            user_agent: Some("Mozilla/5.0".into()),
+            ..order
+        };
+        assert_eq!(
+            purchase_event(&order, "https://shop.test/", 1_763_000_000_000)
+                .0
+                .action_source,
+            "website"
+        );
+    }
+
+    #[test]
+    fn a_landing_fbclid_becomes_fbc_when_no_cookie_was_carried() {
+        let order = Order {
+            order_id: "1".into(),
+            landing_url: Some("/products/x?fbclid=IwAR_x1".into()),
+            created_at: Some(1_700_000_000),
+            ..Order::default()
+        };
+        let (e, _) = purchase_event(&order, "https://shop.test/", 1_700_000_100_000);
+        assert_eq!(
+            e.user_data.fbc.as_deref(),
+            Some("fb.1.1700000000000.IwAR_x1")
+        );
+    }
+}

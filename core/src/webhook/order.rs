@@ -1,0 +1,73 @@
+//! capi-edge's generic signed order webhook, for any backend (`POST /t/hooks/order`).
+//!
+//! ```json
+//! {"order_id": "1001", "value": 39.9, "currency": "EUR", "created_at": "2026-11-23T10:00:00Z",
+//!  "customer": {"email": "…", "phone": "…", "first_name": "…", "last_name": "…", "city": "…",
+//!               "state": "…", "zip": "…", "country": "…", "id": "…"},
+//!  "client_ip_address": "…", "client_user_agent": "…", "fbp": "…", "fbc": "…",
+//!  "event_source_url": "https://shop.example.com/thank-you",
+//!  "contents": [{"id": "sku-1", "quantity": 1, "item_price": 39.9}]}
+//! ```
+//! Signed with `X-Capi-Signature: sha256=<hex HMAC-SHA256(ORDER_WEBHOOK_SECRET, raw body)>`.
+
+use super::{
+    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+};
+use serde_json::Value;
+
+pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
+    let o = json_object(body)?;
+    let order_id = text(o.get("order_id")).ok_or(PayloadError("order_id is missing"))?;
+    let value = amount(o.get("value")).ok_or(PayloadError("value must be a number >= 0"))?;
+    let currency = currency(o.get("currency"))?;
+    let created_at = match o.get("created_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or(PayloadError("created_at must be Unix seconds or ISO 8601"))?,
+        ),
+        Some(Value::String(s)) => Some(
+            iso8601_secs(s).ok_or(PayloadError("created_at must be Unix seconds or ISO 8601"))?,
+        ),
+        Some(_) => return Err(PayloadError("created_at must be Unix seconds or ISO 8601")),
+    };
+    let c = |k: &str| text(o.get("customer").and_then(|c| c.get(k)));
+    let contents = o
+        .get("contents")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|li| {
+                    Some(LineItem {
+                        id: text(li.get("id"))?,
+                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
+                        item_price: amount(li.get("item_price")),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Webhook::Order(Box::new(Order {
+        order_id,
+        value,
+        currency,
+        created_at,
+        email: c("email"),
+        phone: c("phone"),
+        first_name: c("first_name"),
+        last_name: c("last_name"),
+        city: c("city"),
+        state: c("state"),
+        zip: c("zip"),
+        country: c("country"),
+        customer_id: c("id"),
+        client_ip: text(o.get("client_ip_address")),
+        user_agent: text(o.get("client_user_agent")),
+        fbp: text(o.get("fbp")),
+        fbc: text(o.get("fbc")),
+        landing_url: None,
+        event_source_url: text(o.get("event_source_url")),
+        contents,
+    })))
+}

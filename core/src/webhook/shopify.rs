@@ -1,0 +1,92 @@
+//! Shopify order webhooks (`orders/create`, `orders/paid`; Admin REST order payload).
+
+use super::{
+    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+};
+use serde_json::Value;
+
+/// Topics reported as a Purchase. Both name the same order, so the ledger sends it once.
+const PURCHASE_TOPICS: &[&str] = &["orders/create", "orders/paid"];
+
+/// Maps a verified Shopify webhook to an order. `topic` is `X-Shopify-Topic`.
+pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
+    if !PURCHASE_TOPICS.contains(&topic) {
+        return Ok(Webhook::Ignored {
+            reason: "topic_not_reported",
+        });
+    }
+    let o = json_object(body)?;
+    let order_id = text(o.get("id")).ok_or(PayloadError("order id is missing"))?;
+    let value = amount(o.get("total_price"))
+        .ok_or(PayloadError("total_price is missing or not a number"))?;
+    let currency = currency(o.get("currency"))?;
+    let get = |path: &[&str]| pointer(&o, path);
+    let billing = |k: &str| {
+        text(pointer(&o, &["billing_address", k]))
+            .or_else(|| text(pointer(&o, &["shipping_address", k])))
+    };
+    // Cart attributes written by the shim (`_fbp`, `_fbc`) arrive as note_attributes.
+    let note = |name: &str| {
+        o.get("note_attributes")?
+            .as_array()?
+            .iter()
+            .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|a| text(a.get("value")))
+    };
+    let contents = o
+        .get("line_items")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|li| {
+                    // Shopify's Meta catalog uses variant ids as content ids.
+                    let id = text(li.get("variant_id"))
+                        .or_else(|| text(li.get("product_id")))
+                        .or_else(|| text(li.get("sku")))?;
+                    Some(LineItem {
+                        id,
+                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
+                        item_price: amount(li.get("price")),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Webhook::Order(Box::new(Order {
+        order_id,
+        value,
+        currency,
+        created_at: text(o.get("created_at"))
+            .or_else(|| text(o.get("processed_at")))
+            .and_then(|t| iso8601_secs(&t)),
+        email: text(o.get("email"))
+            .or_else(|| text(o.get("contact_email")))
+            .or_else(|| text(get(&["customer", "email"]))),
+        phone: text(o.get("phone"))
+            .or_else(|| billing("phone"))
+            .or_else(|| text(get(&["customer", "phone"]))),
+        first_name: billing("first_name").or_else(|| text(get(&["customer", "first_name"]))),
+        last_name: billing("last_name").or_else(|| text(get(&["customer", "last_name"]))),
+        city: billing("city"),
+        state: billing("province_code").or_else(|| billing("province")),
+        zip: billing("zip"),
+        country: billing("country_code").or_else(|| billing("country")),
+        customer_id: text(get(&["customer", "id"])),
+        client_ip: text(o.get("browser_ip"))
+            .or_else(|| text(get(&["client_details", "browser_ip"]))),
+        user_agent: text(get(&["client_details", "user_agent"])),
+        fbp: note("_fbp"),
+        fbc: note("_fbc"),
+        landing_url: text(o.get("landing_site")),
+        event_source_url: None,
+        contents,
+    })))
+}
+
+fn pointer<'a>(o: &'a serde_json::Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(o.get(*first)?, |v, k| v.get(*k))
+        .filter(|v| !v.is_null())
+}

@@ -1,0 +1,87 @@
+//! WooCommerce order webhooks (`order.created`, `order.updated`; REST API v3 order shape).
+
+use super::{
+    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+};
+use serde_json::Value;
+
+/// Order statuses that mean the customer has paid (or payment is on its way).
+const PAID_STATUSES: &[&str] = &["processing", "completed", "on-hold"];
+
+/// WooCommerce's creation ping: a form-encoded `webhook_id=N` body that must get a 2xx.
+pub fn is_ping(body: &[u8]) -> bool {
+    body.strip_prefix(b"webhook_id=")
+        .is_some_and(|id| !id.is_empty() && id.iter().all(u8::is_ascii_digit))
+}
+
+/// Maps a verified WooCommerce webhook to an order. `topic` is `X-WC-Webhook-Topic`.
+pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
+    if topic != "order.created" && topic != "order.updated" {
+        return Ok(Webhook::Ignored {
+            reason: "topic_not_reported",
+        });
+    }
+    let o = json_object(body)?;
+    let status = o.get("status").and_then(Value::as_str).unwrap_or("");
+    if !PAID_STATUSES.contains(&status) {
+        return Ok(Webhook::Ignored {
+            reason: "order_not_paid",
+        });
+    }
+    let order_id = text(o.get("id")).ok_or(PayloadError("order id is missing"))?;
+    let value = amount(o.get("total")).ok_or(PayloadError("total is missing or not a number"))?;
+    let currency = currency(o.get("currency"))?;
+    let billing = |k: &str| {
+        text(o.get("billing").and_then(|b| b.get(k)))
+            .or_else(|| text(o.get("shipping").and_then(|b| b.get(k))))
+    };
+    let meta = |key: &str| {
+        o.get("meta_data")?
+            .as_array()?
+            .iter()
+            .find(|m| m.get("key").and_then(Value::as_str) == Some(key))
+            .and_then(|m| text(m.get("value")))
+    };
+    let contents = o
+        .get("line_items")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|li| {
+                    let variation = text(li.get("variation_id")).filter(|v| v != "0");
+                    let id = variation
+                        .or_else(|| text(li.get("product_id")))
+                        .or_else(|| text(li.get("sku")))?;
+                    Some(LineItem {
+                        id,
+                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
+                        item_price: amount(li.get("price")),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Webhook::Order(Box::new(Order {
+        order_id,
+        value,
+        currency,
+        created_at: text(o.get("date_created_gmt")).and_then(|t| iso8601_secs(&t)),
+        email: billing("email"),
+        phone: billing("phone"),
+        first_name: billing("first_name"),
+        last_name: billing("last_name"),
+        city: billing("city"),
+        state: billing("state"),
+        zip: billing("postcode"),
+        country: billing("country"),
+        customer_id: text(o.get("customer_id")).filter(|c| c != "0"),
+        client_ip: text(o.get("customer_ip_address")),
+        user_agent: text(o.get("customer_user_agent")),
+        fbp: meta("_fbp"),
+        fbc: meta("_fbc"),
+        landing_url: None,
+        event_source_url: None,
+        contents,
+    })))
+}
