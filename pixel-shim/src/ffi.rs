@@ -3,7 +3,7 @@
 
 use js_sys::{Array, Function, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{HtmlDocument, RequestInit, UrlSearchParams, Window};
+use web_sys::{HtmlDocument, RequestInit, Window};
 
 fn window() -> Option<Window> {
     web_sys::window()
@@ -27,28 +27,19 @@ pub fn write_cookie(assignment: &str) {
     }
 }
 
-/// `location.href`, `location.hostname`, whether the page is https, and `document.referrer`.
-pub fn page() -> (String, String, bool, String) {
-    let loc = window().map(|w| w.location());
-    let get = |f: fn(&web_sys::Location) -> Result<String, JsValue>| {
-        loc.as_ref().and_then(|l| f(l).ok()).unwrap_or_default()
-    };
-    let referrer = window()
-        .and_then(|w| w.document())
-        .map(|d| d.referrer())
-        .unwrap_or_default();
-    (
-        get(web_sys::Location::href),
-        get(web_sys::Location::hostname),
-        get(web_sys::Location::protocol) == "https:",
-        referrer,
-    )
+/// `location.href` (host, scheme and query are read from it in Rust: fewer imports).
+pub fn href() -> String {
+    window()
+        .and_then(|w| w.location().href().ok())
+        .unwrap_or_default()
 }
 
-/// A query parameter of the current page URL.
-pub fn query_param(name: &str) -> Option<String> {
-    let search = window()?.location().search().ok()?;
-    UrlSearchParams::new_with_str(&search).ok()?.get(name)
+/// `document.referrer`.
+pub fn referrer() -> String {
+    window()
+        .and_then(|w| w.document())
+        .map(|d| d.referrer())
+        .unwrap_or_default()
 }
 
 /// Milliseconds since the epoch.
@@ -103,6 +94,18 @@ pub fn params_or_empty(value: JsValue) -> JsValue {
     } else {
         Object::new().into()
     }
+}
+
+/// `obj[key]` as text: a non-empty string, or a number's decimal form (order ids are either).
+pub fn text_field(obj: &JsValue, key: &str) -> Option<String> {
+    let v = Reflect::get(obj, &JsValue::from_str(key)).ok()?;
+    let s = v.as_string().or_else(|| {
+        v.dyn_ref::<js_sys::Number>()?
+            .to_string_with_radix(10)
+            .ok()?
+            .as_string()
+    })?;
+    Some(s).filter(|s| !s.trim().is_empty())
 }
 
 /// `JSON.stringify(value)`, or None if it cannot be serialized (cycles, BigInt).

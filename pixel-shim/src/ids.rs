@@ -91,6 +91,35 @@ pub fn is_fbclid(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Whether `href` is https, and its host (no port, no credentials). Single-char patterns only:
+/// a `&str` pattern would pull std's substring searcher (~5 KB) into the shim.
+pub fn scheme_and_host(href: &str) -> (bool, &str) {
+    let (scheme, rest) = href.split_once(':').unwrap_or(("", href));
+    let authority = rest
+        .trim_start_matches('/')
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    let host = authority.split('@').next_back().unwrap_or(authority);
+    // An IPv6 literal keeps its colons; otherwise a colon starts the port.
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    (scheme == "https", host)
+}
+
+/// The raw value of query parameter `name` in `href` (undecoded: a click id must stay exact).
+pub fn query_param<'a>(href: &'a str, name: &str) -> Option<&'a str> {
+    let query = href.split('#').next()?.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
 /// The value of cookie `name` in a `document.cookie` string.
 pub fn cookie_value<'a>(cookies: &'a str, name: &str) -> Option<&'a str> {
     cookies
@@ -109,16 +138,25 @@ pub fn store_cookie(host: &str, secure: bool, name: &str, value_for: impl Fn(u64
     if !is_ip {
         // Suffixes with at least two labels, shortest first: `example.co.uk` is tried after
         // `co.uk`, which the browser refuses (a public suffix).
-        let dots = host.bytes().filter(|b| *b == b'.').count() as u64;
-        for (index, (dot, _)) in host.rmatch_indices('.').enumerate().skip(1) {
-            let Some(domain) = host.get(dot + 1..) else {
+        // A plain reverse byte scan: `rmatch_indices` would pull std's reverse searcher in.
+        let mut labels = 1u64;
+        let mut i = host.len();
+        while i > 0 {
+            i -= 1;
+            if host.as_bytes().get(i) != Some(&b'.') {
                 continue;
-            };
-            if try_domain(name, &value_for(index as u64), domain, secure) {
-                return;
+            }
+            labels += 1;
+            // `labels - 1` dots seen so far: the suffix after this dot has `labels - 1` labels.
+            if labels > 2 {
+                if let Some(domain) = host.get(i + 1..) {
+                    if try_domain(name, &value_for(labels - 2), domain, secure) {
+                        return;
+                    }
+                }
             }
         }
-        if dots >= 1 && try_domain(name, &value_for(dots), host, secure) {
+        if labels >= 2 && try_domain(name, &value_for(labels - 1), host, secure) {
             return;
         }
     }
@@ -167,5 +205,15 @@ mod tests {
         assert_eq!(cookie_value("a=1; _fbp=fb.1.2.3", "_fbp"), Some("fb.1.2.3"));
         assert_eq!(cookie_value("x_fbp=1", "_fbp"), None);
         assert!(is_fbclid("IwAR_a-1") && !is_fbclid("a b"));
+        assert_eq!(
+            scheme_and_host("https://u:p@shop.example.co.uk:8443/a?b#c"),
+            (true, "shop.example.co.uk")
+        );
+        assert_eq!(scheme_and_host("http://[::1]:8787/"), (false, "::1"));
+        assert_eq!(
+            query_param("http://h/p?a=1&fbclid=IwAR_x-1#f", "fbclid"),
+            Some("IwAR_x-1")
+        );
+        assert_eq!(query_param("http://h/p#x?fbclid=1", "fbclid"), None);
     }
 }

@@ -20,38 +20,52 @@ static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
 /// the URL has a new `fbclid`) exist, so the pixel and the server see one `_fbp`.
 #[wasm_bindgen]
 pub fn start() {
-    let (_, host, secure, _) = ffi::page();
+    let href = ffi::href();
+    let (secure, host) = ids::scheme_and_host(&href);
     let cookies = ffi::cookies();
     let now = ffi::now_ms() as u64;
     if ids::cookie_value(&cookies, "_fbp").is_none() {
         let mut r = [0u8; 4];
         if ffi::random_bytes(&mut r) {
             let random = u32::from_le_bytes(r) & 0x7fff_ffff;
-            ids::store_cookie(&host, secure, "_fbp", |index| ids::fbp(index, now, random));
+            ids::store_cookie(host, secure, "_fbp", |index| ids::fbp(index, now, random));
         }
     }
-    if let Some(click) = ffi::query_param("fbclid") {
-        if ids::is_fbclid(&click)
-            && ids::cookie_value(&cookies, "_fbc").and_then(ids::fbc_click_id)
-                != Some(click.as_str())
+    if let Some(click) = ids::query_param(&href, "fbclid") {
+        if ids::is_fbclid(click)
+            && ids::cookie_value(&cookies, "_fbc").and_then(ids::fbc_click_id) != Some(click)
         {
-            ids::store_cookie(&host, secure, "_fbc", |index| ids::fbc(index, now, &click));
+            ids::store_cookie(host, secure, "_fbc", |index| ids::fbc(index, now, click));
         }
     }
 }
 
 /// One command from the page's `capi(...)` queue, beacons going to `endpoint` (`/t/e`):
-/// `capi('track', 'AddToCart', {value, currency, content_ids})` or
-/// `capi('trackCustom', 'MyEvent', {...})`. Returns the event's id (undefined if ignored).
+/// `capi('track', 'AddToCart', {value, currency, content_ids})`,
+/// `capi('trackCustom', 'MyEvent', {...})`, or on the thank-you page
+/// `capi('purchase', {order_id, value, currency, ...})`, whose `event_id` is derived from the
+/// order id exactly as the Worker derives it from the order webhook (`purchase:<order_id>`),
+/// so the two copies deduplicate. Returns the event's id (undefined if ignored).
 #[wasm_bindgen]
 pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
     let method = args.get(0).as_string()?;
-    let name = args.get(1).as_string().filter(|n| !n.is_empty())?;
-    if method != "track" && method != "trackCustom" {
+    let (method, name, params, event_id) = if method == "purchase" {
+        let params = ffi::params_or_empty(args.get(1));
+        let order_id = ffi::text_field(&params, "order_id")?;
+        let mut id = String::from("purchase:");
+        id.push_str(order_id.trim());
+        (String::from("track"), String::from("Purchase"), params, id)
+    } else if method == "track" || method == "trackCustom" {
+        let name = args.get(1).as_string().filter(|n| !n.is_empty())?;
+        (
+            method,
+            name,
+            ffi::params_or_empty(args.get(2)),
+            ids::uuid_v7(ffi::now_ms() as u64)?,
+        )
+    } else {
         return None;
-    }
-    let params = ffi::params_or_empty(args.get(2));
-    let event_id = ids::uuid_v7(ffi::now_ms() as u64)?;
+    };
     ffi::call_fbq(&method, &name, &params, &event_id);
     send(endpoint, &name, &event_id, &params);
     Some(event_id)
@@ -59,7 +73,7 @@ pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
 
 /// Posts the event to the Worker: the same name and id the pixel got, plus page facts.
 fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue) {
-    let (href, _, _, referrer) = ffi::page();
+    let (href, referrer) = (ffi::href(), ffi::referrer());
     let cookies = ffi::cookies();
     let beacon = ffi::object();
     ffi::set(&beacon, "event_name", &JsValue::from_str(name));

@@ -2,6 +2,7 @@
 // Worker (workerd) → sandbox. Asserts what a merchant would check in Events Manager.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, isSha256 } from './harness.mjs';
 
@@ -9,7 +10,7 @@ let sandbox, worker, browser;
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret' });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
     // Playwright gives every launch a fresh, empty profile of its own.
@@ -77,16 +78,26 @@ test('commands given before the shim loads are queued, not lost', async () => {
   await context.close();
 });
 
-test('a checkout Purchase is paired by event_id in the sandbox page', async () => {
+test('the thank-you Purchase and the order webhook share an event_id and deduplicate', async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${worker.url}/checkout`);
   await page.click('#pay');
   await page.waitForURL(/thank-you/);
+  const orderId = new URL(page.url()).searchParams.get('order');
   const purchase = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'Purchase')), 10_000, 'fbq Purchase');
+  assert.equal(purchase.event_id, `purchase:${orderId}`, 'derived from the order id');
   const server = await eventually(() => serverCopy('Purchase', purchase.event_id), 10_000, 'server Purchase');
   assert.equal(server.custom_data.currency, 'EUR');
   assert.equal(server.custom_data.value, 39.9);
+
+  // The shop's backend reports the same order: one more server copy would be a duplicate.
+  const body = JSON.stringify({ order_id: orderId, value: 39.9, currency: 'EUR', customer: { email: 'buyer@example.com' }, client_user_agent: 'Mozilla/5.0' });
+  const hook = await fetch(`${worker.url}/t/hooks/order`, { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  assert.equal(hook.status, 200);
+  assert.equal((await hook.json()).event_id, purchase.event_id);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await sandbox.events()).server.filter((e) => e.event_id === purchase.event_id).length, 1);
 
   const sb = await context.newPage();
   await sb.goto(`${sandbox.url}/`);

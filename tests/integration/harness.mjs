@@ -41,6 +41,7 @@ export async function startWorker(vars = {}) {
     host: '127.0.0.1',
     port: 0,
     bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ...vars },
+    durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   return { url, mf, fetch: (path, init) => mf.dispatchFetch(`${url}${path}`, init), stop: () => mf.dispose() };

@@ -1,5 +1,6 @@
 //! Configuration from wrangler.toml `[vars]` and secrets (names per DESIGN.md).
 
+use crate::error::ApiError;
 use worker::Env;
 
 /// Meta's Graph API version the Worker posts to unless `META_API_VERSION` says otherwise: the
@@ -19,7 +20,17 @@ pub struct Config {
     pub route_prefix: String,
     /// Serves the demo storefront at `/` (local development only).
     pub demo_storefront: bool,
+    /// Webhook secrets by setting name (each may hold two, comma separated, for rotation).
+    webhook_secrets: Vec<(&'static str, String)>,
 }
+
+/// The webhook secret settings, one per platform.
+const WEBHOOK_SECRETS: [&str; 4] = [
+    "SHOPIFY_WEBHOOK_SECRET",
+    "WOOCOMMERCE_WEBHOOK_SECRET",
+    "STRIPE_WEBHOOK_SECRET",
+    "ORDER_WEBHOOK_SECRET",
+];
 
 impl Config {
     pub fn from_env(env: &Env) -> Config {
@@ -44,6 +55,27 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             demo_storefront: var("DEMO_STOREFRONT").as_deref() == Some("on"),
+            webhook_secrets: WEBHOOK_SECRETS
+                .iter()
+                .filter_map(|name| var(name).map(|v| (*name, v)))
+                .collect(),
+        }
+    }
+
+    /// A webhook secret setting's value, if configured.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.webhook_secrets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Pixel id and access token, or the name of the missing setting.
+    pub fn meta_credentials(&self) -> Result<(String, String), ApiError> {
+        match (&self.pixel_id, &self.access_token) {
+            (Some(p), Some(t)) => Ok((p.clone(), t.clone())),
+            (None, _) => Err(ApiError::NotConfigured("PIXEL_ID")),
+            (_, None) => Err(ApiError::NotConfigured("META_ACCESS_TOKEN")),
         }
     }
 }

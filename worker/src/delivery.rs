@@ -1,5 +1,6 @@
-//! Delivery to Meta: one replaceable piece. Today: send at once in the background with a short
-//! timeout and a few quick retries on transient answers; durable queued delivery replaces it.
+//! Delivery to Meta: one replaceable piece. Today: send at once with Meta's 1.5 s timeout and a
+//! few quick retries on transient answers; the caller decides what a failure means (beacons log
+//! it, webhooks give the claim back and let the platform redeliver).
 
 use capi_core::event::{request_body, ServerEvent};
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
@@ -14,30 +15,45 @@ const META_TIMEOUT: Duration = Duration::from_millis(1500);
 const RETRY_BACKOFF_MS: [u64; 2] = [250, 1000];
 
 /// Where and how to send.
+#[derive(Clone)]
 pub struct Target {
     pub url: String,
     pub access_token: String,
     pub test_event_code: Option<String>,
 }
 
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Meta accepted the events.
+    Sent { fbtrace_id: Option<String> },
+    /// Meta (or the network) kept failing transiently; sending later may work.
+    Failed { reason: String },
+    /// Meta refused the request, or `meta_rules` did before sending: resending cannot help.
+    Rejected { reason: String },
+}
+
 /// Sends `events` to Meta; logs one line per event with the outcome (ids only, no customer data).
-pub async fn send(target: Target, events: Vec<ServerEvent>) {
+pub async fn send(target: &Target, events: Vec<ServerEvent>) -> Delivery {
     let now = (Date::now().as_millis() / 1000) as i64;
-    let (valid, invalid): (Vec<_>, Vec<_>) = events
-        .into_iter()
-        .map(|e| {
-            let verdict = serde_json::to_value(&e)
-                .map_err(|_| "unserializable")
-                .and_then(|v| check_event(&v, now).map_err(|v| v.rule));
-            (e, verdict)
-        })
-        .partition(|(_, v)| v.is_ok());
-    for (e, verdict) in invalid {
-        log(&e, "rejected", verdict.err(), None, 0);
+    let mut valid = Vec::with_capacity(events.len());
+    let mut first_rejection = None;
+    for e in events {
+        let verdict = serde_json::to_value(&e)
+            .map_err(|_| "unserializable")
+            .and_then(|v| check_event(&v, now).map_err(|v| v.rule));
+        match verdict {
+            Ok(()) => valid.push(e),
+            Err(rule) => {
+                log(&e, "rejected", Some(rule), None, 0);
+                first_rejection.get_or_insert(rule);
+            }
+        }
     }
-    let valid: Vec<ServerEvent> = valid.into_iter().map(|(e, _)| e).collect();
     if valid.is_empty() {
-        return;
+        return Delivery::Rejected {
+            reason: first_rejection.unwrap_or("no_events").to_string(),
+        };
     }
     let body = request_body(&valid, target.test_event_code.as_deref());
     let url = format!(
@@ -45,58 +61,61 @@ pub async fn send(target: Target, events: Vec<ServerEvent>) {
         target.url,
         percent_encode(&target.access_token)
     );
-    let mut attempt = 0;
+    let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let answer = post(&url, &body).await;
-        match answer {
-            MetaAnswer::Accepted { fbtrace_id, .. } => {
-                valid
-                    .iter()
-                    .for_each(|e| log(e, "sent", None, fbtrace_id.as_deref(), attempt));
-                return;
-            }
+        let (delivery, fbtrace_id) = match post(&url, &body).await {
+            MetaAnswer::Accepted { fbtrace_id, .. } => (
+                Delivery::Sent {
+                    fbtrace_id: fbtrace_id.clone(),
+                },
+                fbtrace_id,
+            ),
             MetaAnswer::Transient { .. } if (attempt as usize) <= RETRY_BACKOFF_MS.len() => {
-                Delay::from(Duration::from_millis(
-                    RETRY_BACKOFF_MS[attempt as usize - 1],
-                ))
-                .await;
+                let backoff = RETRY_BACKOFF_MS
+                    .get(attempt as usize - 1)
+                    .copied()
+                    .unwrap_or(1000);
+                Delay::from(Duration::from_millis(backoff)).await;
+                continue;
             }
             MetaAnswer::Transient { code, fbtrace_id } => {
-                let why = code.map_or("transient".to_string(), |c| format!("transient code {c}"));
-                valid
-                    .iter()
-                    .for_each(|e| log(e, "failed", Some(&why), fbtrace_id.as_deref(), attempt));
-                return;
+                let reason =
+                    code.map_or("transient".to_string(), |c| format!("transient_code_{c}"));
+                (Delivery::Failed { reason }, fbtrace_id)
             }
             MetaAnswer::Unauthorized { code, fbtrace_id } => {
                 worker::console_error!(
                     "{}",
                     serde_json::json!({"msg": "meta_unauthorized", "code": code, "hint": "check META_ACCESS_TOKEN and the pixel's permissions"})
                 );
-                valid.iter().for_each(|e| {
-                    log(
-                        e,
-                        "failed",
-                        Some("unauthorized"),
-                        fbtrace_id.as_deref(),
-                        attempt,
-                    )
-                });
-                return;
+                (
+                    Delivery::Failed {
+                        reason: format!("unauthorized_code_{code}"),
+                    },
+                    fbtrace_id,
+                )
             }
             MetaAnswer::Rejected {
                 code,
                 subcode,
                 fbtrace_id,
-            } => {
-                let why = format!("rejected code {code} subcode {}", subcode.unwrap_or(0));
-                valid
-                    .iter()
-                    .for_each(|e| log(e, "rejected", Some(&why), fbtrace_id.as_deref(), attempt));
-                return;
-            }
-        }
+            } => (
+                Delivery::Rejected {
+                    reason: format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0)),
+                },
+                fbtrace_id,
+            ),
+        };
+        let (outcome, reason) = match &delivery {
+            Delivery::Sent { .. } => ("sent", None),
+            Delivery::Failed { reason } => ("failed", Some(reason.as_str())),
+            Delivery::Rejected { reason } => ("rejected", Some(reason.as_str())),
+        };
+        valid
+            .iter()
+            .for_each(|e| log(e, outcome, reason, fbtrace_id.as_deref(), attempt));
+        return delivery;
     }
 }
 
@@ -136,7 +155,7 @@ async fn post(url: &str, body: &str) -> MetaAnswer {
     }
 }
 
-fn log(
+pub fn log(
     e: &ServerEvent,
     outcome: &str,
     reason: Option<&str>,

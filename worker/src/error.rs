@@ -16,6 +16,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The request's Origin is not the shop's own nor in ALLOWED_ORIGINS.
     ForbiddenOrigin,
+    /// A webhook's signature did not verify (missing, malformed, wrong secret, stale).
+    BadSignature(&'static str),
+    /// A verified webhook body is not an order we can read; the platform should not resend it.
+    BadWebhook(&'static str),
+    /// Meta could not take the event now; the webhook's platform should redeliver later.
+    UpstreamUnavailable,
     /// A required setting is missing; retrying helps once the operator sets it.
     NotConfigured(&'static str),
     /// The built pixel shim is not embedded in this build.
@@ -50,6 +56,17 @@ impl ApiError {
                 403,
                 "origin_not_allowed",
                 "this origin may not send events here; add it to ALLOWED_ORIGINS".into(),
+            ),
+            ApiError::BadSignature(why) => (
+                401,
+                "invalid_signature",
+                format!("webhook signature refused: {why}"),
+            ),
+            ApiError::BadWebhook(why) => (400, "invalid_webhook", why.to_string()),
+            ApiError::UpstreamUnavailable => (
+                503,
+                "meta_unavailable",
+                "the Conversions API is not reachable now; redeliver later".into(),
             ),
             ApiError::NotConfigured(name) => (
                 503,

@@ -4,10 +4,11 @@ use crate::config::Config;
 use crate::cookies::{cookie, set_cookie};
 use crate::delivery;
 use crate::error::ApiError;
+use crate::ledger::{Claim, LedgerClient};
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{website_event, RequestFacts};
-use worker::{Context, Date, Headers, Request, Response};
+use worker::{Context, Date, Env, Headers, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
 
@@ -56,7 +57,7 @@ pub fn preflight(req: &Request, cfg: &Config) -> Answer {
 }
 
 /// `POST /t/e`: validates and enriches a beacon, answers 204 at once, relays in the background.
-pub async fn beacon(mut req: Request, cfg: &Config, ctx: &Context) -> Answer {
+pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) -> Answer {
     let origin = checked_origin(&req, cfg)?;
     let content_type = req
         .headers()
@@ -83,11 +84,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, ctx: &Context) -> Answer {
         });
     }
     let beacon = Beacon::parse(&body).map_err(ApiError::BadBeacon)?;
-    let (pixel_id, token) = match (&cfg.pixel_id, &cfg.access_token) {
-        (Some(p), Some(t)) => (p.clone(), t.clone()),
-        (None, _) => return Err(ApiError::NotConfigured("PIXEL_ID")),
-        (_, None) => return Err(ApiError::NotConfigured("META_ACCESS_TOKEN")),
-    };
+    let (pixel_id, token) = cfg.meta_credentials()?;
 
     let h = req.headers();
     let cookie_header = h.get("cookie")?.unwrap_or_default();
@@ -126,6 +123,18 @@ pub async fn beacon(mut req: Request, cfg: &Config, ctx: &Context) -> Answer {
         access_token: token,
         test_event_code: cfg.test_event_code.clone(),
     };
-    ctx.wait_until(delivery::send(target, vec![built.event]));
+    let ledger = LedgerClient::for_pixel(env, &pixel_id);
+    let event = built.event;
+    let now_ms = facts.now_ms;
+    ctx.wait_until(async move {
+        // A double-fired browser event (same name and id) is sent once.
+        if let Some(l) = ledger {
+            if l.claim(&event.event_name, &event.event_id, now_ms).await == Claim::Duplicate {
+                delivery::log(&event, "duplicate", None, None, 0);
+                return;
+            }
+        }
+        delivery::send(&target, vec![event]).await;
+    });
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }

@@ -6,11 +6,14 @@ mod cookies;
 mod delivery;
 mod demo;
 mod error;
+mod hooks;
 mod ingest;
+mod ledger;
 mod shim_assets;
 
 use config::Config;
 use error::ApiError;
+pub use ledger::Ledger;
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
 #[event(fetch)]
@@ -27,7 +30,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let answer = match (req.method(), route) {
         (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req),
         (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
-        (Method::Post, "/e") => ingest::beacon(req, &cfg, &ctx).await,
+        (Method::Post, "/e") => ingest::beacon(req, &cfg, &env, &ctx).await,
+        (Method::Post, r) if r.starts_with("/hooks/") => match hooks::Platform::from_route(r) {
+            Some(platform) => hooks::hook(req, platform, &cfg, &env).await,
+            None => Err(ApiError::NotFound),
+        },
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
         (Method::Get, "/health") => health(&cfg),
         (_, "/p.js" | "/p.wasm" | "/e" | "/health") => Err(ApiError::MethodNotAllowed),

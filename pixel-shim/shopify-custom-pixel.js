@@ -1,0 +1,64 @@
+// capi-edge — Shopify checkout custom pixel.
+// Paste into Shopify admin → Settings → Customer events → Add custom pixel, then set the two
+// constants. Shopify runs checkout scripts only as sandboxed custom pixels, so this is plain JS
+// (no wasm): it reports checkout_started, payment_info_submitted and checkout_completed to the
+// Worker with fetch(keepalive), and — when PIXEL_ID is set — to Meta's pixel with the same
+// eventID. checkout_completed uses event_id "purchase:<order id>", the id the Worker derives
+// from the orders/create webhook, so Meta keeps one Purchase.
+// The sandbox posts cross-origin: add its Origin (often "null") to the Worker's ALLOWED_ORIGINS.
+const CAPI_ENDPOINT = 'https://shop.example.com/t/e'; // your Worker route + /e
+const PIXEL_ID = ''; // your Meta pixel id, to also send browser copies from checkout
+
+function uuidv7() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  const ms = Date.now();
+  for (let i = 0; i < 6; i++) b[i] = Math.floor(ms / 2 ** (8 * (5 - i))) & 0xff;
+  b[6] = (b[6] & 0x0f) | 0x70;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+if (PIXEL_ID) {
+  !function (f, b, e, v, n, t, s) { if (f.fbq) return; n = f.fbq = function () { n.callMethod ? n.callMethod.apply(n, arguments) : n.queue.push(arguments); };
+    if (!f._fbq) f._fbq = n; n.push = n; n.loaded = !0; n.version = '2.0'; n.queue = []; t = b.createElement(e); t.async = !0; t.src = v;
+    s = b.getElementsByTagName(e)[0]; s.parentNode.insertBefore(t, s); }(window, document, 'script', 'https://connect.facebook.net/en_US/fbevents.js');
+  fbq('init', PIXEL_ID);
+}
+
+async function report(eventName, eventId, checkout, event) {
+  const [fbp, fbc] = await Promise.all([browser.cookie.get('_fbp'), browser.cookie.get('_fbc')]);
+  const customData = {
+    value: Number(checkout.totalPrice?.amount ?? 0),
+    currency: checkout.currencyCode,
+    content_ids: (checkout.lineItems || []).map((li) => String(li.variant?.id ?? '')).filter(Boolean),
+    content_type: 'product',
+    num_items: (checkout.lineItems || []).reduce((n, li) => n + (li.quantity || 0), 0),
+  };
+  if (eventName === 'Purchase') customData.order_id = String(checkout.order.id);
+  if (PIXEL_ID) fbq('track', eventName, customData, { eventID: eventId });
+  const address = checkout.billingAddress || checkout.shippingAddress || {};
+  const beacon = {
+    event_name: eventName,
+    event_id: eventId,
+    event_source_url: event.context.document.location.href,
+    event_time_ms: Date.now(),
+    fbp: fbp || undefined,
+    fbc: fbc || undefined,
+    custom_data: customData,
+    // Raw over HTTPS to your own Worker, which normalizes and hashes before anything leaves it.
+    user_data: {
+      em: checkout.email || undefined, ph: checkout.phone || address.phone || undefined,
+      fn: address.firstName || undefined, ln: address.lastName || undefined, ct: address.city || undefined,
+      st: address.provinceCode || undefined, zp: address.zip || undefined, country: address.countryCode || undefined,
+    },
+  };
+  fetch(CAPI_ENDPOINT, { method: 'POST', body: JSON.stringify(beacon), keepalive: true, credentials: 'omit' });
+}
+
+analytics.subscribe('checkout_started', (event) => report('InitiateCheckout', uuidv7(), event.data.checkout, event));
+analytics.subscribe('payment_info_submitted', (event) => report('AddPaymentInfo', uuidv7(), event.data.checkout, event));
+analytics.subscribe('checkout_completed', (event) => {
+  const checkout = event.data.checkout;
+  report('Purchase', `purchase:${checkout.order.id}`, checkout, event);
+});
