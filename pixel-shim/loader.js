@@ -1,7 +1,11 @@
 // capi-edge loader: `<script src="/t/p.js" data-pixel="PIXEL_ID" async></script>`.
-// The wasm-bindgen glue (no-modules target) is prepended by the build; this part boots it.
+// Bundled by the build with the wasm-bindgen glue (web target) into one minified script.
 // Options (data attributes): data-pageview="off" (no automatic PageView), data-fbq="off"
-// (never install Meta's pixel), data-fbevents="URL" (where Meta's pixel script is loaded from).
+// (never install Meta's pixel), data-fbevents="URL" (where Meta's pixel script is loaded from),
+// data-shopify-cart="on" (copy _fbp/_fbc into hidden Shopify cart attributes, which the order
+// webhook carries back as note_attributes).
+import init, { start, command } from './capi_pixel.js';
+
 (function (w, d) {
   var s = d.currentScript, ds = (s && s.dataset) || {};
   var base = s ? s.src.replace(/\/p\.js(?:[?#].*)?$/, '') : '/t';
@@ -11,9 +15,8 @@
     w.capi = function () { pending.push(arguments); };
     w.capi.q = pending;
   }
-  wasm_bindgen({ module_or_path: base + '/p.wasm?v=__WASM_VERSION__' }).then(function () {
-    var shim = wasm_bindgen;
-    shim.start();
+  init({ module_or_path: base + '/p.wasm?v=__WASM_VERSION__' }).then(function () {
+    start();
     // Meta's standard base code, when the page has no pixel of its own.
     if (!w.fbq && ds.fbq !== 'off' && ds.pixel) {
       var n = w.fbq = function () { n.callMethod ? n.callMethod.apply(n, arguments) : n.queue.push(arguments); };
@@ -25,7 +28,17 @@
       (d.head || d.documentElement).appendChild(t);
       w.fbq('init', ds.pixel);
     }
-    var api = w.capi = function () { return shim.command(base + '/e', Array.prototype.slice.call(arguments)); };
+    if (ds.shopifyCart === 'on') {
+      var ck = function (n) { var m = d.cookie.match('(?:^|; )' + n + '=([^;]+)'); return m ? m[1] : ''; };
+      var attrs = { _fbp: ck('_fbp'), _fbc: ck('_fbc') }, sent = JSON.stringify(attrs);
+      try {
+        if (sessionStorage.getItem('capi_cart') !== sent) {
+          fetch('/cart/update.js', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ attributes: attrs }), credentials: 'same-origin' })
+            .then(function (r) { if (r.ok) sessionStorage.setItem('capi_cart', sent); });
+        }
+      } catch (e) { /* storage blocked: skip, the webhook falls back to landing_site */ }
+    }
+    var api = w.capi = function () { return command(base + '/e', Array.prototype.slice.call(arguments)); };
     api.loaded = true;
     if (ds.pageview !== 'off') api('track', 'PageView');
     for (var i = 0; i < pending.length; i++) api.apply(w, pending[i]);

@@ -106,3 +106,28 @@ test('the thank-you Purchase and the order webhook share an event_id and dedupli
   assert.match(await row.textContent(), /deduplicated/);
   await context.close();
 });
+
+test('on Shopify the shim copies _fbp/_fbc into hidden cart attributes, once per change', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const updates = [];
+  // A Shopify theme page with the tag, and Shopify's Ajax cart endpoint, emulated on the Worker's origin.
+  await page.route(`${worker.url}/products/mug*`, (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<!doctype html><script src="/t/p.js" data-pixel="${PIXEL_ID}" data-fbq="off" data-shopify-cart="on" async></script>`,
+  }));
+  await page.route(`${worker.url}/cart/update.js`, (route) => {
+    updates.push(route.request().postDataJSON());
+    return route.fulfill({ contentType: 'application/json', body: '{}' });
+  });
+  await page.goto(`${worker.url}/products/mug?fbclid=IwAR_cart-1`);
+  await eventually(() => updates.length === 1, 10_000, 'cart update');
+  const cookies = Object.fromEntries((await context.cookies()).map((c) => [c.name, c.value]));
+  assert.deepEqual(updates[0], { attributes: { _fbp: cookies._fbp, _fbc: cookies._fbc } });
+  assert.match(cookies._fbc, /\.IwAR_cart-1$/);
+  await page.goto(`${worker.url}/products/mug`);
+  await page.waitForFunction(() => window.capi && window.capi.loaded);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(updates.length, 1, 'unchanged values are not posted again');
+  await context.close();
+});
