@@ -5,6 +5,7 @@
 
 pub mod beacon;
 pub mod custom_data;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod fbc;

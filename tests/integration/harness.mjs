@@ -32,7 +32,9 @@ export async function startSandbox() {
 }
 
 /** Runs build/worker in workerd via Miniflare with the given vars; resolves to { url, fetch, stop }. */
-export async function startWorker(vars = {}) {
+export const ADMIN_TOKEN = 'admin-test-token';
+
+export async function startWorker(vars = {}, { queues = true } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: `${ROOT}build/worker/index.js`,
@@ -40,11 +42,18 @@ export async function startWorker(vars = {}) {
     compatibilityDate: '2026-04-01',
     host: '127.0.0.1',
     port: 0,
-    bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ...vars },
+    bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ADMIN_TOKEN, RETRY_BASE_SECONDS: '1', ...vars },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
+    // As in wrangler.toml; `queues: false` runs the Worker without them (the direct-send fallback).
+    ...(queues && {
+      queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
+      queueConsumers: { 'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } },
+    }),
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
-  return { url, mf, fetch: (path, init) => mf.dispatchFetch(`${url}${path}`, init), stop: () => mf.dispose() };
+  const fetchIt = (path, init) => mf.dispatchFetch(`${url}${path}`, init);
+  const admin = async (path) => (await fetchIt(path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+  return { url, mf, fetch: fetchIt, receipts: (id) => admin(`/t/receipts/${encodeURIComponent(id)}`), stats: () => admin('/t/stats'), stop: () => mf.dispose() };
 }
 
 /** Polls `check` until it returns a truthy value or `ms` pass. */

@@ -35,9 +35,9 @@ test('a signed Shopify order becomes one hashed Purchase with the derived event_
   const res = await shopify(fixture('shopify-orders-create.json'));
   assert.equal(res.status, 200);
   const answer = await res.json();
-  assert.equal(answer.sent, true);
+  assert.equal(answer.queued, true);
   assert.equal(answer.event_id, 'purchase:820982911946154508');
-  const [p] = await purchases('purchase:820982911946154508');
+  const [p] = await eventually(async () => { const p = await purchases('purchase:820982911946154508'); return p.length && p; }, 10_000, 'the Purchase');
   assert.equal(p.custom_data.value, 403);
   assert.equal(p.custom_data.currency, 'USD');
   assert.equal(p.custom_data.order_id, '820982911946154508');
@@ -92,38 +92,58 @@ test('unknown topics and the WooCommerce ping are acknowledged and ignored', asy
 test('the same webhook delivered 5 times, 3 of them concurrently, and orders/paid too: one Purchase', async () => {
   const body = Buffer.from(fixture('shopify-orders-create.json').toString().replace('820982911946154508', '777000111'));
   const first = await shopify(body);
-  assert.equal((await first.json()).sent, true);
+  assert.equal((await first.json()).queued, true);
   const answers = await Promise.all([shopify(body), shopify(body), shopify(body)].map(async (r) => (await r).json()));
   answers.push(await (await shopify(body)).json());
   answers.push(await (await shopify(body, { topic: 'orders/paid' })).json());
   assert.ok(answers.every((a) => a.duplicate === true), JSON.stringify(answers));
-  await new Promise((r) => setTimeout(r, 300));
+  await eventually(async () => (await purchases('purchase:777000111')).length === 1, 10_000, 'the Purchase');
+  await new Promise((r) => setTimeout(r, 1500));
   assert.equal((await purchases('purchase:777000111')).length, 1);
 });
 
 test('racing first deliveries of one Stripe session: exactly one send', async () => {
   const body = fixture('stripe-checkout-session-completed.json');
   const answers = await Promise.all(Array.from({ length: 5 }, () => stripe(body).then((r) => r.json())));
-  assert.equal(answers.filter((a) => a.sent === true).length, 1, JSON.stringify(answers));
+  assert.equal(answers.filter((a) => a.queued === true).length, 1, JSON.stringify(answers));
   assert.equal(answers.filter((a) => a.duplicate === true).length, 4);
-  const [p] = await purchases('purchase:order-5001');
+  const [p] = await eventually(async () => { const p = await purchases('purchase:order-5001'); return p.length && p; }, 10_000, 'the Purchase');
   assert.equal(p.custom_data.value, 4990, 'JPY amount_total is in yen');
   assert.equal(p.custom_data.currency, 'JPY');
   assert.equal((await purchases('purchase:order-5001')).length, 1);
 });
 
-test('while Meta is down the webhook gets 503 and its redelivery is sent once Meta is back', async () => {
+test('while Meta is down an accepted webhook is kept and delivered once Meta is back', async () => {
   await sandbox.faults({ down: true });
+  try {
+    const obj = JSON.parse(fixture('order.json'));
+    obj.order_id = 'DOWN-1';
+    const down = await order(obj);
+    assert.equal(down.status, 200, 'accepted onto the queue');
+    assert.equal((await down.json()).queued, true);
+    await eventually(async () => (await worker.receipts('purchase:DOWN-1')).receipts?.[0]?.outcome === 'retrying', 10_000, 'a retrying receipt');
+    assert.equal((await purchases('purchase:DOWN-1')).length, 0);
+  } finally {
+    await sandbox.faults({ down: false });
+  }
+  await eventually(async () => (await purchases('purchase:DOWN-1')).length === 1, 20_000, 'delivery after Meta is back');
+  const [r] = (await worker.receipts('purchase:DOWN-1')).receipts;
+  assert.equal(r.outcome, 'sent');
+  assert.ok(r.attempts >= 2, `attempts ${r.attempts}`);
+  assert.match(r.fbtrace_id, /^SbX/);
+});
+
+test('an order older than 7 days gets an expired receipt and is never sent', async () => {
   const obj = JSON.parse(fixture('order.json'));
-  obj.order_id = 'DOWN-1';
-  const down = await order(obj);
-  assert.equal(down.status, 503);
-  assert.equal((await down.json()).error.code, 'meta_unavailable');
-  await sandbox.faults({ down: false });
-  const again = await order(obj);
-  assert.equal(again.status, 200);
-  assert.equal((await again.json()).sent, true);
-  assert.equal((await purchases('purchase:DOWN-1')).length, 1);
+  obj.order_id = 'OLD-1';
+  obj.created_at = Math.floor(Date.now() / 1000) - 8 * 86400;
+  const res = await order(obj);
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).outcome, 'expired');
+  const [r] = (await worker.receipts('purchase:OLD-1')).receipts;
+  assert.equal(r.outcome, 'expired');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal((await purchases('purchase:OLD-1')).length, 0);
 });
 
 test('a double-fired browser beacon is sent once', async () => {

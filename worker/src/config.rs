@@ -7,6 +7,7 @@ use worker::Env;
 /// newest one Meta's own business SDKs use (nodejs-business-sdk 26.0.0).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
 
+#[derive(Clone)]
 pub struct Config {
     pub pixel_id: Option<String>,
     pub access_token: Option<String>,
@@ -20,6 +21,12 @@ pub struct Config {
     pub route_prefix: String,
     /// Serves the demo storefront at `/` (local development only).
     pub demo_storefront: bool,
+    /// Delivery attempts before an event is dead-lettered (`MAX_DELIVERY_ATTEMPTS`).
+    pub max_delivery_attempts: u32,
+    /// First retry delay in seconds, doubled per attempt (`RETRY_BASE_SECONDS`).
+    pub retry_base_secs: u32,
+    /// Bearer token for `/t/receipts` and `/t/stats` (`ADMIN_TOKEN` secret).
+    pub admin_token: Option<String>,
     /// Webhook secrets by setting name (each may hold two, comma separated, for rotation).
     webhook_secrets: Vec<(&'static str, String)>,
 }
@@ -55,6 +62,15 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             demo_storefront: var("DEMO_STOREFRONT").as_deref() == Some("on"),
+            max_delivery_attempts: var("MAX_DELIVERY_ATTEMPTS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(30),
+            retry_base_secs: var("RETRY_BASE_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(10),
+            admin_token: var("ADMIN_TOKEN"),
             webhook_secrets: WEBHOOK_SECRETS
                 .iter()
                 .filter_map(|name| var(name).map(|v| (*name, v)))

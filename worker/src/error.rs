@@ -22,6 +22,8 @@ pub enum ApiError {
     BadWebhook(&'static str),
     /// Meta could not take the event now; the webhook's platform should redeliver later.
     UpstreamUnavailable,
+    /// `/t/receipts` or `/t/stats` without the right bearer token.
+    Unauthorized,
     /// A required setting is missing; retrying helps once the operator sets it.
     NotConfigured(&'static str),
     /// The built pixel shim is not embedded in this build.
@@ -67,6 +69,11 @@ impl ApiError {
                 503,
                 "meta_unavailable",
                 "the Conversions API is not reachable now; redeliver later".into(),
+            ),
+            ApiError::Unauthorized => (
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <ADMIN_TOKEN>".into(),
             ),
             ApiError::NotConfigured(name) => (
                 503,

@@ -1,14 +1,15 @@
 //! `POST /t/hooks/{shopify,woocommerce,stripe,order}`: signed order webhooks → one Purchase.
 //!
 //! Order of work: read the raw body, verify its signature (constant time, up to two secrets),
-//! only then parse; map to a Purchase in `capi-core`; claim it in the ledger; send it and
-//! answer. If Meta cannot take it now, the claim is given back and the answer is 503, so the
-//! platform's own retries redeliver it.
+//! only then parse; map to a Purchase in `capi-core`; claim it in the ledger; hand it to
+//! delivery (the queue) and answer. If neither the queue nor Meta can take it, the claim is
+//! given back and the answer is 503, so the platform's own retries redeliver it.
 
 use crate::config::Config;
-use crate::delivery::{self, Delivery, Target};
+use crate::delivery::{self, Delivery};
 use crate::error::ApiError;
-use crate::ledger::{Claim, LedgerClient};
+use crate::ledger::{Claim, DropCount, EventKey, LedgerClient, Receipt};
+use capi_core::delivery::is_expired;
 use capi_core::meta_rules::check_event;
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, purchase_event, PayloadError, Webhook};
@@ -135,6 +136,29 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
             serde_json::json!({"msg": "dropped", "event_id": event.event_id, "field": d.field, "reason": d.reason})
         );
     }
+    let key = EventKey {
+        event_name: event.event_name.clone(),
+        event_id: event.event_id.clone(),
+    };
+    let ledger = LedgerClient::for_pixel(env, &pixel_id);
+    if is_expired(event.event_time, (now_ms / 1000) as i64) {
+        // Meta refuses events older than 7 days: record that instead of sending.
+        delivery::log(&event, "expired", Some("older_than_7_days"), None, 0);
+        if let Some(l) = &ledger {
+            let receipt = Receipt {
+                event_name: key.event_name.clone(),
+                event_id: key.event_id.clone(),
+                outcome: "expired".into(),
+                reason: Some("older_than_7_days".into()),
+                attempts: 0,
+                fbtrace_id: None,
+            };
+            l.record(vec![receipt], now_ms).await;
+        }
+        return ok(
+            serde_json::json!({"ok": true, "sent": false, "event_id": key.event_id, "outcome": "expired"}),
+        );
+    }
     let value = serde_json::to_value(&event).map_err(|e| ApiError::Runtime(e.into()))?;
     if let Err(v) = check_event(&value, (now_ms / 1000) as i64) {
         // Resending the same order cannot fix it: acknowledge so the platform stops retrying.
@@ -144,31 +168,35 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
         );
     }
 
-    let ledger = LedgerClient::for_pixel(env, &pixel_id);
+    let dropped = dropped
+        .iter()
+        .map(|d| DropCount {
+            field: d.field.clone(),
+            reason: d.reason.to_string(),
+        })
+        .collect();
     let claim = match &ledger {
-        Some(l) => l.claim(&event.event_name, &event.event_id, now_ms).await,
+        Some(l) => l.claim(&key, now_ms, dropped).await,
         None => Claim::Unavailable,
     };
     if claim == Claim::Duplicate {
         delivery::log(&event, "duplicate", None, None, 0);
-        return ok(serde_json::json!({"ok": true, "duplicate": true, "event_id": event.event_id}));
+        return ok(serde_json::json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
     }
-    let target = Target {
-        url: capi_core::event::events_url(&cfg.graph_url, &cfg.api_version, &pixel_id),
-        access_token: token,
-        test_event_code: cfg.test_event_code.clone(),
-    };
-    let (event_name, event_id) = (event.event_name.clone(), event.event_id.clone());
-    match delivery::send(&target, vec![event]).await {
+    match delivery::deliver(env, cfg, &pixel_id, &token, event).await {
+        Delivery::Queued => {
+            ok(serde_json::json!({"ok": true, "queued": true, "event_id": key.event_id}))
+        }
         Delivery::Sent { fbtrace_id } => ok(
-            serde_json::json!({"ok": true, "sent": true, "event_id": event_id, "fbtrace_id": fbtrace_id}),
+            serde_json::json!({"ok": true, "sent": true, "event_id": key.event_id, "fbtrace_id": fbtrace_id}),
         ),
         Delivery::Rejected { reason } => ok(
-            serde_json::json!({"ok": true, "sent": false, "event_id": event_id, "reason": reason}),
+            serde_json::json!({"ok": true, "sent": false, "event_id": key.event_id, "reason": reason}),
         ),
         Delivery::Failed { .. } => {
+            // Neither the queue nor Meta took it: give the claim back so the redelivery is sent.
             if let (Some(l), Claim::New) = (&ledger, claim) {
-                l.release(&event_name, &event_id, now_ms).await;
+                l.release(&key).await;
             }
             Err(ApiError::UpstreamUnavailable)
         }

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::cookies::{cookie, set_cookie};
 use crate::delivery;
 use crate::error::ApiError;
-use crate::ledger::{Claim, LedgerClient};
+use crate::ledger::{Claim, DropCount, EventKey, LedgerClient};
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{website_event, RequestFacts};
@@ -118,23 +118,30 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
         }
     }
 
-    let target = delivery::Target {
-        url: capi_core::event::events_url(&cfg.graph_url, &cfg.api_version, &pixel_id),
-        access_token: token,
-        test_event_code: cfg.test_event_code.clone(),
-    };
-    let ledger = LedgerClient::for_pixel(env, &pixel_id);
+    // Claim (dedup + drop counts) and enqueue after answering: the browser never waits on them.
+    let dropped = built
+        .dropped
+        .iter()
+        .map(|d| DropCount {
+            field: d.field.clone(),
+            reason: d.reason.to_string(),
+        })
+        .collect();
     let event = built.event;
-    let now_ms = facts.now_ms;
+    let (env, cfg, now_ms) = (env.clone(), cfg.clone(), facts.now_ms);
     ctx.wait_until(async move {
-        // A double-fired browser event (same name and id) is sent once.
-        if let Some(l) = ledger {
-            if l.claim(&event.event_name, &event.event_id, now_ms).await == Claim::Duplicate {
+        let key = EventKey {
+            event_name: event.event_name.clone(),
+            event_id: event.event_id.clone(),
+        };
+        if let Some(l) = LedgerClient::for_pixel(&env, &pixel_id) {
+            // A double-fired browser event (same name and id) is sent once.
+            if l.claim(&key, now_ms, dropped).await == Claim::Duplicate {
                 delivery::log(&event, "duplicate", None, None, 0);
                 return;
             }
         }
-        delivery::send(&target, vec![event]).await;
+        delivery::deliver(&env, &cfg, &pixel_id, &token, event).await;
     });
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }

@@ -1,6 +1,7 @@
 //! capi-edge Worker: serves the pixel shim, takes beacons on the shop's own domain and relays
 //! them to Meta's Conversions API. Meta's rules live in `capi-core`; this crate moves bytes.
 
+mod admin;
 mod config;
 mod cookies;
 mod delivery;
@@ -14,7 +15,7 @@ mod shim_assets;
 use config::Config;
 use error::ApiError;
 pub use ledger::Ledger;
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{event, Context, Env, MessageBatch, Method, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
@@ -37,10 +38,20 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         },
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
         (Method::Get, "/health") => health(&cfg),
+        (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
+        (Method::Get, r) if r.starts_with("/receipts/") => {
+            admin::receipts(&req, &cfg, &env, &r["/receipts/".len()..]).await
+        }
         (_, "/p.js" | "/p.wasm" | "/e" | "/health") => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     };
     answer.or_else(|e| e.into_response())
+}
+
+/// The queue consumer: delivers what ingest enqueued (see `delivery`).
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    delivery::consume(batch, env).await
 }
 
 /// `GET /t/health`: whether the Worker is configured; never a secret's value.

@@ -14,7 +14,6 @@ use crate::custom_data::Dropped;
 use crate::event::{ServerEvent, UserData};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
 use crate::normalize::{self, Field};
-use crate::MAX_EVENT_AGE_SECS;
 use serde_json::{json, Map, Value};
 
 /// The `event_id` of an order's Purchase, on both sides: the webhook and the thank-you page's
@@ -134,8 +133,9 @@ pub fn iso8601_secs(s: &str) -> Option<i64> {
 
 /// The `Purchase` event Meta receives for an order, with what was dropped on the way.
 ///
-/// `event_time` is the order's time, clamped to now and to Meta's 7-day window (a webhook
-/// redelivered days later still reports the order, not the redelivery). `action_source` is
+/// `event_time` is the order's time, never later than now (a webhook redelivered hours later
+/// still reports the order, not the redelivery). An order older than Meta's 7 days keeps its
+/// time: delivery gives it an `expired` receipt rather than sending a misdated event. `action_source` is
 /// `website` when the platform recorded the buyer's browser (user agent), else `other`: Meta
 /// requires a user agent on website events.
 pub fn purchase_event(
@@ -235,11 +235,7 @@ pub fn purchase_event(
         );
     }
 
-    let event_time = order
-        .created_at
-        .unwrap_or(now)
-        .min(now)
-        .max(now - MAX_EVENT_AGE_SECS + 60);
+    let event_time = order.created_at.unwrap_or(now).min(now);
     let website = user_data.client_user_agent.is_some();
     let event = ServerEvent {
         event_name: "Purchase".into(),

@@ -187,6 +187,26 @@ pub fn verify_order(
     })
 }
 
+/// `Authorization: Bearer <token>` against the configured token, in constant time (an HMAC of
+/// each under a fixed key, compared with `verify_slice`, so neither length nor content leaks).
+pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
+    let Some(presented) = authorization.and_then(|h| h.trim().strip_prefix("Bearer ")) else {
+        return false;
+    };
+    if expected.is_empty() {
+        return false;
+    }
+    let digest = |s: &str| {
+        let mut mac =
+            HmacSha256::new_from_slice(b"capi-edge bearer").expect("HMAC takes keys of any length");
+        mac.update(s.as_bytes());
+        mac
+    };
+    digest(presented.trim())
+        .verify_slice(&digest(expected).finalize().into_bytes())
+        .is_ok()
+}
+
 /// Hex HMAC-SHA256, for signing test fixtures and the generic webhook's senders.
 pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     let mut mac =
@@ -198,6 +218,15 @@ pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(Some("s3cret"), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+        assert!(!bearer_matches(Some("Bearer "), ""));
+    }
 
     #[test]
     fn rfc4231_case_2_known_answer() {
