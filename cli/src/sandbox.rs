@@ -27,6 +27,8 @@ struct Faults {
     latency_ms: u64,
     /// While true every Graph request gets a 503, as if Meta were down.
     down: bool,
+    /// Event ids Meta "rejects": a request holding one fails whole (code 100), as at Meta.
+    reject_event_ids: Vec<String>,
 }
 
 #[derive(Default)]
@@ -181,6 +183,16 @@ fn handle(mut request: Request, state: &Mutex<State>) {
                     .unwrap_or(0)
                     .min(30_000),
                 down: f.get("down").and_then(Value::as_bool).unwrap_or(false),
+                reject_event_ids: f
+                    .get("reject_event_ids")
+                    .and_then(Value::as_array)
+                    .map(|k| {
+                        k.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             };
             lock(state).faults = faults;
             respond_json(request, 200, &json!({"ok": true}))
@@ -317,6 +329,26 @@ fn graph_events(
     let token = query_param(query, "access_token")
         .or_else(|| parsed.get("access_token").and_then(Value::as_str));
     let now = (now_ms() / 1000) as i64;
+    let refused = lock(state).faults.reject_event_ids.clone();
+    let events = parsed
+        .get("data")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let refused_at = events.iter().position(|e| {
+        e.get("event_id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| refused.iter().any(|r| r == id))
+    });
+    if let Some(i) = refused_at {
+        let v = Violation {
+            code: 100,
+            subcode: None,
+            rule: "injected_rejection",
+            message: format!("data[{i}]: rejected by the sandbox's reject_event_ids fault"),
+        };
+        return reject(request, state, pixel, &v, &trace);
+    }
     match check_request(&parsed, token, now) {
         Ok(n) => {
             let test_event_code = parsed
