@@ -41,3 +41,7 @@ clean:
 ## fuzz: cargo-fuzz (nightly) on the beacon and field parsers, FUZZ_SECONDS each (default 60)
 fuzz:
 	@bash scripts/fuzz.sh
+
+## bench: beacon load against the Worker in workerd (wrk) and `capi-edge hash` throughput
+bench: build
+	@bash scripts/bench.sh

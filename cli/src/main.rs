@@ -13,8 +13,10 @@ USAGE:
   capi-edge hash                      JSON lines {\"field\",\"value\"[,\"country\"]} on stdin →
                                       {\"field\",\"normalized\",\"sha256\"} or {\"field\",\"error\"}
   capi-edge payload [FILE] [--user-agent UA] [--ip IP] [--cookie-fbp V] [--cookie-fbc V] [--now-ms MS]
-                                      a beacon JSON (FILE or stdin) → the exact CAPI request body;
-                                      drop reasons on stderr
+                    [--webhook shopify|woocommerce|stripe|order [--topic T] [--shop-url URL]]
+                    [--test-event-code CODE]
+                                      a beacon (or, with --webhook, a webhook body) from FILE or
+                                      stdin → the exact CAPI request body; drop reasons on stderr
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";

@@ -3,6 +3,7 @@
 use crate::flag;
 use capi_core::beacon::Beacon;
 use capi_core::event::request_body;
+use capi_core::webhook::{self, purchase_event, Webhook};
 use capi_core::website::{website_event, RequestFacts};
 use std::io::Read;
 
@@ -34,15 +35,46 @@ pub fn run(args: &[String]) -> Result<(), String> {
         cookie_fbc: flag(args, "--cookie-fbc"),
         now_ms,
     };
-    let beacon = Beacon::parse(&body).map_err(|e| format!("{}: {e}", e.code()))?;
-    let built = website_event(beacon, &facts)
-        .map_err(|e| format!("{}: {e} (pass --user-agent)", e.code()))?;
-    for d in &built.dropped {
+    let (event, dropped) = match flag(args, "--webhook") {
+        // The same mapping the Worker applies after verifying a webhook's signature.
+        Some(platform) => {
+            let topic = flag(args, "--topic").unwrap_or(match platform {
+                "shopify" => "orders/create",
+                _ => "order.created",
+            });
+            let parsed = match platform {
+                "shopify" => webhook::shopify::webhook(topic, &body),
+                "woocommerce" => webhook::woocommerce::webhook(topic, &body),
+                "stripe" => webhook::stripe::webhook(&body),
+                "order" => webhook::order::webhook(&body),
+                other => {
+                    return Err(format!(
+                        "unknown --webhook {other} (shopify, woocommerce, stripe, order)"
+                    ))
+                }
+            };
+            match parsed.map_err(|e| format!("invalid_webhook: {e}"))? {
+                Webhook::Order(order) => purchase_event(
+                    &order,
+                    flag(args, "--shop-url").unwrap_or("https://shop.example.com/"),
+                    now_ms,
+                ),
+                Webhook::Ignored { reason } => return Err(format!("not reported: {reason}")),
+            }
+        }
+        None => {
+            let beacon = Beacon::parse(&body).map_err(|e| format!("{}: {e}", e.code()))?;
+            let built = website_event(beacon, &facts)
+                .map_err(|e| format!("{}: {e} (pass --user-agent)", e.code()))?;
+            (built.event, built.dropped)
+        }
+    };
+    for d in &dropped {
         eprintln!("dropped {}: {}", d.field, d.reason);
     }
     println!(
         "{}",
-        request_body(&[built.event], flag(args, "--test-event-code"))
+        request_body(&[event], flag(args, "--test-event-code"))
     );
     Ok(())
 }

@@ -116,3 +116,21 @@ test('without a queue the Worker sends directly; a webhook then answers 503 whil
     await direct.stop();
   }
 });
+
+test('an event that exhausts its attempts is dead-lettered with its reason, not dropped silently', async () => {
+  const w = await startWorker({ META_GRAPH_URL: sandbox.url, MAX_DELIVERY_ATTEMPTS: '2' });
+  try {
+    await sandbox.faults({ down: true });
+    assert.equal((await beacon(w, 'dlq-1')).status, 204);
+    const r = await eventually(async () => { const r = (await w.receipts('dlq-1')).receipts?.[0]; return r?.outcome === 'dead_lettered' && r; }, 30_000, 'dead_lettered receipt');
+    assert.equal(r.attempts, 2);
+    assert.match(r.reason, /^attempts_exhausted_transient/);
+    assert.equal((await w.stats()).outcomes.dead_lettered, 1);
+    await sandbox.faults({});
+    await sleep(1500);
+    assert.equal((await copies('dlq-')).size, 0, 'a dead letter is not sent behind the operator\'s back');
+  } finally {
+    await sandbox.faults({});
+    await w.stop();
+  }
+});

@@ -1,0 +1,104 @@
+//! The `capi-edge` binary as a user runs it: JSON lines in, JSON lines out.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capi-edge"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn capi-edge");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("run");
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn hash_streams_one_answer_per_line_and_never_echoes_raw_values() {
+    let input = concat!(
+        r#"{"field":"ph","value":"(650)555-1212","country":"US"}"#,
+        "\n",
+        r#"{"field":"em","value":"John_Smith@gmail.com"}"#,
+        "\n",
+        r#"{"field":"em","value":"not an email"}"#,
+        "\n",
+        "garbage\n",
+    );
+    let (out, _, ok) = run(&["hash"], input);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    // Meta's published examples (D-CIP).
+    assert_eq!(
+        lines[0]["sha256"],
+        "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+    );
+    assert_eq!(lines[1]["normalized"], "john_smith@gmail.com");
+    assert_eq!(lines[2]["error"], "invalid_email");
+    assert!(lines[3]["error"].is_string());
+    assert!(!out.contains("not an email"));
+}
+
+#[test]
+fn payload_prints_the_exact_capi_body_for_a_beacon_and_a_webhook() {
+    let beacon = r#"{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p","custom_data":{"value":"3","currency":"eur","email":"x@y.z"},"user_data":{"em":"A@B.co"}}"#;
+    let (out, err, ok) = run(
+        &[
+            "payload",
+            "--user-agent",
+            "UA/1",
+            "--ip",
+            "192.0.2.1",
+            "--now-ms",
+            "1795440000000",
+        ],
+        beacon,
+    );
+    assert!(ok, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let e = &body["data"][0];
+    assert_eq!(e["event_id"], "e1");
+    assert_eq!(e["event_time"], 1_795_440_000);
+    assert_eq!(e["user_data"]["client_ip_address"], "192.0.2.1");
+    assert_eq!(
+        e["custom_data"],
+        serde_json::json!({"value": 3.0, "currency": "EUR"})
+    );
+    assert_eq!(body["partner_agent"], "capi-edge");
+    assert!(
+        err.contains("dropped email: customer_data_not_allowed_in_custom_data"),
+        "{err}"
+    );
+
+    let order = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/webhooks/order.json"
+    ))
+    .expect("fixture");
+    let (out, err, ok) = run(
+        &["payload", "--webhook", "order", "--now-ms", "1795440000000"],
+        &order,
+    );
+    assert!(ok, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(body["data"][0]["event_id"], "purchase:A-1001");
+
+    let (_, err, ok) = run(&["payload"], beacon);
+    assert!(!ok);
+    assert!(err.contains("User-Agent"), "{err}");
+}
