@@ -5,7 +5,12 @@ import { startSandbox, startWorker } from '../tests/integration/harness.mjs';
 const sandbox = await startSandbox();
 const worker = await startWorker({ META_GRAPH_URL: sandbox.url });
 console.log(JSON.stringify({ worker: worker.url, sandbox: sandbox.url }));
-const stop = async () => { await worker.stop(); sandbox.stop(); process.exit(0); };
+// The sandbox runs in its own process group: stop it first, then give workerd 2 s to go.
+const stop = () => {
+  sandbox.stop();
+  setTimeout(() => process.exit(0), 2000).unref();
+  worker.stop().finally(() => process.exit(0));
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 setInterval(() => {}, 1 << 30);

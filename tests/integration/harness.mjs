@@ -8,9 +8,15 @@ export const ROOT = new URL('../../', import.meta.url).pathname;
 export const PIXEL_ID = '987654321012345';
 export const TOKEN = 'test-token-secret-value';
 
+// Every sandbox this process started is killed when it exits, even after a failed test or a timeout.
+const sandboxes = new Set();
+const killGroup = (pid) => { try { process.kill(-pid, 'SIGKILL'); } catch {} };
+process.on('exit', () => sandboxes.forEach(killGroup));
+
 /** Starts `capi-edge sandbox` on a free port; resolves to { url, stop, events, reset, faults }. */
 export async function startSandbox() {
   const child = spawn(`${ROOT}target/release/capi-edge`, ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  sandboxes.add(child.pid);
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('sandbox did not start in 10 s')), 10_000);
     let buf = '';
@@ -27,7 +33,7 @@ export async function startSandbox() {
     events: async () => (await fetch(`${url}/_sandbox/events`)).json(),
     reset: () => post('/_sandbox/reset'),
     faults: (f) => post('/_sandbox/faults', f),
-    stop: () => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} },
+    stop: () => { killGroup(child.pid); sandboxes.delete(child.pid); },
   };
 }
 
