@@ -167,32 +167,14 @@ fn handle(mut request: Request, state: &Mutex<State>) {
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0)
                     .clamp(0.0, 1.0),
-                kinds: f
-                    .get("kinds")
-                    .and_then(Value::as_array)
-                    .map(|k| {
-                        k.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| vec!["500".into()]),
+                kinds: strings(f.get("kinds")).unwrap_or_else(|| vec!["500".into()]),
                 latency_ms: f
                     .get("latency_ms")
                     .and_then(Value::as_u64)
                     .unwrap_or(0)
                     .min(30_000),
                 down: f.get("down").and_then(Value::as_bool).unwrap_or(false),
-                reject_event_ids: f
-                    .get("reject_event_ids")
-                    .and_then(Value::as_array)
-                    .map(|k| {
-                        k.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                reject_event_ids: strings(f.get("reject_event_ids")).unwrap_or_default(),
             };
             lock(state).faults = faults;
             respond_json(request, 200, &json!({"ok": true}))
@@ -224,6 +206,17 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             &json!({"error": {"message": "Unknown path components", "type": "OAuthException", "code": 2500}}),
         ),
     }
+}
+
+/// A JSON array of strings (other items skipped).
+fn strings(v: Option<&Value>) -> Option<Vec<String>> {
+    Some(
+        v?.as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Meta's error envelope (D-ERR).

@@ -55,21 +55,7 @@ fn ok(body: serde_json::Value) -> Answer {
 
 /// Handles one webhook delivery.
 pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env) -> Answer {
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|l| l.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_WEBHOOK_BYTES) {
-        return Err(ApiError::TooLarge {
-            limit: MAX_WEBHOOK_BYTES,
-        });
-    }
-    let body = req.bytes().await?;
-    if body.len() > MAX_WEBHOOK_BYTES {
-        return Err(ApiError::TooLarge {
-            limit: MAX_WEBHOOK_BYTES,
-        });
-    }
+    let body = crate::body::bounded(&mut req, MAX_WEBHOOK_BYTES).await?;
     let h = req.headers();
     let now_ms = Date::now().as_millis();
     // WooCommerce's creation ping (`webhook_id=N`) must get a 2xx; it carries no order.

@@ -68,21 +68,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
     if !matches!(media, "" | "application/json" | "text/plain") {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|l| l.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BEACON_BYTES) {
-        return Err(ApiError::TooLarge {
-            limit: MAX_BEACON_BYTES,
-        });
-    }
-    let body = req.bytes().await?;
-    if body.len() > MAX_BEACON_BYTES {
-        return Err(ApiError::TooLarge {
-            limit: MAX_BEACON_BYTES,
-        });
-    }
+    let body = crate::body::bounded(&mut req, MAX_BEACON_BYTES).await?;
     let beacon = Beacon::parse(&body).map_err(ApiError::BadBeacon)?;
     let (pixel_id, token) = cfg.meta_credentials()?;
 

@@ -2,6 +2,7 @@
 //! them to Meta's Conversions API. Meta's rules live in `capi-core`; this crate moves bytes.
 
 mod admin;
+mod body;
 mod config;
 mod cookies;
 mod delivery;

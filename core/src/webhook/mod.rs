@@ -255,6 +255,27 @@ pub fn purchase_event(
     (event, dropped)
 }
 
+/// Line items of a payload: the id is the first of `id_keys` present (an id of `0` counts as
+/// absent, as WooCommerce's `variation_id` of simple products), quantity defaults to 1.
+pub fn line_items(items: Option<&Value>, id_keys: &[&str], price_key: &str) -> Vec<LineItem> {
+    let Some(items) = items.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|li| {
+            let id = id_keys
+                .iter()
+                .find_map(|k| text(li.get(*k)).filter(|id| id != "0"))?;
+            Some(LineItem {
+                id,
+                quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
+                item_price: amount(li.get(price_key)),
+            })
+        })
+        .collect()
+}
+
 /// Reads a monetary amount given as a JSON number or decimal string (`"39.90"`).
 pub fn amount(v: Option<&Value>) -> Option<f64> {
     crate::custom_data::amount(v?)

@@ -11,7 +11,7 @@
 //! Signed with `X-Capi-Signature: sha256=<hex HMAC-SHA256(ORDER_WEBHOOK_SECRET, raw body)>`.
 
 use super::{
-    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
 };
 use serde_json::Value;
 
@@ -32,22 +32,7 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         Some(_) => return Err(PayloadError("created_at must be Unix seconds or ISO 8601")),
     };
     let c = |k: &str| text(o.get("customer").and_then(|c| c.get(k)));
-    let contents = o
-        .get("contents")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|li| {
-                    Some(LineItem {
-                        id: text(li.get("id"))?,
-                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
-                        item_price: amount(li.get("item_price")),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let contents = line_items(o.get("contents"), &["id"], "item_price");
     Ok(Webhook::Order(Box::new(Order {
         order_id,
         value,

@@ -1,7 +1,7 @@
 //! Shopify order webhooks (`orders/create`, `orders/paid`; Admin REST order payload).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
 };
 use serde_json::Value;
 
@@ -33,26 +33,12 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
             .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|a| text(a.get("value")))
     };
-    let contents = o
-        .get("line_items")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|li| {
-                    // Shopify's Meta catalog uses variant ids as content ids.
-                    let id = text(li.get("variant_id"))
-                        .or_else(|| text(li.get("product_id")))
-                        .or_else(|| text(li.get("sku")))?;
-                    Some(LineItem {
-                        id,
-                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
-                        item_price: amount(li.get("price")),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // Shopify's Meta catalog uses variant ids as content ids.
+    let contents = line_items(
+        o.get("line_items"),
+        &["variant_id", "product_id", "sku"],
+        "price",
+    );
     Ok(Webhook::Order(Box::new(Order {
         order_id,
         value,

@@ -1,7 +1,7 @@
 //! WooCommerce order webhooks (`order.created`, `order.updated`; REST API v3 order shape).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, text, LineItem, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
 };
 use serde_json::Value;
 
@@ -42,26 +42,11 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
             .find(|m| m.get("key").and_then(Value::as_str) == Some(key))
             .and_then(|m| text(m.get("value")))
     };
-    let contents = o
-        .get("line_items")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|li| {
-                    let variation = text(li.get("variation_id")).filter(|v| v != "0");
-                    let id = variation
-                        .or_else(|| text(li.get("product_id")))
-                        .or_else(|| text(li.get("sku")))?;
-                    Some(LineItem {
-                        id,
-                        quantity: li.get("quantity").and_then(Value::as_u64).unwrap_or(1),
-                        item_price: amount(li.get("price")),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let contents = line_items(
+        o.get("line_items"),
+        &["variation_id", "product_id", "sku"],
+        "price",
+    );
     Ok(Webhook::Order(Box::new(Order {
         order_id,
         value,
