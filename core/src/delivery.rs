@@ -28,6 +28,9 @@ pub fn step_for(answer: &MetaAnswer, batch_len: usize) -> Step {
     }
 }
 
+/// Meta's troubleshooting guide: set the client timeout to about 1.5 s (most answers < 600 ms).
+pub const META_CLIENT_TIMEOUT_MS: u64 = 1500;
+
 /// Longest wait between two attempts.
 pub const MAX_RETRY_DELAY_SECS: u32 = 3600;
 

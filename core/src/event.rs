@@ -95,6 +95,10 @@ impl UserData {
     }
 }
 
+/// The Graph API version used unless configured: the newest one Meta's own business SDKs use
+/// (facebook-nodejs-business-sdk 26.0.0; the Python and PHP SDKs are on v25.0).
+pub const DEFAULT_API_VERSION: &str = "v26.0";
+
 /// Identifies capi-edge to Meta (D-BP "Agencies: send partner_agent").
 pub const PARTNER_AGENT: &str = "capi-edge";
 

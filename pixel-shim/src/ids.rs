@@ -43,6 +43,14 @@ pub fn uuid_v7(now_ms: u64) -> Option<String> {
     Some(s)
 }
 
+/// The Purchase `event_id` for an order: `purchase:<order id>`, as `capi_core::webhook::
+/// event_id_for_order` derives it from the order webhook (a test holds the two together).
+pub fn purchase_event_id(order_id: &str) -> String {
+    let mut id = String::from("purchase:");
+    id.push_str(order_id.trim());
+    id
+}
+
 /// Decimal digits of `n`.
 fn push_u64(s: &mut String, n: u64) {
     let mut div = 1;
@@ -187,6 +195,28 @@ fn write(name: &str, value: &str, domain: Option<&str>, secure: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shim_derives_ids_and_cookies_exactly_as_the_worker_reads_them() {
+        for order in ["1001", " 5123456789 ", "order-5001"] {
+            assert_eq!(
+                purchase_event_id(order),
+                capi_core::webhook::event_id_for_order(order)
+            );
+        }
+        assert!(capi_core::fbc::is_valid_fbp(&fbp(
+            1,
+            1_763_900_000_000,
+            2_147_483_647
+        )));
+        let fbc = fbc(2, 1_763_900_000_000, "IwAR_x-1");
+        assert_eq!(capi_core::fbc::fbc_click_id(&fbc), Some("IwAR_x-1"));
+        assert_eq!(
+            capi_core::fbc::fbc_for_click("IwAR_x-1", 5, Some(&fbc)),
+            None,
+            "the Worker sees the same click id"
+        );
+    }
 
     #[test]
     fn cookie_values_have_metas_shape() {

@@ -52,9 +52,12 @@ pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
     let (method, name, params, event_id) = if method == "purchase" {
         let params = ffi::params_or_empty(args.get(1));
         let order_id = ffi::text_field(&params, "order_id")?;
-        let mut id = String::from("purchase:");
-        id.push_str(order_id.trim());
-        (String::from("track"), String::from("Purchase"), params, id)
+        (
+            String::from("track"),
+            String::from("Purchase"),
+            params,
+            ids::purchase_event_id(&order_id),
+        )
     } else if method == "track" || method == "trackCustom" {
         let name = args.get(1).as_string().filter(|n| !n.is_empty())?;
         (

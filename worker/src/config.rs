@@ -3,9 +3,7 @@
 use crate::error::ApiError;
 use worker::Env;
 
-/// Meta's Graph API version the Worker posts to unless `META_API_VERSION` says otherwise: the
-/// newest one Meta's own business SDKs use (nodejs-business-sdk 26.0.0).
-pub const DEFAULT_API_VERSION: &str = "v26.0";
+use capi_core::event::DEFAULT_API_VERSION;
 
 #[derive(Clone)]
 pub struct Config {

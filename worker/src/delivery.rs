@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::ledger::{EventKey, LedgerClient, Receipt, FINAL_OUTCOMES};
-use capi_core::delivery::{is_expired, retry_delay_secs, step_for, Step};
+use capi_core::delivery::{is_expired, retry_delay_secs, step_for, Step, META_CLIENT_TIMEOUT_MS};
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
 use capi_core::meta_rules::check_event;
@@ -22,8 +22,7 @@ use worker::{
     MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit,
 };
 
-/// Meta's troubleshooting guide: set the client timeout to about 1.5 s.
-const META_TIMEOUT: Duration = Duration::from_millis(1500);
+const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 
 /// Where and how to send.
 #[derive(Clone)]
