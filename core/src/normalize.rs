@@ -396,22 +396,37 @@ pub fn zip(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     }
 }
 
-/// ISO 3166-1 alpha-2 codes, in order.
-const ALPHA2: &str = "adaeafagaialamaoaqarasatauawaxazbabbbdbebfbgbhbibjblbmbnbobqbrbsbtbvbwbybzcacccdcfcgchcickclcmcncocrcucvcwcxcycz\
-dedjdkdmdodzeceeegehereseteufifjfkfmfofrgagbgdgegfggghgiglgmgngpgqgrgsgtgugwgyhkhmhnhrhthuidieiliminioiqirisitjejmjojp\
-kekgkhkikmknkpkrkwkykzlalblclilklrlsltlulvlymamcmdmemfmgmhmkmlmmmnmompmqmrmsmtmumvmwmxmymznancnenfngninlnonpnrnunz\
-ompapepfpgphpkplpmpnprpsptpwpyqarerorsrurwsasbscsdsesgshsisjskslsmsnsosrssstsvsxsysztctdtftgthtjtktltmtntotrtttvtwtz\
-uaugumusuyuzvavcvevgvivnvuwfwsyeytzazmzw";
+/// ISO 3166-1 (249 countries): alpha-2 then alpha-3, five letters each, in alpha-2 order.
+const ALPHA2_ALPHA3: &str = "adandaeareafafgagatgaiaiaalalbamarmaoagoaqataarargasasmatautauausawabwaxalaazazebabihbbbrbbdbgdbebel\
+bfbfabgbgrbhbhrbibdibjbenblblmbmbmubnbrnbobolbqbesbrbrabsbhsbtbtnbvbvtbwbwabyblrbzblzcacancccckcdcod\
+cfcafcgcogchchecicivckcokclchlcmcmrcnchncocolcrcricucubcvcpvcwcuwcxcxrcycypczczededeudjdjidkdnkdmdma\
+dodomdzdzaececueeestegegyeheshereriesespetethfifinfjfjifkflkfmfsmfofrofrfragagabgbgbrgdgrdgegeogfguf\
+ggggyghghagigibglgrlgmgmbgngingpglpgqgnqgrgrcgssgsgtgtmgugumgwgnbgyguyhkhkghmhmdhnhndhrhrvhthtihuhun\
+ididnieirlilisrimimninindioiotiqirqirirnisislititajejeyjmjamjojorjpjpnkekenkgkgzkhkhmkikirkmcomknkna\
+kpprkkrkorkwkwtkycymkzkazlalaolblbnlclcalilielklkalrlbrlslsoltltululuxlvlvalylbymamarmcmcomdmdamemne\
+mfmafmgmdgmhmhlmkmkdmlmlimmmmrmnmngmomacmpmnpmqmtqmrmrtmsmsrmtmltmumusmvmdvmwmwimxmexmymysmzmoznanam\
+ncnclnenernfnfkngnganinicnlnldnonornpnplnrnrununiunznzlomomnpapanpeperpfpyfpgpngphphlpkpakplpolpmspm\
+pnpcnprpripspseptprtpwplwpypryqaqatrereurorourssrbrurusrwrwasasausbslbscsycsdsdnseswesgsgpshshnsisvn\
+sjsjmsksvkslslesmsmrsnsensosomsrsurssssdststpsvslvsxsxmsysyrszswztctcatdtcdtfatftgtgoththatjtjktktkl\
+tltlstmtkmtntuntotontrturttttotvtuvtwtwntztzauaukrugugaumumiususauyuryuzuzbvavatvcvctvevenvgvgbvivir\
+vnvnmvuvutwfwlfwswsmyeyemytmytzazafzmzmbzwzwe";
 
-fn is_alpha2(code: &str) -> bool {
-    code.len() == 2 && ALPHA2.as_bytes().chunks(2).any(|c| c == code.as_bytes())
+/// The alpha-2 code for an ISO alpha-2 or alpha-3 code (lowercase input).
+fn iso_code(code: &str) -> Option<&'static str> {
+    let table = ALPHA2_ALPHA3.as_bytes();
+    let i = table.chunks(5).position(|c| match code.len() {
+        2 => c.get(..2) == Some(code.as_bytes()),
+        3 => c.get(2..) == Some(code.as_bytes()),
+        _ => false,
+    })?;
+    ALPHA2_ALPHA3.get(i * 5..i * 5 + 2)
 }
 
-/// (alpha-2, alpha-3, calling code, common English names) for the countries shops sell to most.
-const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
+/// (alpha-2, calling code, common English names, written without spaces or punctuation) for the
+/// countries shops sell to most; every other ISO country resolves by its alpha-2 or alpha-3 code.
+const COUNTRIES: &[(&str, &str, &[&str])] = &[
     (
         "us",
-        "usa",
         "1",
         &[
             "unitedstates",
@@ -421,10 +436,9 @@ const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
             "usa",
         ],
     ),
-    ("ca", "can", "1", &["canada"]),
+    ("ca", "1", &["canada"]),
     (
         "gb",
-        "gbr",
         "44",
         &[
             "unitedkingdom",
@@ -437,77 +451,97 @@ const COUNTRIES: &[(&str, &str, &str, &[&str])] = &[
             "britain",
         ],
     ),
-    ("ie", "irl", "353", &["ireland"]),
-    ("au", "aus", "61", &["australia"]),
-    ("nz", "nzl", "64", &["newzealand"]),
-    ("de", "deu", "49", &["germany", "deutschland"]),
-    ("fr", "fra", "33", &["france"]),
-    ("es", "esp", "34", &["spain", "españa", "espana"]),
-    ("it", "ita", "39", &["italy", "italia"]),
-    ("pt", "prt", "351", &["portugal"]),
-    (
-        "nl",
-        "nld",
-        "31",
-        &["netherlands", "thenetherlands", "holland"],
-    ),
-    ("be", "bel", "32", &["belgium"]),
-    ("lu", "lux", "352", &["luxembourg"]),
-    ("ch", "che", "41", &["switzerland"]),
-    ("at", "aut", "43", &["austria", "österreich"]),
-    ("dk", "dnk", "45", &["denmark"]),
-    ("se", "swe", "46", &["sweden"]),
-    ("no", "nor", "47", &["norway"]),
-    ("fi", "fin", "358", &["finland"]),
-    ("is", "isl", "354", &["iceland"]),
-    ("pl", "pol", "48", &["poland", "polska"]),
-    ("cz", "cze", "420", &["czechrepublic", "czechia"]),
-    ("sk", "svk", "421", &["slovakia"]),
-    ("hu", "hun", "36", &["hungary"]),
-    ("ro", "rou", "40", &["romania"]),
-    ("bg", "bgr", "359", &["bulgaria"]),
-    ("gr", "grc", "30", &["greece"]),
-    ("hr", "hrv", "385", &["croatia"]),
-    ("si", "svn", "386", &["slovenia"]),
-    ("ee", "est", "372", &["estonia"]),
-    ("lv", "lva", "371", &["latvia"]),
-    ("lt", "ltu", "370", &["lithuania"]),
-    ("ua", "ukr", "380", &["ukraine"]),
-    ("tr", "tur", "90", &["turkey", "türkiye", "turkiye"]),
-    ("il", "isr", "972", &["israel"]),
-    ("ae", "are", "971", &["unitedarabemirates", "uae"]),
-    ("sa", "sau", "966", &["saudiarabia"]),
-    ("bh", "bhr", "973", &["bahrain"]),
-    ("eg", "egy", "20", &["egypt"]),
-    ("za", "zaf", "27", &["southafrica"]),
-    ("ng", "nga", "234", &["nigeria"]),
-    ("ke", "ken", "254", &["kenya"]),
-    ("ma", "mar", "212", &["morocco"]),
-    ("in", "ind", "91", &["india"]),
-    ("pk", "pak", "92", &["pakistan"]),
-    ("cn", "chn", "86", &["china"]),
-    ("hk", "hkg", "852", &["hongkong"]),
-    ("tw", "twn", "886", &["taiwan"]),
-    ("jp", "jpn", "81", &["japan"]),
-    (
-        "kr",
-        "kor",
-        "82",
-        &["southkorea", "korea", "republicofkorea"],
-    ),
-    ("sg", "sgp", "65", &["singapore"]),
-    ("my", "mys", "60", &["malaysia"]),
-    ("th", "tha", "66", &["thailand"]),
-    ("vn", "vnm", "84", &["vietnam"]),
-    ("id", "idn", "62", &["indonesia"]),
-    ("ph", "phl", "63", &["philippines"]),
-    ("mx", "mex", "52", &["mexico", "méxico"]),
-    ("br", "bra", "55", &["brazil", "brasil"]),
-    ("ar", "arg", "54", &["argentina"]),
-    ("cl", "chl", "56", &["chile"]),
-    ("co", "col", "57", &["colombia"]),
-    ("pe", "per", "51", &["peru", "perú"]),
-    ("ru", "rus", "7", &["russia", "russianfederation"]),
+    ("ie", "353", &["ireland"]),
+    ("au", "61", &["australia"]),
+    ("nz", "64", &["newzealand"]),
+    ("de", "49", &["germany", "deutschland"]),
+    ("fr", "33", &["france"]),
+    ("es", "34", &["spain", "españa", "espana"]),
+    ("it", "39", &["italy", "italia"]),
+    ("pt", "351", &["portugal"]),
+    ("nl", "31", &["netherlands", "thenetherlands", "holland"]),
+    ("be", "32", &["belgium"]),
+    ("lu", "352", &["luxembourg"]),
+    ("ch", "41", &["switzerland"]),
+    ("at", "43", &["austria", "österreich"]),
+    ("dk", "45", &["denmark"]),
+    ("se", "46", &["sweden"]),
+    ("no", "47", &["norway"]),
+    ("fi", "358", &["finland"]),
+    ("is", "354", &["iceland"]),
+    ("pl", "48", &["poland", "polska"]),
+    ("cz", "420", &["czechrepublic", "czechia"]),
+    ("sk", "421", &["slovakia"]),
+    ("hu", "36", &["hungary"]),
+    ("ro", "40", &["romania"]),
+    ("bg", "359", &["bulgaria"]),
+    ("gr", "30", &["greece"]),
+    ("hr", "385", &["croatia"]),
+    ("si", "386", &["slovenia"]),
+    ("ee", "372", &["estonia"]),
+    ("lv", "371", &["latvia"]),
+    ("lt", "370", &["lithuania"]),
+    ("ua", "380", &["ukraine"]),
+    ("tr", "90", &["turkey", "türkiye", "turkiye"]),
+    ("il", "972", &["israel"]),
+    ("ae", "971", &["unitedarabemirates", "uae"]),
+    ("sa", "966", &["saudiarabia"]),
+    ("bh", "973", &["bahrain"]),
+    ("eg", "20", &["egypt"]),
+    ("za", "27", &["southafrica"]),
+    ("ng", "234", &["nigeria"]),
+    ("ke", "254", &["kenya"]),
+    ("ma", "212", &["morocco"]),
+    ("in", "91", &["india"]),
+    ("pk", "92", &["pakistan"]),
+    ("cn", "86", &["china"]),
+    ("hk", "852", &["hongkong"]),
+    ("tw", "886", &["taiwan"]),
+    ("jp", "81", &["japan"]),
+    ("kr", "82", &["southkorea", "korea", "republicofkorea"]),
+    ("sg", "65", &["singapore"]),
+    ("my", "60", &["malaysia"]),
+    ("th", "66", &["thailand"]),
+    ("vn", "84", &["vietnam"]),
+    ("id", "62", &["indonesia"]),
+    ("ph", "63", &["philippines"]),
+    ("mx", "52", &["mexico", "méxico"]),
+    ("br", "55", &["brazil", "brasil"]),
+    ("ar", "54", &["argentina"]),
+    ("cl", "56", &["chile"]),
+    ("co", "57", &["colombia"]),
+    ("pe", "51", &["peru", "perú"]),
+    ("ru", "7", &["russia", "russianfederation"]),
+    ("ve", "58", &["venezuela"]),
+    ("ec", "593", &["ecuador"]),
+    ("uy", "598", &["uruguay"]),
+    ("cr", "506", &["costarica"]),
+    ("pa", "507", &["panama"]),
+    ("do", "1", &["dominicanrepublic"]),
+    ("pr", "1", &["puertorico"]),
+    ("jm", "1", &["jamaica"]),
+    ("qa", "974", &["qatar"]),
+    ("kw", "965", &["kuwait"]),
+    ("om", "968", &["oman"]),
+    ("jo", "962", &["jordan"]),
+    ("lb", "961", &["lebanon"]),
+    ("gh", "233", &["ghana"]),
+    ("cy", "357", &["cyprus"]),
+    ("mt", "356", &["malta"]),
+    ("rs", "381", &["serbia"]),
+    ("bd", "880", &["bangladesh"]),
+    ("lk", "94", &["srilanka"]),
+    ("np", "977", &["nepal"]),
+    ("kz", "7", &["kazakhstan"]),
+    ("ge", "995", &["georgia"]),
+    ("tn", "216", &["tunisia"]),
+    ("dz", "213", &["algeria"]),
+    ("by", "375", &["belarus"]),
+    ("md", "373", &["moldova"]),
+    ("ba", "387", &["bosniaandherzegovina", "bosnia"]),
+    ("mk", "389", &["northmacedonia", "macedonia"]),
+    ("al", "355", &["albania"]),
+    ("me", "382", &["montenegro"]),
 ];
 
 /// Meta: ISO 3166-1 alpha-2, lowercase. Accepts alpha-2, alpha-3 and common English names
@@ -516,20 +550,11 @@ pub fn country_code(value: &str) -> Result<&'static str, DropReason> {
     let c = compact_lower(value);
     if let Some((a2, ..)) = COUNTRIES
         .iter()
-        .find(|(a2, a3, _, names)| *a2 == c || *a3 == c || names.contains(&c.as_str()))
+        .find(|(a2, _, names)| *a2 == c || names.contains(&c.as_str()))
     {
         return Ok(a2);
     }
-    if is_alpha2(&c) {
-        let i = ALPHA2
-            .as_bytes()
-            .chunks(2)
-            .position(|p| p == c.as_bytes())
-            .unwrap_or(0)
-            * 2;
-        return ALPHA2.get(i..i + 2).ok_or(DropReason::InvalidCountry);
-    }
-    Err(DropReason::InvalidCountry)
+    iso_code(&c).ok_or(DropReason::InvalidCountry)
 }
 
 /// The calling code for an alpha-2 country, where we know it.
@@ -537,7 +562,7 @@ pub fn calling_code(alpha2: &str) -> Option<&'static str> {
     COUNTRIES
         .iter()
         .find(|(a2, ..)| *a2 == alpha2)
-        .map(|(_, _, code, _)| *code)
+        .map(|(_, code, _)| *code)
 }
 
 /// Meta: `f` or `m`. Common words map; anything else is dropped rather than guessed.
