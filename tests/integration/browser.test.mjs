@@ -2,7 +2,7 @@
 // Worker (workerd) → sandbox. Asserts what a merchant would check in Events Manager.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, isSha256 } from './harness.mjs';
 
@@ -129,5 +129,48 @@ test('on Shopify the shim copies _fbp/_fbc into hidden cart attributes, once per
   await page.waitForFunction(() => window.capi && window.capi.loaded);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(updates.length, 1, 'unchanged values are not posted again');
+  await context.close();
+});
+
+test('the Shopify checkout custom pixel reports checkout events; its Purchase dedupes with the order webhook', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { ROOT } = await import('./harness.mjs');
+  const snippet = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8')
+    .replace("const CAPI_ENDPOINT = 'https://shop.example.com/t/e';", `const CAPI_ENDPOINT = '${worker.url}/t/e';`);
+  const context = await browser.newContext();
+  await context.addCookies([{ name: '_fbp', value: 'fb.1.1763900000000.42424242', url: worker.url }]);
+  const page = await context.newPage();
+  // A stand-in for Shopify's custom-pixel sandbox API: analytics.subscribe and browser.cookie.
+  await page.route(`${worker.url}/checkouts/cn/abc`, (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<!doctype html><script>
+      const handlers = {};
+      window.analytics = { subscribe: (name, fn) => { handlers[name] = fn; } };
+      window.browser = { cookie: { get: async (n) => (document.cookie.match('(?:^|; )' + n + '=([^;]+)') || [])[1] || '' } };
+      window.fire = (name, data) => handlers[name]({ data, context: { document: { location: { href: location.href } } } });
+    </script><script>${snippet}</script>`,
+  }));
+  await page.goto(`${worker.url}/checkouts/cn/abc`);
+  const checkout = {
+    email: 'Checkout.Buyer@Example.com', phone: '+44 7700 900123', currencyCode: 'GBP', totalPrice: { amount: 59.5 },
+    lineItems: [{ quantity: 2, variant: { id: '808950810' } }],
+    billingAddress: { firstName: 'Ada', lastName: 'Lovelace', city: 'London', zip: 'SW1A 1AA', countryCode: 'GB' },
+    order: { id: '9876543210' },
+  };
+  await page.evaluate((c) => { window.fire('checkout_started', { checkout: c }); window.fire('checkout_completed', { checkout: c }); }, checkout);
+  const purchase = await eventually(() => serverCopy('Purchase', 'purchase:9876543210'), 10_000, 'checkout_completed Purchase');
+  assert.equal(purchase.user_data.fbp, 'fb.1.1763900000000.42424242', '_fbp read through browser.cookie');
+  assert.equal(purchase.user_data.em, createHash('sha256').update('checkout.buyer@example.com').digest('hex'));
+  assert.equal(purchase.user_data.ph, createHash('sha256').update('447700900123').digest('hex'));
+  assert.deepEqual(purchase.custom_data, { value: 59.5, currency: 'GBP', content_ids: ['808950810'], content_type: 'product', num_items: 2, order_id: '9876543210' });
+  const started = await eventually(async () => (await sandbox.events()).server.find((e) => e.event_name === 'InitiateCheckout' && e.event_source_url.includes('/checkouts/cn/abc')), 10_000, 'InitiateCheckout');
+  assert.match(started.event_id, /^[0-9a-f-]{36}$/);
+
+  // Shopify's orders/create for the same order (via the generic signed route here): one Purchase.
+  const body = JSON.stringify({ order_id: '9876543210', value: 59.5, currency: 'GBP', customer: { email: 'checkout.buyer@example.com' } });
+  const hook = await fetch(`${worker.url}/t/hooks/order`, { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  assert.equal((await hook.json()).duplicate, true);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal((await sandbox.events()).server.filter((e) => e.event_id === 'purchase:9876543210').length, 1);
   await context.close();
 });
