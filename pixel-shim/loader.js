@@ -4,7 +4,7 @@
 // (never install Meta's pixel), data-fbevents="URL" (where Meta's pixel script is loaded from),
 // data-shopify-cart="on" (copy _fbp/_fbc into hidden Shopify cart attributes, which the order
 // webhook carries back as note_attributes).
-import init, { start, command } from './capi_pixel.js';
+import { initSync, start, command } from './capi_pixel.js';
 
 (function (w, d) {
   var s = d.currentScript, ds = (s && s.dataset) || {};
@@ -15,7 +15,9 @@ import init, { start, command } from './capi_pixel.js';
     w.capi = function () { pending.push(arguments); };
     w.capi.q = pending;
   }
-  init({ module_or_path: base + '/p.wasm?v=__WASM_VERSION__' }).then(function () {
+  // Compiled off the main thread as it streams in; only the (cheap) instantiation is synchronous.
+  WebAssembly.compileStreaming(fetch(base + '/p.wasm?v=__WASM_VERSION__')).then(function (module) {
+    initSync({ module: module });
     start();
     // Meta's standard base code, when the page has no pixel of its own.
     if (!w.fbq && ds.fbq !== 'off' && ds.pixel) {
