@@ -10,7 +10,7 @@ const sha = (s) => createHash('sha256').update(s).digest('hex');
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ALLOWED_ORIGINS: 'https://www.shop.test' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ALLOWED_ORIGINS: 'https://www.shop.test', TEST_EVENT_CODE: 'TEST4242' });
 });
 after(async () => { await worker?.stop(); sandbox?.stop(); });
 
@@ -40,6 +40,8 @@ test('a beacon reaches the sandbox enriched, hashed, with the same event_id', as
   assert.equal(ev.event_time, Math.floor(b.event_time_ms / 1000));
   assert.equal(ev._sandbox.pixel_id, PIXEL_ID);
   assert.equal(ev._sandbox.api_version, 'v26.0');
+  assert.equal(ev._sandbox.test_event_code, 'TEST4242', 'TEST_EVENT_CODE is sent when set');
+  assert.equal(ev._sandbox.partner_agent, 'capi-edge');
   const u = ev.user_data;
   assert.equal(u.client_user_agent, UA);
   assert.equal(u.client_ip_address, '203.0.113.7');
