@@ -255,6 +255,16 @@ pub fn purchase_event(
     (event, dropped)
 }
 
+/// The `value` of the entry whose `key_field` is `key` in a list of `{key_field, value}` objects
+/// (Shopify `note_attributes` `{name, value}`, WooCommerce `meta_data` `{key, value}`).
+pub fn keyed_value(list: Option<&Value>, key_field: &str, key: &str) -> Option<String> {
+    list?
+        .as_array()?
+        .iter()
+        .find(|e| e.get(key_field).and_then(Value::as_str) == Some(key))
+        .and_then(|e| text(e.get("value")))
+}
+
 /// Line items of a payload: the id is the first of `id_keys` present (an id of `0` counts as
 /// absent, as WooCommerce's `variation_id` of simple products), quantity defaults to 1.
 pub fn line_items(items: Option<&Value>, id_keys: &[&str], price_key: &str) -> Vec<LineItem> {

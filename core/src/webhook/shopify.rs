@@ -1,7 +1,8 @@
 //! Shopify order webhooks (`orders/create`, `orders/paid`; Admin REST order payload).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
+    PayloadError, Webhook,
 };
 use serde_json::Value;
 
@@ -26,13 +27,7 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
             .or_else(|| text(pointer(&o, &["shipping_address", k])))
     };
     // Cart attributes written by the shim (`_fbp`, `_fbc`) arrive as note_attributes.
-    let note = |name: &str| {
-        o.get("note_attributes")?
-            .as_array()?
-            .iter()
-            .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
-            .and_then(|a| text(a.get("value")))
-    };
+    let note = |name: &str| keyed_value(o.get("note_attributes"), "name", name);
     // Shopify's Meta catalog uses variant ids as content ids.
     let contents = line_items(
         o.get("line_items"),

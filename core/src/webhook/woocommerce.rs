@@ -1,7 +1,8 @@
 //! WooCommerce order webhooks (`order.created`, `order.updated`; REST API v3 order shape).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
+    PayloadError, Webhook,
 };
 use serde_json::Value;
 
@@ -35,13 +36,7 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         text(o.get("billing").and_then(|b| b.get(k)))
             .or_else(|| text(o.get("shipping").and_then(|b| b.get(k))))
     };
-    let meta = |key: &str| {
-        o.get("meta_data")?
-            .as_array()?
-            .iter()
-            .find(|m| m.get("key").and_then(Value::as_str) == Some(key))
-            .and_then(|m| text(m.get("value")))
-    };
+    let meta = |key: &str| keyed_value(o.get("meta_data"), "key", key);
     let contents = line_items(
         o.get("line_items"),
         &["variation_id", "product_id", "sku"],
