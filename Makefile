@@ -33,7 +33,7 @@ size:
 	@node tests/size-budget.mjs
 
 integration:
-	@node --test --test-concurrency=1 --test-timeout=180000 tests/integration/
+	@node --test --test-concurrency=1 --test-timeout=600000 tests/integration/
 
 clean:
 	rm -rf build target

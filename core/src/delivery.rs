@@ -31,17 +31,23 @@ pub fn step_for(answer: &MetaAnswer, batch_len: usize) -> Step {
 /// Meta's troubleshooting guide: set the client timeout to about 1.5 s (most answers < 600 ms).
 pub const META_CLIENT_TIMEOUT_MS: u64 = 1500;
 
-/// Longest wait between two attempts.
+/// Longest wait between two attempts unless configured otherwise.
 pub const MAX_RETRY_DELAY_SECS: u32 = 3600;
 
-/// Delay before attempt `attempt + 1`: exponential from `base_secs`, capped at an hour, with
+/// Delay before attempt `attempt + 1`: exponential from `base_secs`, capped at `max_secs`, with
 /// "equal jitter" (half fixed, half random; `jitter` in 0..1) so retries of many events spread
 /// out. Token errors wait 60× longer (still capped).
-pub fn retry_delay_secs(attempt: u32, base_secs: u32, slow: bool, jitter: f64) -> u32 {
+pub fn retry_delay_secs(
+    attempt: u32,
+    base_secs: u32,
+    max_secs: u32,
+    slow: bool,
+    jitter: f64,
+) -> u32 {
     let base = u64::from(base_secs.max(1)) * if slow { 60 } else { 1 };
     let exp = base
         .saturating_mul(1u64 << attempt.min(20))
-        .min(u64::from(MAX_RETRY_DELAY_SECS));
+        .min(u64::from(max_secs.max(1)));
     let half = exp / 2;
     let jittered = half + (half as f64 * jitter.clamp(0.0, 1.0)).round() as u64;
     jittered.max(1) as u32
@@ -90,15 +96,21 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        assert_eq!(retry_delay_secs(0, 10, false, 0.0), 5);
-        assert_eq!(retry_delay_secs(0, 10, false, 1.0), 10);
-        assert_eq!(retry_delay_secs(3, 10, false, 1.0), 80);
-        assert_eq!(retry_delay_secs(30, 10, false, 1.0), MAX_RETRY_DELAY_SECS);
+        let max = MAX_RETRY_DELAY_SECS;
+        assert_eq!(retry_delay_secs(0, 10, max, false, 0.0), 5);
+        assert_eq!(retry_delay_secs(0, 10, max, false, 1.0), 10);
+        assert_eq!(retry_delay_secs(3, 10, max, false, 1.0), 80);
+        assert_eq!(retry_delay_secs(30, 10, max, false, 1.0), max);
+        assert_eq!(
+            retry_delay_secs(30, 1, 4, false, 1.0),
+            4,
+            "a configured cap holds"
+        );
         assert!(
-            retry_delay_secs(0, 10, true, 0.0) >= 300,
+            retry_delay_secs(0, 10, max, true, 0.0) >= 300,
             "token errors back off slowly"
         );
-        assert!(retry_delay_secs(0, 0, false, 0.0) >= 1);
+        assert!(retry_delay_secs(0, 0, max, false, 0.0) >= 1);
     }
 
     #[test]

@@ -48,7 +48,7 @@ export async function startWorker(vars = {}, { queues = true } = {}) {
     compatibilityDate: '2026-04-01',
     host: '127.0.0.1',
     port: 0,
-    bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ADMIN_TOKEN, RETRY_BASE_SECONDS: '1', ...vars },
+    bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ADMIN_TOKEN, RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4', ...vars },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
     // As in wrangler.toml; `queues: false` runs the Worker without them (the direct-send fallback).
     ...(queues && {

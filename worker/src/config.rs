@@ -23,6 +23,8 @@ pub struct Config {
     pub max_delivery_attempts: u32,
     /// First retry delay in seconds, doubled per attempt (`RETRY_BASE_SECONDS`).
     pub retry_base_secs: u32,
+    /// Longest delay between two attempts in seconds (`RETRY_MAX_SECONDS`, default 1 h).
+    pub retry_max_secs: u32,
     /// Bearer token for `/t/receipts` and `/t/stats` (`ADMIN_TOKEN` secret).
     pub admin_token: Option<String>,
     /// Webhook secrets by setting name (each may hold two, comma separated, for rotation).
@@ -68,6 +70,10 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(10),
+            retry_max_secs: var("RETRY_MAX_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(capi_core::delivery::MAX_RETRY_DELAY_SECS),
             admin_token: var("ADMIN_TOKEN"),
             webhook_secrets: WEBHOOK_SECRETS
                 .iter()

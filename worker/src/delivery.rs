@@ -457,6 +457,7 @@ async fn reschedule(
     let delay = retry_delay_secs(
         q.attempt,
         cfg.retry_base_secs,
+        cfg.retry_max_secs,
         slow,
         worker::js_sys::Math::random(),
     );
