@@ -28,6 +28,31 @@ pub enum MetaAnswer {
     },
 }
 
+impl MetaAnswer {
+    /// The stable reason recorded in receipts and counters (`None` when Meta accepted).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            MetaAnswer::Accepted { .. } => None,
+            MetaAnswer::Transient { code: Some(c), .. } => Some(format!("transient_code_{c}")),
+            MetaAnswer::Transient { code: None, .. } => Some("transient".into()),
+            MetaAnswer::Unauthorized { code, .. } => Some(format!("unauthorized_code_{code}")),
+            MetaAnswer::Rejected { code, subcode, .. } => {
+                Some(format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0)))
+            }
+        }
+    }
+
+    /// Meta's `fbtrace_id`, when the answer carried one.
+    pub fn fbtrace_id(&self) -> Option<String> {
+        match self {
+            MetaAnswer::Accepted { fbtrace_id, .. }
+            | MetaAnswer::Transient { fbtrace_id, .. }
+            | MetaAnswer::Unauthorized { fbtrace_id, .. }
+            | MetaAnswer::Rejected { fbtrace_id, .. } => fbtrace_id.clone(),
+        }
+    }
+}
+
 /// Graph codes that mean "try again later" (D-ERR, D-RL).
 const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 32, 341, 368, 613];
 

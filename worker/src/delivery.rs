@@ -152,35 +152,15 @@ async fn send_now(target: &Target, event: ServerEvent) -> Delivery {
         ),
     )
     .await;
-    let (delivery, fbtrace_id) = match answer {
-        MetaAnswer::Accepted { fbtrace_id, .. } => (
-            Delivery::Sent {
-                fbtrace_id: fbtrace_id.clone(),
-            },
-            fbtrace_id,
-        ),
-        MetaAnswer::Transient { code, fbtrace_id } => (
-            Delivery::Failed {
-                reason: code.map_or("transient".into(), |c| format!("transient_code_{c}")),
-            },
-            fbtrace_id,
-        ),
-        MetaAnswer::Unauthorized { code, fbtrace_id } => (
-            Delivery::Failed {
-                reason: format!("unauthorized_code_{code}"),
-            },
-            fbtrace_id,
-        ),
-        MetaAnswer::Rejected {
-            code,
-            subcode,
-            fbtrace_id,
-        } => (
-            Delivery::Rejected {
-                reason: format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0)),
-            },
-            fbtrace_id,
-        ),
+    let (reason, fbtrace_id) = (answer.reason().unwrap_or_default(), answer.fbtrace_id());
+    let delivery = match answer {
+        MetaAnswer::Accepted { .. } => Delivery::Sent {
+            fbtrace_id: fbtrace_id.clone(),
+        },
+        MetaAnswer::Transient { .. } | MetaAnswer::Unauthorized { .. } => {
+            Delivery::Failed { reason }
+        }
+        MetaAnswer::Rejected { .. } => Delivery::Rejected { reason },
     };
     let (outcome, reason) = match &delivery {
         Delivery::Sent { .. } | Delivery::Queued => ("sent", None),
@@ -327,33 +307,22 @@ async fn deliver_group(cfg: &Config, env: &Env, pixel_id: &str, messages: Vec<Qu
                 work.push(a.to_vec());
                 work.push(b.to_vec());
             }
-            (
-                Step::RejectOne,
-                MetaAnswer::Rejected {
-                    code,
-                    subcode,
-                    fbtrace_id,
-                },
-            ) => {
-                let reason = format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0));
+            (Step::RejectOne, _) => {
+                let (reason, fbtrace_id) = (answer.reason(), answer.fbtrace_id());
                 group.iter().for_each(|m| {
                     settle(
                         m,
                         "rejected",
-                        Some(reason.clone()),
+                        reason.clone(),
                         fbtrace_id.clone(),
                         m.q.attempt + 1,
                         &mut receipts,
                     )
                 });
             }
-            (step, answer) => {
+            (step, _) => {
                 let slow = matches!(step, Step::Retry { slow: true });
-                let reason = match answer {
-                    MetaAnswer::Transient { code: Some(c), .. } => format!("transient_code_{c}"),
-                    MetaAnswer::Unauthorized { code, .. } => format!("unauthorized_code_{code}"),
-                    _ => "transient".into(),
-                };
+                let reason = answer.reason().unwrap_or_else(|| "transient".into());
                 if slow {
                     worker::console_error!(
                         "{}",
