@@ -14,9 +14,12 @@ USAGE:
                                       {\"field\",\"normalized\",\"sha256\"} or {\"field\",\"error\"}
   capi-edge payload [FILE] [--user-agent UA] [--ip IP] [--cookie-fbp V] [--cookie-fbc V] [--now-ms MS]
                     [--webhook shopify|woocommerce|stripe|order [--topic T] [--shop-url URL]]
-                    [--test-event-code CODE]
+                    [--test-event-code CODE] [--access-token T]
+                    [--customer-data off|hashed] [--consent optional|required]
+                    [--gpc ldu|drop|ignore] [--ldu off|on|geo] [--sec-gpc]
                                       a beacon (or, with --webhook, a webhook body) from FILE or
-                                      stdin → the exact CAPI request body; drop reasons on stderr
+                                      stdin → the exact CAPI request body under those privacy
+                                      modes (the Worker's defaults); drop reasons on stderr
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";

@@ -84,6 +84,27 @@ fn payload_prints_the_exact_capi_body_for_a_beacon_and_a_webhook() {
         err.contains("dropped email: customer_data_not_allowed_in_custom_data"),
         "{err}"
     );
+    // Data controls are off by default: the email never leaves, hashed or not.
+    assert!(e["user_data"].get("em").is_none(), "{e}");
+    assert!(err.contains("dropped em: data_controls_off"), "{err}");
+    let (out, err, ok) = run(
+        &[
+            "payload",
+            "--user-agent",
+            "UA/1",
+            "--customer-data",
+            "hashed",
+            "--now-ms",
+            "1795440000000",
+        ],
+        beacon,
+    );
+    assert!(ok, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        body["data"][0]["user_data"]["em"],
+        capi_core::hash::sha256_hex("a@b.co")
+    );
 
     let order = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

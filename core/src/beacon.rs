@@ -9,6 +9,7 @@
 //! Parsed by hand from `serde_json::Value` so that no error message can echo a value.
 
 use crate::error::{Error, Result};
+use crate::privacy::{gpc_flag, Consent};
 use serde_json::{Map, Value};
 
 /// Largest beacon body the Worker reads.
@@ -27,6 +28,10 @@ pub struct Beacon {
     pub custom_data: Map<String, Value>,
     /// Raw customer fields by Meta key (`em`, `ph`, …), hashed by `website::website_event`.
     pub user_data: Map<String, Value>,
+    /// The visitor's marketing consent as the page stated it (`"consent": "granted"|"denied"`).
+    pub consent: Consent,
+    /// `navigator.globalPrivacyControl` as the page saw it (`"gpc": true`).
+    pub gpc: bool,
 }
 
 impl Beacon {
@@ -74,6 +79,8 @@ impl Beacon {
         let fbc = optional_str(&mut obj, "fbc")?;
         let custom_data = optional_object(&mut obj, "custom_data")?;
         let user_data = optional_object(&mut obj, "user_data")?;
+        let consent = Consent::from_json(obj.get("consent"));
+        let gpc = gpc_flag(obj.get("gpc"));
         Ok(Beacon {
             event_name,
             event_id,
@@ -84,6 +91,8 @@ impl Beacon {
             fbc,
             custom_data,
             user_data,
+            consent,
+            gpc,
         })
     }
 }

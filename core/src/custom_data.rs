@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 /// Keys a page must not put in `custom_data`: Meta would receive them unhashed (customer
 /// data) or they are credentials (webhooks-and-pitfalls #25: tokens leaked into custom_data).
-const FORBIDDEN_KEYS: &[&str] = &[
+pub const FORBIDDEN_KEYS: &[&str] = &[
     "em",
     "email",
     "e_mail",

@@ -1,8 +1,143 @@
 //! Delivery policy: what to do with a batch after Meta answers, when to retry and how long to
 //! wait, and when an event is too old to send (meta-capi.md §7).
 
+use crate::event::ServerEvent;
 use crate::meta_answer::MetaAnswer;
 use crate::MAX_EVENT_AGE_SECS;
+
+/// Where an event's delivery stands, as its receipt says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Claimed and on its way.
+    Queued,
+    /// A transient failure; another attempt is scheduled.
+    Retrying,
+    /// Meta accepted it.
+    Sent,
+    /// Older than Meta's 7 days: never sent.
+    Expired,
+    /// Meta (or its rules, checked before sending) refused it; resending cannot help.
+    Rejected,
+    /// Attempts used up: on the dead-letter queue for an operator.
+    DeadLettered,
+    /// Another copy with the same name and id was already accepted.
+    Duplicate,
+    /// Privacy rules or the signed-source rule kept it from being sent (reason on the receipt).
+    Ignored,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Queued,
+        Outcome::Retrying,
+        Outcome::Sent,
+        Outcome::Expired,
+        Outcome::Rejected,
+        Outcome::DeadLettered,
+        Outcome::Duplicate,
+        Outcome::Ignored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Retrying => "retrying",
+            Outcome::Sent => "sent",
+            Outcome::Expired => "expired",
+            Outcome::Rejected => "rejected",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// A final outcome ends the event's delivery: no later, non-final update (a stale
+    /// `retrying` from a redelivered message) may replace it, and nothing is sent again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Outcome::Sent
+                | Outcome::Expired
+                | Outcome::Rejected
+                | Outcome::DeadLettered
+                | Outcome::Ignored
+        )
+    }
+
+    /// Whether a receipt with outcome `new` may replace one with `self`.
+    pub fn may_become(self, _new: Outcome) -> bool {
+        !self.is_final()
+    }
+}
+
+/// Why an event is settled without being sent, found before sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub outcome: Outcome,
+    pub reason: &'static str,
+}
+
+/// The pre-send check, in one place: an event older than Meta's 7 days is `expired`; one
+/// that breaks Meta's documented rules is `rejected` with the rule's name; anything else is
+/// sent.
+pub fn presend_check(event: &ServerEvent, now_secs: i64) -> Result<(), Settled> {
+    if is_expired(event.event_time, now_secs) {
+        return Err(Settled {
+            outcome: Outcome::Expired,
+            reason: "older_than_7_days",
+        });
+    }
+    let value = serde_json::to_value(event).map_err(|_| Settled {
+        outcome: Outcome::Rejected,
+        reason: "unserializable",
+    })?;
+    crate::meta_rules::check_event(&value, now_secs).map_err(|v| Settled {
+        outcome: Outcome::Rejected,
+        reason: v.rule,
+    })
+}
+
+/// After a failed attempt: try again after a delay, or give up to the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextAttempt {
+    /// Reschedule attempt `attempt` after `delay_secs`.
+    Retry { attempt: u32, delay_secs: u32 },
+    /// `max_attempts` are used up.
+    DeadLetter { attempts: u32 },
+}
+
+/// The retry plan for an event that failed its `attempt`-th try (0-based).
+pub fn next_attempt(
+    attempt: u32,
+    max_attempts: u32,
+    base_secs: u32,
+    max_secs: u32,
+    slow: bool,
+    jitter: f64,
+) -> NextAttempt {
+    let attempts = attempt + 1;
+    if attempts >= max_attempts {
+        NextAttempt::DeadLetter { attempts }
+    } else {
+        NextAttempt::Retry {
+            attempt: attempts,
+            delay_secs: retry_delay_secs(attempt, base_secs, max_secs, slow, jitter),
+        }
+    }
+}
+
+/// The ledger shard of an event: a stable FNV-1a hash of its id, so a webhook and a beacon
+/// with the same id meet in the same shard, and one pixel spreads over `shards` objects.
+pub fn ledger_shard(event_id: &str, shards: u32) -> u32 {
+    let h = event_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h % shards.max(1)
+}
 
 /// What the consumer does with a batch after Meta's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +246,42 @@ mod tests {
             "token errors back off slowly"
         );
         assert!(retry_delay_secs(0, 0, max, false, 0.0) >= 1);
+    }
+
+    #[test]
+    fn a_final_outcome_is_never_reopened() {
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+            for new in Outcome::ALL {
+                assert_eq!(o.may_become(new), !o.is_final(), "{o:?} -> {new:?}");
+            }
+        }
+        assert!(!Outcome::Sent.may_become(Outcome::Retrying));
+        assert!(Outcome::Retrying.may_become(Outcome::Sent));
+    }
+
+    #[test]
+    fn failed_attempts_retry_until_the_limit_then_dead_letter() {
+        assert_eq!(
+            next_attempt(0, 3, 10, 3600, false, 1.0),
+            NextAttempt::Retry {
+                attempt: 1,
+                delay_secs: 10
+            }
+        );
+        assert_eq!(
+            next_attempt(2, 3, 10, 3600, false, 1.0),
+            NextAttempt::DeadLetter { attempts: 3 }
+        );
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(ledger_shard("purchase:1001", 8), ledger_shard("purchase:1001", 8));
+        assert_eq!(ledger_shard("anything", 1), 0);
+        let used: std::collections::BTreeSet<u32> =
+            (0..200).map(|i| ledger_shard(&format!("e{i}"), 8)).collect();
+        assert_eq!(used.len(), 8);
     }
 
     #[test]

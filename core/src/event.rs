@@ -20,6 +20,23 @@ pub struct ServerEvent {
     pub user_data: UserData,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub custom_data: Map<String, Value>,
+    /// Limited Data Use (D-LDU): `["LDU"]` with the visitor's country/state (0, 0 = Meta
+    /// geolocates), set by `privacy::verdict`; absent when LDU does not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_processing_options: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_processing_options_country: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_processing_options_state: Option<u32>,
+}
+
+impl ServerEvent {
+    /// Marks the event for Limited Data Use, or leaves it unmarked.
+    pub fn set_ldu(&mut self, ldu: Option<crate::privacy::Ldu>) {
+        self.data_processing_options = ldu.map(|_| vec!["LDU".to_string()]);
+        self.data_processing_options_country = ldu.map(|l| l.country);
+        self.data_processing_options_state = ldu.map(|l| l.state);
+    }
 }
 
 /// `user_data`: hashed match keys plus the fields Meta wants unhashed.
@@ -77,6 +94,18 @@ pub const UNHASHED_IDS: &[&str] = &[
 ];
 
 impl UserData {
+    /// Drops every contact field (`CUSTOMER_DATA = off`), keeping only what Meta's browser
+    /// pixel itself sends: fbp, fbc, client IP and user agent. Returns the dropped keys.
+    pub fn keep_pixel_fields_only(&mut self) -> Vec<String> {
+        let mut dropped: Vec<String> = Field::ALL
+            .iter()
+            .filter(|f| self.hashed_mut(**f).take().is_some())
+            .map(|f| f.key().to_string())
+            .collect();
+        dropped.extend(std::mem::take(&mut self.unhashed_ids).into_keys());
+        dropped
+    }
+
     /// The slot of a hashed field.
     pub fn hashed_mut(&mut self, field: Field) -> &mut Option<String> {
         match field {
@@ -102,25 +131,31 @@ pub const DEFAULT_API_VERSION: &str = "v26.0";
 /// Identifies capi-edge to Meta (D-BP "Agencies: send partner_agent").
 pub const PARTNER_AGENT: &str = "capi-edge";
 
-/// The JSON body of one CAPI request. The access token travels in the query string, so the
-/// body can be logged or stored without a secret in it.
-pub fn request_body(events: &[ServerEvent], test_event_code: Option<&str>) -> String {
+/// The JSON body of one CAPI request. The access token travels in this body, never in the
+/// URL: URLs end up in logs and traces. The body is therefore never logged.
+pub fn request_body(
+    events: &[ServerEvent],
+    access_token: &str,
+    test_event_code: Option<&str>,
+) -> String {
     #[derive(Serialize)]
     struct Body<'a> {
         data: &'a [ServerEvent],
         #[serde(skip_serializing_if = "Option::is_none")]
         test_event_code: Option<&'a str>,
         partner_agent: &'a str,
+        access_token: &'a str,
     }
     let body = Body {
         data: events,
         test_event_code: test_event_code.filter(|c| !c.is_empty()),
         partner_agent: PARTNER_AGENT,
+        access_token,
     };
     serde_json::to_string(&body).unwrap_or_default()
 }
 
-/// `{graph}/{version}/{pixel}/events` with the token as a query parameter.
+/// `{graph}/{version}/{pixel}/events`; no credentials in it.
 pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String {
     format!(
         "{}/{}/{}/events",

@@ -4,6 +4,7 @@
 //! each rule is written once and tested natively with `cargo test`.
 
 pub mod beacon;
+pub mod counters;
 pub mod custom_data;
 pub mod delivery;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod meta_answer;
 pub mod meta_rules;
 pub mod normalize;
 pub mod origin;
+pub mod privacy;
 pub mod webhook;
 pub mod website;
 

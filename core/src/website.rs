@@ -5,6 +5,7 @@ use crate::custom_data::{self, Dropped};
 use crate::event::{ServerEvent, UserData, UNHASHED_IDS};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
 use crate::normalize::{self, Field};
+use crate::privacy::{self, CustomerData, Modes, Verdict};
 use crate::MAX_EVENT_AGE_SECS;
 use serde_json::Value;
 
@@ -16,6 +17,10 @@ pub struct RequestFacts<'a> {
     pub user_agent: Option<&'a str>,
     pub cookie_fbp: Option<&'a str>,
     pub cookie_fbc: Option<&'a str>,
+    /// `Sec-GPC: 1` on the request (a browser setting page scripts cannot change).
+    pub gpc_header: bool,
+    /// Subdomain index of the cookie domain (`fb.<index>.…`, Meta: `example.com` is 1).
+    pub subdomain_index: u8,
     pub now_ms: u64,
 }
 
@@ -23,6 +28,9 @@ pub struct RequestFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct WebsiteEvent {
     pub event: ServerEvent,
+    /// `Some(reason)` when privacy rules say the event must not be relayed; then no cookie
+    /// is set either.
+    pub ignored: Option<&'static str>,
     pub dropped: Vec<Dropped>,
     /// `_fbp` / `_fbc` values to set as server cookies (90 days; Safari caps script cookies).
     pub set_fbp: Option<String>,
@@ -44,9 +52,14 @@ pub fn beacon_event_time(client_ms: Option<u64>, now_ms: u64) -> i64 {
     secs.max((now_ms / 1000) as i64 - MAX_EVENT_AGE_SECS + 60)
 }
 
-/// Builds the `website` event Meta receives for a beacon.
-pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<WebsiteEvent> {
+/// Builds the `website` event Meta receives for a beacon, under the shop's privacy modes.
+pub fn website_event(
+    beacon: Beacon,
+    facts: &RequestFacts<'_>,
+    modes: &Modes,
+) -> crate::Result<WebsiteEvent> {
     let mut dropped = Vec::new();
+    let verdict = privacy::verdict(modes, beacon.consent, beacon.gpc || facts.gpc_header);
     let ua = facts.user_agent.map(str::trim).filter(|u| !u.is_empty());
     // Meta: website events require client_user_agent.
     let ua = ua.ok_or(crate::Error::MissingField("User-Agent header"))?;
@@ -83,8 +96,12 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
             reason: "invalid_fbc",
         });
     }
-    let new_fbc = fbclid_in_url(&beacon.event_source_url)
-        .and_then(|click| fbc_for_click(click, facts.now_ms, existing_fbc));
+    // Meta's Parameter Builder: fbclid from the page URL, else from the referrer's query.
+    let click = fbclid_in_url(&beacon.event_source_url)
+        .or_else(|| beacon.referrer_url.as_deref().and_then(fbclid_in_url));
+    let new_fbc = click
+        .and_then(|click| fbc_for_click(click, facts.now_ms, existing_fbc))
+        .map(|fbc| with_subdomain_index(fbc, facts.subdomain_index));
     user_data.fbc = new_fbc.clone().or(existing_fbc.map(str::to_string));
 
     let country = beacon
@@ -92,7 +109,18 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
         .get("country")
         .and_then(Value::as_str)
         .map(str::to_string);
-    for (key, value) in &beacon.user_data {
+    if modes.customer_data == CustomerData::Off {
+        // Data controls off: contact fields are dropped before they are even normalized.
+        dropped.extend(beacon.user_data.keys().map(|key| Dropped {
+            field: key.clone(),
+            reason: privacy::DATA_CONTROLS_OFF,
+        }));
+    }
+    let user_fields = match modes.customer_data {
+        CustomerData::Off => serde_json::Map::new(),
+        CustomerData::Hashed => beacon.user_data,
+    };
+    for (key, value) in &user_fields {
         if UNHASHED_IDS.contains(&key.as_str()) {
             match value
                 .as_str()
@@ -137,7 +165,11 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
     }
 
     let custom_data = custom_data::sanitized(beacon.custom_data, &mut dropped);
-    let event = ServerEvent {
+    let (ignored, ldu) = match verdict {
+        Verdict::Relay { ldu } => (None, ldu),
+        Verdict::Ignore(reason) => (Some(reason), None),
+    };
+    let mut event = ServerEvent {
         event_name: beacon.event_name,
         event_time: beacon_event_time(beacon.event_time_ms, facts.now_ms),
         event_id: beacon.event_id,
@@ -146,14 +178,60 @@ pub fn website_event(beacon: Beacon, facts: &RequestFacts<'_>) -> crate::Result<
         referrer_url: beacon.referrer_url,
         user_data,
         custom_data,
+        data_processing_options: None,
+        data_processing_options_country: None,
+        data_processing_options_state: None,
     };
-    let set_fbp = event.user_data.fbp.clone();
+    event.set_ldu(ldu);
+    // No consent, no cookie: nothing is written for a visitor whose event is not relayed.
+    let (set_fbp, set_fbc) = match ignored {
+        Some(_) => (None, None),
+        None => (
+            event.user_data.fbp.clone(),
+            new_fbc.or(existing_fbc.map(str::to_string)),
+        ),
+    };
     Ok(WebsiteEvent {
         event,
+        ignored,
         dropped,
         set_fbp,
-        set_fbc: new_fbc.or(existing_fbc.map(str::to_string)),
+        set_fbc,
     })
+}
+
+/// Reason: a beacon Purchase not relayed because signed order webhooks are configured.
+pub const SIGNED_SOURCE_ONLY: &str = "signed_source_only";
+
+/// Signed sources win. While any order webhook is configured, the server copy of a Purchase
+/// comes only from the signed webhook: a beacon named `Purchase`, or one that uses an order's
+/// event id (`purchase:…`, any case), goes to the browser pixel only and is never relayed — so
+/// no unsigned beacon (a thank-you page arriving first, or a forged one) can pre-empt, block
+/// or compete with the order's real Purchase. Without webhooks the beacon copy is relayed.
+pub fn is_unsigned_purchase(event_name: &str, event_id: &str, signed_orders: bool) -> bool {
+    signed_orders
+        && (event_name.eq_ignore_ascii_case("purchase")
+            || event_id
+                .get(..9)
+                .is_some_and(|p| p.eq_ignore_ascii_case("purchase:")))
+}
+
+/// `fb.1.<ms>.<click>` with the cookie domain's subdomain index in place of the 1.
+fn with_subdomain_index(fbc: String, index: u8) -> String {
+    match fbc.strip_prefix("fb.1.") {
+        Some(rest) if index != 1 => format!("fb.{index}.{rest}"),
+        _ => fbc,
+    }
+}
+
+/// Meta's subdomain index of a cookie domain: its label count minus one (`com` 0,
+/// `example.com` 1, `www.example.com` 2); a leading dot does not count.
+pub fn subdomain_index(domain: &str) -> u8 {
+    let d = domain.trim_start_matches('.');
+    if d.is_empty() {
+        return 0;
+    }
+    u8::try_from(d.split('.').count() - 1).unwrap_or(9).min(9)
 }
 
 #[cfg(test)]
@@ -173,9 +251,96 @@ mod tests {
         RequestFacts {
             client_ip: Some("2001:db8::1"),
             user_agent: Some("Mozilla/5.0"),
+            subdomain_index: 1,
             now_ms: NOW,
             ..Default::default()
         }
+    }
+
+    const HASHED: Modes = Modes {
+        customer_data: CustomerData::Hashed,
+        consent: crate::privacy::ConsentMode::Optional,
+        gpc: crate::privacy::GpcMode::Ldu,
+        ldu: crate::privacy::LduMode::Off,
+    };
+
+    #[test]
+    fn with_webhooks_a_beacon_never_stands_in_for_a_signed_purchase() {
+        assert!(is_unsigned_purchase("Purchase", "purchase:1234", true));
+        assert!(is_unsigned_purchase("AddToCart", "PURCHASE:1234", true));
+        assert!(is_unsigned_purchase("purchase", "0190-uuid", true));
+        assert!(!is_unsigned_purchase("AddToCart", "0190-uuid", true));
+        assert!(!is_unsigned_purchase("Purchase", "purchase:1234", false));
+    }
+
+    #[test]
+    fn data_controls_off_sends_only_what_the_pixel_sends() {
+        let w = website_event(
+            beacon(r#","fbp":"fb.1.1.2","user_data":{"em":"jane@example.com","lead_id":"L1"}"#),
+            &facts(),
+            &Modes::default(),
+        )
+        .expect("event");
+        let u = &w.event.user_data;
+        assert_eq!((u.em.as_ref(), u.unhashed_ids.len()), (None, 0));
+        assert!(u.fbp.is_some() && u.client_ip_address.is_some() && u.client_user_agent.is_some());
+        let off: Vec<_> = w
+            .dropped
+            .iter()
+            .filter(|d| d.reason == "data_controls_off")
+            .map(|d| d.field.as_str())
+            .collect();
+        assert_eq!(off, ["em", "lead_id"]);
+    }
+
+    #[test]
+    fn refused_consent_relays_nothing_and_sets_no_cookie() {
+        let w = website_event(
+            beacon(r#","fbp":"fb.1.1.2","consent":"denied""#),
+            &facts(),
+            &HASHED,
+        )
+        .expect("event");
+        assert_eq!(w.ignored, Some("consent_refused"));
+        assert_eq!((w.set_fbp, w.set_fbc), (None, None));
+    }
+
+    #[test]
+    fn gpc_from_the_header_or_the_page_means_limited_data_use() {
+        let f = RequestFacts {
+            gpc_header: true,
+            ..facts()
+        };
+        let w = website_event(beacon(""), &f, &HASHED).expect("event");
+        assert_eq!(
+            w.event.data_processing_options.as_deref(),
+            Some(&["LDU".to_string()][..])
+        );
+        assert_eq!(
+            (
+                w.event.data_processing_options_country,
+                w.event.data_processing_options_state
+            ),
+            (Some(0), Some(0))
+        );
+        let w = website_event(beacon(""), &facts(), &HASHED).expect("event");
+        assert_eq!(w.event.data_processing_options, None);
+    }
+
+    #[test]
+    fn fbclid_comes_from_the_referrer_when_the_page_url_has_none() {
+        let b = Beacon::parse(
+            br#"{"event_name":"PageView","event_id":"e2","event_source_url":"https://s.example/p","referrer_url":"https://s.example/landing?fbclid=IwAR_ref"}"#,
+        )
+        .expect("beacon");
+        let f = RequestFacts {
+            subdomain_index: 2,
+            ..facts()
+        };
+        let w = website_event(b, &f, &HASHED).expect("event");
+        assert_eq!(w.set_fbc, Some(format!("fb.2.{NOW}.IwAR_ref")));
+        assert_eq!(subdomain_index(".example.com"), 1);
+        assert_eq!(subdomain_index("shop.example.co.uk"), 3);
     }
 
     #[test]
@@ -200,6 +365,7 @@ mod tests {
         let w = website_event(
             beacon(r#","user_data":{"em":" Jane@Example.com ","ph":"+1 (650) 555-1212"}"#),
             &facts(),
+            &HASHED,
         )
         .expect("event");
         let u = &w.event.user_data;
@@ -222,6 +388,7 @@ mod tests {
         let w = website_event(
             beacon(r#","user_data":{"lead_id":"L-1","client_ip_address":"6.6.6.6","em":"nope"}"#),
             &facts(),
+            &HASHED,
         )
         .expect("event");
         let u = &w.event.user_data;
@@ -251,7 +418,7 @@ mod tests {
             ..facts()
         };
         assert_eq!(
-            website_event(beacon(""), &f).map(|_| ()),
+            website_event(beacon(""), &f, &HASHED).map(|_| ()),
             Err(crate::Error::MissingField("User-Agent header"))
         );
     }
@@ -262,7 +429,7 @@ mod tests {
             cookie_fbp: Some("garbage"),
             ..facts()
         };
-        let w = website_event(beacon(""), &f).expect("event");
+        let w = website_event(beacon(""), &f, &HASHED).expect("event");
         assert_eq!(w.event.user_data.fbp, None);
         assert!(w.dropped.iter().any(|d| d.reason == "invalid_fbp"));
     }

@@ -7,8 +7,16 @@ use capi_core::meta_rules::check_event;
 use capi_core::webhook::signature::{
     verify_order, verify_shopify, verify_stripe, verify_woocommerce,
 };
-use capi_core::webhook::{self, purchase_event, Order, Webhook};
+use capi_core::privacy::{CustomerData, Modes};
+use capi_core::webhook::{self, purchase_event, Order, PurchaseEvent, Webhook};
 use serde_json::Value;
+
+const HASHED: Modes = Modes {
+    customer_data: CustomerData::Hashed,
+    consent: capi_core::privacy::ConsentMode::Optional,
+    gpc: capi_core::privacy::GpcMode::Ldu,
+    ldu: capi_core::privacy::LduMode::Off,
+};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -65,7 +73,7 @@ fn shopify_order_becomes_a_purchase() {
         webhook::shopify::webhook("orders/create", &fixture("shopify-orders-create.json"))
             .expect("parses"),
     );
-    let (e, dropped) = purchase_event(&o, "https://shop.test/", NOW_MS);
+    let PurchaseEvent { event: e, dropped, .. } = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED);
     // Shopify's documented sample has a Canadian postcode in a US address: dropped, not hashed.
     let reasons: Vec<_> = dropped
         .iter()
@@ -123,7 +131,7 @@ fn woocommerce_order_becomes_a_purchase() {
         webhook::woocommerce::webhook("order.created", &fixture("woocommerce-order.json"))
             .expect("parses"),
     );
-    let (e, _) = purchase_event(&o, "https://shop.test/", NOW_MS);
+    let e = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED).event;
     assert_eq!(e.event_id, "purchase:727");
     let u = &e.user_data;
     assert_eq!(
@@ -161,7 +169,7 @@ fn stripe_session_becomes_a_purchase_in_major_units() {
         webhook::stripe::webhook(&fixture("stripe-checkout-session-completed.json"))
             .expect("parses"),
     );
-    let (e, _) = purchase_event(&o, "https://shop.test/", NOW_MS);
+    let e = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED).event;
     assert_eq!(e.event_id, "purchase:order-5001");
     assert_eq!(e.custom_data["value"], 4990.0, "JPY has no minor unit");
     assert_eq!(e.custom_data["currency"], "JPY");
@@ -188,7 +196,7 @@ fn stripe_session_becomes_a_purchase_in_major_units() {
 #[test]
 fn generic_order_becomes_a_purchase() {
     let o = order(webhook::order::webhook(&fixture("order.json")).expect("parses"));
-    let (e, _) = purchase_event(&o, "https://shop.test/", NOW_MS);
+    let e = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED).event;
     assert_eq!(e.event_id, "purchase:A-1001");
     assert_eq!(
         e.user_data.ph.as_deref(),

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::ledger::LedgerClient;
 use capi_core::webhook::signature::bearer_matches;
+use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
@@ -27,7 +28,8 @@ fn authorized<'a>(
         .pixel_id
         .as_deref()
         .ok_or(ApiError::NotConfigured("PIXEL_ID"))?;
-    let ledger = LedgerClient::for_pixel(env, pixel).ok_or(ApiError::NotConfigured("LEDGER"))?;
+    let ledger = LedgerClient::for_pixel(env, pixel, cfg.ledger_shards)
+        .ok_or(ApiError::NotConfigured("LEDGER"))?;
     Ok((ledger, pixel))
 }
 
@@ -40,7 +42,14 @@ fn no_store(v: &Value) -> Answer {
 /// Receipts of one event id (one per event name that used it).
 pub async fn receipts(req: &Request, cfg: &Config, env: &Env, event_id: &str) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
-    let event_id = urlencoding_decoded(event_id);
+    let event_id = percent_decode_str(event_id).decode_utf8_lossy();
+    // Ids are 1-128 printable ASCII characters (as ingest accepts them): nothing else has a receipt.
+    if event_id.is_empty()
+        || event_id.len() > 128
+        || !event_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::NotFound);
+    }
     let rows = ledger.receipts(&event_id).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound);
@@ -51,7 +60,7 @@ pub async fn receipts(req: &Request, cfg: &Config, env: &Env, event_id: &str) ->
 /// Counts per outcome and reason, and per dropped field and reason.
 pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
-    let rows = ledger.stats().await?;
+    let rows = ledger.stats(worker::Date::now().as_millis()).await?;
     let mut outcomes = serde_json::Map::new();
     let mut reasons = Vec::new();
     let mut dropped = Vec::new();
@@ -77,28 +86,4 @@ pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
     no_store(
         &json!({"pixel_id": pixel, "outcomes": outcomes, "reasons": reasons, "dropped": dropped}),
     )
-}
-
-/// Percent-decoding of a path segment (event ids like `purchase:1001` may arrive encoded).
-fn urlencoding_decoded(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

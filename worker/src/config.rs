@@ -4,6 +4,12 @@ use crate::error::ApiError;
 use worker::Env;
 
 use capi_core::event::DEFAULT_API_VERSION;
+use capi_core::privacy::{InvalidSetting, Modes};
+
+/// Ledger shards per pixel unless `LEDGER_SHARDS` says otherwise. One Durable Object serves
+/// about 1,000 requests/s; the consumer makes two calls per shard per batch of up to 100
+/// events, so 8 shards carry far beyond a large shop's peak while keeping batches together.
+pub const DEFAULT_LEDGER_SHARDS: u32 = 8;
 
 #[derive(Clone)]
 pub struct Config {
@@ -29,6 +35,11 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Webhook secrets by setting name (each may hold two, comma separated, for rotation).
     webhook_secrets: Vec<(&'static str, String)>,
+    /// `CUSTOMER_DATA`, `CONSENT`, `GPC`, `LDU`; an undocumented value is an error (nothing is
+    /// relayed until it is fixed: the Worker never guesses a privacy mode).
+    pub modes: Result<Modes, InvalidSetting>,
+    /// Ledger objects per pixel (`LEDGER_SHARDS`, 1–256).
+    pub ledger_shards: u32,
 }
 
 /// The webhook secret settings, one per platform.
@@ -79,7 +90,29 @@ impl Config {
                 .iter()
                 .filter_map(|name| var(name).map(|v| (*name, v)))
                 .collect(),
+            modes: Modes::parse(
+                var("CUSTOMER_DATA").as_deref(),
+                var("CONSENT").as_deref(),
+                var("GPC").as_deref(),
+                var("LDU").as_deref(),
+            ),
+            ledger_shards: var("LEDGER_SHARDS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=256).contains(n))
+                .unwrap_or(DEFAULT_LEDGER_SHARDS),
         }
+    }
+
+    /// The privacy modes, or the setting that holds an undocumented value.
+    pub fn privacy(&self) -> Result<Modes, ApiError> {
+        self.modes
+            .map_err(|InvalidSetting(name)| ApiError::InvalidSetting(name))
+    }
+
+    /// Whether any order webhook is configured: then server Purchases come from signed
+    /// webhooks only (see `ingest`).
+    pub fn has_signed_orders(&self) -> bool {
+        !self.webhook_secrets.is_empty()
     }
 
     /// A webhook secret setting's value, if configured.

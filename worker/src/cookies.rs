@@ -1,4 +1,4 @@
-//! Reading the Cookie header and writing `_fbp`/`_fbc` as server cookies.
+//! Reading the Cookie header and writing `_fbp`/`_fbc` as first-party server cookies.
 
 use capi_core::fbc::COOKIE_MAX_AGE_SECS;
 
@@ -11,18 +11,59 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
+/// The domain `_fbp`/`_fbc` are set on: `COOKIE_DOMAIN` when configured, else the request
+/// host's registrable domain from the Public Suffix List (`www.shop.co.uk` → `shop.co.uk`),
+/// so the shim's cookie and the server's are one cookie, not two of different scope. None
+/// (host-only) for IP addresses, `localhost`, and hosts that are themselves a public suffix.
+pub fn cookie_domain(configured: Option<&str>, host: &str) -> Option<String> {
+    if let Some(d) = configured {
+        let d = d.trim().trim_start_matches('.').to_ascii_lowercase();
+        return is_domain(&d).then_some(d);
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') || !is_domain(&host) {
+        return None;
+    }
+    psl::domain_str(&host).map(str::to_string)
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// RFC 6265 `cookie-octet`s only: no `;`, space, quote, comma, backslash or control character
+/// can reach a `Set-Cookie` header.
+fn is_cookie_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 1024
+        && v.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+}
+
 /// A first-party `Set-Cookie` for `_fbp`/`_fbc`: 90 days (Meta's advice), set by the server so
 /// Safari does not cap it at 7 days like script-written cookies; readable by the pixel.
-pub fn set_cookie(name: &str, value: &str, domain: Option<&str>, secure: bool) -> String {
+/// None when the value is not a valid cookie value (it is dropped, never echoed).
+pub fn set_cookie(name: &str, value: &str, domain: Option<&str>, secure: bool) -> Option<String> {
+    if !is_cookie_value(value) {
+        return None;
+    }
     let mut c = format!("{name}={value}; Max-Age={COOKIE_MAX_AGE_SECS}; Path=/; SameSite=Lax");
-    if let Some(d) = domain {
+    if let Some(d) = domain.filter(|d| is_domain(d)) {
         c.push_str("; Domain=");
         c.push_str(d);
     }
     if secure {
         c.push_str("; Secure");
     }
-    c
+    Some(c)
 }
 
 #[cfg(test)]
@@ -36,8 +77,38 @@ mod tests {
         assert_eq!(cookie(h, "_fbc"), Some("fb.1.2.AbC"));
         assert_eq!(cookie(h, "_x"), None);
         assert_eq!(
-            set_cookie("_fbp", "v", Some(".example.com"), true),
-            "_fbp=v; Max-Age=7776000; Path=/; SameSite=Lax; Domain=.example.com; Secure"
+            set_cookie("_fbp", "v", Some("example.com"), true).as_deref(),
+            Some("_fbp=v; Max-Age=7776000; Path=/; SameSite=Lax; Domain=example.com; Secure")
+        );
+    }
+
+    #[test]
+    fn values_outside_the_cookie_grammar_never_reach_a_header() {
+        for bad in ["a;b", "a b", "a\r\nSet-Cookie: x=1", "a\"b", "a,b", "", "é"] {
+            assert_eq!(set_cookie("_fbc", bad, None, true), None, "{bad:?}");
+        }
+        assert_eq!(
+            set_cookie("_fbp", "v", Some("evil.com; HttpOnly"), false).as_deref(),
+            Some("_fbp=v; Max-Age=7776000; Path=/; SameSite=Lax")
+        );
+    }
+
+    #[test]
+    fn the_cookie_domain_is_the_registrable_domain() {
+        assert_eq!(
+            cookie_domain(None, "www.shop.example.com").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            cookie_domain(None, "www.shop.co.uk").as_deref(),
+            Some("shop.co.uk")
+        );
+        assert_eq!(cookie_domain(None, "co.uk"), None);
+        assert_eq!(cookie_domain(None, "127.0.0.1"), None);
+        assert_eq!(cookie_domain(None, "localhost"), None);
+        assert_eq!(
+            cookie_domain(Some(".example.com"), "www.example.com").as_deref(),
+            Some("example.com")
         );
     }
 }

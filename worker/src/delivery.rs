@@ -1,20 +1,24 @@
-//! Delivery to Meta. Ingest hands accepted events to [`deliver`], which puts them on a
-//! Cloudflare Queue; [`consume`] (the same Worker's queue consumer) sends them in batches of at
-//! most 1,000 per pixel and decides from Meta's answer (policy in `capi_core::delivery`):
-//! receipts for what was sent, split batches to isolate an event Meta rejects, reschedule
-//! transient failures with exponential backoff and jitter, expire events past Meta's 7 days,
-//! dead-letter what exhausts its attempts. If the queue refuses a message, the event is sent
-//! directly instead of being dropped.
+//! Delivery to Meta: I/O only; the policy is `capi_core::delivery` (pre-send check, the step
+//! after Meta's answer, the retry plan, outcomes).
+//!
+//! Ingest hands accepted events to [`enqueue`], which puts them on a Cloudflare Queue;
+//! [`consume`] (the same Worker's queue consumer) delivers a batch: one ledger claim call per
+//! shard for the whole batch, CAPI requests of at most 1,000 events per pixel, split on a
+//! rejection to isolate the bad event, one receipt call per shard. The same path,
+//! [`deliver_pixel`], serves the queue-less fallback when the queue refuses a message.
 
 use crate::config::Config;
-use crate::ledger::{EventKey, LedgerClient, Receipt, FINAL_OUTCOMES};
-use capi_core::delivery::{is_expired, retry_delay_secs, step_for, Step, META_CLIENT_TIMEOUT_MS};
+use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
+use crate::log;
+use capi_core::delivery::{
+    next_attempt, presend_check, step_for, NextAttempt, Outcome, Step, META_CLIENT_TIMEOUT_MS,
+};
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
-use capi_core::meta_rules::check_event;
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{
@@ -24,40 +28,49 @@ use worker::{
 
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 
-/// Where and how to send.
-#[derive(Clone)]
-pub struct Target {
-    pub url: String,
-    pub access_token: String,
-    pub test_event_code: Option<String>,
-}
-
-impl Target {
-    pub fn new(cfg: &Config, pixel_id: &str, access_token: String) -> Target {
-        Target {
-            url: events_url(&cfg.graph_url, &cfg.api_version, pixel_id),
-            access_token,
-            test_event_code: cfg.test_event_code.clone(),
-        }
-    }
-}
-
-/// One event on the queue. The access token is not in it: the consumer reads it from config.
+/// One queue message: an event to deliver and/or counts to add to `/t/stats`. The access token
+/// is not in it: the consumer reads it from configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedEvent {
     pub pixel_id: String,
-    pub event: ServerEvent,
+    /// None for a message that only carries counts (an event not relayed).
+    #[serde(default)]
+    pub event: Option<ServerEvent>,
     /// Delivery attempts made so far.
     #[serde(default)]
     pub attempt: u32,
+    /// Identifies this message's claim in the ledger across retries and redeliveries.
+    #[serde(default)]
+    pub nonce: String,
+    /// What ingest dropped or decided, counted once when the message is first claimed.
+    #[serde(default)]
+    pub counts: Vec<Count>,
 }
 
 impl QueuedEvent {
     /// Queue bodies are JSON text: an exact round trip (a JS-object body would turn
     /// `user_data`'s flattened map into a JS `Map` and lose it).
-    fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    fn key(&self) -> Option<EventKey> {
+        self.event.as_ref().map(|e| EventKey {
+            event_name: e.event_name.clone(),
+            event_id: e.event_id.clone(),
+        })
+    }
+}
+
+/// A fresh claim nonce: unique per accepted copy of an event.
+pub fn new_nonce() -> String {
+    let r = |bits: f64| (worker::js_sys::Math::random() * bits) as u64;
+    format!(
+        "{:x}-{:08x}{:08x}",
+        Date::now().as_millis(),
+        r(4_294_967_296.0),
+        r(4_294_967_296.0)
+    )
 }
 
 /// A dead letter: the event and why it could not be delivered.
@@ -67,132 +80,62 @@ struct DeadLetter<'a> {
     reason: &'a str,
 }
 
-/// How handing an event to delivery ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// On the queue; the consumer takes it from here.
-    Queued,
-    /// (Direct send) Meta accepted it.
-    Sent { fbtrace_id: Option<String> },
-    /// (Direct send) Meta or the network kept failing transiently.
-    Failed { reason: String },
-    /// (Direct send) refused by Meta or by `meta_rules` before sending: resending cannot help.
-    Rejected { reason: String },
+/// How an event's delivery round ended, and what to do with its message.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub fbtrace_id: Option<String>,
+    pub next: Next,
+    /// Whether this round writes a receipt (false for duplicates and settled redeliveries).
+    pub receipt: bool,
 }
 
-/// Hands an accepted event to delivery: the queue, or a direct send if the queue refuses it.
-pub async fn deliver(
-    env: &Env,
-    cfg: &Config,
-    pixel_id: &str,
-    token: &str,
-    event: ServerEvent,
-) -> Delivery {
-    let queued = QueuedEvent {
-        pixel_id: pixel_id.to_string(),
-        event,
-        attempt: 0,
-    };
-    match env.queue("EVENTS") {
-        Ok(q) => match q.send(queued.to_json()).await {
-            Ok(()) => return Delivery::Queued,
-            Err(e) => worker::console_error!(
-                "{}",
-                serde_json::json!({"msg": "queue_send_failed", "event_id": queued.event.event_id, "detail": e.to_string(), "fallback": "direct"})
-            ),
-        },
-        Err(_) => worker::console_warn!(
-            "{}",
-            serde_json::json!({"msg": "queue_not_bound", "binding": "EVENTS", "fallback": "direct"})
-        ),
-    }
-    let target = Target::new(cfg, pixel_id, token.to_string());
-    let key = EventKey {
-        event_name: queued.event.event_name.clone(),
-        event_id: queued.event.event_id.clone(),
-    };
-    let delivery = send_now(&target, queued.event).await;
-    let (outcome, reason, fbtrace_id) = match &delivery {
-        Delivery::Sent { fbtrace_id } => ("sent", None, fbtrace_id.clone()),
-        Delivery::Failed { reason } => ("failed", Some(reason.clone()), None),
-        Delivery::Rejected { reason } => ("rejected", Some(reason.clone()), None),
-        Delivery::Queued => ("queued", None, None),
-    };
-    if let Some(l) = LedgerClient::for_pixel(env, pixel_id) {
-        let receipt = Receipt {
-            event_name: key.event_name,
-            event_id: key.event_id,
-            outcome: outcome.into(),
-            reason,
-            attempts: 1,
-            fbtrace_id,
-        };
-        l.record(vec![receipt], Date::now().as_millis()).await;
-    }
-    delivery
+/// What happens to the message after a delivery round.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// Finished (a final outcome, a duplicate, a count-only message): ack.
+    Done,
+    /// Another attempt after `delay_secs`, with this message.
+    Retry { queued: QueuedEvent, delay_secs: u32 },
+    /// Attempts used up: to the dead-letter queue with this reason.
+    DeadLetter { reason: String },
+    /// The ledger could not be reached: the platform retries the message unchanged.
+    RetryUnchanged,
 }
 
-/// Sends one event at once (the fallback when the queue is unavailable).
-async fn send_now(target: &Target, event: ServerEvent) -> Delivery {
-    let now = (Date::now().as_millis() / 1000) as i64;
-    let verdict = serde_json::to_value(&event)
-        .map_err(|_| "unserializable")
-        .and_then(|v| check_event(&v, now).map_err(|v| v.rule));
-    if let Err(rule) = verdict {
-        log(&event, "rejected", Some(rule), None, 0);
-        return Delivery::Rejected {
-            reason: rule.to_string(),
-        };
+/// Puts one message on the `EVENTS` queue; false if the queue refused it or is not bound.
+pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
+    let Ok(q) = env.queue("EVENTS") else {
+        log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
+        return false;
+    };
+    let mut msg = MessageBuilder::new(queued.to_json());
+    if delay_secs > 0 {
+        msg = msg.delay_seconds(delay_secs);
     }
-    let answer = post(
-        target,
-        &request_body(
-            std::slice::from_ref(&event),
-            target.test_event_code.as_deref(),
-        ),
-    )
-    .await;
-    let (reason, fbtrace_id) = (answer.reason().unwrap_or_default(), answer.fbtrace_id());
-    let delivery = match answer {
-        MetaAnswer::Accepted { .. } => Delivery::Sent {
-            fbtrace_id: fbtrace_id.clone(),
-        },
-        MetaAnswer::Transient { .. } | MetaAnswer::Unauthorized { .. } => {
-            Delivery::Failed { reason }
+    match q.send(msg.build()).await {
+        Ok(()) => true,
+        Err(e) => {
+            log::error("queue_send_failed", &[("error", log::kind_of(&e).into())]);
+            false
         }
-        MetaAnswer::Rejected { .. } => Delivery::Rejected { reason },
-    };
-    let (outcome, reason) = match &delivery {
-        Delivery::Sent { .. } | Delivery::Queued => ("sent", None),
-        Delivery::Failed { reason } => ("failed", Some(reason.as_str())),
-        Delivery::Rejected { reason } => ("rejected", Some(reason.as_str())),
-    };
-    log(&event, outcome, reason, fbtrace_id.as_deref(), 1);
-    delivery
-}
-
-/// A queue message and the event it carries.
-struct Queued {
-    m: Message<String>,
-    q: QueuedEvent,
+    }
 }
 
 /// The queue consumer: groups the batch per pixel and delivers each group.
 pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
-    let mut by_pixel: BTreeMap<String, Vec<Queued>> = BTreeMap::new();
+    let mut by_pixel: BTreeMap<String, Vec<(Message<String>, QueuedEvent)>> = BTreeMap::new();
     for m in batch.messages()? {
         match serde_json::from_str::<QueuedEvent>(m.body()) {
             Ok(q) => by_pixel
                 .entry(q.pixel_id.clone())
                 .or_default()
-                .push(Queued { m, q }),
-            Err(e) => {
+                .push((m, q)),
+            Err(_) => {
                 // Not ours to read: keep it for inspection rather than drop it.
-                worker::console_error!(
-                    "{}",
-                    serde_json::json!({"msg": "unreadable_queue_message", "detail": e.to_string()})
-                );
+                log::error("unreadable_queue_message", &[]);
                 let kept = match env.queue("DEAD_LETTERS") {
                     Ok(dlq) => dlq.send(m.body().clone()).await.is_ok(),
                     Err(_) => false,
@@ -205,270 +148,370 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             }
         }
     }
-    for (pixel_id, messages) in by_pixel {
-        deliver_group(&cfg, &env, &pixel_id, messages).await;
+    for (pixel_id, group) in by_pixel {
+        let (messages, queued): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let results = deliver_pixel(&cfg, &env, &pixel_id, queued.clone()).await;
+        for ((m, q), d) in messages.iter().zip(&queued).zip(results) {
+            finish(&env, m, q, d.next).await;
+        }
     }
     Ok(())
 }
 
-/// Delivers one pixel's messages; every message ends acked (receipt written) or rescheduled.
-async fn deliver_group(cfg: &Config, env: &Env, pixel_id: &str, messages: Vec<Queued>) {
+/// Acks, reschedules or dead-letters one message. A message is acked only after its next step
+/// is safely on a queue; if that fails, the platform's own retry takes over (and, past its
+/// limit, its dead-letter queue): never dropped.
+async fn finish(env: &Env, m: &Message<String>, q: &QueuedEvent, next: Next) {
+    match next {
+        Next::Done => m.ack(),
+        Next::RetryUnchanged => m.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(5)
+                .build(),
+        ),
+        Next::Retry { queued, delay_secs } => {
+            if enqueue(env, &queued, delay_secs).await {
+                m.ack();
+            } else {
+                m.retry_with_options(
+                    &QueueRetryOptionsBuilder::new()
+                        .with_delay_seconds(delay_secs)
+                        .build(),
+                );
+            }
+        }
+        Next::DeadLetter { reason } => {
+            let body = serde_json::to_string(&DeadLetter {
+                queued: q,
+                reason: &reason,
+            })
+            .unwrap_or_default();
+            let kept = match env.queue("DEAD_LETTERS") {
+                Ok(dlq) => dlq.send(body).await.is_ok(),
+                Err(_) => false,
+            };
+            if kept {
+                m.ack();
+            } else {
+                log::error("dead_letter_send_failed", &[]);
+                m.retry();
+            }
+        }
+    }
+}
+
+/// The one delivery path for a pixel's events (queue consumer and queue-less fallback):
+/// claims them in the ledger (one call per shard), settles what must not be sent, sends the
+/// rest in requests of at most 1,000 (splitting a rejected request to isolate the bad event),
+/// plans retries, and records every receipt and count (one call per shard). Returns one
+/// result per input, in order.
+pub async fn deliver_pixel(
+    cfg: &Config,
+    env: &Env,
+    pixel_id: &str,
+    items: Vec<QueuedEvent>,
+) -> Vec<Delivered> {
     let now_ms = Date::now().as_millis();
     let now = (now_ms / 1000) as i64;
-    let ledger = LedgerClient::for_pixel(env, pixel_id);
-    let mut receipts = Vec::new();
-    let Some(token) = cfg.access_token.clone() else {
-        worker::console_error!(
-            "{}",
-            serde_json::json!({"msg": "not_configured", "setting": "META_ACCESS_TOKEN", "events_waiting": messages.len()})
-        );
-        for m in &messages {
-            reschedule(env, cfg, m, true, "not_configured", &mut receipts).await;
-        }
-        record(&ledger, receipts, now_ms).await;
-        return;
+    let ledger = LedgerClient::for_pixel(env, pixel_id, cfg.ledger_shards);
+    let shard_of = |q: &QueuedEvent| match (&ledger, &q.event) {
+        (Some(l), Some(e)) => l.shard_of(&e.event_id),
+        _ => 0,
     };
-    let target = Target::new(cfg, pixel_id, token);
 
-    // A message redelivered after its event was already settled (e.g. the consumer stopped
-    // after sending but before acking) is acked without sending it again.
-    let keys: Vec<EventKey> = messages
-        .iter()
-        .map(|m| EventKey {
-            event_name: m.q.event.event_name.clone(),
-            event_id: m.q.event.event_id.clone(),
-        })
-        .collect();
-    let outcomes = match &ledger {
-        Some(l) => l.outcomes(keys).await,
-        None => vec![String::new(); messages.len()],
-    };
-    let mut pending = Vec::with_capacity(messages.len());
-    for (m, outcome) in messages.iter().zip(outcomes) {
-        let q = &m.q;
-        if FINAL_OUTCOMES.contains(&outcome.as_str()) {
-            m.m.ack();
+    // 1. Claims and counts: one ledger call per shard for the whole batch.
+    let mut statuses = vec![ClaimStatus::Unavailable; items.len()];
+    if let Some(l) = &ledger {
+        let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, q) in items.iter().enumerate() {
+            by_shard.entry(shard_of(q)).or_default().push(i);
+        }
+        for (shard, idx) in by_shard {
+            let claims: Vec<usize> = idx
+                .iter()
+                .copied()
+                .filter(|i| items[*i].event.is_some())
+                .collect();
+            let claim_items = claims
+                .iter()
+                .filter_map(|i| {
+                    items[*i].key().map(|key| ClaimItem {
+                        key,
+                        nonce: items[*i].nonce.clone(),
+                    })
+                })
+                .collect();
+            // Counts ride on a message's first attempt only, so a retry never counts twice.
+            let counts = idx
+                .iter()
+                .filter(|i| items[**i].attempt == 0)
+                .flat_map(|i| items[*i].counts.iter().cloned())
+                .collect();
+            let got = l.claim(shard, claim_items, counts, now_ms).await;
+            for (i, s) in claims.iter().zip(got) {
+                statuses[*i] = s;
+            }
+        }
+    }
+
+    // 2. What must not be sent is settled here, before any request.
+    let mut results: Vec<Option<Delivered>> = vec![None; items.len()];
+    let mut pending: Vec<usize> = Vec::new();
+    for (i, q) in items.iter().enumerate() {
+        let Some(event) = &q.event else {
+            results[i] = Some(done(Outcome::Queued, None));
+            continue;
+        };
+        let claimed = match (statuses[i], &ledger) {
+            (ClaimStatus::New | ClaimStatus::Mine, _) => true,
+            (ClaimStatus::Duplicate, _) => {
+                log_event(event, Outcome::Duplicate, None, None, q.attempt);
+                results[i] = Some(done(Outcome::Duplicate, None));
+                false
+            }
+            // Redelivered after its event was settled (e.g. the consumer stopped after sending
+            // but before acking): acked without sending again.
+            (ClaimStatus::Settled, _) => {
+                results[i] = Some(done(Outcome::Sent, Some("already_settled".into())));
+                false
+            }
+            // Without a ledger binding at all, deliver (nothing to claim against).
+            (ClaimStatus::Unavailable, None) => true,
+            (ClaimStatus::Unavailable, Some(_)) => {
+                results[i] = Some(Delivered {
+                    outcome: Outcome::Queued,
+                    reason: Some("ledger_unavailable".into()),
+                    fbtrace_id: None,
+                    next: Next::RetryUnchanged,
+                    receipt: false,
+                });
+                false
+            }
+        };
+        if !claimed {
             continue;
         }
-        if is_expired(q.event.event_time, now) {
-            settle(
-                m,
-                "expired",
-                Some("older_than_7_days".into()),
-                None,
-                q.attempt,
-                &mut receipts,
+        match presend_check(event, now) {
+            Ok(()) => pending.push(i),
+            Err(settled) => {
+                results[i] = Some(settle(
+                    event,
+                    settled.outcome,
+                    Some(settled.reason.into()),
+                    None,
+                    q.attempt,
+                ))
+            }
+        }
+    }
+
+    // 3. Send: requests of at most 1,000; a rejected request is split until the bad event
+    //    stands alone.
+    match cfg.access_token.clone() {
+        None => {
+            log::error(
+                "not_configured",
+                &[
+                    ("setting", "META_ACCESS_TOKEN".into()),
+                    ("events_waiting", pending.len().into()),
+                ],
             );
-            continue;
+            for i in pending {
+                results[i] = Some(failed(cfg, &items[i], true, "not_configured".into()));
+            }
         }
-        let verdict = serde_json::to_value(&q.event)
-            .map_err(|_| "unserializable")
-            .and_then(|v| check_event(&v, now).map_err(|v| v.rule));
-        match verdict {
-            Ok(()) => pending.push(m),
-            Err(rule) => settle(
-                m,
-                "rejected",
-                Some(rule.into()),
-                None,
-                q.attempt,
-                &mut receipts,
-            ),
+        Some(token) => {
+            let url = events_url(&cfg.graph_url, &cfg.api_version, pixel_id);
+            let mut work: Vec<Vec<usize>> = pending
+                .chunks(MAX_EVENTS_PER_REQUEST)
+                .map(<[_]>::to_vec)
+                .collect();
+            while let Some(group) = work.pop() {
+                let events: Vec<ServerEvent> = group
+                    .iter()
+                    .filter_map(|i| items[*i].event.clone())
+                    .collect();
+                let body = request_body(&events, &token, cfg.test_event_code.as_deref());
+                let answer = post(&url, body).await;
+                match step_for(&answer, group.len()) {
+                    Step::Sent => {
+                        for i in group {
+                            let (q, e) = (&items[i], items[i].event.as_ref());
+                            if let Some(e) = e {
+                                results[i] = Some(settle(
+                                    e,
+                                    Outcome::Sent,
+                                    None,
+                                    answer.fbtrace_id(),
+                                    q.attempt + 1,
+                                ));
+                            }
+                        }
+                    }
+                    Step::Split => {
+                        let (a, b) = group.split_at(group.len() / 2);
+                        work.push(a.to_vec());
+                        work.push(b.to_vec());
+                    }
+                    Step::RejectOne => {
+                        for i in group {
+                            if let Some(e) = &items[i].event {
+                                results[i] = Some(settle(
+                                    e,
+                                    Outcome::Rejected,
+                                    answer.reason(),
+                                    answer.fbtrace_id(),
+                                    items[i].attempt + 1,
+                                ));
+                            }
+                        }
+                    }
+                    Step::Retry { slow } => {
+                        let reason = answer.reason().unwrap_or_else(|| "transient".into());
+                        if slow {
+                            log::error(
+                                "meta_unauthorized",
+                                &[
+                                    ("reason", reason.clone().into()),
+                                    ("hint", "check META_ACCESS_TOKEN and the pixel's permissions; events are kept and retried slowly".into()),
+                                ],
+                            );
+                        }
+                        for i in group {
+                            results[i] = Some(failed(cfg, &items[i], slow, reason.clone()));
+                        }
+                    }
+                }
+            }
         }
     }
 
-    // Batches of at most 1,000; a rejected batch is split until the bad event stands alone.
-    let mut work: Vec<Vec<&Queued>> = pending
-        .chunks(MAX_EVENTS_PER_REQUEST)
-        .map(<[_]>::to_vec)
+    // 4. Receipts: one ledger call per shard.
+    let results: Vec<Delivered> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| done(Outcome::Queued, None)))
         .collect();
-    while let Some(group) = work.pop() {
-        let events: Vec<ServerEvent> = group.iter().map(|m| m.q.event.clone()).collect();
-        let answer = post(
-            &target,
-            &request_body(&events, target.test_event_code.as_deref()),
-        )
-        .await;
-        match (step_for(&answer, group.len()), &answer) {
-            (Step::Sent, MetaAnswer::Accepted { fbtrace_id, .. }) => {
-                group.iter().for_each(|m| {
-                    settle(
-                        m,
-                        "sent",
-                        None,
-                        fbtrace_id.clone(),
-                        m.q.attempt + 1,
-                        &mut receipts,
-                    )
-                });
-            }
-            (Step::Split, _) => {
-                let (a, b) = group.split_at(group.len() / 2);
-                work.push(a.to_vec());
-                work.push(b.to_vec());
-            }
-            (Step::RejectOne, _) => {
-                let (reason, fbtrace_id) = (answer.reason(), answer.fbtrace_id());
-                group.iter().for_each(|m| {
-                    settle(
-                        m,
-                        "rejected",
-                        reason.clone(),
-                        fbtrace_id.clone(),
-                        m.q.attempt + 1,
-                        &mut receipts,
-                    )
-                });
-            }
-            (step, _) => {
-                let slow = matches!(step, Step::Retry { slow: true });
-                let reason = answer.reason().unwrap_or_else(|| "transient".into());
-                if slow {
-                    worker::console_error!(
-                        "{}",
-                        serde_json::json!({"msg": "meta_unauthorized", "reason": reason, "hint": "check META_ACCESS_TOKEN and the pixel's permissions; events are kept and retried slowly"})
-                    );
-                }
-                for m in group {
-                    reschedule(env, cfg, m, slow, &reason, &mut receipts).await;
-                }
-            }
+    if let Some(l) = &ledger {
+        let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
+        for (q, r) in items.iter().zip(&results) {
+            let Some(e) = q.event.as_ref().filter(|_| r.receipt) else {
+                continue;
+            };
+            by_shard.entry(shard_of(q)).or_default().push(Receipt {
+                event_name: e.event_name.clone(),
+                event_id: e.event_id.clone(),
+                outcome: r.outcome.as_str().into(),
+                reason: r.reason.clone(),
+                attempts: attempts_of(q, r),
+                fbtrace_id: r.fbtrace_id.clone(),
+            });
+        }
+        for (shard, receipts) in by_shard {
+            l.record(shard, receipts, Vec::new(), now_ms).await;
         }
     }
-    record(&ledger, receipts, now_ms).await;
+    results
 }
 
-async fn record(ledger: &Option<LedgerClient>, receipts: Vec<Receipt>, now_ms: u64) {
-    if let Some(l) = ledger {
-        l.record(receipts, now_ms).await;
+fn attempts_of(q: &QueuedEvent, r: &Delivered) -> u32 {
+    match (&r.next, r.outcome) {
+        (Next::Retry { queued, .. }, _) => queued.attempt,
+        (_, Outcome::Sent | Outcome::Rejected) => q.attempt + 1,
+        (Next::DeadLetter { .. }, _) => q.attempt + 1,
+        _ => q.attempt,
     }
 }
 
-/// Acks a message whose event reached a final outcome, with its receipt.
+/// Finished without a receipt of its own.
+fn done(outcome: Outcome, reason: Option<String>) -> Delivered {
+    Delivered {
+        outcome,
+        reason,
+        fbtrace_id: None,
+        next: Next::Done,
+        receipt: false,
+    }
+}
+
+/// A final outcome for an event, logged.
 fn settle(
-    m: &Queued,
-    outcome: &str,
+    e: &ServerEvent,
+    outcome: Outcome,
     reason: Option<String>,
     fbtrace_id: Option<String>,
     attempts: u32,
-    receipts: &mut Vec<Receipt>,
-) {
-    let e = &m.q.event;
-    log(
+) -> Delivered {
+    log_event(
         e,
         outcome,
         reason.as_deref(),
         fbtrace_id.as_deref(),
         attempts,
     );
-    receipts.push(Receipt {
-        event_name: e.event_name.clone(),
-        event_id: e.event_id.clone(),
-        outcome: outcome.into(),
+    Delivered {
+        outcome,
         reason,
-        attempts,
         fbtrace_id,
-    });
-    m.m.ack();
+        next: Next::Done,
+        receipt: true,
+    }
 }
 
-/// Schedules another attempt after a backoff, or dead-letters the event once its attempts are
-/// used up. A message is acked only after its next step is safely on a queue; if that fails,
-/// the platform's own retry takes over (and, past its limit, its dead-letter queue): never dropped.
-async fn reschedule(
-    env: &Env,
-    cfg: &Config,
-    queued: &Queued,
-    slow: bool,
-    reason: &str,
-    receipts: &mut Vec<Receipt>,
-) {
-    let (m, q) = (&queued.m, &queued.q);
-    let attempt = q.attempt + 1;
-    let e = &q.event;
-    let receipt = |outcome: &str, reason: String| Receipt {
-        event_name: e.event_name.clone(),
-        event_id: e.event_id.clone(),
-        outcome: outcome.into(),
-        reason: Some(reason),
-        attempts: attempt,
-        fbtrace_id: None,
-    };
-    if attempt >= cfg.max_delivery_attempts {
-        let reason = format!("attempts_exhausted_{reason}");
-        let sent = match env.queue("DEAD_LETTERS") {
-            Ok(dlq) => dlq
-                .send(
-                    serde_json::to_string(&DeadLetter {
-                        queued: q,
-                        reason: &reason,
-                    })
-                    .unwrap_or_default(),
-                )
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        log(e, "dead_lettered", Some(&reason), None, attempt);
-        receipts.push(receipt("dead_lettered", reason));
-        match sent {
-            Ok(()) => m.ack(),
-            Err(detail) => {
-                worker::console_error!(
-                    "{}",
-                    serde_json::json!({"msg": "dead_letter_send_failed", "event_id": e.event_id, "detail": detail})
-                );
-                m.retry();
-            }
-        }
-        return;
-    }
-    let delay = retry_delay_secs(
+/// A failed attempt: another one after a backoff, or the dead-letter queue once the attempts
+/// are used up (`capi_core::delivery::next_attempt`).
+fn failed(cfg: &Config, q: &QueuedEvent, slow: bool, reason: String) -> Delivered {
+    let plan = next_attempt(
         q.attempt,
+        cfg.max_delivery_attempts,
         cfg.retry_base_secs,
         cfg.retry_max_secs,
         slow,
         worker::js_sys::Math::random(),
     );
-    let next = QueuedEvent {
-        attempt,
-        ..q.clone()
+    let Some(e) = &q.event else {
+        return done(Outcome::Queued, None);
     };
-    log(e, "retrying", Some(reason), None, attempt);
-    receipts.push(receipt("retrying", reason.to_string()));
-    let requeued = match env.queue("EVENTS") {
-        Ok(queue) => queue
-            .send(
-                MessageBuilder::new(next.to_json())
-                    .delay_seconds(delay)
-                    .build(),
-            )
-            .await
-            .is_ok(),
-        Err(_) => false,
-    };
-    if requeued {
-        m.ack();
-    } else {
-        m.retry_with_options(
-            &QueueRetryOptionsBuilder::new()
-                .with_delay_seconds(delay)
-                .build(),
-        );
+    match plan {
+        NextAttempt::Retry {
+            attempt,
+            delay_secs,
+        } => {
+            log_event(e, Outcome::Retrying, Some(&reason), None, attempt);
+            Delivered {
+                outcome: Outcome::Retrying,
+                reason: Some(reason),
+                fbtrace_id: None,
+                next: Next::Retry {
+                    queued: QueuedEvent {
+                        attempt,
+                        ..q.clone()
+                    },
+                    delay_secs,
+                },
+                receipt: true,
+            }
+        }
+        NextAttempt::DeadLetter { attempts } => {
+            let reason = format!("attempts_exhausted_{reason}");
+            log_event(e, Outcome::DeadLettered, Some(&reason), None, attempts);
+            Delivered {
+                outcome: Outcome::DeadLettered,
+                reason: Some(reason.clone()),
+                fbtrace_id: None,
+                next: Next::DeadLetter { reason },
+                receipt: true,
+            }
+        }
     }
 }
 
-/// One POST with Meta's recommended timeout; network errors and timeouts are transient.
-async fn post(target: &Target, body: &str) -> MetaAnswer {
+/// One POST with Meta's recommended timeout; network errors and timeouts are transient. The
+/// token is in the body, never in the URL.
+async fn post(url: &str, body: String) -> MetaAnswer {
     let transient = MetaAnswer::Transient {
         code: None,
         fbtrace_id: None,
     };
-    let url = format!(
-        "{}?access_token={}",
-        target.url,
-        percent_encode(&target.access_token)
-    );
     let headers = Headers::new();
     if headers.set("content-type", "application/json").is_err() {
         return transient;
@@ -477,7 +520,7 @@ async fn post(target: &Target, body: &str) -> MetaAnswer {
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let Ok(req) = Request::new_with_init(&url, &init) else {
+    let Ok(req) = Request::new_with_init(url, &init) else {
         return transient;
     };
     let controller = AbortController::default();
@@ -499,28 +542,23 @@ async fn post(target: &Target, body: &str) -> MetaAnswer {
     }
 }
 
-pub fn log(
+/// The delivery log line of one event: ids, outcome, reason, Meta's trace id.
+pub fn log_event(
     e: &ServerEvent,
-    outcome: &str,
+    outcome: Outcome,
     reason: Option<&str>,
     fbtrace_id: Option<&str>,
     attempts: u32,
 ) {
-    worker::console_log!(
-        "{}",
-        serde_json::json!({"msg": "capi_delivery", "event_name": e.event_name, "event_id": e.event_id, "outcome": outcome, "reason": reason, "fbtrace_id": fbtrace_id, "attempts": attempts})
+    log::info(
+        "capi_delivery",
+        &[
+            ("event_name", e.event_name.clone().into()),
+            ("event_id", e.event_id.clone().into()),
+            ("outcome", outcome.as_str().into()),
+            ("reason", json!(reason)),
+            ("fbtrace_id", json!(fbtrace_id)),
+            ("attempts", attempts.into()),
+        ],
     );
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

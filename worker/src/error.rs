@@ -26,6 +26,10 @@ pub enum ApiError {
     Unauthorized,
     /// A required setting is missing; retrying helps once the operator sets it.
     NotConfigured(&'static str),
+    /// A setting holds an undocumented value; nothing is relayed until it is fixed.
+    InvalidSetting(&'static str),
+    /// Too many beacons from one client IP; retrying after a minute helps.
+    RateLimited,
     /// The built pixel shim is not embedded in this build.
     ShimNotBuilt,
     NotFound,
@@ -80,6 +84,16 @@ impl ApiError {
                 "not_configured",
                 format!("the Worker is missing the {name} setting"),
             ),
+            ApiError::InvalidSetting(name) => (
+                503,
+                "not_configured",
+                format!("the Worker's {name} setting has an undocumented value"),
+            ),
+            ApiError::RateLimited => (
+                429,
+                "rate_limited",
+                "too many events from this address; retry later".into(),
+            ),
             ApiError::ShimNotBuilt => (
                 404,
                 "shim_not_built",
@@ -98,16 +112,16 @@ impl ApiError {
     /// The JSON answer for this error.
     pub fn into_response(self) -> worker::Result<Response> {
         if let ApiError::Runtime(e) = &self {
-            worker::console_error!(
-                "{}",
-                serde_json::json!({"msg": "runtime_error", "detail": e.to_string()})
-            );
+            crate::log::error("runtime_error", &[("error", crate::log::kind_of(e).into())]);
         }
         let (status, code, message) = self.parts();
         let body = serde_json::json!({"error": {"code": code, "message": message}});
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set("cache-control", "no-store")?;
+        if status == 429 {
+            headers.set("retry-after", "60")?;
+        }
         Ok(Response::from_bytes(body.to_string().into_bytes())?
             .with_status(status)
             .with_headers(headers))

@@ -6,13 +6,15 @@
 //! given back and the answer is 503, so the platform's own retries redeliver it.
 
 use crate::config::Config;
-use crate::delivery::{self, Delivery};
+use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
-use crate::ledger::{Claim, DropCount, EventKey, LedgerClient, Receipt};
-use capi_core::delivery::is_expired;
-use capi_core::meta_rules::check_event;
+use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
+use crate::log;
+use capi_core::counters::counted_field;
+use capi_core::delivery::{presend_check, Outcome};
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, purchase_event, PayloadError, Webhook};
+use serde_json::json;
 use worker::{Date, Env, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
@@ -87,9 +89,12 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
         ),
     };
     if let Err(e) = verified {
-        worker::console_warn!(
-            "{}",
-            serde_json::json!({"msg": "webhook_unauthorized", "platform": platform.name(), "reason": e.as_str()})
+        log::warn(
+            "webhook_unauthorized",
+            &[
+                ("platform", platform.name().into()),
+                ("reason", e.as_str().into()),
+            ],
         );
         return Err(match e {
             SignatureError::NoSecret => ApiError::NotConfigured(secret_name(platform)),
@@ -113,76 +118,111 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
             return ok(serde_json::json!({"ok": true, "ignored": reason}))
         }
     };
-    let (pixel_id, token) = cfg.meta_credentials()?;
+    let pixel_id = cfg.meta_credentials()?.0;
+    let modes = cfg.privacy()?;
     let own = req.url()?.origin().ascii_serialization();
-    let (event, dropped) = purchase_event(&order, &format!("{own}/"), now_ms);
-    for d in &dropped {
-        worker::console_log!(
-            "{}",
-            serde_json::json!({"msg": "dropped", "event_id": event.event_id, "field": d.field, "reason": d.reason})
+    let built = purchase_event(&order, &format!("{own}/"), now_ms, &modes);
+    let event = built.event;
+    let counts: Vec<Count> = built
+        .dropped
+        .iter()
+        .map(|d| Count::dropped(&d.field, d.reason))
+        .collect();
+    for d in &built.dropped {
+        log::info(
+            "dropped",
+            &[
+                ("event_id", event.event_id.clone().into()),
+                ("field", counted_field(&d.field).into()),
+                ("reason", d.reason.into()),
+            ],
         );
     }
     let key = EventKey {
         event_name: event.event_name.clone(),
         event_id: event.event_id.clone(),
     };
-    let ledger = LedgerClient::for_pixel(env, &pixel_id);
-    if is_expired(event.event_time, (now_ms / 1000) as i64) {
-        // Meta refuses events older than 7 days: record that instead of sending.
-        delivery::log(&event, "expired", Some("older_than_7_days"), None, 0);
+    let ledger = LedgerClient::for_pixel(env, &pixel_id, cfg.ledger_shards);
+    let shard = ledger.as_ref().map_or(0, |l| l.shard_of(&key.event_id));
+    // Settled before any claim: privacy rules (the order's consent, GPC), Meta's 7 days and
+    // Meta's rules. Each gets a receipt saying why, and a 200 so the platform stops retrying.
+    let settled = match built.ignored {
+        Some(reason) => Some((Outcome::Ignored, reason)),
+        None => presend_check(&event, (now_ms / 1000) as i64)
+            .err()
+            .map(|s| (s.outcome, s.reason)),
+    };
+    if let Some((outcome, reason)) = settled {
+        delivery::log_event(&event, outcome, Some(reason), None, 0);
         if let Some(l) = &ledger {
             let receipt = Receipt {
                 event_name: key.event_name.clone(),
                 event_id: key.event_id.clone(),
-                outcome: "expired".into(),
-                reason: Some("older_than_7_days".into()),
+                outcome: outcome.as_str().into(),
+                reason: Some(reason.into()),
                 attempts: 0,
                 fbtrace_id: None,
             };
-            l.record(vec![receipt], now_ms).await;
+            l.record(shard, vec![receipt], counts, now_ms).await;
         }
-        return ok(
-            serde_json::json!({"ok": true, "sent": false, "event_id": key.event_id, "outcome": "expired"}),
-        );
-    }
-    let value = serde_json::to_value(&event).map_err(|e| ApiError::Runtime(e.into()))?;
-    if let Err(v) = check_event(&value, (now_ms / 1000) as i64) {
-        // Resending the same order cannot fix it: acknowledge so the platform stops retrying.
-        delivery::log(&event, "rejected", Some(v.rule), None, 0);
-        return ok(
-            serde_json::json!({"ok": true, "sent": false, "event_id": event.event_id, "reason": v.rule}),
-        );
+        return ok(json!({"ok": true, "sent": false, "event_id": key.event_id,
+            "outcome": outcome.as_str(), "reason": reason}));
     }
 
-    let dropped = dropped
-        .iter()
-        .map(|d| DropCount {
-            field: d.field.clone(),
-            reason: d.reason.to_string(),
-        })
-        .collect();
+    // Webhooks claim synchronously: a redelivery must be answered `duplicate` now.
+    let nonce = new_nonce();
     let claim = match &ledger {
-        Some(l) => l.claim(&key, now_ms, dropped).await,
-        None => Claim::Unavailable,
+        Some(l) => l
+            .claim(
+                shard,
+                vec![ClaimItem {
+                    key: key.clone(),
+                    nonce: nonce.clone(),
+                }],
+                counts,
+                now_ms,
+            )
+            .await
+            .pop()
+            .unwrap_or(ClaimStatus::Unavailable),
+        None => ClaimStatus::Unavailable,
     };
-    if claim == Claim::Duplicate {
-        delivery::log(&event, "duplicate", None, None, 0);
-        return ok(serde_json::json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
-    }
-    match delivery::deliver(env, cfg, &pixel_id, &token, event).await {
-        Delivery::Queued => {
-            ok(serde_json::json!({"ok": true, "queued": true, "event_id": key.event_id}))
+    match claim {
+        ClaimStatus::Duplicate | ClaimStatus::Settled => {
+            delivery::log_event(&event, Outcome::Duplicate, None, None, 0);
+            return ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
         }
-        Delivery::Sent { fbtrace_id } => ok(
-            serde_json::json!({"ok": true, "sent": true, "event_id": key.event_id, "fbtrace_id": fbtrace_id}),
+        // Without the ledger the platform's redelivery is the safe retry.
+        ClaimStatus::Unavailable if ledger.is_some() => {
+            return Err(ApiError::UpstreamUnavailable)
+        }
+        _ => {}
+    }
+    let queued = QueuedEvent {
+        pixel_id: pixel_id.clone(),
+        event: Some(event),
+        attempt: 0,
+        nonce: nonce.clone(),
+        counts: Vec::new(),
+    };
+    if delivery::enqueue(env, &queued, 0).await {
+        return ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
+    }
+    // The queue refused it: deliver now through the same path.
+    let result = delivery::deliver_pixel(cfg, env, &pixel_id, vec![queued])
+        .await
+        .pop();
+    match result {
+        Some(d) if d.outcome == Outcome::Sent => ok(
+            json!({"ok": true, "sent": true, "event_id": key.event_id, "fbtrace_id": d.fbtrace_id}),
         ),
-        Delivery::Rejected { reason } => ok(
-            serde_json::json!({"ok": true, "sent": false, "event_id": key.event_id, "reason": reason}),
+        Some(d) if d.outcome.is_final() => ok(
+            json!({"ok": true, "sent": false, "event_id": key.event_id, "outcome": d.outcome.as_str(), "reason": d.reason}),
         ),
-        Delivery::Failed { .. } => {
+        _ => {
             // Neither the queue nor Meta took it: give the claim back so the redelivery is sent.
-            if let (Some(l), Claim::New) = (&ledger, claim) {
-                l.release(&key).await;
+            if let Some(l) = &ledger {
+                l.release(&key, &nonce).await;
             }
             Err(ApiError::UpstreamUnavailable)
         }

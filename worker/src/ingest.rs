@@ -1,22 +1,43 @@
-//! `POST /t/e`: a browser beacon in, a 204 out, the CAPI event sent in the background.
+//! `POST /t/e`: a browser beacon in, a 204 out. Ingest validates, applies the privacy modes,
+//! normalizes + hashes and enqueues — nothing else: no ledger round trip on this path (the
+//! queue consumer claims whole batches).
 
 use crate::config::Config;
-use crate::cookies::{cookie, set_cookie};
-use crate::delivery;
+use crate::cookies::{cookie, cookie_domain, set_cookie};
+use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
-use crate::ledger::{Claim, DropCount, EventKey, LedgerClient};
+use crate::ledger::Count;
+use crate::log;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
+use capi_core::delivery::Outcome;
 use capi_core::origin::{is_allowed_origin, origin_of};
-use capi_core::website::{website_event, RequestFacts};
+use capi_core::website::{
+    is_unsigned_purchase, subdomain_index, website_event, RequestFacts, SIGNED_SOURCE_ONLY,
+};
 use worker::{Context, Date, Env, Headers, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
 
-/// The request's origin if it may post here, else `ForbiddenOrigin`. Browsers send `Origin` on
-/// every POST (beacons and keepalive fetches); `Referer` is the fallback.
-fn checked_origin(req: &Request, cfg: &Config) -> std::result::Result<String, ApiError> {
-    let url = req.url()?;
-    let own = url.origin().ascii_serialization();
+/// The rate limiting binding for unsigned beacons, per client IP (wrangler.toml `ratelimits`).
+const RATE_LIMITER: &str = "BEACON_RATE_LIMITER";
+
+/// Where a beacon comes from, as far as the browser says.
+enum Caller {
+    /// The shop's own origin: no CORS headers needed.
+    SameOrigin,
+    /// An origin listed in `ALLOWED_ORIGINS`.
+    Listed(String),
+    /// `Origin: null` (a sandboxed frame, e.g. Shopify's checkout pixel), when listed: no
+    /// credentials, no cookies.
+    Null,
+}
+
+/// The caller if it may post here, else `ForbiddenOrigin`. Browsers send `Origin` on every
+/// POST (beacons and keepalive fetches); `Referer` is the fallback. `Origin` is a courtesy of
+/// browsers, not authentication: curl sets any; the rate limit and the signed-source rule are
+/// what hold against it.
+fn caller(req: &Request, cfg: &Config) -> std::result::Result<Caller, ApiError> {
+    let own = req.url()?.origin().ascii_serialization();
     let h = req.headers();
     let origin = match h.get("origin")? {
         Some(o) => o,
@@ -27,38 +48,66 @@ fn checked_origin(req: &Request, cfg: &Config) -> std::result::Result<String, Ap
             .map(str::to_string)
             .ok_or(ApiError::ForbiddenOrigin)?,
     };
-    if is_allowed_origin(&origin, &own, &cfg.allowed_origins) {
-        Ok(origin)
-    } else {
-        Err(ApiError::ForbiddenOrigin)
+    if !is_allowed_origin(&origin, &own, &cfg.allowed_origins) {
+        return Err(ApiError::ForbiddenOrigin);
     }
+    Ok(if origin.eq_ignore_ascii_case(&own) {
+        Caller::SameOrigin
+    } else if origin == "null" {
+        Caller::Null
+    } else {
+        Caller::Listed(origin)
+    })
 }
 
-/// CORS headers for an allowed cross-origin caller (same-origin calls need none).
-fn cors_headers(headers: &Headers, origin: &str, req: &Request) -> worker::Result<()> {
-    let own = req.url()?.origin().ascii_serialization();
-    if !origin.eq_ignore_ascii_case(&own) {
-        headers.set("access-control-allow-origin", origin)?;
-        headers.set("access-control-allow-credentials", "true")?;
-        headers.set("vary", "Origin")?;
+/// CORS headers for an allowed cross-origin caller. Never `Access-Control-Allow-Credentials`:
+/// beacons need no readable answer, and a `null` origin is answered with `*`, which browsers
+/// never pair with credentials.
+fn cors_headers(headers: &Headers, caller: &Caller) -> worker::Result<()> {
+    match caller {
+        Caller::SameOrigin => {}
+        Caller::Listed(origin) => {
+            headers.set("access-control-allow-origin", origin)?;
+            headers.set("vary", "Origin")?;
+        }
+        Caller::Null => headers.set("access-control-allow-origin", "*")?,
     }
     Ok(())
 }
 
 /// `OPTIONS /t/e`: CORS preflight for origins in ALLOWED_ORIGINS (e.g. a checkout sandbox).
 pub fn preflight(req: &Request, cfg: &Config) -> Answer {
-    let origin = checked_origin(req, cfg)?;
+    let caller = caller(req, cfg)?;
     let headers = Headers::new();
-    cors_headers(&headers, &origin, req)?;
+    cors_headers(&headers, &caller)?;
     headers.set("access-control-allow-methods", "POST, OPTIONS")?;
     headers.set("access-control-allow-headers", "content-type")?;
     headers.set("access-control-max-age", "86400")?;
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
-/// `POST /t/e`: validates and enriches a beacon, answers 204 at once, relays in the background.
+/// Per-IP rate limit for unsigned beacons; a missing binding or a limiter error lets the
+/// beacon through (logged), so an outage of the limiter loses no events.
+async fn within_rate_limit(env: &Env, ip: Option<&str>) -> bool {
+    let Ok(limiter) = env.rate_limiter(RATE_LIMITER) else {
+        return true;
+    };
+    match limiter.limit(ip.unwrap_or("unknown").to_string()).await {
+        Ok(outcome) => outcome.success,
+        Err(e) => {
+            log::warn("rate_limiter_failed", &[("error", log::kind_of(&e).into())]);
+            true
+        }
+    }
+}
+
+/// `POST /t/e`: validates and enriches a beacon, answers 204 at once, enqueues in the background.
 pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) -> Answer {
-    let origin = checked_origin(&req, cfg)?;
+    let caller = caller(&req, cfg)?;
+    let ip = req.headers().get("cf-connecting-ip")?;
+    if !within_rate_limit(env, ip.as_deref()).await {
+        return Err(ApiError::RateLimited);
+    }
     let content_type = req
         .headers()
         .get("content-type")?
@@ -70,64 +119,90 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
     }
     let body = crate::body::bounded(&mut req, MAX_BEACON_BYTES).await?;
     let beacon = Beacon::parse(&body).map_err(ApiError::BadBeacon)?;
-    let (pixel_id, token) = cfg.meta_credentials()?;
+    let (pixel_id, _) = cfg.meta_credentials()?;
+    let modes = cfg.privacy()?;
 
+    let url = req.url()?;
+    let domain = cookie_domain(cfg.cookie_domain.as_deref(), url.host_str().unwrap_or(""));
     let h = req.headers();
     let cookie_header = h.get("cookie")?.unwrap_or_default();
-    let ip = h.get("cf-connecting-ip")?;
     let ua = h.get("user-agent")?;
     let facts = RequestFacts {
         client_ip: ip.as_deref(),
         user_agent: ua.as_deref(),
         cookie_fbp: cookie(&cookie_header, "_fbp"),
         cookie_fbc: cookie(&cookie_header, "_fbc"),
+        gpc_header: h.get("sec-gpc")?.is_some_and(|v| v.trim() == "1"),
+        // Host-only cookies (IP hosts, localhost) keep Meta's usual `fb.1.`.
+        subdomain_index: domain.as_deref().map_or(1, subdomain_index),
         now_ms: Date::now().as_millis(),
     };
-    let built = website_event(beacon, &facts).map_err(ApiError::BadBeacon)?;
-    for d in &built.dropped {
-        worker::console_log!(
-            "{}",
-            serde_json::json!({"msg": "dropped", "event_id": built.event.event_id, "field": d.field, "reason": d.reason})
-        );
-    }
-
-    let headers = Headers::new();
-    cors_headers(&headers, &origin, &req)?;
-    headers.set("cache-control", "no-store")?;
-    let secure = req.url()?.scheme() == "https";
-    for (name, value) in [("_fbp", &built.set_fbp), ("_fbc", &built.set_fbc)] {
-        if let Some(v) = value {
-            headers.append(
-                "set-cookie",
-                &set_cookie(name, v, cfg.cookie_domain.as_deref(), secure),
-            )?;
-        }
-    }
-
-    // Claim (dedup + drop counts) and enqueue after answering: the browser never waits on them.
-    let dropped = built
+    let built = website_event(beacon, &facts, &modes).map_err(ApiError::BadBeacon)?;
+    let event = built.event;
+    let mut counts: Vec<Count> = built
         .dropped
         .iter()
-        .map(|d| DropCount {
-            field: d.field.clone(),
-            reason: d.reason.to_string(),
-        })
+        .map(|d| Count::dropped(&d.field, d.reason))
         .collect();
-    let event = built.event;
-    let (env, cfg, now_ms) = (env.clone(), cfg.clone(), facts.now_ms);
-    ctx.wait_until(async move {
-        let key = EventKey {
-            event_name: event.event_name.clone(),
-            event_id: event.event_id.clone(),
-        };
-        if let Some(l) = LedgerClient::for_pixel(&env, &pixel_id) {
-            // A double-fired browser event (same name and id) is sent once.
-            if l.claim(&key, now_ms, dropped).await == Claim::Duplicate {
-                delivery::log(&event, "duplicate", None, None, 0);
-                return;
+    for d in &built.dropped {
+        log::info(
+            "dropped",
+            &[
+                ("event_id", event.event_id.clone().into()),
+                ("field", capi_core::counters::counted_field(&d.field).into()),
+                ("reason", d.reason.into()),
+            ],
+        );
+    }
+    let ignored = built.ignored.or_else(|| {
+        is_unsigned_purchase(&event.event_name, &event.event_id, cfg.has_signed_orders())
+            .then_some(SIGNED_SOURCE_ONLY)
+    });
+
+    let headers = Headers::new();
+    cors_headers(&headers, &caller)?;
+    headers.set("cache-control", "no-store")?;
+    let secure = url.scheme() == "https";
+    if !matches!(caller, Caller::Null) {
+        for (name, value) in [("_fbp", &built.set_fbp), ("_fbc", &built.set_fbc)] {
+            if let Some(c) = value
+                .as_deref()
+                .and_then(|v| set_cookie(name, v, domain.as_deref(), secure))
+            {
+                headers.append("set-cookie", &c)?;
             }
         }
-        delivery::deliver(&env, &cfg, &pixel_id, &token, event).await;
+    }
+
+    // Not relayed: only counted (the reason is in /t/stats), never sent.
+    let queued = match ignored {
+        Some(reason) => {
+            delivery::log_event(&event, Outcome::Ignored, Some(reason), None, 0);
+            counts.push(Count::outcome(Outcome::Ignored, reason));
+            QueuedEvent {
+                pixel_id,
+                event: None,
+                attempt: 0,
+                nonce: String::new(),
+                counts,
+            }
+        }
+        None => QueuedEvent {
+            pixel_id,
+            event: Some(event),
+            attempt: 0,
+            nonce: new_nonce(),
+            counts,
+        },
+    };
+    let (env, cfg) = (env.clone(), cfg.clone());
+    ctx.wait_until(async move {
+        if delivery::enqueue(&env, &queued, 0).await {
+            return;
+        }
+        // The queue refused it: deliver now through the same path rather than drop it.
+        let pixel = queued.pixel_id.clone();
+        delivery::deliver_pixel(&cfg, &env, &pixel, vec![queued]).await;
     });
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }

@@ -1,13 +1,23 @@
-//! The per-pixel ledger, a SQLite-backed Durable Object:
-//! - claims of `(event_name, event_id)` for Meta's 48-hour dedup window, so webhook
-//!   redeliveries, `orders/create` + `orders/paid`, and double-fired beacons are sent once;
-//! - delivery receipts per event (outcome, reason, attempts, Meta's `fbtrace_id`), kept 7 days;
-//! - counters per outcome and reason, and per dropped field and reason.
+//! The ledger: SQLite-backed Durable Objects, sharded per pixel by a stable hash of the event
+//! id (`capi_core::delivery::ledger_shard`, `LEDGER_SHARDS` objects per pixel), so one pixel
+//! is not bound to what one object serves, and a webhook and a beacon with the same id meet in
+//! the same shard. Each shard keeps:
+//! - claims of `(event_name, event_id)` for Meta's 48-hour dedup window, each with the nonce
+//!   of the message that made it: a retry or a redelivery of that message is recognised as the
+//!   same claim, a second copy (webhook redelivery, double-fired beacon) as a duplicate;
+//! - delivery receipts per event (outcome, reason, attempts, Meta's `fbtrace_id`), 7 days; a
+//!   final outcome is never replaced by a later non-final one;
+//! - counters per day, outcome and reason, dropped field and reason (bounded names).
 //!
-//! A claim is one SQLite upsert with `RETURNING`, executed synchronously inside the object: two
-//! claims racing for the same key cannot both win. No customer data is stored here.
+//! The queue consumer claims a whole batch in one call and records all its receipts in one
+//! call; webhooks claim synchronously (they must answer `duplicate`). Expiry of claims,
+//! receipts and counters runs on the object's alarm, not on every call. No customer data is
+//! stored here.
 
+use capi_core::counters::{counted_field, counted_reason};
+use capi_core::delivery::{ledger_shard, Outcome};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result,
     SqlStorageValue, State,
@@ -17,24 +27,63 @@ use worker::{
 const DEDUP_WINDOW_MS: i64 = 48 * 3600 * 1000;
 /// Receipts outlive the dedup window: a week, Meta's own age limit.
 const RECEIPT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Counters are kept per UTC day for this many days.
+const COUNTER_RETENTION_DAYS: i64 = 8;
+/// Housekeeping runs at most this often.
+const HOUSEKEEPING_EVERY_MS: i64 = 3600 * 1000;
+const DAY_MS: i64 = 86_400_000;
 
-#[durable_object(fetch)]
+#[durable_object(alarm)]
 pub struct Ledger {
     state: State,
+    /// Whether this instance already made sure an alarm is set.
+    alarm_checked: Cell<bool>,
 }
 
 /// One event's identity in the ledger.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventKey {
     pub event_name: String,
     pub event_id: String,
 }
 
-/// A dropped field to count (never its value).
+/// A claim request: the event and the nonce of the queue message carrying it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DropCount {
-    pub field: String,
+pub struct ClaimItem {
+    pub key: EventKey,
+    pub nonce: String,
+}
+
+/// Something to count (never a value): `kind` is `dropped` (name = field) or `outcome`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Count {
+    pub kind: String,
+    pub name: String,
     pub reason: String,
+}
+
+impl Count {
+    /// A dropped field, with its name bounded to the known set.
+    pub fn dropped(field: &str, reason: &str) -> Count {
+        Count {
+            kind: "dropped".into(),
+            name: counted_field(field).into(),
+            reason: counted_reason(reason).into(),
+        }
+    }
+
+    /// An outcome and its reason.
+    pub fn outcome(outcome: Outcome, reason: &str) -> Count {
+        Count {
+            kind: "outcome".into(),
+            name: outcome.as_str().into(),
+            reason: if reason.is_empty() {
+                String::new()
+            } else {
+                counted_reason(reason).into()
+            },
+        }
+    }
 }
 
 /// A receipt update from delivery.
@@ -42,42 +91,66 @@ pub struct DropCount {
 pub struct Receipt {
     pub event_name: String,
     pub event_id: String,
-    /// `queued`, `retrying`, `sent`, `expired`, `rejected`, `dead_lettered`, `duplicate`.
+    /// `Outcome::as_str`.
     pub outcome: String,
     pub reason: Option<String>,
     pub attempts: u32,
     pub fbtrace_id: Option<String>,
 }
 
+/// What the ledger said about a claimed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    /// First time in the window, claimed now by this nonce: send it.
+    New,
+    /// Claimed earlier by this same nonce (a retry or redelivery) and not settled: send it.
+    Mine,
+    /// Another copy holds the claim: do not send.
+    Duplicate,
+    /// This claim already reached a final outcome: do not send again.
+    Settled,
+    /// The ledger could not be reached.
+    Unavailable,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     Claim {
-        key: EventKey,
+        items: Vec<ClaimItem>,
+        counts: Vec<Count>,
         now_ms: i64,
-        dropped: Vec<DropCount>,
     },
     Release {
         key: EventKey,
-    },
-    Outcomes {
-        keys: Vec<EventKey>,
+        nonce: String,
     },
     Record {
         receipts: Vec<Receipt>,
+        counts: Vec<Count>,
         now_ms: i64,
     },
     Receipts {
         event_id: String,
     },
-    Stats,
+    Stats {
+        now_ms: i64,
+    },
 }
-
-/// Outcomes that end an event's delivery.
-pub const FINAL_OUTCOMES: &[&str] = &["sent", "expired", "rejected", "dead_lettered"];
 
 fn key_text(k: &EventKey) -> SqlStorageValue {
     SqlStorageValue::String(format!("{}\n{}", k.event_name, k.event_id))
+}
+
+/// `'sent', 'expired', …`: the final outcomes as an SQL list, from `Outcome::is_final`.
+fn final_outcomes_sql() -> String {
+    Outcome::ALL
+        .iter()
+        .filter(|o| o.is_final())
+        .map(|o| format!("'{}'", o.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl DurableObject for Ledger {
@@ -86,117 +159,59 @@ impl DurableObject for Ledger {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_id TEXT NOT NULL,
                first_seen_ms INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-               fbtrace_id TEXT, updated_ms INTEGER NOT NULL)",
+               fbtrace_id TEXT, updated_ms INTEGER NOT NULL, nonce TEXT)",
             "CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id)",
             "CREATE INDEX IF NOT EXISTS events_by_age ON events (first_seen_ms)",
-            "CREATE TABLE IF NOT EXISTS counters (kind TEXT NOT NULL, name TEXT NOT NULL, reason TEXT NOT NULL,
-               count INTEGER NOT NULL, PRIMARY KEY (kind, name, reason))",
+            "CREATE TABLE IF NOT EXISTS daily_counts (day INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+               reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (day, kind, name, reason))",
         ] {
             let _ = sql.exec(ddl, None);
         }
-        Ledger { state }
+        Ledger {
+            state,
+            alarm_checked: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let op: Op = req.json().await?;
-        let sql = self.state.storage().sql();
-        let count = |kind: &str, name: &str, reason: &str| {
-            sql.exec(
-                "INSERT INTO counters (kind, name, reason, count) VALUES (?, ?, ?, 1)
-                 ON CONFLICT (kind, name, reason) DO UPDATE SET count = count + 1",
-                vec![kind.into(), name.into(), reason.into()],
-            )
-        };
+        self.ensure_alarm().await;
         match op {
             Op::Claim {
-                key,
+                items,
+                counts,
                 now_ms,
-                dropped,
             } => {
-                for d in &dropped {
-                    count("dropped", &d.field, &d.reason)?;
+                self.count(&counts, now_ms)?;
+                let mut statuses = Vec::with_capacity(items.len());
+                for item in &items {
+                    statuses.push(self.claim(item, now_ms)?);
                 }
-                sql.exec(
-                    "DELETE FROM events WHERE first_seen_ms < ?",
-                    vec![SqlStorageValue::Integer(now_ms - RECEIPT_RETENTION_MS)],
-                )?;
-                // New, or last claimed before the dedup window: (re)claim it. RETURNING yields the
-                // row only when it was written (rows_written also counts index writes).
-                let cursor = sql.exec(
-                    "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms) VALUES (?, ?, ?, ?, 'queued', ?)
-                     ON CONFLICT (key) DO UPDATE SET first_seen_ms = excluded.first_seen_ms, outcome = 'queued', reason = NULL,
-                       attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms
-                     WHERE events.first_seen_ms < ?
-                     RETURNING key",
-                    vec![
-                        key_text(&key),
-                        key.event_name.clone().into(),
-                        key.event_id.clone().into(),
-                        SqlStorageValue::Integer(now_ms),
-                        SqlStorageValue::Integer(now_ms),
-                        SqlStorageValue::Integer(now_ms - DEDUP_WINDOW_MS),
-                    ],
-                )?;
-                let claimed = !cursor.to_array::<serde_json::Value>()?.is_empty();
-                if !claimed {
-                    count("outcome", "duplicate", "")?;
-                }
-                Response::from_json(&serde_json::json!({ "claimed": claimed }))
+                Response::from_json(&statuses)
             }
-            Op::Release { key } => {
-                sql.exec("DELETE FROM events WHERE key = ?", vec![key_text(&key)])?;
+            Op::Release { key, nonce } => {
+                self.state.storage().sql().exec(
+                    "DELETE FROM events WHERE key = ? AND nonce = ?",
+                    vec![key_text(&key), nonce.into()],
+                )?;
                 Response::from_json(&serde_json::json!({ "released": true }))
             }
-            Op::Outcomes { keys } => {
-                let mut outcomes = Vec::with_capacity(keys.len());
-                for k in &keys {
-                    let rows: Vec<serde_json::Value> = sql
-                        .exec(
-                            "SELECT outcome FROM events WHERE key = ?",
-                            vec![key_text(k)],
-                        )?
-                        .to_array()?;
-                    outcomes.push(
-                        rows.first()
-                            .and_then(|r| r.get("outcome"))
-                            .and_then(|o| o.as_str())
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
-                Response::from_json(&outcomes)
-            }
-            Op::Record { receipts, now_ms } => {
+            Op::Record {
+                receipts,
+                counts,
+                now_ms,
+            } => {
+                self.count(&counts, now_ms)?;
                 for r in &receipts {
-                    let key = EventKey {
-                        event_name: r.event_name.clone(),
-                        event_id: r.event_id.clone(),
-                    };
-                    sql.exec(
-                        "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
-                           attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms",
-                        vec![
-                            key_text(&key),
-                            r.event_name.clone().into(),
-                            r.event_id.clone().into(),
-                            SqlStorageValue::Integer(now_ms),
-                            r.outcome.clone().into(),
-                            r.reason.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            SqlStorageValue::Integer(i64::from(r.attempts)),
-                            r.fbtrace_id.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                            SqlStorageValue::Integer(now_ms),
-                        ],
-                    )?;
-                    if FINAL_OUTCOMES.contains(&r.outcome.as_str()) || r.outcome == "retrying" {
-                        count("outcome", &r.outcome, r.reason.as_deref().unwrap_or(""))?;
-                    }
+                    self.record(r, now_ms)?;
                 }
                 Response::from_json(&serde_json::json!({ "recorded": receipts.len() }))
             }
             Op::Receipts { event_id } => {
-                let rows: Vec<serde_json::Value> = sql
+                let rows: Vec<serde_json::Value> = self
+                    .state
+                    .storage()
+                    .sql()
                     .exec(
                         "SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ?",
                         vec![event_id.into()],
@@ -204,106 +219,308 @@ impl DurableObject for Ledger {
                     .to_array()?;
                 Response::from_json(&rows)
             }
-            Op::Stats => {
-                let rows: Vec<serde_json::Value> = sql.exec("SELECT kind, name, reason, count FROM counters ORDER BY kind, name, reason", None)?.to_array()?;
+            Op::Stats { now_ms } => {
+                let rows: Vec<serde_json::Value> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT kind, name, reason, SUM(count) AS count FROM daily_counts WHERE day >= ?
+                         GROUP BY kind, name, reason ORDER BY kind, name, reason",
+                        vec![SqlStorageValue::Integer(
+                            now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1,
+                        )],
+                    )?
+                    .to_array()?;
                 Response::from_json(&rows)
             }
         }
     }
+
+    /// Housekeeping: claims and receipts past retention, counters past their days.
+    async fn alarm(&self) -> Result<Response> {
+        let now_ms = worker::Date::now().as_millis() as i64;
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "DELETE FROM events WHERE first_seen_ms < ?",
+            vec![SqlStorageValue::Integer(now_ms - RECEIPT_RETENTION_MS)],
+        )?;
+        sql.exec(
+            "DELETE FROM daily_counts WHERE day < ?",
+            vec![SqlStorageValue::Integer(
+                now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1,
+            )],
+        )?;
+        self.state
+            .storage()
+            .set_alarm(now_ms + HOUSEKEEPING_EVERY_MS)
+            .await?;
+        Response::ok("housekeeping done")
+    }
 }
 
-/// A handle on the ledger of one pixel.
+impl Ledger {
+    /// Sets the housekeeping alarm if none is set (once per instance).
+    async fn ensure_alarm(&self) {
+        if self.alarm_checked.get() {
+            return;
+        }
+        let storage = self.state.storage();
+        if let Ok(None) = storage.get_alarm().await {
+            let at = worker::Date::now().as_millis() as i64 + HOUSEKEEPING_EVERY_MS;
+            let _ = storage.set_alarm(at).await;
+        }
+        self.alarm_checked.set(true);
+    }
+
+    fn count(&self, counts: &[Count], now_ms: i64) -> Result<()> {
+        let sql = self.state.storage().sql();
+        for c in counts {
+            // Bounded again here: whatever a caller sends, no new names become rows.
+            let (name, reason) = match c.kind.as_str() {
+                "dropped" => (counted_field(&c.name), counted_reason(&c.reason)),
+                "outcome" => (
+                    Outcome::parse(&c.name).map_or("other", Outcome::as_str),
+                    if c.reason.is_empty() {
+                        ""
+                    } else {
+                        counted_reason(&c.reason)
+                    },
+                ),
+                _ => continue,
+            };
+            sql.exec(
+                "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, 1)
+                 ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + 1",
+                vec![
+                    SqlStorageValue::Integer(now_ms / DAY_MS),
+                    c.kind.clone().into(),
+                    name.into(),
+                    reason.into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One claim: a single upsert with `RETURNING` (two claims racing for a key cannot both
+    /// win), then, if it was not written, who holds it.
+    fn claim(&self, item: &ClaimItem, now_ms: i64) -> Result<ClaimStatus> {
+        let sql = self.state.storage().sql();
+        let key = &item.key;
+        let written = sql
+            .exec(
+                "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce) VALUES (?, ?, ?, ?, 'queued', ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET first_seen_ms = excluded.first_seen_ms, outcome = 'queued', reason = NULL,
+                   attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms, nonce = excluded.nonce
+                 WHERE events.first_seen_ms < ?
+                 RETURNING key",
+                vec![
+                    key_text(key),
+                    key.event_name.clone().into(),
+                    key.event_id.clone().into(),
+                    SqlStorageValue::Integer(now_ms),
+                    SqlStorageValue::Integer(now_ms),
+                    item.nonce.clone().into(),
+                    SqlStorageValue::Integer(now_ms - DEDUP_WINDOW_MS),
+                ],
+            )?
+            .to_array::<serde_json::Value>()?;
+        if !written.is_empty() {
+            return Ok(ClaimStatus::New);
+        }
+        let rows: Vec<serde_json::Value> = sql
+            .exec(
+                "SELECT outcome, nonce FROM events WHERE key = ?",
+                vec![key_text(key)],
+            )?
+            .to_array()?;
+        let row = rows.first();
+        let outcome = row
+            .and_then(|r| r.get("outcome"))
+            .and_then(|o| o.as_str())
+            .and_then(Outcome::parse);
+        let nonce = row.and_then(|r| r.get("nonce")).and_then(|n| n.as_str());
+        Ok(match (nonce == Some(item.nonce.as_str()), outcome) {
+            (true, Some(o)) if o.is_final() => ClaimStatus::Settled,
+            (true, _) => ClaimStatus::Mine,
+            (false, _) => {
+                self.count(&[Count::outcome(Outcome::Duplicate, "")], now_ms)?;
+                ClaimStatus::Duplicate
+            }
+        })
+    }
+
+    /// A receipt; a final outcome already recorded is never replaced by a non-final one.
+    fn record(&self, r: &Receipt, now_ms: i64) -> Result<()> {
+        let Some(outcome) = Outcome::parse(&r.outcome) else {
+            return Ok(());
+        };
+        let key = EventKey {
+            event_name: r.event_name.clone(),
+            event_id: r.event_id.clone(),
+        };
+        let written = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                &format!(
+                    "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
+                       attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms
+                     WHERE events.outcome NOT IN ({})
+                     RETURNING key",
+                    final_outcomes_sql()
+                ),
+                vec![
+                    key_text(&key),
+                    r.event_name.clone().into(),
+                    r.event_id.clone().into(),
+                    SqlStorageValue::Integer(now_ms),
+                    outcome.as_str().into(),
+                    r.reason.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    SqlStorageValue::Integer(i64::from(r.attempts)),
+                    r.fbtrace_id.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    SqlStorageValue::Integer(now_ms),
+                ],
+            )?
+            .to_array::<serde_json::Value>()?;
+        if !written.is_empty() && (outcome.is_final() || outcome == Outcome::Retrying) {
+            self.count(
+                &[Count::outcome(outcome, r.reason.as_deref().unwrap_or(""))],
+                now_ms,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A handle on the ledger shards of one pixel.
+#[derive(Clone)]
 pub struct LedgerClient {
-    stub: worker::Stub,
-}
-
-/// What the ledger said about an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First time in the window: send it.
-    New,
-    /// Already accepted within 48 hours: do not send again.
-    Duplicate,
-    /// The ledger could not be reached: send anyway (a duplicate beats a lost event; Meta
-    /// also deduplicates browser/server pairs by event_id).
-    Unavailable,
+    ns: worker::ObjectNamespace,
+    pixel_id: String,
+    shards: u32,
 }
 
 impl LedgerClient {
-    pub fn for_pixel(env: &Env, pixel_id: &str) -> Option<LedgerClient> {
-        let ns = env.durable_object("LEDGER").ok()?;
-        let stub = ns.id_from_name(pixel_id).ok()?.get_stub().ok()?;
-        Some(LedgerClient { stub })
+    pub fn for_pixel(env: &Env, pixel_id: &str, shards: u32) -> Option<LedgerClient> {
+        Some(LedgerClient {
+            ns: env.durable_object("LEDGER").ok()?,
+            pixel_id: pixel_id.to_string(),
+            shards: shards.max(1),
+        })
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<T> {
+    /// The shard holding `event_id`.
+    pub fn shard_of(&self, event_id: &str) -> u32 {
+        ledger_shard(event_id, self.shards)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, shard: u32, op: &Op) -> Result<T> {
+        let stub = self
+            .ns
+            .id_from_name(&format!("{}/{shard}", self.pixel_id))?
+            .get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(body.into()));
         let req = Request::new_with_init("https://ledger/", &init)?;
-        let mut resp = self.stub.fetch_with_request(req).await?;
+        let mut resp = stub.fetch_with_request(req).await?;
         resp.json::<T>().await
     }
 
-    fn logged<T>(what: &str, r: Result<T>) -> Option<T> {
-        r.map_err(|e| worker::console_error!("{}", serde_json::json!({"msg": "ledger_unavailable", "op": what, "detail": e.to_string()}))).ok()
+    fn logged<T>(op: &'static str, r: Result<T>) -> Option<T> {
+        r.map_err(|e| {
+            crate::log::error(
+                "ledger_unavailable",
+                &[("op", op.into()), ("error", crate::log::kind_of(&e).into())],
+            )
+        })
+        .ok()
     }
 
-    /// Claims `(event_name, event_id)` for delivery, counting what ingest dropped on the way.
-    pub async fn claim(&self, key: &EventKey, now_ms: u64, dropped: Vec<DropCount>) -> Claim {
+    /// Claims `items` (all in `shard`) in one call, counting `counts` on the way.
+    pub async fn claim(
+        &self,
+        shard: u32,
+        items: Vec<ClaimItem>,
+        counts: Vec<Count>,
+        now_ms: u64,
+    ) -> Vec<ClaimStatus> {
+        let n = items.len();
         let op = Op::Claim {
-            key: key.clone(),
+            items,
+            counts,
             now_ms: now_ms as i64,
-            dropped,
         };
-        match Self::logged("claim", self.call::<serde_json::Value>(&op).await) {
-            Some(v) if v["claimed"] == true => Claim::New,
-            Some(_) => Claim::Duplicate,
-            None => Claim::Unavailable,
-        }
+        Self::logged("claim", self.call::<Vec<ClaimStatus>>(shard, &op).await)
+            .filter(|s| s.len() == n)
+            .unwrap_or_else(|| vec![ClaimStatus::Unavailable; n])
     }
 
     /// Gives a claim back after delivery failed, so a redelivery of the webhook is sent.
-    pub async fn release(&self, key: &EventKey) {
+    pub async fn release(&self, key: &EventKey, nonce: &str) {
+        let op = Op::Release {
+            key: key.clone(),
+            nonce: nonce.to_string(),
+        };
+        let shard = self.shard_of(&key.event_id);
         Self::logged(
             "release",
-            self.call::<serde_json::Value>(&Op::Release { key: key.clone() })
-                .await,
+            self.call::<serde_json::Value>(shard, &op).await,
         );
     }
 
-    /// The recorded outcome of each key (empty when unknown).
-    pub async fn outcomes(&self, keys: Vec<EventKey>) -> Vec<String> {
-        let n = keys.len();
-        Self::logged(
-            "outcomes",
-            self.call::<Vec<String>>(&Op::Outcomes { keys }).await,
-        )
-        .unwrap_or_else(|| vec![String::new(); n])
-    }
-
-    /// Records receipts (and counts final outcomes).
-    pub async fn record(&self, receipts: Vec<Receipt>, now_ms: u64) {
-        if !receipts.is_empty() {
-            Self::logged(
-                "record",
-                self.call::<serde_json::Value>(&Op::Record {
-                    receipts,
-                    now_ms: now_ms as i64,
-                })
-                .await,
-            );
+    /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.
+    pub async fn record(
+        &self,
+        shard: u32,
+        receipts: Vec<Receipt>,
+        counts: Vec<Count>,
+        now_ms: u64,
+    ) -> bool {
+        if receipts.is_empty() && counts.is_empty() {
+            return true;
         }
+        let op = Op::Record {
+            receipts,
+            counts,
+            now_ms: now_ms as i64,
+        };
+        Self::logged("record", self.call::<serde_json::Value>(shard, &op).await).is_some()
     }
 
     pub async fn receipts(&self, event_id: &str) -> Result<Vec<serde_json::Value>> {
-        self.call(&Op::Receipts {
+        let op = Op::Receipts {
             event_id: event_id.to_string(),
-        })
-        .await
+        };
+        self.call(self.shard_of(event_id), &op).await
     }
 
-    pub async fn stats(&self) -> Result<Vec<serde_json::Value>> {
-        self.call(&Op::Stats).await
+    /// Counter rows of every shard, summed.
+    pub async fn stats(&self, now_ms: u64) -> Result<Vec<serde_json::Value>> {
+        let op = Op::Stats {
+            now_ms: now_ms as i64,
+        };
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        for shard in 0..self.shards {
+            for row in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
+                let same = |r: &serde_json::Value| {
+                    ["kind", "name", "reason"].iter().all(|k| r[k] == row[k])
+                };
+                match all.iter_mut().find(|r| same(r)) {
+                    Some(r) => {
+                        r["count"] = (r["count"].as_i64().unwrap_or(0)
+                            + row["count"].as_i64().unwrap_or(0))
+                        .into()
+                    }
+                    None => all.push(row),
+                }
+            }
+        }
+        Ok(all)
     }
 }

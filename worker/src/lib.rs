@@ -11,6 +11,7 @@ mod error;
 mod hooks;
 mod ingest;
 mod ledger;
+mod log;
 mod shim_assets;
 
 use config::Config;
@@ -30,7 +31,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         return demo::page_or_not_found(&cfg, &path);
     };
     let answer = match (req.method(), route) {
-        (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req),
+        (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req, &cfg),
         (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
         (Method::Post, "/e") => ingest::beacon(req, &cfg, &env, &ctx).await,
         (Method::Post, r) if r.starts_with("/hooks/") => match hooks::Platform::from_route(r) {
@@ -38,7 +39,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             None => Err(ApiError::NotFound),
         },
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
-        (Method::Get, "/health") => health(&cfg),
+        (Method::Get | Method::Head, "/health") => health(&cfg),
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
         (Method::Get, r) if r.starts_with("/receipts/") => {
             admin::receipts(&req, &cfg, &env, &r["/receipts/".len()..]).await
@@ -55,15 +56,34 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     delivery::consume(batch, env).await
 }
 
-/// `GET /t/health`: whether the Worker is configured; never a secret's value.
+/// `GET /t/health`: whether the Worker is configured, and its privacy modes; never a secret's
+/// value.
 fn health(cfg: &Config) -> std::result::Result<Response, ApiError> {
+    let (privacy, invalid) = match cfg.modes {
+        Ok(m) => (
+            serde_json::Value::Object(
+                m.names()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .collect(),
+            ),
+            serde_json::Value::Null,
+        ),
+        Err(capi_core::privacy::InvalidSetting(name)) => (serde_json::Value::Null, name.into()),
+    };
     let body = serde_json::json!({
-        "ok": cfg.pixel_id.is_some() && cfg.access_token.is_some(),
+        "ok": cfg.pixel_id.is_some() && cfg.access_token.is_some() && cfg.modes.is_ok(),
         "pixel_id_set": cfg.pixel_id.is_some(),
         "access_token_set": cfg.access_token.is_some(),
         "api_version": cfg.api_version,
+        "privacy": privacy,
+        "invalid_setting": invalid,
+        "signed_orders": cfg.has_signed_orders(),
+        "ledger_shards": cfg.ledger_shards,
         "shim_built": shim_assets::is_built(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    Ok(Response::from_json(&body)?)
+    let mut resp = Response::from_json(&body)?;
+    resp.headers_mut().set("cache-control", "no-store")?;
+    Ok(resp)
 }

@@ -1,7 +1,13 @@
 //! `GET /t/p.js` and `GET /t/p.wasm`: the pixel shim, embedded at build time.
 
+use crate::config::Config;
 use crate::error::ApiError;
+use std::borrow::Cow;
 use worker::{Headers, Request, Response};
+
+/// The placeholder in the loader that the Worker fills with its privacy modes, so the shim
+/// applies the same consent / GPC / LDU modes in the browser as the edge does.
+const MODES_PLACEHOLDER: &str = "\"__CAPI_MODES__\"";
 
 const LOADER_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/p.js"));
 const SHIM_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/p.wasm"));
@@ -10,11 +16,32 @@ pub fn is_built() -> bool {
     !LOADER_JS.is_empty() && !SHIM_WASM.is_empty()
 }
 
-/// The loader: short cache (its URL is the one in the merchant's script tag) and an ETag.
-pub fn loader(req: &Request) -> Result<Response, ApiError> {
+/// The loader, with the Worker's privacy modes filled in: short cache (its URL is the one in
+/// the merchant's script tag) and an ETag.
+pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
+    // An unreadable privacy setting makes the shim wait for consent: it never guesses looser.
+    let modes = match cfg.modes {
+        Ok(m) => {
+            let names = m.names();
+            let get = |k: &str| names.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| v);
+            format!(
+                "{{\"consent\":\"{}\",\"gpc\":\"{}\",\"ldu\":\"{}\"}}",
+                get("consent"),
+                get("gpc"),
+                get("ldu")
+            )
+        }
+        Err(_) => r#"{"consent":"required","gpc":"drop","ldu":"on"}"#.to_string(),
+    };
+    let js = std::str::from_utf8(LOADER_JS).unwrap_or("");
+    let bytes: Cow<'static, [u8]> = if js.contains(MODES_PLACEHOLDER) {
+        Cow::Owned(js.replacen(MODES_PLACEHOLDER, &modes, 1).into_bytes())
+    } else {
+        Cow::Borrowed(LOADER_JS)
+    };
     serve(
         req,
-        LOADER_JS,
+        bytes,
         "text/javascript; charset=utf-8",
         "public, max-age=300, stale-while-revalidate=86400",
     )
@@ -31,7 +58,7 @@ pub fn wasm(req: &Request) -> Result<Response, ApiError> {
     } else {
         "public, max-age=300"
     };
-    serve(req, SHIM_WASM, "application/wasm", cache)
+    serve(req, Cow::Borrowed(SHIM_WASM), "application/wasm", cache)
 }
 
 /// The wasm's version tag, as written into the loader by the shim build (`p.wasm?v=TAG`).
@@ -48,14 +75,14 @@ fn version_tag() -> &'static str {
 
 fn serve(
     req: &Request,
-    bytes: &'static [u8],
+    bytes: Cow<'static, [u8]>,
     content_type: &str,
     cache: &str,
 ) -> Result<Response, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::ShimNotBuilt);
     }
-    let etag = format!("\"{:016x}\"", fnv1a(bytes));
+    let etag = format!("\"{:016x}\"", fnv1a(&bytes));
     let headers = Headers::new();
     headers.set("content-type", content_type)?;
     headers.set("cache-control", cache)?;
@@ -64,7 +91,7 @@ fn serve(
     if req.headers().get("if-none-match")?.as_deref() == Some(etag.as_str()) {
         return Ok(Response::empty()?.with_status(304).with_headers(headers));
     }
-    Ok(Response::from_bytes(bytes.to_vec())?.with_headers(headers))
+    Ok(Response::from_bytes(bytes.into_owned())?.with_headers(headers))
 }
 
 /// FNV-1a over the asset, for its ETag (computed once per isolate is not worth caching: a few KB).

@@ -14,6 +14,7 @@ use crate::custom_data::Dropped;
 use crate::event::{ServerEvent, UserData};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
 use crate::normalize::{self, Field};
+use crate::privacy::{self, Consent, CustomerData, Modes, Verdict};
 use serde_json::{json, Map, Value};
 
 /// The `event_id` of an order's Purchase, on both sides: the webhook and the thank-you page's
@@ -57,6 +58,11 @@ pub struct Order {
     pub landing_url: Option<String>,
     pub event_source_url: Option<String>,
     pub contents: Vec<LineItem>,
+    /// The buyer's marketing consent as the shop recorded it with the order (cart attribute,
+    /// order meta, Stripe metadata, generic body: `consent`, see [`meta_key_is`]).
+    pub consent: Consent,
+    /// A Global Privacy Control signal recorded with the order (`gpc`).
+    pub gpc: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,27 +100,48 @@ pub fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Unix seconds from an RFC 3339 / ISO 8601 timestamp (`2024-05-01T12:34:56-04:00`, `…Z`,
-/// or WooCommerce's zone-less GMT `2024-05-01T16:34:56`).
+/// Unix seconds from an RFC 3339 / ISO 8601 timestamp as platforms and merchants write it:
+/// `2024-05-01T12:34:56-04:00`, `…Z`, WooCommerce's zone-less GMT `2024-05-01T16:34:56`,
+/// a space or lowercase `t` for the `T`, `/` between the date's parts, fractional seconds,
+/// offsets as `+hh`, `+hhmm` or `+hh:mm` (with or without a space before them), a `UTC` or
+/// `GMT` suffix, and RFC 9557 annotations (`…+02:00[Europe/Paris]`, ignored: the offset
+/// decides). A time without an offset is UTC.
 pub fn iso8601_secs(s: &str) -> Option<i64> {
-    let s = s.trim();
+    let mut s = s.trim();
+    // RFC 9557 suffixes: `[Europe/Paris]`, `[u-ca=gregory]`.
+    while let Some(open) = s.strip_suffix(']').and_then(|r| r.rfind('[')) {
+        s = s[..open].trim_end();
+    }
     let (date, rest) = s.split_at_checked(10)?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let mut d = date.split(['-', '/']).map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let rest = rest.strip_prefix(['T', ' '])?;
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
     let (time, zone) = rest.split_at_checked(8)?;
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let zone = zone.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let zone = zone
+        .strip_prefix('.')
+        .map_or(zone, |f| f.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .trim_start();
     let offset = match zone {
-        "" | "Z" | "z" => 0,
+        "" | "Z" | "z" | "UTC" | "GMT" | "utc" | "gmt" => 0,
         z => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let sign = match z.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
             let hm = z.get(1..)?.replace(':', "");
+            if !matches!(hm.len(), 2 | 4) || !hm.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
             let (oh, om) = (
                 hm.get(..2)?.parse::<i64>().ok()?,
                 hm.get(2..4).unwrap_or("00").parse::<i64>().ok()?,
             );
+            if oh > 23 || om > 59 {
+                return None;
+            }
             sign * (oh * 3600 + om * 60)
         }
     };
@@ -131,6 +158,16 @@ pub fn iso8601_secs(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
+/// An order's `Purchase` as Meta would receive it, what was dropped on the way, and whether
+/// privacy rules let it be sent at all.
+#[derive(Debug, Clone)]
+pub struct PurchaseEvent {
+    pub event: ServerEvent,
+    pub dropped: Vec<Dropped>,
+    /// `Some(reason)` when the order's consent (or GPC) says it must not be sent.
+    pub ignored: Option<&'static str>,
+}
+
 /// The `Purchase` event Meta receives for an order, with what was dropped on the way.
 ///
 /// `event_time` is the order's time, never later than now (a webhook redelivered hours later
@@ -142,10 +179,15 @@ pub fn purchase_event(
     order: &Order,
     fallback_source_url: &str,
     now_ms: u64,
-) -> (ServerEvent, Vec<Dropped>) {
+    modes: &Modes,
+) -> PurchaseEvent {
     let now = (now_ms / 1000) as i64;
     let mut dropped = Vec::new();
     let mut user_data = UserData::default();
+    let (ignored, ldu) = match privacy::verdict(modes, order.consent, order.gpc) {
+        Verdict::Relay { ldu } => (None, ldu),
+        Verdict::Ignore(reason) => (Some(reason), None),
+    };
     let country = order.country.as_deref();
     let hashed_fields = [
         (Field::Em, &order.email),
@@ -160,6 +202,14 @@ pub fn purchase_event(
     ];
     for (field, value) in hashed_fields {
         let Some(v) = value.as_deref() else { continue };
+        if modes.customer_data == CustomerData::Off {
+            // Data controls off: contact fields never reach normalization.
+            dropped.push(Dropped {
+                field: field.key().into(),
+                reason: privacy::DATA_CONTROLS_OFF,
+            });
+            continue;
+        }
         match normalize::hashed(field, v, country) {
             Ok(h) => *user_data.hashed_mut(field) = Some(h),
             Err(reason) => dropped.push(Dropped {
@@ -237,7 +287,7 @@ pub fn purchase_event(
 
     let event_time = order.created_at.unwrap_or(now).min(now);
     let website = user_data.client_user_agent.is_some();
-    let event = ServerEvent {
+    let mut event = ServerEvent {
         event_name: "Purchase".into(),
         event_time,
         event_id: event_id_for_order(&order.order_id),
@@ -251,18 +301,56 @@ pub fn purchase_event(
         referrer_url: None,
         user_data,
         custom_data,
+        data_processing_options: None,
+        data_processing_options_country: None,
+        data_processing_options_state: None,
     };
-    (event, dropped)
+    event.set_ldu(ldu);
+    PurchaseEvent {
+        event,
+        dropped,
+        ignored,
+    }
 }
 
-/// The `value` of the entry whose `key_field` is `key` in a list of `{key_field, value}` objects
-/// (Shopify `note_attributes` `{name, value}`, WooCommerce `meta_data` `{key, value}`).
-pub fn keyed_value(list: Option<&Value>, key_field: &str, key: &str) -> Option<String> {
+/// Whether a metadata key names `canonical` (`fbp`, `fbc`, `consent`, `gpc`, …) as merchants
+/// spell it: any case, with or without leading underscores, with or without a vendor prefix
+/// (`capi_`, `meta_`, `facebook_`, `fb_`, `marketing_`): `_fbp`, `FBP`, `meta_fbp`,
+/// `_capi_consent`, `marketing_consent` all match.
+pub fn meta_key_is(key: &str, canonical: &str) -> bool {
+    const PREFIXES: &[&str] = &["capi_", "capi-", "meta_", "facebook_", "fb_", "marketing_"];
+    let k = key.trim().trim_start_matches('_');
+    if k.eq_ignore_ascii_case(canonical) {
+        return true;
+    }
+    PREFIXES.iter().any(|p| {
+        k.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p))
+            && k[p.len()..]
+                .trim_start_matches('_')
+                .eq_ignore_ascii_case(canonical)
+    })
+}
+
+/// The value under a key naming `canonical` (see [`meta_key_is`]) in a JSON object.
+pub fn meta_value<'a>(obj: Option<&'a Map<String, Value>>, canonical: &str) -> Option<&'a Value> {
+    obj?.iter()
+        .find(|(k, v)| meta_key_is(k, canonical) && !v.is_null())
+        .map(|(_, v)| v)
+}
+
+/// The `value` of the entry whose `key_field` names `canonical` (see [`meta_key_is`]) in a list
+/// of `{key_field, value}` objects (Shopify `note_attributes` `{name, value}`, WooCommerce
+/// `meta_data` `{key, value}`).
+pub fn keyed_value(list: Option<&Value>, key_field: &str, canonical: &str) -> Option<String> {
     list?
         .as_array()?
         .iter()
-        .find(|e| e.get(key_field).and_then(Value::as_str) == Some(key))
-        .and_then(|e| text(e.get("value")))
+        .filter(|e| {
+            e.get(key_field)
+                .and_then(Value::as_str)
+                .is_some_and(|k| meta_key_is(k, canonical))
+        })
+        .find_map(|e| text(e.get("value")))
 }
 
 /// Line items of a payload: the id is the first of `id_keys` present (an id of `0` counts as
@@ -301,6 +389,13 @@ pub fn currency(v: Option<&Value>) -> Result<String, PayloadError> {
 mod tests {
     use super::*;
 
+    const HASHED: Modes = Modes {
+        customer_data: CustomerData::Hashed,
+        consent: privacy::ConsentMode::Optional,
+        gpc: privacy::GpcMode::Ldu,
+        ldu: privacy::LduMode::Off,
+    };
+
     #[test]
     fn iso_timestamps_parse_with_offsets() {
         assert_eq!(iso8601_secs("1970-01-01T00:00:00Z"), Some(0));
@@ -318,6 +413,41 @@ mod tests {
     }
 
     #[test]
+    fn merchants_timestamps_parse_with_other_separators_and_annotations() {
+        let t = Some(1_714_581_296);
+        for s in [
+            "2024-05-01 16:34:56",
+            "2024/05/01 16:34:56 UTC",
+            "2024-05-01t16:34:56z",
+            "2024-05-01T12:34:56 -0400",
+            "2024-05-01T12:34:56-04",
+            "2024-05-01T18:34:56+02:00[Europe/Paris]",
+            "2024-05-01T16:34:56.5Z[UTC][u-ca=gregory]",
+        ] {
+            assert_eq!(iso8601_secs(s), t, "{s}");
+        }
+        for bad in [
+            "2024-05-01T16:34:56+2",
+            "2024-05-01T16:34:56 CEST",
+            "2024-05-01T16:34:56+25:00",
+        ] {
+            assert_eq!(iso8601_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_keys_are_matched_as_merchants_spell_them() {
+        for k in ["_fbp", "fbp", "FBP", "meta_fbp", "_capi_fbp", "facebook_fbp"] {
+            assert!(meta_key_is(k, "fbp"), "{k}");
+        }
+        for k in ["fbpx", "_fbc", "my_fbp", ""] {
+            assert!(!meta_key_is(k, "fbp"), "{k}");
+        }
+        assert!(meta_key_is("_capi_consent", "consent"));
+        assert!(meta_key_is("marketing_consent", "consent"));
+    }
+
+    #[test]
     fn the_event_id_is_derived_from_the_order_id() {
         assert_eq!(event_id_for_order(" 5123456789 "), "purchase:5123456789");
     }
@@ -331,15 +461,15 @@ mod tests {
             email: Some("a@b.co".into()),
             ..Order::default()
         };
-        let (e, _) = purchase_event(&order, "https://shop.test/", 1_763_000_000_000);
+        let e = purchase_event(&order, "https://shop.test/", 1_763_000_000_000, &HASHED).event;
         assert_eq!(e.action_source, "other");
         let order = Order {
             user_agent: Some("Mozilla/5.0".into()),
             ..order
         };
         assert_eq!(
-            purchase_event(&order, "https://shop.test/", 1_763_000_000_000)
-                .0
+            purchase_event(&order, "https://shop.test/", 1_763_000_000_000, &HASHED)
+                .event
                 .action_source,
             "website"
         );
@@ -353,7 +483,7 @@ mod tests {
             created_at: Some(1_700_000_000),
             ..Order::default()
         };
-        let (e, _) = purchase_event(&order, "https://shop.test/", 1_700_000_100_000);
+        let e = purchase_event(&order, "https://shop.test/", 1_700_000_100_000, &HASHED).event;
         assert_eq!(
             e.user_data.fbc.as_deref(),
             Some("fb.1.1700000000000.IwAR_x1")

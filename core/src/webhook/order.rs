@@ -5,14 +5,17 @@
 //!  "customer": {"email": "…", "phone": "…", "first_name": "…", "last_name": "…", "city": "…",
 //!               "state": "…", "zip": "…", "country": "…", "id": "…"},
 //!  "client_ip_address": "…", "client_user_agent": "…", "fbp": "…", "fbc": "…",
+//!  "consent": "granted" | "denied", "gpc": false,
 //!  "event_source_url": "https://shop.example.com/thank-you",
 //!  "contents": [{"id": "sku-1", "quantity": 1, "item_price": 39.9}]}
 //! ```
 //! Signed with `X-Capi-Signature: sha256=<hex HMAC-SHA256(ORDER_WEBHOOK_SECRET, raw body)>`.
 
 use super::{
-    amount, currency, iso8601_secs, json_object, line_items, text, Order, PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, meta_value, text, Order,
+    PayloadError, Webhook,
 };
+use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
 pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
@@ -49,10 +52,12 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         customer_id: c("id"),
         client_ip: text(o.get("client_ip_address")),
         user_agent: text(o.get("client_user_agent")),
-        fbp: text(o.get("fbp")),
-        fbc: text(o.get("fbc")),
+        fbp: text(meta_value(Some(&o), "fbp")),
+        fbc: text(meta_value(Some(&o), "fbc")),
         landing_url: None,
         event_source_url: text(o.get("event_source_url")),
         contents,
+        consent: Consent::from_json(meta_value(Some(&o), "consent")),
+        gpc: gpc_flag(meta_value(Some(&o), "gpc")),
     })))
 }

@@ -4,6 +4,7 @@ use super::{
     amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
     PayloadError, Webhook,
 };
+use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
 /// Topics reported as a Purchase. Both name the same order, so the ledger sends it once.
@@ -26,7 +27,8 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         text(pointer(&o, &["billing_address", k]))
             .or_else(|| text(pointer(&o, &["shipping_address", k])))
     };
-    // Cart attributes written by the shim (`_fbp`, `_fbc`) arrive as note_attributes.
+    // Cart attributes written by the shim (`_fbp`, `_fbc`, `_capi_consent`) arrive as
+    // note_attributes.
     let note = |name: &str| keyed_value(o.get("note_attributes"), "name", name);
     // Shopify's Meta catalog uses variant ids as content ids.
     let contents = line_items(
@@ -57,11 +59,13 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         client_ip: text(o.get("browser_ip"))
             .or_else(|| text(get(&["client_details", "browser_ip"]))),
         user_agent: text(get(&["client_details", "user_agent"])),
-        fbp: note("_fbp"),
-        fbc: note("_fbc"),
+        fbp: note("fbp"),
+        fbc: note("fbc"),
         landing_url: text(o.get("landing_site")),
         event_source_url: None,
         contents,
+        consent: note("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
+        gpc: gpc_flag(note("gpc").map(Value::String).as_ref()),
     })))
 }
 

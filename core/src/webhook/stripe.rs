@@ -1,6 +1,7 @@
 //! Stripe Checkout webhooks (`checkout.session.completed`, `…async_payment_succeeded`).
 
-use super::{currency, json_object, text, Order, PayloadError, Webhook};
+use super::{currency, json_object, meta_value, text, Order, PayloadError, Webhook};
+use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
 /// Stripe amounts are integers in the currency's minor unit; this is its exponent (Stripe's
@@ -69,7 +70,8 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
                 .and_then(|a| a.get(k)),
         )
     };
-    let meta = |k: &str| text(s.get("metadata").and_then(|m| m.get(k)));
+    let metadata = s.get("metadata").and_then(Value::as_object);
+    let meta = |k: &str| text(meta_value(metadata, k));
     // Stripe has one `name`; the first word is the first name, the rest the last name.
     let name = detail("name");
     let (first_name, last_name) = match name.as_deref().map(|n| n.split_once(' ')) {
@@ -100,11 +102,13 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         // Stripe knows nothing of the browser: the shop puts these into the session's metadata.
         client_ip: meta("client_ip_address"),
         user_agent: meta("client_user_agent"),
-        fbp: meta("_fbp"),
-        fbc: meta("_fbc"),
+        fbp: meta("fbp"),
+        fbc: meta("fbc"),
         landing_url: None,
         event_source_url: meta("event_source_url"),
         contents: Vec::new(),
+        consent: Consent::from_json(meta_value(metadata, "consent")),
+        gpc: gpc_flag(meta_value(metadata, "gpc")),
     })))
 }
 

@@ -4,6 +4,7 @@ use super::{
     amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
     PayloadError, Webhook,
 };
+use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
 /// Order statuses that mean the customer has paid (or payment is on its way).
@@ -58,10 +59,12 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         customer_id: text(o.get("customer_id")).filter(|c| c != "0"),
         client_ip: text(o.get("customer_ip_address")),
         user_agent: text(o.get("customer_user_agent")),
-        fbp: meta("_fbp"),
-        fbc: meta("_fbc"),
+        fbp: meta("fbp"),
+        fbc: meta("fbc"),
         landing_url: None,
         event_source_url: None,
         contents,
+        consent: meta("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
+        gpc: gpc_flag(meta("gpc").map(Value::String).as_ref()),
     })))
 }
