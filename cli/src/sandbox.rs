@@ -319,6 +319,9 @@ fn graph_events(
             return reject(request, state, pixel, &v, &trace);
         }
     };
+    // Meta takes the token from the query or the body; the sandbox records which, so tests can
+    // hold the relay to keeping it out of URLs (which end up in logs and traces).
+    let token_in_url = query_param(query, "access_token").is_some();
     let token = query_param(query, "access_token")
         .or_else(|| parsed.get("access_token").and_then(Value::as_str));
     let now = (now_ms() / 1000) as i64;
@@ -356,7 +359,7 @@ fn graph_events(
                 .flatten()
             {
                 let mut e = event.clone();
-                e["_sandbox"] = json!({"pixel_id": pixel, "api_version": version, "fbtrace_id": trace, "test_event_code": test_event_code, "received_at_ms": now_ms(), "partner_agent": parsed.get("partner_agent")});
+                e["_sandbox"] = json!({"pixel_id": pixel, "api_version": version, "fbtrace_id": trace, "test_event_code": test_event_code, "received_at_ms": now_ms(), "partner_agent": parsed.get("partner_agent"), "token_in_url": token_in_url});
                 s.server.push(e);
             }
             drop(s);

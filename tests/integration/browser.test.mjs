@@ -10,7 +10,7 @@ let sandbox, worker, browser;
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed' });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
     // Playwright gives every launch a fresh, empty profile of its own.
@@ -87,16 +87,22 @@ test('the thank-you Purchase and the order webhook share an event_id and dedupli
   const orderId = new URL(page.url()).searchParams.get('order');
   const purchase = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'Purchase')), 10_000, 'fbq Purchase');
   assert.equal(purchase.event_id, `purchase:${orderId}`, 'derived from the order id');
+
+  // Signed sources win: with an order webhook configured, the server copy comes from the
+  // shop's signed order (its value and match keys), the thank-you beacon only feeds the pixel.
+  const body = JSON.stringify({ order_id: orderId, value: 39.9, currency: 'EUR', customer: { email: 'buyer@example.com' }, client_user_agent: 'Mozilla/5.0' });
+  const send = () => fetch(`${worker.url}/t/hooks/order`, { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  const hook = await send();
+  assert.equal(hook.status, 200);
+  const answer = await hook.json();
+  assert.equal(answer.event_id, purchase.event_id);
+  assert.equal(answer.duplicate, undefined, 'the thank-you beacon did not pre-empt the webhook');
   const server = await eventually(() => serverCopy('Purchase', purchase.event_id), 10_000, 'server Purchase');
   assert.equal(server.custom_data.currency, 'EUR');
   assert.equal(server.custom_data.value, 39.9);
-
-  // The shop's backend reports the same order: one more server copy would be a duplicate.
-  const body = JSON.stringify({ order_id: orderId, value: 39.9, currency: 'EUR', customer: { email: 'buyer@example.com' }, client_user_agent: 'Mozilla/5.0' });
-  const hook = await fetch(`${worker.url}/t/hooks/order`, { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
-  assert.equal(hook.status, 200);
-  assert.equal((await hook.json()).event_id, purchase.event_id);
-  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(server.user_data.em, createHash('sha256').update('buyer@example.com').digest('hex'));
+  // A redelivery is answered duplicate by the ledger: one server copy.
+  assert.equal((await (await send()).json()).duplicate, true);
   assert.equal((await sandbox.events()).server.filter((e) => e.event_id === purchase.event_id).length, 1);
 
   const sb = await context.newPage();
@@ -157,20 +163,26 @@ test('the Shopify checkout custom pixel reports checkout events; its Purchase de
     billingAddress: { firstName: 'Ada', lastName: 'Lovelace', city: 'London', zip: 'SW1A 1AA', countryCode: 'GB' },
     order: { id: '9876543210' },
   };
+  const purchaseBeacon = page.waitForRequest((r) => r.url().endsWith('/t/e') && (r.postData() || '').includes('"Purchase"'));
   await page.evaluate((c) => { window.fire('checkout_started', { checkout: c }); window.fire('checkout_completed', { checkout: c }); }, checkout);
-  const purchase = await eventually(() => serverCopy('Purchase', 'purchase:9876543210'), 10_000, 'checkout_completed Purchase');
-  assert.equal(purchase.user_data.fbp, 'fb.1.1763900000000.42424242', '_fbp read through browser.cookie');
-  assert.equal(purchase.user_data.em, createHash('sha256').update('checkout.buyer@example.com').digest('hex'));
-  assert.equal(purchase.user_data.ph, createHash('sha256').update('447700900123').digest('hex'));
-  assert.deepEqual(purchase.custom_data, { value: 59.5, currency: 'GBP', content_ids: ['808950810'], content_type: 'product', num_items: 2, order_id: '9876543210' });
+  const sent = JSON.parse((await purchaseBeacon).postData());
+  assert.equal(sent.event_id, 'purchase:9876543210', 'the id the order webhook derives');
+  assert.equal(sent.fbp, 'fb.1.1763900000000.42424242', '_fbp read through browser.cookie');
+  assert.deepEqual(sent.custom_data, { value: 59.5, currency: 'GBP', content_ids: ['808950810'], content_type: 'product', num_items: 2, order_id: '9876543210' });
   const started = await eventually(async () => (await sandbox.events()).server.find((e) => e.event_name === 'InitiateCheckout' && e.event_source_url.includes('/checkouts/cn/abc')), 10_000, 'InitiateCheckout');
   assert.match(started.event_id, /^[0-9a-f-]{36}$/);
+  assert.equal(started.user_data.fbp, 'fb.1.1763900000000.42424242');
+  assert.equal(started.user_data.em, createHash('sha256').update('checkout.buyer@example.com').digest('hex'));
+  assert.equal(started.user_data.ph, createHash('sha256').update('447700900123').digest('hex'));
 
-  // Shopify's orders/create for the same order (via the generic signed route here): one Purchase.
+  // Shopify's orders/create for the same order (via the generic signed route here) is the one
+  // server Purchase: the checkout beacon is counted, not relayed, and cannot pre-empt it.
+  await eventually(async () => (await worker.stats()).reasons.some((r) => r.reason === 'signed_source_only'), 10_000, 'beacon Purchase counted as signed_source_only');
   const body = JSON.stringify({ order_id: '9876543210', value: 59.5, currency: 'GBP', customer: { email: 'checkout.buyer@example.com' } });
   const hook = await fetch(`${worker.url}/t/hooks/order`, { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
-  assert.equal((await hook.json()).duplicate, true);
-  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal((await hook.json()).queued, true);
+  const purchase = await eventually(() => serverCopy('Purchase', 'purchase:9876543210'), 10_000, 'the order webhook Purchase');
+  assert.equal(purchase.custom_data.value, 59.5);
   assert.equal((await sandbox.events()).server.filter((e) => e.event_id === 'purchase:9876543210').length, 1);
   await context.close();
 });

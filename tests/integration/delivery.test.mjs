@@ -10,7 +10,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed' });
 });
 after(async () => { await worker?.stop(); sandbox?.stop(); });
 
@@ -96,7 +96,7 @@ test('receipts and stats need the admin token and hold no customer data', async 
 });
 
 test('without a queue the Worker sends directly; a webhook then answers 503 while Meta is down and its redelivery is sent', async () => {
-  const direct = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret' }, { queues: false });
+  const direct = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed' }, { queues: false });
   try {
     assert.equal((await beacon(direct, 'direct-1')).status, 204);
     await eventually(async () => (await copies('direct-')).size === 1, 10_000, 'direct delivery');

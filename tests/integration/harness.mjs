@@ -40,7 +40,7 @@ export async function startSandbox() {
 /** Runs build/worker in workerd via Miniflare with the given vars; resolves to { url, fetch, stop }. */
 export const ADMIN_TOKEN = 'admin-test-token';
 
-export async function startWorker(vars = {}, { queues = true } = {}) {
+export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000 } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: `${ROOT}build/worker/index.js`,
@@ -50,6 +50,8 @@ export async function startWorker(vars = {}, { queues = true } = {}) {
     port: 0,
     bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ADMIN_TOKEN, RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4', ...vars },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
+    // As in wrangler.toml, with a limit the tests set (simulated by workerd).
+    ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
     // As in wrangler.toml; `queues: false` runs the Worker without them (the direct-send fallback).
     ...(queues && {
       queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },

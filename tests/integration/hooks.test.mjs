@@ -27,7 +27,7 @@ const purchases = async (eventId) => (await sandbox.events()).server.filter((e) 
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ...SECRETS });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed', ...SECRETS });
 });
 after(async () => { await worker?.stop(); sandbox?.stop(); });
 

@@ -10,7 +10,7 @@ const sha = (s) => createHash('sha256').update(s).digest('hex');
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ALLOWED_ORIGINS: 'https://www.shop.test', TEST_EVENT_CODE: 'TEST4242' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, ALLOWED_ORIGINS: 'https://www.shop.test', TEST_EVENT_CODE: 'TEST4242', CUSTOMER_DATA: 'hashed' });
 });
 after(async () => { await worker?.stop(); sandbox?.stop(); });
 
