@@ -17,7 +17,7 @@ setsid target/release/capi-edge sandbox --listen "127.0.0.1:$SANDBOX_PORT" &
 pids+=($!)
 setsid wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --log-level warn \
   --var "PIXEL_ID:$PIXEL_ID" --var "META_ACCESS_TOKEN:dev-token" --var "META_GRAPH_URL:$SANDBOX" \
-  --var "DEMO_STOREFRONT:on" &
+  --var "DEMO_STOREFRONT:on" --var "CUSTOMER_DATA:hashed" &
 pids+=($!)
 
 for _ in $(seq 1 120); do
@@ -30,6 +30,9 @@ cat <<MSG
     demo storefront   http://127.0.0.1:$WORKER_PORT/
     sandbox (Meta)    $SANDBOX/          ← browser + server copies pair up here
     health            http://127.0.0.1:$WORKER_PORT/t/health
+
+  Data controls are ON for this demo (CUSTOMER_DATA=hashed): the sandbox shows the hashed
+  email/phone Meta would get. A deployment's default is off (no contact information sent).
 
   Click "Add to cart" on the storefront and watch the sandbox. Ctrl-C to stop.
 

@@ -3,7 +3,11 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-CARGO_FUZZ_VERSION=0.13.2
+source "$ROOT/scripts/versions.env"
+# cargo-fuzz needs a nightly toolchain (sanitizer flags); install it once if missing.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal
+fi
 if ! cargo-fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --root "$ROOT/.tools" --quiet
 fi

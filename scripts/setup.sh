@@ -7,12 +7,17 @@ ROOT=$(pwd)
 TOOLS="$ROOT/.tools"
 mkdir -p "$TOOLS"
 
-WORKER_BUILD_VERSION=0.8.7
-WASM_BINDGEN_VERSION=0.2.130
+source scripts/versions.env
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# Rust target for the Worker and the shim.
+# The wasm-bindgen CLI must match the library the lockfile resolved.
+locked=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if [ "$locked" != "$WASM_BINDGEN_VERSION" ]; then
+  log "Cargo.lock has wasm-bindgen $locked but scripts/versions.env pins $WASM_BINDGEN_VERSION"; exit 1
+fi
+
+# Rust target for the Worker and the shim (rust-toolchain.toml also lists it).
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown

@@ -277,10 +277,14 @@ mod tests {
 
     #[test]
     fn shards_are_stable_and_spread() {
-        assert_eq!(ledger_shard("purchase:1001", 8), ledger_shard("purchase:1001", 8));
+        assert_eq!(
+            ledger_shard("purchase:1001", 8),
+            ledger_shard("purchase:1001", 8)
+        );
         assert_eq!(ledger_shard("anything", 1), 0);
-        let used: std::collections::BTreeSet<u32> =
-            (0..200).map(|i| ledger_shard(&format!("e{i}"), 8)).collect();
+        let used: std::collections::BTreeSet<u32> = (0..200)
+            .map(|i| ledger_shard(&format!("e{i}"), 8))
+            .collect();
         assert_eq!(used.len(), 8);
     }
 

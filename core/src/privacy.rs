@@ -111,7 +111,11 @@ impl Modes {
             ldu: pick(
                 ldu,
                 "LDU",
-                &[("off", LduMode::Off), ("on", LduMode::On), ("geo", LduMode::Geo)],
+                &[
+                    ("off", LduMode::Off),
+                    ("on", LduMode::On),
+                    ("geo", LduMode::Geo),
+                ],
             )?,
         })
     }

@@ -4,10 +4,10 @@
 
 use capi_core::hash::sha256_hex;
 use capi_core::meta_rules::check_event;
+use capi_core::privacy::{CustomerData, Modes};
 use capi_core::webhook::signature::{
     verify_order, verify_shopify, verify_stripe, verify_woocommerce,
 };
-use capi_core::privacy::{CustomerData, Modes};
 use capi_core::webhook::{self, purchase_event, Order, PurchaseEvent, Webhook};
 use serde_json::Value;
 
@@ -73,7 +73,9 @@ fn shopify_order_becomes_a_purchase() {
         webhook::shopify::webhook("orders/create", &fixture("shopify-orders-create.json"))
             .expect("parses"),
     );
-    let PurchaseEvent { event: e, dropped, .. } = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED);
+    let PurchaseEvent {
+        event: e, dropped, ..
+    } = purchase_event(&o, "https://shop.test/", NOW_MS, &HASHED);
     // Shopify's documented sample has a Canadian postcode in a US address: dropped, not hashed.
     let reasons: Vec<_> = dropped
         .iter()

@@ -31,9 +31,8 @@ pub fn cookie_domain(configured: Option<&str>, host: &str) -> Option<String> {
     }
     let labels: Vec<&str> = host.split('.').collect();
     let n = labels.len();
-    let cc_second_level = n >= 2
-        && labels[n - 1].len() == 2
-        && SECOND_LEVEL.contains(&labels[n - 2]);
+    let cc_second_level =
+        n >= 2 && labels[n - 1].len() == 2 && SECOND_LEVEL.contains(&labels[n - 2]);
     let take = if cc_second_level { 3 } else { 2 };
     (n >= take).then(|| labels[n - take..].join("."))
 }
@@ -42,8 +41,8 @@ pub fn cookie_domain(configured: Option<&str>, host: &str) -> Option<String> {
 /// `shop.com.au`, `store.co.jp`, `loja.com.br`): under a two-letter TLD these are public
 /// suffixes, not registrable domains.
 const SECOND_LEVEL: &[&str] = &[
-    "ac", "co", "com", "edu", "gob", "gov", "gouv", "go", "ltd", "me", "mil", "ne", "net",
-    "nic", "nom", "or", "org", "plc", "sch", "ind", "firm", "gen", "info", "biz",
+    "ac", "co", "com", "edu", "gob", "gov", "gouv", "go", "ltd", "me", "mil", "ne", "net", "nic",
+    "nom", "or", "org", "plc", "sch", "ind", "firm", "gen", "info", "biz",
 ];
 
 fn is_domain(d: &str) -> bool {

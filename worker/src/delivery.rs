@@ -97,7 +97,10 @@ pub enum Next {
     /// Finished (a final outcome, a duplicate, a count-only message): ack.
     Done,
     /// Another attempt after `delay_secs`, with this message.
-    Retry { queued: QueuedEvent, delay_secs: u32 },
+    Retry {
+        queued: QueuedEvent,
+        delay_secs: u32,
+    },
     /// Attempts used up: to the dead-letter queue with this reason.
     DeadLetter { reason: String },
     /// The ledger could not be reached: the platform retries the message unchanged.
@@ -129,10 +132,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     let mut by_pixel: BTreeMap<String, Vec<(Message<String>, QueuedEvent)>> = BTreeMap::new();
     for m in batch.messages()? {
         match serde_json::from_str::<QueuedEvent>(m.body()) {
-            Ok(q) => by_pixel
-                .entry(q.pixel_id.clone())
-                .or_default()
-                .push((m, q)),
+            Ok(q) => by_pixel.entry(q.pixel_id.clone()).or_default().push((m, q)),
             Err(_) => {
                 // Not ours to read: keep it for inspection rather than drop it.
                 log::error("unreadable_queue_message", &[]);

@@ -193,9 +193,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
             return ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
         }
         // Without the ledger the platform's redelivery is the safe retry.
-        ClaimStatus::Unavailable if ledger.is_some() => {
-            return Err(ApiError::UpstreamUnavailable)
-        }
+        ClaimStatus::Unavailable if ledger.is_some() => return Err(ApiError::UpstreamUnavailable),
         _ => {}
     }
     let queued = QueuedEvent {

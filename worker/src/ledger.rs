@@ -468,10 +468,7 @@ impl LedgerClient {
             nonce: nonce.to_string(),
         };
         let shard = self.shard_of(&key.event_id);
-        Self::logged(
-            "release",
-            self.call::<serde_json::Value>(shard, &op).await,
-        );
+        Self::logged("release", self.call::<serde_json::Value>(shard, &op).await);
     }
 
     /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.

@@ -437,7 +437,14 @@ mod tests {
 
     #[test]
     fn metadata_keys_are_matched_as_merchants_spell_them() {
-        for k in ["_fbp", "fbp", "FBP", "meta_fbp", "_capi_fbp", "facebook_fbp"] {
+        for k in [
+            "_fbp",
+            "fbp",
+            "FBP",
+            "meta_fbp",
+            "_capi_fbp",
+            "facebook_fbp",
+        ] {
             assert!(meta_key_is(k, "fbp"), "{k}");
         }
         for k in ["fbpx", "_fbc", "my_fbp", ""] {

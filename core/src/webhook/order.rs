@@ -12,8 +12,8 @@
 //! Signed with `X-Capi-Signature: sha256=<hex HMAC-SHA256(ORDER_WEBHOOK_SECRET, raw body)>`.
 
 use super::{
-    amount, currency, iso8601_secs, json_object, line_items, meta_value, text, Order,
-    PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, meta_value, text, Order, PayloadError,
+    Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
