@@ -98,7 +98,7 @@ pub enum Next {
     Done,
     /// Another attempt after `delay_secs`, with this message.
     Retry {
-        queued: QueuedEvent,
+        queued: Box<QueuedEvent>,
         delay_secs: u32,
     },
     /// Attempts used up: to the dead-letter queue with this reason.
@@ -482,10 +482,10 @@ fn failed(cfg: &Config, q: &QueuedEvent, slow: bool, reason: String) -> Delivere
                 reason: Some(reason),
                 fbtrace_id: None,
                 next: Next::Retry {
-                    queued: QueuedEvent {
+                    queued: Box::new(QueuedEvent {
                         attempt,
                         ..q.clone()
-                    },
+                    }),
                     delay_secs,
                 },
                 receipt: true,
