@@ -108,9 +108,12 @@ fn syntax_only(e: &serde_json::Error) -> String {
     .to_lowercase()
 }
 
+/// An absolute http(s) URL as browsers send it (RFC 3986: no spaces or control characters;
+/// `location.href` is already percent-encoded), at most 2048 characters.
 fn is_http_url(s: &str) -> bool {
     s.len() <= 2048
         && (s.starts_with("https://") || s.starts_with("http://"))
+        && s.bytes().all(|b| b.is_ascii_graphic() || b >= 0x80)
         && crate::origin::origin_of(s).is_some()
 }
 
@@ -179,6 +182,10 @@ mod tests {
             ),
             (
                 r#"{"event_name":"A","event_id":"e","event_source_url":"https://s.example/","custom_data":[1]}"#,
+                "invalid_field",
+            ),
+            (
+                "{\"event_name\":\"A\",\"event_id\":\"e\",\"event_source_url\":\"https://s.example/a b\\r\\nX: 1\"}",
                 "invalid_field",
             ),
         ];
