@@ -32,6 +32,8 @@ pub struct Beacon {
     pub consent: Consent,
     /// `navigator.globalPrivacyControl` as the page saw it (`"gpc": true`).
     pub gpc: bool,
+    /// The browser session's Events Manager test code (`?capi_test=CODE`), unvalidated.
+    pub test_event_code: Option<String>,
 }
 
 impl Beacon {
@@ -81,6 +83,7 @@ impl Beacon {
         let user_data = optional_object(&mut obj, "user_data")?;
         let consent = Consent::from_json(obj.get("consent"));
         let gpc = gpc_flag(obj.get("gpc"));
+        let test_event_code = optional_str(&mut obj, "test_event_code").unwrap_or(None);
         Ok(Beacon {
             event_name,
             event_id,
@@ -93,6 +96,7 @@ impl Beacon {
             user_data,
             consent,
             gpc,
+            test_event_code,
         })
     }
 }

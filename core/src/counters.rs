@@ -23,6 +23,7 @@ const EDGE_FIELDS: &[&str] = &[
     "content_ids",
     "num_items",
     "order_id",
+    "test_event_code",
 ];
 
 /// The stats row name of a dropped field: its own name when known, else `other`.

@@ -128,6 +128,12 @@ impl UserData {
 /// (facebook-nodejs-business-sdk 26.0.0; the Python and PHP SDKs are on v25.0).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
 
+/// A test code as Events Manager issues them (`TEST12345`): 1–32 ASCII letters and digits.
+/// Anything else is dropped rather than sent.
+pub fn is_test_event_code(code: &str) -> bool {
+    (1..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Identifies capi-edge to Meta (D-BP "Agencies: send partner_agent").
 pub const PARTNER_AGENT: &str = "capi-edge";
 

@@ -31,6 +31,9 @@ pub struct WebsiteEvent {
     /// `Some(reason)` when privacy rules say the event must not be relayed; then no cookie
     /// is set either.
     pub ignored: Option<&'static str>,
+    /// This browser session's test code, when it carried a valid one: its events, and only
+    /// its events, go to Events Manager → Test events.
+    pub test_event_code: Option<String>,
     pub dropped: Vec<Dropped>,
     /// `_fbp` / `_fbc` values to set as server cookies (90 days; Safari caps script cookies).
     pub set_fbp: Option<String>,
@@ -165,6 +168,17 @@ pub fn website_event(
     }
 
     let custom_data = custom_data::sanitized(beacon.custom_data, &mut dropped);
+    let test_event_code = match beacon.test_event_code {
+        Some(code) if crate::event::is_test_event_code(&code) => Some(code),
+        Some(_) => {
+            dropped.push(Dropped {
+                field: "test_event_code".into(),
+                reason: "invalid_test_event_code",
+            });
+            None
+        }
+        None => None,
+    };
     let (ignored, ldu) = match verdict {
         Verdict::Relay { ldu } => (None, ldu),
         Verdict::Ignore(reason) => (Some(reason), None),
@@ -194,6 +208,7 @@ pub fn website_event(
     Ok(WebsiteEvent {
         event,
         ignored,
+        test_event_code,
         dropped,
         set_fbp,
         set_fbc,
@@ -263,6 +278,28 @@ mod tests {
         gpc: crate::privacy::GpcMode::Ldu,
         ldu: crate::privacy::LduMode::Off,
     };
+
+    #[test]
+    fn a_session_test_code_is_kept_only_when_valid() {
+        let w = website_event(
+            beacon(r#","test_event_code":"TEST12345""#),
+            &facts(),
+            &HASHED,
+        )
+        .expect("event");
+        assert_eq!(w.test_event_code.as_deref(), Some("TEST12345"));
+        let w = website_event(
+            beacon(r#","test_event_code":"TEST 1;x""#),
+            &facts(),
+            &HASHED,
+        )
+        .expect("event");
+        assert_eq!(w.test_event_code, None);
+        assert!(w
+            .dropped
+            .iter()
+            .any(|d| d.reason == "invalid_test_event_code"));
+    }
 
     #[test]
     fn with_webhooks_a_beacon_never_stands_in_for_a_signed_purchase() {

@@ -258,3 +258,16 @@ test('the ledger never lets a stale non-final update reopen a final outcome', as
     assert.deepEqual(await call({ op: 'claim', items: [{ key: { event_name: 'AddToCart', event_id: id }, nonce: 'n2' }], counts: [], now_ms: now + 3 }), ['duplicate']);
   } finally { await worker.stop(); }
 });
+
+test('a browser session\'s test code marks its own events only, in requests of their own', async () => {
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url });
+  try {
+    const tested = event({ test_event_code: 'TEST12345' });
+    const other = event();
+    const bad = event({ test_event_code: 'TEST 1;x' });
+    for (const b of [tested, other, bad]) assert.equal((await beaconTo(worker, b)).status, 204);
+    assert.equal((await arrived(tested.event_id))._sandbox.test_event_code, 'TEST12345');
+    assert.equal((await arrived(other.event_id))._sandbox.test_event_code, null, 'other visitors are not test traffic');
+    assert.equal((await arrived(bad.event_id))._sandbox.test_event_code, null, 'an invalid code is dropped, not sent');
+  } finally { await worker.stop(); }
+});

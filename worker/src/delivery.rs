@@ -45,6 +45,9 @@ pub struct QueuedEvent {
     /// What ingest dropped or decided, counted once when the message is first claimed.
     #[serde(default)]
     pub counts: Vec<Count>,
+    /// The browser session's Events Manager test code: sent in requests of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_event_code: Option<String>,
 }
 
 impl QueuedEvent {
@@ -322,16 +325,30 @@ pub async fn deliver_pixel(
         }
         Some(token) => {
             let url = events_url(&cfg.graph_url, &cfg.api_version, pixel_id);
-            let mut work: Vec<Vec<usize>> = pending
-                .chunks(MAX_EVENTS_PER_REQUEST)
-                .map(<[_]>::to_vec)
+            // Events with a session test code go in requests of their own (Meta applies a
+            // request's test code to all its events); the rest use TEST_EVENT_CODE if set.
+            let mut by_code: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+            for i in pending {
+                let code = items[i]
+                    .test_event_code
+                    .clone()
+                    .or_else(|| cfg.test_event_code.clone());
+                by_code.entry(code).or_default().push(i);
+            }
+            let mut work: Vec<(Option<String>, Vec<usize>)> = by_code
+                .into_iter()
+                .flat_map(|(code, idx)| {
+                    idx.chunks(MAX_EVENTS_PER_REQUEST)
+                        .map(|c| (code.clone(), c.to_vec()))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            while let Some(group) = work.pop() {
+            while let Some((code, group)) = work.pop() {
                 let events: Vec<ServerEvent> = group
                     .iter()
                     .filter_map(|i| items[*i].event.clone())
                     .collect();
-                let body = request_body(&events, &token, cfg.test_event_code.as_deref());
+                let body = request_body(&events, &token, code.as_deref());
                 let answer = post(&url, body).await;
                 match step_for(&answer, group.len()) {
                     Step::Sent => {
@@ -350,8 +367,8 @@ pub async fn deliver_pixel(
                     }
                     Step::Split => {
                         let (a, b) = group.split_at(group.len() / 2);
-                        work.push(a.to_vec());
-                        work.push(b.to_vec());
+                        work.push((code.clone(), a.to_vec()));
+                        work.push((code, b.to_vec()));
                     }
                     Step::RejectOne => {
                         for i in group {

@@ -202,6 +202,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
         attempt: 0,
         nonce: nonce.clone(),
         counts: Vec::new(),
+        test_event_code: None,
     };
     if delivery::enqueue(env, &queued, 0).await {
         return ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));

@@ -185,6 +185,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
                 attempt: 0,
                 nonce: String::new(),
                 counts,
+                test_event_code: None,
             }
         }
         None => QueuedEvent {
@@ -193,6 +194,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
             attempt: 0,
             nonce: new_nonce(),
             counts,
+            test_event_code: built.test_event_code,
         },
     };
     let (env, cfg) = (env.clone(), cfg.clone());
