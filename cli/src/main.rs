@@ -14,7 +14,7 @@ USAGE:
                                       {\"field\",\"normalized\",\"sha256\"} or {\"field\",\"error\"}
   capi-edge payload [FILE] [--user-agent UA] [--ip IP] [--cookie-fbp V] [--cookie-fbc V] [--now-ms MS]
                     [--webhook shopify|woocommerce|stripe|order [--topic T] [--shop-url URL]]
-                    [--test-event-code CODE] [--access-token T]
+                    [--test-event-code CODE] [--access-token T] [--app-secret S]
                     [--customer-data off|hashed] [--consent optional|required]
                     [--gpc ldu|drop|ignore] [--ldu off|on|geo] [--sec-gpc]
                                       a beacon (or, with --webhook, a webhook body) from FILE or

@@ -102,6 +102,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         request_body(
             &[event],
             flag(args, "--access-token").unwrap_or("<META_ACCESS_TOKEN>"),
+            flag(args, "--app-secret"),
             flag(args, "--test-event-code")
         )
     );

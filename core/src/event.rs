@@ -139,9 +139,13 @@ pub const PARTNER_AGENT: &str = "capi-edge";
 
 /// The JSON body of one CAPI request. The access token travels in this body, never in the
 /// URL: URLs end up in logs and traces. The body is therefore never logged.
+///
+/// With an app secret, the body also carries `appsecret_proof` (Graph API: hex HMAC-SHA256 of
+/// the access token keyed with the app secret), so a leaked token alone is not enough.
 pub fn request_body(
     events: &[ServerEvent],
     access_token: &str,
+    app_secret: Option<&str>,
     test_event_code: Option<&str>,
 ) -> String {
     #[derive(Serialize)]
@@ -151,14 +155,50 @@ pub fn request_body(
         test_event_code: Option<&'a str>,
         partner_agent: &'a str,
         access_token: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        appsecret_proof: Option<String>,
     }
     let body = Body {
         data: events,
         test_event_code: test_event_code.filter(|c| !c.is_empty()),
         partner_agent: PARTNER_AGENT,
         access_token,
+        appsecret_proof: app_secret
+            .filter(|s| !s.is_empty())
+            .map(|s| appsecret_proof(access_token, s)),
     };
     serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// Graph API `appsecret_proof`: lowercase hex HMAC-SHA256(key = app secret, message = token).
+pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(access_token.as_bytes());
+    crate::hash::lower_hex(&mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appsecret_proof_is_hmac_sha256_of_the_token() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            appsecret_proof("what do ya want for nothing?", "Jefe"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let body = request_body(&[], "tok", Some("Jefe"), None);
+        assert!(body.contains(&format!(
+            "\"appsecret_proof\":\"{}\"",
+            appsecret_proof("tok", "Jefe")
+        )));
+        assert!(!request_body(&[], "tok", None, None).contains("appsecret_proof"));
+    }
 }
 
 /// `{graph}/{version}/{pixel}/events`; no credentials in it.

@@ -15,6 +15,8 @@ pub const DEFAULT_LEDGER_SHARDS: u32 = 8;
 pub struct Config {
     pub pixel_id: Option<String>,
     pub access_token: Option<String>,
+    /// `META_APP_SECRET` (secret): when set, every request carries `appsecret_proof`.
+    pub app_secret: Option<String>,
     pub graph_url: String,
     pub api_version: String,
     pub test_event_code: Option<String>,
@@ -63,6 +65,7 @@ impl Config {
         Config {
             pixel_id: var("PIXEL_ID"),
             access_token: var("META_ACCESS_TOKEN"),
+            app_secret: var("META_APP_SECRET"),
             graph_url: var("META_GRAPH_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             api_version: var("META_API_VERSION").unwrap_or_else(|| DEFAULT_API_VERSION.into()),
             test_event_code: var("TEST_EVENT_CODE"),

@@ -348,7 +348,8 @@ pub async fn deliver_pixel(
                     .iter()
                     .filter_map(|i| items[*i].event.clone())
                     .collect();
-                let body = request_body(&events, &token, code.as_deref());
+                let body =
+                    request_body(&events, &token, cfg.app_secret.as_deref(), code.as_deref());
                 let answer = post(&url, body).await;
                 match step_for(&answer, group.len()) {
                     Step::Sent => {
