@@ -3,6 +3,7 @@
 
 mod hash_cmd;
 mod payload_cmd;
+mod report_cmd;
 mod sandbox;
 
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ USAGE:
                                       a beacon (or, with --webhook, a webhook body) from FILE or
                                       stdin → the exact CAPI request body under those privacy
                                       modes (the Worker's defaults); drop reasons on stderr
+  capi-edge report                    the Worker's /t/report JSON on stdin → a table: orders per
+                                      day against Purchases sent / ignored (reason) / rejected /
+                                      retrying, and match coverage per event name
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("hash") => hash_cmd::run(),
         Some("payload") => payload_cmd::run(&args[1..]),
+        Some("report") => report_cmd::run(&args[1..]),
         Some("sandbox") => sandbox::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

@@ -16,6 +16,7 @@ pub mod meta_rules;
 pub mod normalize;
 pub mod origin;
 pub mod privacy;
+pub mod report;
 pub mod webhook;
 pub mod website;
 

@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const PIXEL_ID = '987654321012345';
 export const TOKEN = 'test-token-secret-value';
+/** The built `capi-edge` CLI. */
+export const cliPath = () => `${ROOT}target/release/capi-edge`;
 
 // Every sandbox this process started is killed when it exits, even after a failed test or a timeout.
 const sandboxes = new Set();
@@ -15,7 +17,7 @@ process.on('exit', () => sandboxes.forEach(killGroup));
 
 /** Starts `capi-edge sandbox` on a free port; resolves to { url, stop, events, reset, faults }. */
 export async function startSandbox() {
-  const child = spawn(`${ROOT}target/release/capi-edge`, ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(cliPath(), ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   sandboxes.add(child.pid);
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('sandbox did not start in 10 s')), 10_000);

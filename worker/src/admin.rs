@@ -87,3 +87,164 @@ pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
         &json!({"pixel_id": pixel, "outcomes": outcomes, "reasons": reasons, "dropped": dropped}),
     )
 }
+
+const DAY_MS: f64 = 86_400_000.0;
+
+/// `YYYY-MM-DD` of a day number (days since the Unix epoch, UTC), by the runtime's own Date.
+fn date_of(day: i64) -> String {
+    let iso: String = worker::js_sys::Date::new(&(day as f64 * DAY_MS).into())
+        .to_iso_string()
+        .into();
+    iso.chars().take(10).collect()
+}
+
+/// The day number of a `YYYY-MM-DD` query value, by the runtime's own Date parser.
+fn day_of(date: &str) -> Option<i64> {
+    let is_date = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let ms = worker::js_sys::Date::parse(date);
+    (is_date && ms.is_finite()).then(|| (ms / DAY_MS).floor() as i64)
+}
+
+/// `GET /t/report?from=YYYY-MM-DD&to=YYYY-MM-DD[&format=html]`: reconciliation — the orders
+/// verified webhooks reported each day against their Purchases (sent, ignored with reason,
+/// rejected, expired, dead-lettered, still retrying) — and match coverage per event name.
+/// Default range: the last 7 days. At most 92 days (what the ledger keeps).
+pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
+    let (ledger, pixel) = authorized(req, cfg, env)?;
+    let url = req.url()?;
+    let param = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let today = (worker::Date::now().as_millis() as f64 / DAY_MS).floor() as i64;
+    let bad = |why| ApiError::BadQuery(why);
+    let to = match param("to") {
+        Some(d) => day_of(&d).ok_or(bad("`to` must be a date YYYY-MM-DD"))?,
+        None => today,
+    };
+    let from = match param("from") {
+        Some(d) => day_of(&d).ok_or(bad("`from` must be a date YYYY-MM-DD"))?,
+        None => to - 6,
+    };
+    if from > to || to - from > 91 {
+        return Err(bad(
+            "`from` must not be after `to`, and the range at most 92 days",
+        ));
+    }
+    let rows = ledger.report_rows(from, to).await?;
+    let report = capi_core::report::reconcile(&rows, from, to);
+    let days: Vec<Value> = report
+        .days
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["date"] = date_of(d.day).into();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("day");
+            }
+            v
+        })
+        .collect();
+    let body = json!({"pixel_id": pixel, "from": date_of(from), "to": date_of(to), "days": days, "coverage": report.coverage});
+    if param("format").as_deref() == Some("html") {
+        let mut resp = Response::from_html(report_html(&body))?;
+        resp.headers_mut().set("cache-control", "no-store")?;
+        resp.headers_mut().set(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'",
+        )?;
+        return Ok(resp);
+    }
+    no_store(&body)
+}
+
+/// Escapes text for HTML (the report holds dates, counts and reason names only, but a page
+/// never trusts that).
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The report as a small, readable page: a bar per day of the accuracy, then the table.
+fn report_html(r: &Value) -> String {
+    let days = r["days"].as_array().cloned().unwrap_or_default();
+    let n = days.len().max(1);
+    let (w, h) = (640.0, 160.0);
+    let bw = w / n as f64;
+    let mut bars = String::new();
+    let mut rows = String::new();
+    for (i, d) in days.iter().enumerate() {
+        let acc = d["accuracy"].as_f64();
+        let bh = acc.unwrap_or(0.0) * (h - 20.0);
+        let label = acc.map_or("no orders".to_string(), |a| format!("{:.1} %", a * 100.0));
+        bars.push_str(&format!(
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} — {}</title></rect>"#,
+            i as f64 * bw + 2.0,
+            h - bh,
+            (bw - 4.0).max(1.0),
+            bh,
+            if acc.unwrap_or(1.0) >= 0.95 { "#2e7d32" } else { "#c62828" },
+            esc(d["date"].as_str().unwrap_or("")),
+            label
+        ));
+        let ignored = d["ignored"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{} {}", esc(k), v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(d["date"].as_str().unwrap_or("")),
+            d["orders"], d["sent"], ignored, d["rejected"], d["expired"], d["dead_lettered"], d["retrying"], label
+        ));
+    }
+    let mut coverage = String::new();
+    if let Some(c) = r["coverage"].as_object() {
+        for (name, keys) in c {
+            let events = keys["events"].as_i64().unwrap_or(0).max(1) as f64;
+            let cell = |k: &str| {
+                let n = keys[k].as_i64().unwrap_or(0);
+                format!("<td>{n} ({:.0} %)</td>", n as f64 * 100.0 / events)
+            };
+            coverage.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td>{}{}{}{}{}{}{}</tr>",
+                esc(name),
+                keys["events"],
+                cell("fbp"),
+                cell("fbc"),
+                cell("em"),
+                cell("ph"),
+                cell("client_ip_address"),
+                cell("client_user_agent"),
+                cell("external_id")
+            ));
+        }
+    }
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>capi-edge report</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body>
+<h1>Orders reaching Meta — pixel {pixel}</h1><p>{from} to {to}. Accuracy = (sent + ignored with a reason) / orders reported by verified webhooks.</p>
+<svg width="{w}" height="{h}" role="img" aria-label="accuracy per day">{bars}</svg>
+<table><tr><th>day</th><th>orders</th><th>sent</th><th>ignored (reason)</th><th>rejected</th><th>expired</th><th>dead-lettered</th><th>retrying</th><th>accuracy</th></tr>{rows}</table>
+<h2>Match coverage (events sent)</h2>
+<table><tr><th>event</th><th>events</th><th>fbp</th><th>fbc</th><th>email</th><th>phone</th><th>IP</th><th>user agent</th><th>external id</th></tr>{coverage}</table>
+</body></html>"#,
+        pixel = esc(r["pixel_id"].as_str().unwrap_or("")),
+        from = esc(r["from"].as_str().unwrap_or("")),
+        to = esc(r["to"].as_str().unwrap_or("")),
+    )
+}

@@ -15,6 +15,7 @@ use capi_core::delivery::{
 };
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
+use capi_core::report::coverage_of;
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::{select, Either};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct QueuedEvent {
     /// What ingest dropped or decided, counted once when the message is first claimed.
     #[serde(default)]
     pub counts: Vec<Count>,
+    /// `webhook` for a verified order (reconciliation counts those), else none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The browser session's Events Manager test code: sent in requests of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_event_code: Option<String>,
@@ -241,6 +245,7 @@ pub async fn deliver_pixel(
                     items[*i].key().map(|key| ClaimItem {
                         key,
                         nonce: items[*i].nonce.clone(),
+                        source: items[*i].source.clone(),
                     })
                 })
                 .collect();
@@ -411,6 +416,7 @@ pub async fn deliver_pixel(
         .collect();
     if let Some(l) = &ledger {
         let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
+        let mut coverage: BTreeMap<u32, Vec<Count>> = BTreeMap::new();
         for (q, r) in items.iter().zip(&results) {
             let Some(e) = q.event.as_ref().filter(|_| r.receipt) else {
                 continue;
@@ -422,10 +428,20 @@ pub async fn deliver_pixel(
                 reason: r.reason.clone(),
                 attempts: attempts_of(q, r),
                 fbtrace_id: r.fbtrace_id.clone(),
+                source: q.source.clone(),
             });
+            if r.outcome == Outcome::Sent {
+                let counts = coverage.entry(shard_of(q)).or_default();
+                counts.extend(
+                    coverage_of(e)
+                        .into_iter()
+                        .map(|key| Count::coverage(&e.event_name, key)),
+                );
+            }
         }
         for (shard, receipts) in by_shard {
-            l.record(shard, receipts, Vec::new(), now_ms).await;
+            let counts = coverage.remove(&shard).unwrap_or_default();
+            l.record(shard, receipts, counts, now_ms).await;
         }
     }
     results

@@ -22,6 +22,8 @@ pub enum ApiError {
     BadWebhook(&'static str),
     /// Meta could not take the event now; the webhook's platform should redeliver later.
     UpstreamUnavailable,
+    /// An admin route's query parameter is unusable; the message says which.
+    BadQuery(&'static str),
     /// `/t/receipts` or `/t/stats` without the right bearer token.
     Unauthorized,
     /// A required setting is missing; retrying helps once the operator sets it.
@@ -69,6 +71,7 @@ impl ApiError {
                 format!("webhook signature refused: {why}"),
             ),
             ApiError::BadWebhook(why) => (400, "invalid_webhook", why.to_string()),
+            ApiError::BadQuery(why) => (400, "invalid_query", why.to_string()),
             ApiError::UpstreamUnavailable => (
                 503,
                 "meta_unavailable",

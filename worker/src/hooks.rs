@@ -12,6 +12,7 @@ use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Recei
 use crate::log;
 use capi_core::counters::counted_field;
 use capi_core::delivery::{presend_check, Outcome};
+use capi_core::report::WEBHOOK;
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, purchase_event, PayloadError, Webhook};
 use serde_json::json;
@@ -162,6 +163,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
                 reason: Some(reason.into()),
                 attempts: 0,
                 fbtrace_id: None,
+                source: Some(WEBHOOK.into()),
             };
             l.record(shard, vec![receipt], counts, now_ms).await;
         }
@@ -178,6 +180,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
                 vec![ClaimItem {
                     key: key.clone(),
                     nonce: nonce.clone(),
+                    source: Some(WEBHOOK.into()),
                 }],
                 counts,
                 now_ms,
@@ -202,6 +205,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
         attempt: 0,
         nonce: nonce.clone(),
         counts: Vec::new(),
+        source: Some(WEBHOOK.into()),
         test_event_code: None,
     };
     if delivery::enqueue(env, &queued, 0).await {

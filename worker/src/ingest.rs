@@ -185,6 +185,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
                 attempt: 0,
                 nonce: String::new(),
                 counts,
+                source: None,
                 test_event_code: None,
             }
         }
@@ -194,6 +195,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
             attempt: 0,
             nonce: new_nonce(),
             counts,
+            source: None,
             test_event_code: built.test_event_code,
         },
     };

@@ -16,6 +16,7 @@
 
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::{ledger_shard, Outcome};
+use capi_core::report;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use worker::{
@@ -29,6 +30,8 @@ const DEDUP_WINDOW_MS: i64 = 48 * 3600 * 1000;
 const RECEIPT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Counters are kept per UTC day for this many days.
 const COUNTER_RETENTION_DAYS: i64 = 8;
+/// Reconciliation and coverage counters are kept longer: a quarter.
+const REPORT_RETENTION_DAYS: i64 = 92;
 /// Housekeeping runs at most this often.
 const HOUSEKEEPING_EVERY_MS: i64 = 3600 * 1000;
 const DAY_MS: i64 = 86_400_000;
@@ -47,11 +50,14 @@ pub struct EventKey {
     pub event_id: String,
 }
 
-/// A claim request: the event and the nonce of the queue message carrying it.
+/// A claim request: the event, the nonce of the queue message carrying it, and its source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimItem {
     pub key: EventKey,
     pub nonce: String,
+    /// `webhook` for a verified order, else `beacon`: the report counts orders by it.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Something to count (never a value): `kind` is `dropped` (name = field) or `outcome`.
@@ -63,6 +69,24 @@ pub struct Count {
 }
 
 impl Count {
+    /// An order a verified webhook reported (reconciliation).
+    pub fn order_seen() -> Count {
+        Count {
+            kind: report::ORDER.into(),
+            name: report::SEEN.into(),
+            reason: String::new(),
+        }
+    }
+
+    /// Match coverage: an event of this name carried this key.
+    pub fn coverage(event_name: &str, key: &str) -> Count {
+        Count {
+            kind: report::COVERAGE.into(),
+            name: report::coverage_event_name(event_name).into(),
+            reason: key.into(),
+        }
+    }
+
     /// A dropped field, with its name bounded to the known set.
     pub fn dropped(field: &str, reason: &str) -> Count {
         Count {
@@ -96,6 +120,10 @@ pub struct Receipt {
     pub reason: Option<String>,
     pub attempts: u32,
     pub fbtrace_id: Option<String>,
+    /// Set when the receipt is the first record of the event (a webhook order settled before
+    /// any claim).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// What the ledger said about a claimed event.
@@ -137,6 +165,10 @@ enum Op {
     Stats {
         now_ms: i64,
     },
+    Report {
+        from_day: i64,
+        to_day: i64,
+    },
 }
 
 fn key_text(k: &EventKey) -> SqlStorageValue {
@@ -159,7 +191,7 @@ impl DurableObject for Ledger {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_id TEXT NOT NULL,
                first_seen_ms INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-               fbtrace_id TEXT, updated_ms INTEGER NOT NULL, nonce TEXT)",
+               fbtrace_id TEXT, updated_ms INTEGER NOT NULL, nonce TEXT, source TEXT)",
             "CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id)",
             "CREATE INDEX IF NOT EXISTS events_by_age ON events (first_seen_ms)",
             "CREATE TABLE IF NOT EXISTS daily_counts (day INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -167,6 +199,8 @@ impl DurableObject for Ledger {
         ] {
             let _ = sql.exec(ddl, None);
         }
+        // Objects created before `source` existed.
+        let _ = sql.exec("ALTER TABLE events ADD COLUMN source TEXT", None);
         Ledger {
             state,
             alarm_checked: Cell::new(false),
@@ -219,6 +253,22 @@ impl DurableObject for Ledger {
                     .to_array()?;
                 Response::from_json(&rows)
             }
+            Op::Report { from_day, to_day } => {
+                let rows: Vec<serde_json::Value> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT day, kind, name, reason, count FROM daily_counts
+                         WHERE kind IN ('order', 'coverage') AND day BETWEEN ? AND ?",
+                        vec![
+                            SqlStorageValue::Integer(from_day),
+                            SqlStorageValue::Integer(to_day),
+                        ],
+                    )?
+                    .to_array()?;
+                Response::from_json(&rows)
+            }
             Op::Stats { now_ms } => {
                 let rows: Vec<serde_json::Value> = self
                     .state
@@ -246,9 +296,15 @@ impl DurableObject for Ledger {
             vec![SqlStorageValue::Integer(now_ms - RECEIPT_RETENTION_MS)],
         )?;
         sql.exec(
-            "DELETE FROM daily_counts WHERE day < ?",
+            "DELETE FROM daily_counts WHERE day < ? AND kind NOT IN ('order', 'coverage')",
             vec![SqlStorageValue::Integer(
                 now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1,
+            )],
+        )?;
+        sql.exec(
+            "DELETE FROM daily_counts WHERE day < ?",
+            vec![SqlStorageValue::Integer(
+                now_ms / DAY_MS - REPORT_RETENTION_DAYS + 1,
             )],
         )?;
         self.state
@@ -274,18 +330,41 @@ impl Ledger {
     }
 
     fn count(&self, counts: &[Count], now_ms: i64) -> Result<()> {
+        self.count_on(counts, now_ms / DAY_MS)
+    }
+
+    fn count_on(&self, counts: &[Count], day: i64) -> Result<()> {
         let sql = self.state.storage().sql();
         for c in counts {
+            fn reason_or_empty(r: &str) -> &str {
+                if r.is_empty() {
+                    ""
+                } else {
+                    counted_reason(r)
+                }
+            }
             // Bounded again here: whatever a caller sends, no new names become rows.
             let (name, reason) = match c.kind.as_str() {
                 "dropped" => (counted_field(&c.name), counted_reason(&c.reason)),
                 "outcome" => (
                     Outcome::parse(&c.name).map_or("other", Outcome::as_str),
-                    if c.reason.is_empty() {
-                        ""
+                    reason_or_empty(&c.reason),
+                ),
+                report::ORDER => (
+                    if c.name == report::SEEN {
+                        report::SEEN
                     } else {
-                        counted_reason(&c.reason)
+                        Outcome::parse(&c.name).map_or("other", Outcome::as_str)
                     },
+                    reason_or_empty(&c.reason),
+                ),
+                report::COVERAGE => (
+                    report::coverage_event_name(&c.name),
+                    report::COVERAGE_KEYS
+                        .iter()
+                        .copied()
+                        .find(|k| *k == c.reason)
+                        .unwrap_or("other"),
                 ),
                 _ => continue,
             };
@@ -293,7 +372,7 @@ impl Ledger {
                 "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, 1)
                  ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + 1",
                 vec![
-                    SqlStorageValue::Integer(now_ms / DAY_MS),
+                    SqlStorageValue::Integer(day),
                     c.kind.clone().into(),
                     name.into(),
                     reason.into(),
@@ -310,9 +389,9 @@ impl Ledger {
         let key = &item.key;
         let written = sql
             .exec(
-                "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce) VALUES (?, ?, ?, ?, 'queued', ?, ?)
+                "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
                  ON CONFLICT (key) DO UPDATE SET first_seen_ms = excluded.first_seen_ms, outcome = 'queued', reason = NULL,
-                   attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms, nonce = excluded.nonce
+                   attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms, nonce = excluded.nonce, source = excluded.source
                  WHERE events.first_seen_ms < ?
                  RETURNING key",
                 vec![
@@ -322,11 +401,17 @@ impl Ledger {
                     SqlStorageValue::Integer(now_ms),
                     SqlStorageValue::Integer(now_ms),
                     item.nonce.clone().into(),
+                    item.source
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     SqlStorageValue::Integer(now_ms - DEDUP_WINDOW_MS),
                 ],
             )?
             .to_array::<serde_json::Value>()?;
         if !written.is_empty() {
+            if item.source.as_deref() == Some(report::WEBHOOK) {
+                self.count(&[Count::order_seen()], now_ms)?;
+            }
             return Ok(ClaimStatus::New);
         }
         let rows: Vec<serde_json::Value> = sql
@@ -360,18 +445,33 @@ impl Ledger {
             event_name: r.event_name.clone(),
             event_id: r.event_id.clone(),
         };
+        // A webhook order settled before any claim (consent refused, expired) is first seen here.
+        if r.source.as_deref() == Some(report::WEBHOOK) {
+            let known = self
+                .state
+                .storage()
+                .sql()
+                .exec(
+                    "SELECT 1 AS known FROM events WHERE key = ?",
+                    vec![key_text(&key)],
+                )?
+                .to_array::<serde_json::Value>()?;
+            if known.is_empty() {
+                self.count(&[Count::order_seen()], now_ms)?;
+            }
+        }
         let written = self
             .state
             .storage()
             .sql()
             .exec(
                 &format!(
-                    "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms, source)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                      ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
                        attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms
                      WHERE events.outcome NOT IN ({})
-                     RETURNING key",
+                     RETURNING source, first_seen_ms",
                     final_outcomes_sql()
                 ),
                 vec![
@@ -384,13 +484,31 @@ impl Ledger {
                     SqlStorageValue::Integer(i64::from(r.attempts)),
                     r.fbtrace_id.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     SqlStorageValue::Integer(now_ms),
+                    r.source.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
                 ],
             )?
             .to_array::<serde_json::Value>()?;
-        if !written.is_empty() && (outcome.is_final() || outcome == Outcome::Retrying) {
-            self.count(
-                &[Count::outcome(outcome, r.reason.as_deref().unwrap_or(""))],
-                now_ms,
+        let Some(row) = written.first() else {
+            return Ok(());
+        };
+        let reason = r.reason.as_deref().unwrap_or("");
+        if outcome.is_final() || outcome == Outcome::Retrying {
+            self.count(&[Count::outcome(outcome, reason)], now_ms)?;
+        }
+        // Reconciliation: a webhook order's final outcome counts on the day it was reported.
+        if outcome.is_final() && row.get("source").and_then(|s| s.as_str()) == Some(report::WEBHOOK)
+        {
+            let first_seen = row
+                .get("first_seen_ms")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(now_ms);
+            self.count_on(
+                &[Count {
+                    kind: report::ORDER.into(),
+                    name: outcome.as_str().into(),
+                    reason: reason.into(),
+                }],
+                first_seen / DAY_MS,
             )?;
         }
         Ok(())
@@ -495,6 +613,25 @@ impl LedgerClient {
             event_id: event_id.to_string(),
         };
         self.call(self.shard_of(event_id), &op).await
+    }
+
+    /// Reconciliation and coverage rows of every shard for `from_day..=to_day`.
+    pub async fn report_rows(&self, from_day: i64, to_day: i64) -> Result<Vec<report::CountRow>> {
+        let op = Op::Report { from_day, to_day };
+        let mut rows = Vec::new();
+        for shard in 0..self.shards {
+            for r in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
+                let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                rows.push(report::CountRow {
+                    day: r["day"].as_i64().unwrap_or(0),
+                    kind: text("kind"),
+                    name: text("name"),
+                    reason: text("reason"),
+                    count: r["count"].as_i64().unwrap_or(0),
+                });
+            }
+        }
+        Ok(rows)
     }
 
     /// Counter rows of every shard, summed.

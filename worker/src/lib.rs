@@ -41,6 +41,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
         (Method::Get | Method::Head, "/health") => health(&cfg),
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
+        (Method::Get, "/report") => admin::report(&req, &cfg, &env).await,
         (Method::Get, r) if r.starts_with("/receipts/") => {
             admin::receipts(&req, &cfg, &env, &r["/receipts/".len()..]).await
         }
