@@ -2,49 +2,110 @@
 // Bundled by the build with the wasm-bindgen glue (web target) into one minified script.
 // Options (data attributes): data-pageview="off" (no automatic PageView), data-fbq="off"
 // (never install Meta's pixel), data-fbevents="URL" (where Meta's pixel script is loaded from),
-// data-shopify-cart="on" (copy _fbp/_fbc into hidden Shopify cart attributes, which the order
-// webhook carries back as note_attributes).
+// data-shopify-cart="on" (copy _fbp/_fbc and the consent state into hidden Shopify cart
+// attributes, which the order webhook carries back as note_attributes), data-consent="required"
+// (opt-in: nothing runs until `capi('consent', 'grant')`).
+// Consent is not stored by the shim: a consent banner calls capi('consent', …) on every page.
 import { initSync, start, command } from './capi_pixel.js';
 
 (function (w, d) {
   var s = d.currentScript, ds = (s && s.dataset) || {};
   var base = s ? s.src.replace(/\/p\.js(?:[?#].*)?$/, '') : '/t';
-  // Commands given before the wasm is ready are queued, not lost (also from a page-side stub).
-  var pending = (w.capi && w.capi.q) || [];
-  if (!w.capi || w.capi.q) {
-    w.capi = function () { pending.push(arguments); };
-    w.capi.q = pending;
+  // The Worker writes its privacy modes over this literal when it serves p.js (a JSON object:
+  // consent optional|required, gpc ldu|drop|ignore, ldu off|on|geo); still a string = defaults.
+  var modes = "__CAPI_MODES__";
+  if (typeof modes != 'object') modes = {};
+  var S = w.Shopify, shopify = S && (S.customerPrivacy || S.loadFeatures);
+  var gpc = w.navigator.globalPrivacyControl === true;
+  // Opt-in (and on Shopify, until its Customer Privacy API allows marketing): until consent is
+  // granted no cookie is written, Meta's pixel is not loaded and no beacon leaves; events wait.
+  var optIn = ds.consent == 'required' || modes.consent == 'required' || shopify;
+  // GPC in "drop" mode: this page is treated as consent refused, whatever a banner says later.
+  var locked = gpc && modes.gpc == 'drop';
+  var consent = locked ? 'denied' : ''; // '' unknown | 'granted' | 'denied'
+  var ready, booted, held = [];
+  var ck = function (n) { var m = d.cookie.match('(?:^|; )' + n + '=([^;]+)'); return m ? m[1] : ''; };
+
+  // Every command goes through here, before and after the wasm is ready.
+  function run(a) {
+    if (a[0] == 'consent') {
+      if (!locked && (a[1] == 'grant' || a[1] == 'revoke')) {
+        consent = a[1] == 'grant' ? 'granted' : 'denied';
+        // Meta's pixel: events held while consent is pending are dropped on revoke.
+        if (a[1] == 'revoke') held.length = 0;
+        if (w.fbq) w.fbq('consent', a[1]);
+        flush();
+      }
+      return;
+    }
+    if (consent == 'denied') return;
+    if (!ready || (optIn && !consent)) { held.push(a); return; }
+    return command(base + '/e', Array.prototype.slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0));
   }
+
+  // Starts tracking once the wasm is ready and consent allows it, then sends what waited.
+  function flush() {
+    if (!ready) return;
+    if (consent != 'denied' && !(optIn && !consent)) {
+      if (!booted) {
+        booted = 1;
+        start();
+        // Meta's standard base code, when the page has no pixel of its own. Meta requires
+        // consent and data processing options before init.
+        if (!w.fbq && ds.fbq != 'off' && ds.pixel) {
+          var n = w.fbq = function () { n.callMethod ? n.callMethod.apply(n, arguments) : n.queue.push(arguments); };
+          if (!w._fbq) w._fbq = n;
+          n.push = n; n.loaded = true; n.version = '2.0'; n.queue = [];
+          var t = d.createElement('script');
+          t.async = true;
+          t.src = ds.fbevents || 'https://connect.facebook.net/en_US/fbevents.js';
+          (d.head || d.documentElement).appendChild(t);
+          if (consent) n('consent', 'grant');
+          // Meta LDU: [1, 1000] = California, [0, 0] = Meta geolocates the visitor.
+          if (modes.ldu == 'on') n('dataProcessingOptions', ['LDU'], 1, 1000);
+          else if (modes.ldu == 'geo' || (gpc && (modes.gpc || 'ldu') == 'ldu')) n('dataProcessingOptions', ['LDU'], 0, 0);
+          n('init', ds.pixel);
+        }
+      }
+      var q = held.splice(0);
+      for (var i = 0; i < q.length; i++) run(q[i]);
+    }
+    cart();
+  }
+
+  // Shopify: the cart attributes the order webhook carries back. Never _fbp/_fbc before
+  // tracking started; emptied (Shopify removes empty attributes) when consent is refused.
+  function cart() {
+    if (ds.shopifyCart != 'on' || !(booted || consent)) return;
+    var attrs = consent == 'denied' ? { _fbp: '', _fbc: '', _capi_consent: consent } : { _fbp: ck('_fbp'), _fbc: ck('_fbc') };
+    if (consent == 'granted') attrs._capi_consent = consent;
+    var sent = JSON.stringify(attrs);
+    try {
+      if (sessionStorage.getItem('capi_cart') !== sent) {
+        fetch('/cart/update.js', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ attributes: attrs }), credentials: 'same-origin' })
+          .then(function (r) { if (r.ok) sessionStorage.setItem('capi_cart', sent); });
+      }
+    } catch (e) { /* storage blocked: skip, the webhook falls back to landing_site */ }
+  }
+
+  // Commands given before the wasm is ready wait in order (also from a page-side stub).
+  var early = (w.capi && w.capi.q) || [];
+  var api = w.capi = function () { return run(arguments); };
+  if (ds.pageview != 'off') held.push(['track', 'PageView']);
+  for (var i = 0; i < early.length; i++) run(early[i]);
+
+  // Shopify's Customer Privacy API: marketing allowed = granted; until then, opt-in.
+  if (shopify) {
+    var follow = function () { try { if (S.customerPrivacy.marketingAllowed()) run(['consent', 'grant']); } catch (e) {} };
+    S.customerPrivacy ? follow() : S.loadFeatures([{ name: 'consent-tracking-api', version: '0.1' }], follow);
+    d.addEventListener('visitorConsentCollected', function (e) { run(['consent', e.detail && e.detail.marketingAllowed ? 'grant' : 'revoke']); });
+  }
+
   // Compiled off the main thread as it streams in; only the (cheap) instantiation is synchronous.
   WebAssembly.compileStreaming(fetch(base + '/p.wasm?v=__WASM_VERSION__')).then(function (module) {
     initSync({ module: module });
-    start();
-    // Meta's standard base code, when the page has no pixel of its own.
-    if (!w.fbq && ds.fbq !== 'off' && ds.pixel) {
-      var n = w.fbq = function () { n.callMethod ? n.callMethod.apply(n, arguments) : n.queue.push(arguments); };
-      if (!w._fbq) w._fbq = n;
-      n.push = n; n.loaded = true; n.version = '2.0'; n.queue = [];
-      var t = d.createElement('script');
-      t.async = true;
-      t.src = ds.fbevents || 'https://connect.facebook.net/en_US/fbevents.js';
-      (d.head || d.documentElement).appendChild(t);
-      w.fbq('init', ds.pixel);
-    }
-    if (ds.shopifyCart === 'on') {
-      var ck = function (n) { var m = d.cookie.match('(?:^|; )' + n + '=([^;]+)'); return m ? m[1] : ''; };
-      var attrs = { _fbp: ck('_fbp'), _fbc: ck('_fbc') }, sent = JSON.stringify(attrs);
-      try {
-        if (sessionStorage.getItem('capi_cart') !== sent) {
-          fetch('/cart/update.js', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ attributes: attrs }), credentials: 'same-origin' })
-            .then(function (r) { if (r.ok) sessionStorage.setItem('capi_cart', sent); });
-        }
-      } catch (e) { /* storage blocked: skip, the webhook falls back to landing_site */ }
-    }
-    var api = w.capi = function () { return command(base + '/e', Array.prototype.slice.call(arguments)); };
-    api.loaded = true;
-    if (ds.pageview !== 'off') api('track', 'PageView');
-    for (var i = 0; i < pending.length; i++) api.apply(w, pending[i]);
-    pending.length = 0;
+    ready = api.loaded = true;
+    flush();
   })['catch'](function (e) {
     if (w.console) w.console.warn('capi-edge: the pixel shim failed to load', e);
   });

@@ -5,6 +5,9 @@
 // Worker with fetch(keepalive), and — when PIXEL_ID is set — to Meta's pixel with the same
 // eventID. checkout_completed uses event_id "purchase:<order id>", the id the Worker derives
 // from the orders/create webhook, so Meta keeps one Purchase.
+// Consent: it follows Shopify's Customer Privacy API (init.customerPrivacy, then
+// visitorConsentCollected). While marketing is not allowed it sends nothing — no beacon, no fbq
+// call — and every beacon says "consent": "granted". Without PIXEL_ID no Meta pixel is loaded.
 // The sandbox posts cross-origin: add its Origin (often "null") to the Worker's ALLOWED_ORIGINS.
 const CAPI_ENDPOINT = 'https://shop.example.com/t/e'; // your Worker route + /e
 const PIXEL_ID = ''; // your Meta pixel id, to also send browser copies from checkout
@@ -19,14 +22,31 @@ function uuidv7() {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-if (PIXEL_ID) {
+// Shopify's visitor consent: marketing allowed → events go out (the pixel loads on first need).
+let marketingAllowed = init.customerPrivacy?.marketingAllowed === true;
+api.customerPrivacy?.subscribe('visitorConsentCollected', (event) => {
+  marketingAllowed = event.customerPrivacy?.marketingAllowed === true;
+  if (PIXEL_ID && window.fbq) fbq('consent', marketingAllowed ? 'grant' : 'revoke');
+});
+
+// The Purchase event_id: "purchase:<order id>", trimmed, as capi_rules::event_id_for_order.
+function eventIdForOrder(orderId) {
+  return `purchase:${String(orderId).trim()}`;
+}
+
+// Meta's base code, installed only once marketing is allowed; consent is granted before init.
+function loadPixel() {
+  if (!PIXEL_ID || window.fbq) return;
   !function (f, b, e, v, n, t, s) { if (f.fbq) return; n = f.fbq = function () { n.callMethod ? n.callMethod.apply(n, arguments) : n.queue.push(arguments); };
     if (!f._fbq) f._fbq = n; n.push = n; n.loaded = !0; n.version = '2.0'; n.queue = []; t = b.createElement(e); t.async = !0; t.src = v;
     s = b.getElementsByTagName(e)[0]; s.parentNode.insertBefore(t, s); }(window, document, 'script', 'https://connect.facebook.net/en_US/fbevents.js');
+  fbq('consent', 'grant');
   fbq('init', PIXEL_ID);
 }
 
 async function report(eventName, eventId, checkout, event) {
+  if (!marketingAllowed) return;
+  loadPixel();
   const [fbp, fbc] = await Promise.all([browser.cookie.get('_fbp'), browser.cookie.get('_fbc')]);
   const customData = {
     value: Number(checkout.totalPrice?.amount ?? 0),
@@ -35,7 +55,7 @@ async function report(eventName, eventId, checkout, event) {
     content_type: 'product',
     num_items: (checkout.lineItems || []).reduce((n, li) => n + (li.quantity || 0), 0),
   };
-  if (eventName === 'Purchase') customData.order_id = String(checkout.order.id);
+  if (eventName === 'Purchase') customData.order_id = String(checkout.order.id).trim();
   if (PIXEL_ID) fbq('track', eventName, customData, { eventID: eventId });
   const address = checkout.billingAddress || checkout.shippingAddress || {};
   const beacon = {
@@ -43,6 +63,7 @@ async function report(eventName, eventId, checkout, event) {
     event_id: eventId,
     event_source_url: event.context.document.location.href,
     event_time_ms: Date.now(),
+    consent: 'granted',
     fbp: fbp || undefined,
     fbc: fbc || undefined,
     custom_data: customData,
@@ -60,5 +81,5 @@ analytics.subscribe('checkout_started', (event) => report('InitiateCheckout', uu
 analytics.subscribe('payment_info_submitted', (event) => report('AddPaymentInfo', uuidv7(), event.data.checkout, event));
 analytics.subscribe('checkout_completed', (event) => {
   const checkout = event.data.checkout;
-  report('Purchase', `purchase:${checkout.order.id}`, checkout, event);
+  report('Purchase', eventIdForOrder(checkout.order.id), checkout, event);
 });

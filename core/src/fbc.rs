@@ -1,72 +1,23 @@
-//! `_fbp` / `_fbc` cookie values (D-FBC): parsing, and building `_fbc` from a click id.
+//! `_fbp` / `_fbc` cookie values (D-FBC): parsing, and building `_fbc` from a click id. The
+//! rules themselves live in `capi-rules`, which the pixel shim compiles in too: one source for
+//! what the browser writes and what the Worker accepts.
 
-/// Cookie lifetime Meta recommends for server-set `_fbp`/`_fbc` (D-FBC: 90 days).
-pub const COOKIE_MAX_AGE_SECS: u32 = 90 * 24 * 3600;
-/// PB ignores click ids longer than this.
-const MAX_FBCLID_LEN: usize = 500;
-
-/// `fb.<subdomain index>.<creation ms>.<payload>[.<PB appendix>]` — the shape both cookies share.
-fn parts(value: &str) -> Option<(&str, &str)> {
-    let mut it = value.splitn(4, '.');
-    let (fb, index, ms, rest) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if fb != "fb"
-        || !(index.len() == 1 && digits(index))
-        || !(digits(ms) && ms.len() <= 16)
-        || rest.is_empty()
-    {
-        return None;
-    }
-    // An optional Parameter Builder appendix follows the payload after one more dot.
-    let payload = match rest.split_once('.') {
-        Some((p, appendix)) if !appendix.is_empty() && !appendix.contains('.') => p,
-        Some(_) => return None,
-        None => rest,
-    };
-    Some((ms, payload))
-}
-
-/// True when `value` is a well-formed `_fbp` (random part all digits).
-pub fn is_valid_fbp(value: &str) -> bool {
-    matches!(parts(value), Some((_, random)) if random.len() <= 20 && random.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// The click id of a well-formed `_fbc`, if it is one.
-pub fn fbc_click_id(value: &str) -> Option<&str> {
-    parts(value)
-        .map(|(_, click)| click)
-        .filter(|c| is_valid_fbclid(c))
-}
-
-/// True for something Meta could have put in `fbclid` (URL-safe token, bounded length).
-pub fn is_valid_fbclid(fbclid: &str) -> bool {
-    !fbclid.is_empty()
-        && fbclid.len() <= MAX_FBCLID_LEN
-        && fbclid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use capi_rules::{
+    cookie_value, fbc_click_id, fbclid_in_page_or_referrer, fbclid_in_url, is_valid_fbclid,
+    is_valid_fbp, subdomain_index, COOKIE_MAX_AGE_SECS,
+};
 
 /// D-FBC "Store ClickID": a new `_fbc` is due when there is none, or when the URL's
 /// `fbclid` differs from the one the cookie holds. The click id is kept exactly (case-sensitive).
+/// Built for the registrable domain the Worker sets it on (subdomain index 1).
 pub fn fbc_for_click(fbclid: &str, now_ms: u64, existing: Option<&str>) -> Option<String> {
     if !is_valid_fbclid(fbclid) {
         return None;
     }
     match existing.and_then(fbc_click_id) {
         Some(current) if current == fbclid => None,
-        _ => Some(format!("fb.1.{now_ms}.{fbclid}")),
+        _ => Some(capi_rules::fbc(1, now_ms, fbclid)),
     }
-}
-
-/// The `fbclid` query parameter of a page URL, undecoded (Meta: never alter it).
-pub fn fbclid_in_url(url: &str) -> Option<&str> {
-    let query = url.split_once('?')?.1;
-    let query = query.split('#').next().unwrap_or(query);
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("fbclid="))
-        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

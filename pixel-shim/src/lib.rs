@@ -7,7 +7,13 @@
 mod ffi;
 mod ids;
 
+use capi_rules::cookie_value;
 use wasm_bindgen::prelude::*;
+
+/// `command`'s `privacy` bit: the visitor granted consent (beacon `"consent": "granted"`).
+pub const CONSENT_GRANTED: u8 = 1;
+/// `command`'s `privacy` bit: `navigator.globalPrivacyControl` is on (beacon `"gpc": true`).
+pub const GPC: u8 = 4;
 
 // A free-list allocator a few hundred bytes in size instead of std's dlmalloc (~7 KB); the
 // shim allocates a handful of short strings per event.
@@ -16,26 +22,31 @@ use wasm_bindgen::prelude::*;
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
-/// Called once by the loader, before Meta's pixel loads: makes sure `_fbp` (and `_fbc` when
-/// the URL has a new `fbclid`) exist, so the pixel and the server see one `_fbp`.
+/// Called by the loader before Meta's pixel loads, once tracking is allowed (never while
+/// consent is pending or refused): makes sure a valid `_fbp` (and `_fbc` when the URL has a new
+/// `fbclid`) exist, so the pixel and the server see one `_fbp`.
 #[wasm_bindgen]
 pub fn start() {
     let href = ffi::href();
     let (secure, host) = ids::scheme_and_host(&href);
     let cookies = ffi::cookies();
     let now = ffi::now_ms() as u64;
-    if ids::cookie_value(&cookies, "_fbp").is_none() {
+    if !cookie_value(&cookies, "_fbp").is_some_and(capi_rules::is_valid_fbp) {
         let mut r = [0u8; 4];
         if ffi::random_bytes(&mut r) {
             let random = u32::from_le_bytes(r) & 0x7fff_ffff;
-            ids::store_cookie(host, secure, "_fbp", |index| ids::fbp(index, now, random));
+            ids::store_cookie(host, secure, "_fbp", |index| {
+                capi_rules::fbp(index, now, random)
+            });
         }
     }
-    if let Some(click) = ids::query_param(&href, "fbclid") {
-        if ids::is_fbclid(click)
-            && ids::cookie_value(&cookies, "_fbc").and_then(ids::fbc_click_id) != Some(click)
+    if let Some(click) = capi_rules::fbclid_in_url(&href) {
+        if capi_rules::is_valid_fbclid(click)
+            && cookie_value(&cookies, "_fbc").and_then(capi_rules::fbc_click_id) != Some(click)
         {
-            ids::store_cookie(host, secure, "_fbc", |index| ids::fbc(index, now, click));
+            ids::store_cookie(host, secure, "_fbc", |index| {
+                capi_rules::fbc(index, now, click)
+            });
         }
     }
 }
@@ -45,9 +56,11 @@ pub fn start() {
 /// `capi('trackCustom', 'MyEvent', {...})`, or on the thank-you page
 /// `capi('purchase', {order_id, value, currency, ...})`, whose `event_id` is derived from the
 /// order id exactly as the Worker derives it from the order webhook (`purchase:<order_id>`),
-/// so the two copies deduplicate. Returns the event's id (undefined if ignored).
+/// so the two copies deduplicate. `privacy` is what the loader knows of the visitor's choices,
+/// as bits: [`CONSENT_GRANTED`], [`GPC`] (the loader sends nothing once consent is refused). Returns the event's id
+/// (undefined if ignored).
 #[wasm_bindgen]
-pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
+pub fn command(endpoint: &str, args: js_sys::Array, privacy: u8) -> Option<String> {
     let method = args.get(0).as_string()?;
     let (method, name, params, event_id) = if method == "purchase" {
         let params = ffi::params_or_empty(args.get(1));
@@ -56,7 +69,7 @@ pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
             String::from("track"),
             String::from("Purchase"),
             params,
-            ids::purchase_event_id(&order_id),
+            capi_rules::event_id_for_order(&order_id),
         )
     } else if method == "track" || method == "trackCustom" {
         let name = args.get(1).as_string().filter(|n| !n.is_empty())?;
@@ -70,12 +83,12 @@ pub fn command(endpoint: &str, args: js_sys::Array) -> Option<String> {
         return None;
     };
     ffi::call_fbq(&method, &name, &params, &event_id);
-    send(endpoint, &name, &event_id, &params);
+    send(endpoint, &name, &event_id, &params, privacy);
     Some(event_id)
 }
 
 /// Posts the event to the Worker: the same name and id the pixel got, plus page facts.
-fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue) {
+fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue, privacy: u8) {
     let (href, referrer) = (ffi::href(), ffi::referrer());
     let cookies = ffi::cookies();
     let beacon = ffi::object();
@@ -90,8 +103,15 @@ fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue) {
         "event_time_ms",
         &JsValue::from_f64(ffi::now_ms().floor()),
     );
+    // The Worker's consent gate reads these (absent = consent unknown / no GPC signal).
+    if privacy & CONSENT_GRANTED != 0 {
+        ffi::set(&beacon, "consent", &JsValue::from_str("granted"));
+    }
+    if privacy & GPC != 0 {
+        ffi::set(&beacon, "gpc", &JsValue::TRUE);
+    }
     for (key, cookie) in [("fbp", "_fbp"), ("fbc", "_fbc")] {
-        if let Some(v) = ids::cookie_value(&cookies, cookie) {
+        if let Some(v) = cookie_value(&cookies, cookie) {
             ffi::set(&beacon, key, &JsValue::from_str(v));
         }
     }

@@ -154,6 +154,8 @@ test('the Shopify checkout custom pixel reports checkout events; its Purchase de
       window.analytics = { subscribe: (name, fn) => { handlers[name] = fn; } };
       window.browser = { cookie: { get: async (n) => (document.cookie.match('(?:^|; )' + n + '=([^;]+)') || [])[1] || '' } };
       window.fire = (name, data) => handlers[name]({ data, context: { document: { location: { href: location.href } } } });
+      window.init = { customerPrivacy: { marketingAllowed: true } };
+      window.api = { customerPrivacy: { subscribe: () => {} } };
     </script><script>${snippet}</script>`,
   }));
   await page.goto(`${worker.url}/checkouts/cn/abc`);

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 /// The `event_id` of an order's Purchase, on both sides: the webhook and the thank-you page's
 /// `capi('purchase', {order_id})`. No state is carried through checkout.
 pub fn event_id_for_order(order_id: &str) -> String {
-    format!("purchase:{}", order_id.trim())
+    capi_rules::event_id_for_order(order_id)
 }
 
 /// What a platform webhook means for us.
