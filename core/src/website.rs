@@ -3,7 +3,7 @@
 use crate::beacon::Beacon;
 use crate::custom_data::{self, Dropped};
 use crate::event::{ServerEvent, UserData, UNHASHED_IDS};
-use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
+use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_page_or_referrer, is_valid_fbp};
 use crate::normalize::{self, Field};
 use crate::privacy::{self, CustomerData, Modes, Verdict};
 use crate::MAX_EVENT_AGE_SECS;
@@ -19,8 +19,9 @@ pub struct RequestFacts<'a> {
     pub cookie_fbc: Option<&'a str>,
     /// `Sec-GPC: 1` on the request (a browser setting page scripts cannot change).
     pub gpc_header: bool,
-    /// Subdomain index of the cookie domain (`fb.<index>.…`, Meta: `example.com` is 1).
-    pub subdomain_index: u8,
+    /// Subdomain index of the cookie domain (`fb.<index>.…`, Meta: `example.com` is 1;
+    /// `crate::fbc::subdomain_index`).
+    pub subdomain_index: u32,
     pub now_ms: u64,
 }
 
@@ -100,11 +101,11 @@ pub fn website_event(
         });
     }
     // Meta's Parameter Builder: fbclid from the page URL, else from the referrer's query.
-    let click = fbclid_in_url(&beacon.event_source_url)
-        .or_else(|| beacon.referrer_url.as_deref().and_then(fbclid_in_url));
+    let click =
+        fbclid_in_page_or_referrer(&beacon.event_source_url, beacon.referrer_url.as_deref());
     let new_fbc = click
-        .and_then(|click| fbc_for_click(click, facts.now_ms, existing_fbc))
-        .map(|fbc| with_subdomain_index(fbc, facts.subdomain_index));
+        .filter(|click| fbc_for_click(click, facts.now_ms, existing_fbc).is_some())
+        .map(|click| capi_rules::fbc(facts.subdomain_index, facts.now_ms, click));
     user_data.fbc = new_fbc.clone().or(existing_fbc.map(str::to_string));
 
     let country = beacon
@@ -229,24 +230,6 @@ pub fn is_unsigned_purchase(event_name: &str, event_id: &str, signed_orders: boo
             || event_id
                 .get(..9)
                 .is_some_and(|p| p.eq_ignore_ascii_case("purchase:")))
-}
-
-/// `fb.1.<ms>.<click>` with the cookie domain's subdomain index in place of the 1.
-fn with_subdomain_index(fbc: String, index: u8) -> String {
-    match fbc.strip_prefix("fb.1.") {
-        Some(rest) if index != 1 => format!("fb.{index}.{rest}"),
-        _ => fbc,
-    }
-}
-
-/// Meta's subdomain index of a cookie domain: its label count minus one (`com` 0,
-/// `example.com` 1, `www.example.com` 2); a leading dot does not count.
-pub fn subdomain_index(domain: &str) -> u8 {
-    let d = domain.trim_start_matches('.');
-    if d.is_empty() {
-        return 0;
-    }
-    u8::try_from(d.split('.').count() - 1).unwrap_or(9).min(9)
 }
 
 #[cfg(test)]
@@ -376,8 +359,7 @@ mod tests {
         };
         let w = website_event(b, &f, &HASHED).expect("event");
         assert_eq!(w.set_fbc, Some(format!("fb.2.{NOW}.IwAR_ref")));
-        assert_eq!(subdomain_index(".example.com"), 1);
-        assert_eq!(subdomain_index("shop.example.co.uk"), 3);
+        assert_eq!(crate::fbc::subdomain_index(".example.com"), 1);
     }
 
     #[test]

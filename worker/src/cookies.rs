@@ -2,15 +2,6 @@
 
 use capi_core::fbc::COOKIE_MAX_AGE_SECS;
 
-/// The value of cookie `name` in a `Cookie:` header.
-pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
 /// The domain `_fbp`/`_fbc` are set on: `COOKIE_DOMAIN` when configured, else the request
 /// host's registrable domain (`www.shop.co.uk` → `shop.co.uk`), so the shim's cookie and the
 /// server's are one cookie, not two of different scope. None (host-only) for IP addresses,
@@ -89,11 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_found_by_exact_name() {
-        let h = "a=1; _fbp=fb.1.2.3; x_fbp=no; _fbc=fb.1.2.AbC";
-        assert_eq!(cookie(h, "_fbp"), Some("fb.1.2.3"));
-        assert_eq!(cookie(h, "_fbc"), Some("fb.1.2.AbC"));
-        assert_eq!(cookie(h, "_x"), None);
+    fn server_cookies_have_metas_attributes() {
         assert_eq!(
             set_cookie("_fbp", "v", Some("example.com"), true).as_deref(),
             Some("_fbp=v; Max-Age=7776000; Path=/; SameSite=Lax; Domain=example.com; Secure")

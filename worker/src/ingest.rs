@@ -3,17 +3,17 @@
 //! queue consumer claims whole batches).
 
 use crate::config::Config;
-use crate::cookies::{cookie, cookie_domain, set_cookie};
+use crate::cookies::{cookie_domain, set_cookie};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::Count;
 use crate::log;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::delivery::Outcome;
+use capi_core::fbc::cookie_value as cookie;
+use capi_core::fbc::subdomain_index;
 use capi_core::origin::{is_allowed_origin, origin_of};
-use capi_core::website::{
-    is_unsigned_purchase, subdomain_index, website_event, RequestFacts, SIGNED_SOURCE_ONLY,
-};
+use capi_core::website::{is_unsigned_purchase, website_event, RequestFacts, SIGNED_SOURCE_ONLY};
 use worker::{Context, Date, Env, Headers, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
