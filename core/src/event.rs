@@ -181,6 +181,16 @@ pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
     crate::hash::lower_hex(&mac.finalize().into_bytes())
 }
 
+/// `{graph}/{version}/{pixel}/events`; no credentials in it.
+pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String {
+    format!(
+        "{}/{}/{}/events",
+        graph_url.trim_end_matches('/'),
+        api_version.trim_matches('/'),
+        pixel_id
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,14 +209,4 @@ mod tests {
         )));
         assert!(!request_body(&[], "tok", None, None).contains("appsecret_proof"));
     }
-}
-
-/// `{graph}/{version}/{pixel}/events`; no credentials in it.
-pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String {
-    format!(
-        "{}/{}/{}/events",
-        graph_url.trim_end_matches('/'),
-        api_version.trim_matches('/'),
-        pixel_id
-    )
 }
