@@ -126,9 +126,20 @@ test('an event that exhausts its attempts is dead-lettered with its reason, not 
     assert.equal(r.attempts, 2);
     assert.match(r.reason, /^attempts_exhausted_transient/);
     assert.equal((await w.stats()).outcomes.dead_lettered, 1);
+    const admin = (path, init = {}) => w.fetch(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const parked = await eventually(async () => (await (await admin('/t/dead-letters')).json()).dead_letters.find((d) => d.event_id === 'dlq-1'), 15_000, 'the dead letter parked for replay');
+    assert.match(parked.reason, /^attempts_exhausted_transient/);
     await sandbox.faults({});
-    await sleep(1500);
     assert.equal((await copies('dlq-')).size, 0, 'a dead letter is not sent behind the operator\'s back');
+
+    // The cause is fixed: replay re-drives it through the normal path, exactly once.
+    const replay = await (await admin('/t/replay', { method: 'POST' })).json();
+    assert.deepEqual([replay.replayed, replay.event_ids], [1, ['dlq-1']]);
+    await eventually(async () => (await copies('dlq-')).get('dlq-1') === 1, 15_000, 'the replayed event at Meta');
+    assert.equal((await (await admin('/t/replay', { method: 'POST' })).json()).replayed, 0, 'a replayed letter is not replayed again');
+    const sent = await eventually(async () => { const r = (await w.receipts('dlq-1')).receipts?.[0]; return r?.outcome === 'sent' && r; }, 10_000, 'sent receipt');
+    assert.ok(sent.fbtrace_id);
+    assert.equal((await copies('dlq-')).get('dlq-1'), 1);
   } finally {
     await sandbox.faults({});
     await w.stop();

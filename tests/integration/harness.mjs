@@ -57,7 +57,10 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
     // As in wrangler.toml; `queues: false` runs the Worker without them (the direct-send fallback).
     ...(queues && {
       queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
-      queueConsumers: { 'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } },
+      queueConsumers: {
+        'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' },
+        'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
+      },
     }),
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');

@@ -88,6 +88,64 @@ pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
     )
 }
 
+/// `GET /t/dead-letters`: what could not be delivered, with the reason (ids only).
+pub async fn dead_letters(req: &Request, cfg: &Config, env: &Env) -> Answer {
+    let (ledger, pixel) = authorized(req, cfg, env)?;
+    let rows = ledger.dead_letters().await?;
+    no_store(&json!({"pixel_id": pixel, "dead_letters": rows}))
+}
+
+/// `POST /t/replay[?event_id=ID]`: re-drives dead letters (all, or one event's) through the
+/// normal delivery path once the cause is fixed (a new token, Meta back). Still exactly once:
+/// only events whose receipt is still `dead_lettered` are reopened, each under a new claim
+/// nonce, and a replayed letter is not replayed again.
+pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
+    let (ledger, pixel) = authorized(req, cfg, env)?;
+    let url = req.url()?;
+    let event_id = url
+        .query_pairs()
+        .find(|(k, _)| k == "event_id")
+        .map(|(_, v)| v.into_owned());
+    let nonce = crate::delivery::new_nonce();
+    let now_ms = worker::Date::now().as_millis();
+    let bodies = ledger
+        .take_for_replay(event_id.as_deref(), &nonce, now_ms)
+        .await?;
+    let (mut replayed, mut failed) = (Vec::new(), 0);
+    for body in bodies {
+        let Ok(mut q) = serde_json::from_str::<crate::delivery::QueuedEvent>(&body) else {
+            continue;
+        };
+        let Some(e) = q.event.clone() else { continue };
+        q.attempt = 0;
+        q.nonce = nonce.clone();
+        q.counts.clear();
+        if crate::delivery::enqueue(env, &q, 0).await {
+            replayed.push(e.event_id.clone());
+            continue;
+        }
+        // The queue refused it: dead-lettered again, parked again, for the next replay.
+        failed += 1;
+        let receipt = crate::ledger::Receipt {
+            event_name: e.event_name.clone(),
+            event_id: e.event_id.clone(),
+            outcome: capi_core::delivery::Outcome::DeadLettered.as_str().into(),
+            reason: Some("replay_enqueue_failed".into()),
+            attempts: 0,
+            fbtrace_id: None,
+            source: None,
+        };
+        let shard = ledger.shard_of(&e.event_id);
+        ledger
+            .record(shard, vec![receipt], Vec::new(), now_ms)
+            .await;
+        ledger.park(&q, "replay_enqueue_failed", now_ms).await;
+    }
+    no_store(
+        &json!({"pixel_id": pixel, "replayed": replayed.len(), "event_ids": replayed, "failed": failed}),
+    )
+}
+
 const DAY_MS: f64 = 86_400_000.0;
 
 /// `YYYY-MM-DD` of a day number (days since the Unix epoch, UTC), by the runtime's own Date.

@@ -87,6 +87,48 @@ struct DeadLetter<'a> {
     reason: &'a str,
 }
 
+/// A dead letter as read back from the dead-letter queue.
+#[derive(Deserialize)]
+struct DeadLetterIn {
+    queued: QueuedEvent,
+    reason: String,
+}
+
+/// The dead-letter queue's consumer: parks each dead letter in its event's ledger shard, where
+/// `POST /t/replay` finds it once the cause is fixed. Messages the platform dead-lettered itself
+/// (its retries exhausted) are plain queued events.
+pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
+    let cfg = Config::from_env(&env);
+    let now_ms = Date::now().as_millis();
+    for m in batch.messages()? {
+        let parsed = serde_json::from_str::<DeadLetterIn>(m.body())
+            .map(|d| (d.queued, d.reason))
+            .or_else(|_| {
+                serde_json::from_str::<QueuedEvent>(m.body())
+                    .map(|q| (q, "platform_retries_exhausted".to_string()))
+            });
+        let Ok((queued, reason)) = parsed else {
+            log::error("unreadable_dead_letter", &[]);
+            m.ack();
+            continue;
+        };
+        let Some(l) = LedgerClient::for_pixel(&env, &queued.pixel_id, cfg.ledger_shards) else {
+            m.retry();
+            continue;
+        };
+        if queued.event.is_none() {
+            m.ack();
+            continue;
+        }
+        if l.park(&queued, &reason, now_ms).await {
+            m.ack();
+        } else {
+            m.retry();
+        }
+    }
+    Ok(())
+}
+
 /// How an event's delivery round ended, and what to do with its message.
 #[derive(Debug, Clone)]
 pub struct Delivered {

@@ -169,6 +169,22 @@ enum Op {
         from_day: i64,
         to_day: i64,
     },
+    /// Keeps a dead letter for replay.
+    Park {
+        key: EventKey,
+        body: String,
+        reason: String,
+        now_ms: i64,
+    },
+    /// Lists dead letters (not the events, which stay in the ledger only).
+    DeadLetters,
+    /// Takes the parked dead letters (one event id, or all) for replay: reopens each event's
+    /// `dead_lettered` claim under a fresh nonce, atomically, so two replays cannot both send.
+    Replay {
+        event_id: Option<String>,
+        nonce: String,
+        now_ms: i64,
+    },
 }
 
 fn key_text(k: &EventKey) -> SqlStorageValue {
@@ -194,6 +210,8 @@ impl DurableObject for Ledger {
                fbtrace_id TEXT, updated_ms INTEGER NOT NULL, nonce TEXT, source TEXT)",
             "CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id)",
             "CREATE INDEX IF NOT EXISTS events_by_age ON events (first_seen_ms)",
+            "CREATE TABLE IF NOT EXISTS dead_letters (key TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_id TEXT NOT NULL,
+               body TEXT NOT NULL, reason TEXT NOT NULL, parked_ms INTEGER NOT NULL, replayed_ms INTEGER)",
             "CREATE TABLE IF NOT EXISTS daily_counts (day INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
                reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (day, kind, name, reason))",
         ] {
@@ -268,6 +286,83 @@ impl DurableObject for Ledger {
                     )?
                     .to_array()?;
                 Response::from_json(&rows)
+            }
+            Op::Park {
+                key,
+                body,
+                reason,
+                now_ms,
+            } => {
+                self.state.storage().sql().exec(
+                    "INSERT INTO dead_letters (key, event_name, event_id, body, reason, parked_ms) VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (key) DO UPDATE SET body = excluded.body, reason = excluded.reason,
+                       parked_ms = excluded.parked_ms, replayed_ms = NULL",
+                    vec![
+                        key_text(&key),
+                        key.event_name.clone().into(),
+                        key.event_id.clone().into(),
+                        body.into(),
+                        counted_reason(&reason).into(),
+                        SqlStorageValue::Integer(now_ms),
+                    ],
+                )?;
+                Response::from_json(&serde_json::json!({ "parked": true }))
+            }
+            Op::DeadLetters => {
+                let rows: Vec<serde_json::Value> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters ORDER BY parked_ms",
+                        None,
+                    )?
+                    .to_array()?;
+                Response::from_json(&rows)
+            }
+            Op::Replay {
+                event_id,
+                nonce,
+                now_ms,
+            } => {
+                let sql = self.state.storage().sql();
+                let rows: Vec<serde_json::Value> = match &event_id {
+                    Some(id) => sql.exec(
+                        "SELECT key, body FROM dead_letters WHERE replayed_ms IS NULL AND event_id = ?",
+                        vec![id.clone().into()],
+                    )?,
+                    None => sql.exec(
+                        "SELECT key, body FROM dead_letters WHERE replayed_ms IS NULL",
+                        None,
+                    )?,
+                }
+                .to_array()?;
+                let mut bodies = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let (Some(key), Some(body)) = (r["key"].as_str(), r["body"].as_str()) else {
+                        continue;
+                    };
+                    // Reopen only what is still dead-lettered: a replay never resends a sent event.
+                    let reopened = sql
+                        .exec(
+                            "UPDATE events SET outcome = 'queued', reason = 'replayed', attempts = 0, nonce = ?, updated_ms = ?
+                             WHERE key = ? AND outcome = 'dead_lettered' RETURNING key",
+                            vec![
+                                nonce.clone().into(),
+                                SqlStorageValue::Integer(now_ms),
+                                key.into(),
+                            ],
+                        )?
+                        .to_array::<serde_json::Value>()?;
+                    sql.exec(
+                        "UPDATE dead_letters SET replayed_ms = ? WHERE key = ?",
+                        vec![SqlStorageValue::Integer(now_ms), key.into()],
+                    )?;
+                    if !reopened.is_empty() {
+                        bodies.push(body.to_string());
+                    }
+                }
+                Response::from_json(&bodies)
             }
             Op::Stats { now_ms } => {
                 let rows: Vec<serde_json::Value> = self
@@ -632,6 +727,67 @@ impl LedgerClient {
             }
         }
         Ok(rows)
+    }
+
+    /// Parks a dead letter in its event's shard; false if the ledger failed.
+    pub async fn park(
+        &self,
+        queued: &crate::delivery::QueuedEvent,
+        reason: &str,
+        now_ms: u64,
+    ) -> bool {
+        let Some(e) = &queued.event else { return true };
+        let op = Op::Park {
+            key: EventKey {
+                event_name: e.event_name.clone(),
+                event_id: e.event_id.clone(),
+            },
+            body: queued.to_json(),
+            reason: reason.to_string(),
+            now_ms: now_ms as i64,
+        };
+        Self::logged(
+            "park",
+            self.call::<serde_json::Value>(self.shard_of(&e.event_id), &op)
+                .await,
+        )
+        .is_some()
+    }
+
+    /// Dead letters of every shard (ids, reasons, times).
+    pub async fn dead_letters(&self) -> Result<Vec<serde_json::Value>> {
+        let mut all = Vec::new();
+        for shard in 0..self.shards {
+            all.extend(
+                self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters)
+                    .await?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// Takes the dead letters to replay (queued-event JSON bodies), each reopened under `nonce`.
+    pub async fn take_for_replay(
+        &self,
+        event_id: Option<&str>,
+        nonce: &str,
+        now_ms: u64,
+    ) -> Result<Vec<String>> {
+        let op = Op::Replay {
+            event_id: event_id.map(str::to_string),
+            nonce: nonce.to_string(),
+            now_ms: now_ms as i64,
+        };
+        match event_id {
+            Some(id) => self.call(self.shard_of(id), &op).await,
+            None => {
+                let mut all = Vec::new();
+                for shard in 0..self.shards {
+                    all.extend(self.call::<Vec<String>>(shard, &op).await?);
+                }
+                Ok(all)
+            }
+        }
     }
 
     /// Counter rows of every shard, summed.

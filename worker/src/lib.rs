@@ -42,6 +42,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Get | Method::Head, "/health") => health(&cfg),
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
         (Method::Get, "/report") => admin::report(&req, &cfg, &env).await,
+        (Method::Get, "/dead-letters") => admin::dead_letters(&req, &cfg, &env).await,
+        (Method::Post, "/replay") => admin::replay(&req, &cfg, &env).await,
         (Method::Get, r) if r.starts_with("/receipts/") => {
             admin::receipts(&req, &cfg, &env, &r["/receipts/".len()..]).await
         }
@@ -54,6 +56,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// The queue consumer: delivers what ingest enqueued (see `delivery`).
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    if batch.queue().ends_with("dead-letters") {
+        return delivery::park_dead_letters(batch, env).await;
+    }
     delivery::consume(batch, env).await
 }
 
