@@ -40,7 +40,7 @@ import { initSync, start, command } from './capi_pixel.js';
     }
     if (consent == 'denied') return;
     if (!ready || (optIn && !consent)) { held.push(a); return; }
-    return command(base + '/e', Array.prototype.slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0));
+    return command(base + '/e', [].slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0));
   }
 
   // Starts tracking once the wasm is ready and consent allows it, then sends what waited.
@@ -63,7 +63,7 @@ import { initSync, start, command } from './capi_pixel.js';
           if (consent) n('consent', 'grant');
           // Meta LDU: [1, 1000] = California, [0, 0] = Meta geolocates the visitor.
           if (modes.ldu == 'on') n('dataProcessingOptions', ['LDU'], 1, 1000);
-          else if (modes.ldu == 'geo' || (gpc && (modes.gpc || 'ldu') == 'ldu')) n('dataProcessingOptions', ['LDU'], 0, 0);
+          else if (modes.ldu == 'geo' || (gpc && !modes.gpc) || (gpc && modes.gpc == 'ldu')) n('dataProcessingOptions', ['LDU'], 0, 0);
           n('init', ds.pixel);
         }
       }

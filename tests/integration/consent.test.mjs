@@ -1,0 +1,212 @@
+// Consent, GPC and LDU in the browser: headless Chromium, the real Worker in workerd, the CAPI
+// sandbox (whose fbevents.js stands in for Meta's pixel and, like it, sends nothing while consent
+// is revoked). Asserts what a visitor or merchant can check: the requests the browser made, the
+// cookies in its jar, the fbq calls and what the sandbox received. "Nothing was sent" is proven by
+// order: a marker request the page makes later must come before any tracking request.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { startSandbox, startWorker, eventually, PIXEL_ID, ROOT } from './harness.mjs';
+
+let sandbox, worker, browser;
+
+before(async () => {
+  sandbox = await startSandbox();
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+      // Pages here are served by the test (route.fulfill), so Chromium does not know they are on
+      // 127.0.0.1 and would block their requests to the sandbox's loopback port.
+      '--disable-features=LocalNetworkAccessChecks'],
+    timeout: 30_000,
+  });
+});
+after(async () => {
+  await browser?.close();
+  await worker?.stop();
+  sandbox?.stop();
+});
+
+/** A storefront page on the Worker's origin with the shim tag (`attrs` added to it), an optional
+ * inline script before the tag, and a log of the requests the browser makes. */
+async function storefront({ attrs = '', head = '', init } = {}) {
+  const context = await browser.newContext();
+  if (init) await context.addInitScript(init);
+  const page = await context.newPage();
+  const requests = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/t/e') requests.push({ kind: 'beacon', body: JSON.parse(r.postData()) });
+    else if (u.pathname.endsWith('/fbevents.js')) requests.push({ kind: 'pixel' });
+    else if (u.pathname === '/marker') requests.push({ kind: 'marker', step: u.searchParams.get('step') });
+    else if (u.pathname === '/cart/update.js') requests.push({ kind: 'cart', body: JSON.parse(r.postData()) });
+  });
+  await page.route(`${worker.url}/shop/**`, (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<!doctype html><script>window.capi=window.capi||function(){(capi.q=capi.q||[]).push(arguments)};</script>${head}
+      <script src="/t/p.js" data-pixel="${PIXEL_ID}" data-fbevents="${sandbox.url}/fbevents.js" ${attrs} async></script>`,
+  }));
+  await page.route(`${worker.url}/marker*`, (route) => route.fulfill({ status: 204 }));
+  await page.route(`${worker.url}/cart/update.js`, (route) => route.fulfill({ contentType: 'application/json', body: '{}' }));
+  const open = async (path = '/shop/p') => { await page.goto(worker.url + path); await page.waitForFunction(() => window.capi && window.capi.loaded); };
+  // A request the page makes now: anything tracked earlier would have been requested before it.
+  const marker = async (step) => {
+    await page.evaluate((s) => fetch(`/marker?step=${s}`), step);
+    await eventually(() => requests.some((r) => r.kind === 'marker' && r.step === step), 5_000, `marker ${step}`);
+  };
+  const before = (step) => requests.slice(0, requests.findIndex((r) => r.kind === 'marker' && r.step === step));
+  const beacons = () => requests.filter((r) => r.kind === 'beacon').map((r) => r.body);
+  const cookieNames = async () => (await context.cookies()).map((c) => c.name);
+  // Meta's (stand-in) pixel loads asynchronously: its log is read once it has seen `init`.
+  const fbqLog = () => eventually(async () => {
+    const log = await page.evaluate(() => window.__fbqLog || []);
+    return log.some((c) => c[0] === 'init') && log;
+  }, 10_000, 'the pixel initialised');
+  return { context, page, requests, open, marker, before, beacons, cookieNames, fbqLog };
+}
+
+const sandboxHas = async (name, id) => {
+  const v = await sandbox.events();
+  return v.server.some((e) => e.event_name === name && e.event_id === id) && v.browser.some((e) => e.event_name === name && e.event_id === id);
+};
+const indexOfCall = (log, method, arg) => log.findIndex((c) => c[0] === method && (arg === undefined || c[1] === arg));
+
+test('opt-in (data-consent="required"): nothing before grant, then every held event once, consent before init', async () => {
+  const s = await storefront({ attrs: 'data-consent="required"' });
+  await s.page.addInitScript(() => document.addEventListener('DOMContentLoaded', () => window.capi('track', 'ViewContent', { content_ids: ['mug'] })));
+  await s.open('/shop/p?fbclid=IwAR_optin-1');
+  await s.page.evaluate(() => window.capi('track', 'AddToCart', { value: 5, currency: 'EUR' }));
+  await s.marker('pending');
+  assert.deepEqual(s.before('pending'), [], 'no pixel script, no beacon while consent is pending');
+  assert.deepEqual(await s.cookieNames(), [], 'no _fbp/_fbc (no cookie at all) while consent is pending');
+
+  await s.page.evaluate(() => window.capi('consent', 'grant'));
+  await eventually(() => s.beacons().length === 3, 10_000, 'three beacons after grant');
+  const names = s.beacons().map((b) => b.event_name);
+  assert.deepEqual(names, ['PageView', 'ViewContent', 'AddToCart'], 'held events, in order');
+  assert.ok(s.beacons().every((b) => b.consent === 'granted' && !('gpc' in b)));
+  assert.equal(new Set(s.beacons().map((b) => b.event_id)).size, 3, 'each with its own event_id');
+  assert.ok(s.requests.some((r) => r.kind === 'pixel'), 'Meta pixel loaded after grant');
+  const names2 = await s.cookieNames();
+  assert.ok(names2.includes('_fbp') && names2.includes('_fbc'), '_fbp/_fbc minted after grant');
+
+  const log = await s.fbqLog();
+  assert.ok(indexOfCall(log, 'consent', 'grant') >= 0 && indexOfCall(log, 'consent', 'grant') < indexOfCall(log, 'init'), 'fbq consent grant before init');
+  for (const b of s.beacons()) await eventually(() => sandboxHas(b.event_name, b.event_id), 10_000, `${b.event_name} from pixel and server`);
+
+  // A second grant must not replay anything.
+  await s.page.evaluate(() => window.capi('consent', 'grant'));
+  await s.marker('again');
+  assert.equal(s.beacons().length, 3, 'held events were sent exactly once');
+  await s.context.close();
+});
+
+test('opt-in then revoke: nothing is ever sent, held events are dropped', async () => {
+  const s = await storefront({ attrs: 'data-consent="required"' });
+  await s.open();
+  await s.page.evaluate(() => { window.capi('track', 'AddToCart', { value: 1, currency: 'EUR' }); window.capi('consent', 'revoke'); window.capi('track', 'Lead'); });
+  await s.marker('revoked');
+  assert.deepEqual(s.before('revoked'), []);
+  assert.deepEqual(await s.cookieNames(), []);
+  // A later grant starts tracking from then on: the dropped events stay dropped.
+  await s.page.evaluate(() => { window.capi('consent', 'grant'); window.capi('trackCustom', 'AfterGrant'); });
+  await s.marker('granted');
+  await eventually(() => s.beacons().length >= 1, 5_000, 'the post-grant beacon');
+  assert.deepEqual(s.beacons().map((b) => b.event_name), ['AfterGrant'], 'PageView, AddToCart and Lead were dropped on revoke');
+  await s.context.close();
+});
+
+test('default (optional) then revoke: beacons stop and Meta\'s pixel is told', async () => {
+  const s = await storefront();
+  await s.open();
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
+  assert.ok(!('consent' in s.beacons()[0]), 'consent unknown: omitted');
+  await s.fbqLog();
+  await s.page.evaluate(() => { window.capi('consent', 'revoke'); window.capi('trackCustom', 'AfterRevoke'); });
+  await s.marker('after');
+  assert.deepEqual(s.beacons().map((b) => b.event_name), ['PageView']);
+  const log = await s.fbqLog();
+  assert.ok(indexOfCall(log, 'consent', 'revoke') > indexOfCall(log, 'init'), 'revoke mirrored to fbq');
+  assert.equal(indexOfCall(log, 'trackCustom', 'AfterRevoke'), -1, 'the pixel got no event after revoke');
+  await s.context.close();
+});
+
+test('GPC: beacons carry gpc:true and Meta\'s pixel gets LDU before init', async () => {
+  const s = await storefront({ init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
+  await s.open();
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
+  assert.equal(s.beacons()[0].gpc, true);
+  const log = await s.fbqLog();
+  const dpo = indexOfCall(log, 'dataProcessingOptions');
+  assert.ok(dpo >= 0 && dpo < indexOfCall(log, 'init'), 'dataProcessingOptions before init');
+  assert.deepEqual(log[dpo], ['dataProcessingOptions', ['LDU'], 0, 0]);
+  await s.context.close();
+});
+
+test('Shopify Customer Privacy API: marketing denied sends nothing; visitorConsentCollected(allowed) starts tracking', async () => {
+  const s = await storefront({
+    attrs: 'data-shopify-cart="on"',
+    head: '<script>window.Shopify = { customerPrivacy: { marketingAllowed: () => false } };</script>',
+  });
+  await s.open('/shop/products/mug');
+  await s.page.evaluate(() => window.capi('track', 'AddToCart', { value: 3, currency: 'EUR' }));
+  await s.marker('denied');
+  assert.deepEqual(s.before('denied'), [], 'no pixel, no beacon, no cart attributes');
+  assert.deepEqual(await s.cookieNames(), []);
+
+  await s.page.evaluate(() => document.dispatchEvent(new CustomEvent('visitorConsentCollected', { detail: { marketingAllowed: true } })));
+  await eventually(() => s.beacons().length === 2, 10_000, 'held PageView and AddToCart');
+  assert.deepEqual(s.beacons().map((b) => [b.event_name, b.consent]), [['PageView', 'granted'], ['AddToCart', 'granted']]);
+  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart'), 5_000, 'cart attributes');
+  const jar = Object.fromEntries((await s.context.cookies()).map((c) => [c.name, c.value]));
+  assert.deepEqual(cart.body, { attributes: { _fbp: jar._fbp, _fbc: '', _capi_consent: 'granted' } });
+  await s.context.close();
+});
+
+test('Shopify: Customer Privacy API loaded through Shopify.loadFeatures, marketing allowed → tracked', async () => {
+  const s = await storefront({
+    head: `<script>window.Shopify = { loadFeatures: (features, cb) => setTimeout(() => {
+      window.__features = features; Shopify.customerPrivacy = { marketingAllowed: () => true }; cb(); }, 10) };</script>`,
+  });
+  await s.open('/shop/products/mug');
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView' && b.consent === 'granted'), 10_000, 'PageView');
+  assert.deepEqual(await s.page.evaluate(() => window.__features), [{ name: 'consent-tracking-api', version: '0.1' }]);
+  await s.context.close();
+});
+
+test('Shopify checkout custom pixel with marketing denied sends nothing', async () => {
+  const snippet = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8')
+    .replace("const CAPI_ENDPOINT = 'https://shop.example.com/t/e';", `const CAPI_ENDPOINT = '${worker.url}/t/e';`)
+    .replace("const PIXEL_ID = '';", `const PIXEL_ID = '${PIXEL_ID}';`)
+    .replace("'https://connect.facebook.net/en_US/fbevents.js'", `'${sandbox.url}/fbevents.js'`);
+  const s = await storefront();
+  await s.context.addCookies([{ name: '_fbp', value: 'fb.1.1763900000000.77700100', url: worker.url }]);
+  await s.page.route(`${worker.url}/checkouts/cn/denied`, (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<!doctype html><script>
+      const handlers = {}, consent = [];
+      window.analytics = { subscribe: (name, fn) => { handlers[name] = fn; } };
+      window.browser = { cookie: { get: async () => '' } };
+      window.init = { customerPrivacy: { marketingAllowed: false } };
+      window.api = { customerPrivacy: { subscribe: (name, fn) => consent.push(fn) } };
+      window.fire = (name, data) => handlers[name]({ data, context: { document: { location: { href: location.href } } } });
+      window.allow = () => consent.forEach((fn) => fn({ customerPrivacy: { marketingAllowed: true } }));
+    </script><script>${snippet}</script>`,
+  }));
+  await s.page.goto(`${worker.url}/checkouts/cn/denied`);
+  const checkout = { currencyCode: 'EUR', totalPrice: { amount: 20 }, lineItems: [], order: { id: ' 777001 ' } };
+  await s.page.evaluate((c) => { window.fire('checkout_started', { checkout: c }); window.fire('checkout_completed', { checkout: c }); }, checkout);
+  await s.marker('denied');
+  assert.deepEqual(s.before('denied'), [], 'no beacon, no Meta pixel while marketing is not allowed');
+  await s.page.evaluate((c) => { window.allow(); window.fire('checkout_completed', { checkout: c }); }, checkout);
+  await eventually(() => s.beacons().length === 1, 10_000, 'the Purchase after consent');
+  assert.deepEqual([s.beacons()[0].event_id, s.beacons()[0].consent], ['purchase:777001', 'granted']);
+  await eventually(async () => (await sandbox.events()).server.some((e) => e.event_id === 'purchase:777001'), 10_000, 'server Purchase');
+  await eventually(async () => (await sandbox.events()).browser.some((e) => e.event_id === 'purchase:777001'), 10_000, 'pixel Purchase');
+  const log = await s.fbqLog();
+  assert.ok(indexOfCall(log, 'consent', 'grant') < indexOfCall(log, 'init'));
+  await s.context.close();
+});

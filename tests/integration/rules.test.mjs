@@ -1,0 +1,171 @@
+// The browser side of rules/tests/data/browser_rules.json: the same known answers the Rust tests
+// check, observed where a merchant would see them — the cookies the built shim (build/shim) writes
+// in headless Chromium, the event ids of its beacons, and the beacons of the Shopify custom pixel
+// (evaluated in Node with an emulated custom-pixel sandbox).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import vm from 'node:vm';
+import { chromium } from 'playwright-core';
+import { ROOT } from './harness.mjs';
+
+const V = JSON.parse(readFileSync(`${ROOT}rules/tests/data/browser_rules.json`, 'utf8'));
+const P_JS = readFileSync(`${ROOT}build/shim/p.js`);
+const P_WASM = readFileSync(`${ROOT}build/shim/p.wasm`);
+// Values a browser can hold in a cookie at all (RFC 6265 cookie-octet).
+const cookieSafe = (v) => /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/.test(v);
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    timeout: 30_000,
+  });
+});
+after(async () => { await browser?.close(); });
+
+/** A fresh browser whose every request is answered here: any URL is a page with the shim tag,
+ * /t/p.js and /t/p.wasm are the built shim, /t/e records beacons. Nothing leaves the machine. */
+async function shop({ cookies = [], tag = '' } = {}) {
+  const context = await browser.newContext();
+  const beacons = [];
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.pathname === '/t/p.js') return route.fulfill({ contentType: 'text/javascript', body: P_JS });
+    if (url.pathname === '/t/p.wasm') return route.fulfill({ contentType: 'application/wasm', body: P_WASM });
+    if (url.pathname === '/t/e') { beacons.push(JSON.parse(route.request().postData())); return route.fulfill({ status: 204 }); }
+    return route.fulfill({ contentType: 'text/html', body: `<!doctype html><script src="/t/p.js" data-fbq="off" ${tag} async></script>` });
+  });
+  if (cookies.length) await context.addCookies(cookies);
+  const page = await context.newPage();
+  const open = async (url) => { await page.goto(url); await page.waitForFunction(() => window.capi && window.capi.loaded); };
+  const jar = async (name) => (await context.cookies()).filter((c) => c.name === name);
+  return { context, page, beacons, open, jar };
+}
+
+test('fbclid_in_url: the _fbc the shim writes holds the click id the rules find in the page URL', async () => {
+  for (const c of V.fbclid_in_url) {
+    const s = await shop();
+    await s.open(c.url);
+    const fbc = (await s.jar('_fbc')).map((k) => k.value);
+    if (c.expected === null) assert.deepEqual(fbc, [], `${c.url} (${c.source})`);
+    else assert.match(fbc[0] ?? '', new RegExp(`^fb\\.\\d\\.\\d{13}\\.${c.expected}$`), `${c.url} (${c.source})`);
+    await s.context.close();
+  }
+});
+
+test('is_valid_fbclid: only a valid click id becomes an _fbc', async () => {
+  for (const c of V.is_valid_fbclid) {
+    const s = await shop();
+    await s.open(`https://shop.example.com/p?fbclid=${c.value}`);
+    assert.equal((await s.jar('_fbc')).length, c.expected ? 1 : 0, `${c.value.slice(0, 40)} (${c.source})`);
+    await s.context.close();
+  }
+});
+
+test('fbc_click_id: an _fbc holding the URL\'s click id is kept, any other is replaced', async () => {
+  const cases = V.fbc_click_id.filter((c) => cookieSafe(c.value));
+  assert.ok(cases.length >= 8, 'most vectors can be cookies');
+  for (const c of cases) {
+    // When the rules say "no click id", offer the value's 4th segment: a lax parser would keep it.
+    const fourth = c.value.split('.')[3];
+    const click = c.expected ?? (/^[A-Za-z0-9_-]+$/.test(fourth ?? '') ? fourth : 'Probe_1');
+    const s = await shop({ cookies: [{ name: '_fbc', value: c.value, domain: '.example.com', path: '/' }] });
+    await s.open(`https://shop.example.com/p?fbclid=${click}`);
+    const values = (await s.jar('_fbc')).map((k) => k.value);
+    if (c.expected !== null) assert.deepEqual(values, [c.value], `kept: ${c.value} (${c.source})`);
+    else {
+      assert.equal(values.length, 1, c.value);
+      assert.notEqual(values[0], c.value, `replaced: ${c.value} (${c.source})`);
+      assert.ok(values[0].endsWith(`.${click}`), values[0]);
+    }
+    await s.context.close();
+  }
+});
+
+test('is_valid_fbp: a valid _fbp is kept, a malformed one is replaced by a valid one', async () => {
+  const cases = V.is_valid_fbp.filter((c) => cookieSafe(c.value));
+  assert.ok(cases.some((c) => c.expected) && cases.some((c) => !c.expected));
+  for (const c of cases) {
+    const s = await shop({ cookies: [{ name: '_fbp', value: c.value, domain: '.example.com', path: '/' }] });
+    await s.open('https://shop.example.com/');
+    const values = (await s.jar('_fbp')).map((k) => k.value);
+    assert.equal(values.length, 1, c.value);
+    if (c.expected) assert.equal(values[0], c.value, `kept (${c.source})`);
+    else assert.match(values[0], /^fb\.1\.\d{13}\.\d+$/, `replaced: ${c.value} (${c.source})`);
+    await s.context.close();
+  }
+});
+
+test('subdomain_index: the _fbp the shim mints carries the index of the domain it landed on', async () => {
+  const index = Object.fromEntries(V.subdomain_index.map((c) => [c.domain, c.expected]));
+  const seen = [];
+  for (const url of ['https://www.example.com/', 'https://shop.example.co.uk/', 'http://localhost/', 'http://127.0.0.1/']) {
+    const s = await shop();
+    await s.open(url);
+    const [fbp] = await s.jar('_fbp');
+    assert.ok(fbp, `${url}: _fbp minted`);
+    const domain = fbp.domain.replace(/^\./, '');
+    assert.ok(domain in index, `${domain} has a known answer`);
+    assert.equal(Number(fbp.value.split('.')[1]), index[domain], `${url} → cookie on ${fbp.domain}`);
+    seen.push(domain);
+    await s.context.close();
+  }
+  assert.deepEqual(seen, ['example.com', 'example.co.uk', 'localhost', '127.0.0.1'], 'registrable domain, or host-only');
+});
+
+test('event_id_for_order: the shim\'s Purchase beacon carries the rules\' event id', async () => {
+  const s = await shop({ tag: 'data-pageview="off"' });
+  await s.open('https://shop.example.com/thank-you');
+  for (const c of V.event_id_for_order) await s.page.evaluate((id) => window.capi('purchase', { order_id: id, value: 1, currency: 'EUR' }), c.order_id);
+  // sendBeacon is asynchronous: wait for one beacon per vector, then compare in order.
+  const end = Date.now() + 10_000;
+  while (s.beacons.length < V.event_id_for_order.length && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(s.beacons.map((b) => b.event_id).sort(), V.event_id_for_order.map((c) => c.expected).sort());
+  await s.context.close();
+});
+
+/** Runs pixel-shim/shopify-custom-pixel.js in a Node vm with Shopify's custom-pixel globals. */
+function customPixel({ marketingAllowed }) {
+  const handlers = {}, consentHandlers = [], posts = [];
+  const ctx = {
+    analytics: { subscribe: (name, fn) => { handlers[name] = fn; } },
+    browser: { cookie: { get: async () => '' } },
+    init: { customerPrivacy: { marketingAllowed } },
+    api: { customerPrivacy: { subscribe: (name, fn) => { if (name === 'visitorConsentCollected') consentHandlers.push(fn); } } },
+    fetch: async (url, opts) => { posts.push({ url, opts, body: JSON.parse(opts.body) }); return { ok: true }; },
+    crypto: globalThis.crypto,
+  };
+  vm.runInNewContext(readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8'), ctx);
+  const fire = async (name, checkout) => {
+    handlers[name]({ data: { checkout }, context: { document: { location: { href: 'https://shop.example.com/checkouts/cn/1' } } } });
+    // The pixel reads cookies asynchronously before it posts: let those promises settle.
+    await new Promise((r) => setImmediate(r));
+  };
+  return { fire, posts, consent: (allowed) => consentHandlers.forEach((fn) => fn({ customerPrivacy: { marketingAllowed: allowed } })) };
+}
+
+const checkout = (orderId) => ({ currencyCode: 'EUR', totalPrice: { amount: 10 }, lineItems: [], order: { id: orderId } });
+
+test('event_id_for_order: the Shopify custom pixel derives the same Purchase ids', async () => {
+  const px = customPixel({ marketingAllowed: true });
+  for (const c of V.event_id_for_order) await px.fire('checkout_completed', checkout(c.order_id));
+  assert.deepEqual(px.posts.map((p) => p.body.event_id), V.event_id_for_order.map((c) => c.expected));
+  for (const p of px.posts) {
+    assert.equal(p.opts.credentials, 'omit');
+    assert.equal(p.body.consent, 'granted');
+  }
+});
+
+test('the Shopify custom pixel sends nothing until marketing is allowed', async () => {
+  const px = customPixel({ marketingAllowed: false });
+  await px.fire('checkout_started', checkout('1'));
+  await px.fire('checkout_completed', checkout('1001'));
+  px.consent(true);
+  await px.fire('checkout_completed', checkout('1002'));
+  px.consent(false);
+  await px.fire('checkout_completed', checkout('1003'));
+  assert.deepEqual(px.posts.map((p) => p.body.event_id), ['purchase:1002']);
+});
