@@ -8,9 +8,10 @@
 //! write the same bytes (`fast_path_matches_the_general_path` below).
 
 use capi_core::hash::sha256_hex_into;
-use capi_core::normalize::{normalized, Field, Normalized};
+use capi_core::normalize::{country_code, normalized, normalized_in, Field, Normalized};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,7 @@ fn read_blocks(jobs: &SyncSender<(usize, Vec<u8>)>) -> Result<(), String> {
 }
 
 fn worker(jobs: &Mutex<Receiver<(usize, Vec<u8>)>>, done: &SyncSender<Done>) {
+    let mut countries = Countries::default();
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -103,7 +105,7 @@ fn worker(jobs: &Mutex<Receiver<(usize, Vec<u8>)>>, done: &SyncSender<Done>) {
         };
         let Ok((seq, block)) = job else { return };
         let mut out = Vec::with_capacity(block.len() + block.len() / 2);
-        let error = hash_block(&block, &mut out);
+        let error = hash_block(&block, &mut out, &mut countries);
         if done.send(Done { seq, out, error }).is_err() {
             return;
         }
@@ -131,25 +133,56 @@ fn write_in_order(done: &Receiver<Done>) -> Result<(), String> {
 
 /// Answers every line of `block` into `out`, as `BufRead::lines` would split it. Stops at the
 /// first line that is not UTF-8 and returns the error the line-by-line reader gave.
-fn hash_block(block: &[u8], out: &mut Vec<u8>) -> Option<&'static str> {
-    for raw in block.split(|&b| b == b'\n') {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            continue;
+fn hash_block(block: &[u8], out: &mut Vec<u8>, countries: &mut Countries) -> Option<&'static str> {
+    if let Ok(text) = std::str::from_utf8(block) {
+        // Valid as a whole: every line is (lines are cut at an ASCII byte).
+        for line in text.split('\n') {
+            answer_line(line, out, countries);
         }
+        return None;
+    }
+    for raw in block.split(|&b| b == b'\n') {
         let Ok(line) = std::str::from_utf8(raw) else {
             return Some(NOT_UTF8);
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        hash_line_into(line, out);
+        answer_line(line, out, countries);
     }
     None
 }
 
+/// One line without its `\n`, as `BufRead::lines` gives it: a final `\r` dropped, blank skipped.
+fn answer_line(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let Some(&first) = line.as_bytes().first() else {
+        return;
+    };
+    // Only a line starting with a space, a control or a non-ASCII character can be blank.
+    if (first <= b' ' || first >= 0x80) && line.trim().is_empty() {
+        return;
+    }
+    hash_line_into(line, out, countries);
+}
+
+/// Each distinct `country` string resolved once per worker (lists repeat a handful of them).
+#[derive(Default)]
+pub struct Countries(HashMap<Box<str>, Option<&'static str>>);
+
+impl Countries {
+    fn resolve(&mut self, raw: &str) -> Option<&'static str> {
+        if let Some(&code) = self.0.get(raw) {
+            return code;
+        }
+        let code = country_code(raw).ok();
+        if self.0.len() >= 4096 {
+            self.0.clear(); // a column of free text: stay bounded
+        }
+        self.0.insert(raw.into(), code);
+        code
+    }
+}
+
 /// One output line (with its newline) for one input line; never echoes the raw value.
-pub fn hash_line_into(line: &str, out: &mut Vec<u8>) {
+pub fn hash_line_into(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
     let Some(flat) = FlatLine::parse(line) else {
         // Escapes, numbers, nesting, invalid JSON...: the general path.
         // Serializing a `Value` into a `Vec` cannot fail.
@@ -157,14 +190,15 @@ pub fn hash_line_into(line: &str, out: &mut Vec<u8>) {
         out.push(b'\n');
         return;
     };
-    let key = flat.field.unwrap_or_default();
+    let key = flat.field.as_deref().unwrap_or_default();
     let Some(field) = Field::from_key(key) else {
         return error_line(out, UNKNOWN_FIELD, key);
     };
-    let Some(value) = flat.value else {
+    let Some(value) = flat.value.as_deref() else {
         return error_line(out, VALUE_NOT_STRING, key);
     };
-    match normalized(field, value, flat.country) {
+    let country = flat.country.as_deref().and_then(|c| countries.resolve(c));
+    match normalized_in(field, value, country) {
         Ok(Normalized::Plain(n)) => {
             let mut hex = [0u8; 64];
             sha256_hex_into(n.as_bytes(), &mut hex);
@@ -229,12 +263,12 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The usual line, read in place: one JSON object whose values are all strings without
-/// escapes. Later duplicates win, as in `serde_json::Value`.
+/// The usual line, read in place: one JSON object whose values are all strings (escapes
+/// decoded as serde_json does). Later duplicates win, as in `serde_json::Value`.
 struct FlatLine<'a> {
-    field: Option<&'a str>,
-    value: Option<&'a str>,
-    country: Option<&'a str>,
+    field: Option<Cow<'a, str>>,
+    value: Option<Cow<'a, str>>,
+    country: Option<Cow<'a, str>>,
 }
 
 impl<'a> FlatLine<'a> {
@@ -255,13 +289,13 @@ impl<'a> FlatLine<'a> {
             i += 1;
         } else {
             loop {
-                let (key, after) = plain_str(line, i)?;
+                let (key, after) = json_string(line, i)?;
                 i = skip_ws(b, after);
                 if b.get(i) != Some(&b':') {
                     return None;
                 }
-                let (value, after) = plain_str(line, skip_ws(b, i + 1))?;
-                match key {
+                let (value, after) = json_string(line, skip_ws(b, i + 1))?;
+                match &*key {
                     "field" => flat.field = Some(value),
                     "value" => flat.value = Some(value),
                     "country" => flat.country = Some(value),
@@ -289,21 +323,55 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The string starting at `line[i] == '"'` when it has no escapes or control characters, and
-/// the index after its closing quote.
-fn plain_str(line: &str, i: usize) -> Option<(&str, usize)> {
+/// The JSON string starting at `line[i] == '"'` and the index after its closing quote.
+/// Borrowed when it has no escapes; `None` for control characters, surrogate escapes (rare:
+/// the general path decides) and anything invalid.
+fn json_string(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = line.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let body = b.get(i + 1..)?;
+    let start = i + 1;
+    let body = b.get(start..)?;
     let len = body
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-    if body[len] != b'"' {
-        return None;
+    if body[len] == b'"' {
+        return Some((Cow::Borrowed(line.get(start..start + len)?), start + len + 1));
     }
-    Some((line.get(i + 1..i + 1 + len)?, i + len + 2))
+    let mut s = String::with_capacity(len + 16);
+    let mut j = start;
+    loop {
+        let run = b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        s.push_str(line.get(j..j + run)?);
+        j += run;
+        match b[j] {
+            b'"' => return Some((Cow::Owned(s), j + 1)),
+            b'\\' => {
+                let c = match *b.get(j + 1)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => {
+                        let hex = line.get(j + 2..j + 6)?;
+                        if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                            return None;
+                        }
+                        char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+                    }
+                    _ => return None,
+                };
+                s.push(c);
+                j += if b[j + 1] == b'u' { 6 } else { 2 };
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// One output value for one input line, through a `serde_json::Value` (the general path).
@@ -344,7 +412,7 @@ mod tests {
 
     fn fast(line: &str) -> String {
         let mut out = Vec::new();
-        hash_line_into(line, &mut out);
+        hash_line_into(line, &mut out, &mut Countries::default());
         String::from_utf8(out).unwrap_or_default()
     }
 
@@ -381,6 +449,12 @@ mod tests {
             r#"{"field":"st","value":"US-CA","country":"usa"}"#,
             r#"{"field":"country","value":"Deutschland"}"#,
             r#"{"field":"fn","value":"a\"b"}"#,
+            r#"{"field":"\u0066n","value":"a\u00e9\t\/\\\b\f\n\r"}"#,
+            r#"{"field":"fn","value":"a\ud83d\ude00"}"#,
+            r#"{"field":"fn","value":"a\ud83d"}"#,
+            r#"{"field":"fn","value":"a\x"}"#,
+            r#"{"field":"fn","value":"a\u00g0"}"#,
+            r#"{"field":"fn","value":"a\u00"}"#,
             r#"{"field":"fn","value":5}"#,
             r#"{"field":"fn","value":"x",}"#,
             r#"{"field":"fn","value":"x"} x"#,
@@ -402,14 +476,14 @@ mod tests {
     fn blocks_split_like_buffered_lines() {
         let mut out = Vec::new();
         let block = b"{\"field\":\"fn\",\"value\":\"A\"}\r\n\n  \n{\"field\":\"ln\",\"value\":\"B\"}";
-        assert_eq!(hash_block(block, &mut out), None);
+        assert_eq!(hash_block(block, &mut out, &mut Countries::default()), None);
         let text = String::from_utf8(out).unwrap_or_default();
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with('\n'));
         let mut out = Vec::new();
         let block = b"{\"field\":\"fn\",\"value\":\"A\"}\n\xff\n{\"field\":\"ln\",\"value\":\"B\"}\n";
         assert_eq!(
-            hash_block(block, &mut out),
+            hash_block(block, &mut out, &mut Countries::default()),
             Some(NOT_UTF8)
         );
         assert_eq!(String::from_utf8(out).unwrap_or_default().lines().count(), 1);

@@ -120,6 +120,16 @@ pub fn normalized(
     value: &str,
     country: Option<&str>,
 ) -> Result<Normalized, DropReason> {
+    normalized_in(field, value, country.and_then(|c| country_code(c).ok()))
+}
+
+/// [`normalized`] with the country already resolved by [`country_code`] (`None` when absent or
+/// invalid), for bulk callers that resolve each distinct country string once.
+pub fn normalized_in(
+    field: Field,
+    value: &str,
+    country: Option<&'static str>,
+) -> Result<Normalized, DropReason> {
     let value = value.trim();
     if value.is_empty() {
         return Err(DropReason::Empty);
@@ -127,7 +137,6 @@ pub fn normalized(
     if let Some(pre) = pre_hashed(value) {
         return Ok(Normalized::PreHashed(pre));
     }
-    let country = country.and_then(|c| country_code(c).ok());
     let plain = match field {
         Field::Em => email(value),
         Field::Ph => phone(value, country),
@@ -263,6 +272,18 @@ pub fn city(value: &str) -> Result<String, DropReason> {
 
 /// Letters and digits only, lowercased.
 fn compact_lower(value: &str) -> String {
+    if value.is_ascii() {
+        // The same result without per-char Unicode tables: for ASCII, `is_punctuation_or_space`
+        // is `is_whitespace() || is_ascii_punctuation()` and lowercasing is ASCII lowercasing.
+        let mut out = String::with_capacity(value.len());
+        out.extend(
+            value
+                .chars()
+                .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
+                .map(|c| c.to_ascii_lowercase()),
+        );
+        return out;
+    }
     value
         .chars()
         .filter(|c| !is_punctuation_or_space(*c))
@@ -640,6 +661,19 @@ mod tests {
         assert_eq!(country_code("U.K."), Ok("gb"));
         assert_eq!(country_code("zw"), Ok("zw"));
         assert_eq!(country_code("xx"), Err(DropReason::InvalidCountry));
+    }
+
+    #[test]
+    fn compact_lower_ascii_path_matches_the_unicode_path() {
+        let all: String = (0u8..0x80).map(char::from).collect();
+        for v in [all.as_str(), "U.S.A.", " New-York ", "a\u{b}b\u{c}c", ""] {
+            let unicode: String = v
+                .chars()
+                .filter(|c| !is_punctuation_or_space(*c))
+                .flat_map(char::to_lowercase)
+                .collect();
+            assert_eq!(compact_lower(v), unicode, "{v:?}");
+        }
     }
 
     #[test]
