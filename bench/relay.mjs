@@ -32,6 +32,11 @@ function relay(beacon, req) {
     .setClientUserAgent(req.headers['user-agent'] ?? '');
   if (u.em) userData.setEmail(u.em);
   if (u.ph) userData.setPhone(u.ph);
+  if (u.fn) userData.setFirstName(u.fn);
+  if (u.ln) userData.setLastName(u.ln);
+  if (u.ct) userData.setCity(u.ct);
+  if (u.st) userData.setState(u.st);
+  if (u.zp) userData.setZip(u.zp);
   if (u.country) userData.setCountry(u.country);
   if (beacon.fbp) userData.setFbp(beacon.fbp);
   if (beacon.fbc) userData.setFbc(beacon.fbc);
@@ -40,6 +45,9 @@ function relay(beacon, req) {
   if (c.value != null) customData.setValue(c.value);
   if (c.currency) customData.setCurrency(String(c.currency).toLowerCase());
   if (Array.isArray(c.content_ids)) customData.setContentIds(c.content_ids);
+  if (c.content_type) customData.setContentType(c.content_type);
+  if (c.content_name) customData.setContentName(c.content_name);
+  if (c.num_items != null) customData.setNumItems(c.num_items);
   const event = new ServerEvent()
     .setEventName(beacon.event_name)
     .setEventId(beacon.event_id)

@@ -15,7 +15,7 @@ process.on('exit', () => sandboxes.forEach(killGroup));
 
 /** Starts `capi-edge sandbox` on a free port; resolves to { url, stop, events, reset, faults }. */
 export async function startSandbox() {
-  const child = spawn(`${ROOT}target/release/capi-edge`, ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(`${ROOT}target/native/capi-edge`, ['sandbox', '--listen', '127.0.0.1:0'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   sandboxes.add(child.pid);
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('sandbox did not start in 10 s')), 10_000);
