@@ -333,16 +333,14 @@ fn json_string(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
     }
     let start = i + 1;
     let body = b.get(start..)?;
-    let len = body
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = special_byte(body)?;
     if body[len] == b'"' {
         return Some((Cow::Borrowed(line.get(start..start + len)?), start + len + 1));
     }
     let mut s = String::with_capacity(len + 16);
     let mut j = start;
     loop {
-        let run = b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let run = special_byte(b.get(j..)?)?;
         s.push_str(line.get(j..j + run)?);
         j += run;
         match b[j] {
@@ -372,6 +370,35 @@ fn json_string(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
             _ => return None,
         }
     }
+}
+
+/// The index of the first `"`, `\\` or control character in `b`, eight bytes at a time.
+fn special_byte(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Per byte: zero after xor with '"' or '\\', or below 0x20. The lowest flagged byte is
+        // exact (borrows only ever flag bytes above a real hit).
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let hits = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | w.wrapping_sub(ONES * 0x20) & !w)
+            & HIGH;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
 }
 
 /// One output value for one input line, through a `serde_json::Value` (the general path).
@@ -470,6 +497,24 @@ mod tests {
             fast("{"),
             "{\"error\":\"line is not a JSON object\",\"field\":null}\n"
         );
+    }
+
+    #[test]
+    fn special_bytes_are_found_at_every_position() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0u8, 0x1f] {
+                    for filler in [b'a', 0x20, 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
+                        let mut v = vec![filler; len];
+                        if at < len {
+                            v[at] = special;
+                        }
+                        assert_eq!(special_byte(&v), naive(&v), "{v:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
