@@ -75,10 +75,12 @@ function groupCpu(pgid) {
 
 // ---------------------------------------------------------------- sandbox
 let SANDBOX;
-const sandboxEvents = async () => {
+/** What the stand-in holds from run `runId` (event ids `bench-<runId>-…`, see bench/beacon.lua). */
+const sandboxEvents = async (runId) => {
   const v = await (await fetch(`${SANDBOX}/_sandbox/events`)).json();
-  const ids = new Set(v.server.map((e) => e.event_id));
-  return { received: v.server.length, distinct: ids.size, rejected: v.summary.rejected_requests };
+  const mine = v.server.filter((e) => String(e.event_id).startsWith(`bench-${runId}-`));
+  const ids = new Set(mine.map((e) => e.event_id));
+  return { received: mine.length, distinct: ids.size, others: v.server.length - mine.length, rejected: v.summary.rejected_requests };
 };
 const sandboxReset = () => fetch(`${SANDBOX}/_sandbox/reset`, { method: 'POST', body: '{}' });
 
@@ -97,18 +99,18 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   const accepted = w.requests - w.non2xx;
   // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
   // longer to see stragglers; give up after 60 s without reaching it.
-  let s = await sandboxEvents();
+  let s = await sandboxEvents(runId);
   let cpuEnd = null;
   let last = s.received;
   let lastChange = Date.now();
   const drainStart = Date.now();
   while (Date.now() - drainStart < 60_000) {
-    if (s.received >= accepted && cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
+    if (s.distinct >= accepted && cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
     if (s.received !== last) { last = s.received; lastChange = Date.now(); }
     if (cpuEnd != null && Date.now() - lastChange > 1500) break;
     if (cpuEnd == null && Date.now() - lastChange > 10_000) break; // stalled short of accepted
     await sleep(500);
-    s = await sandboxEvents();
+    s = await sandboxEvents(runId);
   }
   if (cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
   const r = {
@@ -116,7 +118,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     beacons_per_s: accepted / (w.duration_us / 1e6),
     p50_ms: w.p50_us / 1000, p90_ms: w.p90_us / 1000, p99_ms: w.p99_us / 1000, max_ms: w.max_us / 1000,
     accepted, non2xx: w.non2xx, socket_errors: w.connect + w.read + w.write + w.timeout,
-    received: s.received, distinct_received: s.distinct, rejected_requests: s.rejected,
+    received: s.received, distinct_received: s.distinct, rejected_requests: s.rejected, other_events: s.others,
     lost: Math.max(0, accepted - s.distinct), duplicates: s.received - s.distinct,
     cpu_ms_per_beacon: ((cpuEnd - cpu0) * 1000) / Math.max(1, accepted),
     drain_s: (Date.now() - t0) / 1000 - seconds,

@@ -12,6 +12,7 @@ use capi_core::normalize::{country_code, normalized, normalized_in, Field, Norma
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -166,7 +167,27 @@ fn answer_line(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
 
 /// Each distinct `country` string resolved once per worker (lists repeat a handful of them).
 #[derive(Default)]
-pub struct Countries(HashMap<Box<str>, Option<&'static str>>);
+pub struct Countries(HashMap<Box<str>, Option<&'static str>, BuildHasherDefault<Fnv>>);
+
+/// FNV-1a: keys are a few bytes of our own input, so no need for SipHash's flood resistance.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
 
 impl Countries {
     fn resolve(&mut self, raw: &str) -> Option<&'static str> {
@@ -237,8 +258,14 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    let Some(first) = special_byte(bytes) else {
+        // The usual case: nothing to escape.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -336,7 +363,10 @@ fn json_string(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
     let body = b.get(start..)?;
     let len = special_byte(body)?;
     if body[len] == b'"' {
-        return Some((Cow::Borrowed(line.get(start..start + len)?), start + len + 1));
+        return Some((
+            Cow::Borrowed(line.get(start..start + len)?),
+            start + len + 1,
+        ));
     }
     let mut s = String::with_capacity(len + 16);
     let mut j = start;
@@ -521,17 +551,22 @@ mod tests {
     #[test]
     fn blocks_split_like_buffered_lines() {
         let mut out = Vec::new();
-        let block = b"{\"field\":\"fn\",\"value\":\"A\"}\r\n\n  \n{\"field\":\"ln\",\"value\":\"B\"}";
+        let block =
+            b"{\"field\":\"fn\",\"value\":\"A\"}\r\n\n  \n{\"field\":\"ln\",\"value\":\"B\"}";
         assert_eq!(hash_block(block, &mut out, &mut Countries::default()), None);
         let text = String::from_utf8(out).unwrap_or_default();
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with('\n'));
         let mut out = Vec::new();
-        let block = b"{\"field\":\"fn\",\"value\":\"A\"}\n\xff\n{\"field\":\"ln\",\"value\":\"B\"}\n";
+        let block =
+            b"{\"field\":\"fn\",\"value\":\"A\"}\n\xff\n{\"field\":\"ln\",\"value\":\"B\"}\n";
         assert_eq!(
             hash_block(block, &mut out, &mut Countries::default()),
             Some(NOT_UTF8)
         );
-        assert_eq!(String::from_utf8(out).unwrap_or_default().lines().count(), 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap_or_default().lines().count(),
+            1
+        );
     }
 }

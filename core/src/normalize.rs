@@ -160,6 +160,9 @@ pub fn hashed(field: Field, value: &str, country: Option<&str>) -> Result<String
 /// A value the caller already hashed: 64 hex (any case, lowercased) or a Parameter Builder
 /// value `<64 hex>.<appendix>` (PB/D-PBL: case-sensitive, send as-is).
 fn pre_hashed(value: &str) -> Option<String> {
+    if value.len() < 64 {
+        return None; // too short to hold a digest
+    }
     let (digest, appendix) = match value.split_once('.') {
         Some((d, a)) => (d, Some(a)),
         None => (value, None),
@@ -244,11 +247,7 @@ fn is_punctuation_or_space(c: char) -> bool {
 /// Meta: lowercase, no punctuation; PB also removes all whitespace; UTF-8 letters are kept
 /// (`Valéry` → `valéry`, `정` stays).
 pub fn name(value: &str) -> Result<String, DropReason> {
-    let n: String = value
-        .chars()
-        .filter(|c| !is_punctuation_or_space(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
+    let n = compact_lower(value);
     if n.is_empty() {
         Err(DropReason::InvalidName)
     } else {
@@ -258,11 +257,20 @@ pub fn name(value: &str) -> Result<String, DropReason> {
 
 /// Meta: lowercase, no punctuation, special characters or spaces (`New York` → `newyork`).
 pub fn city(value: &str) -> Result<String, DropReason> {
-    let c: String = value
-        .chars()
-        .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
-        .flat_map(char::to_lowercase)
-        .collect();
+    let c: String = if value.is_ascii() {
+        // As below; for ASCII, `is_numeric` is `is_ascii_digit` (see `compact_lower`).
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !c.is_ascii_digit())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    } else {
+        value
+            .chars()
+            .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     if c.is_empty() {
         Err(DropReason::InvalidCity)
     } else {
@@ -673,6 +681,12 @@ mod tests {
                 .flat_map(char::to_lowercase)
                 .collect();
             assert_eq!(compact_lower(v), unicode, "{v:?}");
+            let city_unicode: String = v
+                .chars()
+                .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
+                .flat_map(char::to_lowercase)
+                .collect();
+            assert_eq!(city(v).unwrap_or_default(), city_unicode, "{v:?}");
         }
     }
 
