@@ -8,7 +8,9 @@
 //! write the same bytes (`fast_path_matches_the_general_path` below).
 
 use capi_core::hash::sha256_hex_into;
-use capi_core::normalize::{country_code, normalized, normalized_in, Field, Normalized};
+use capi_core::normalize::{
+    country_code, normalized, normalized_in, DropReason, Field, Normalized,
+};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -165,9 +167,13 @@ fn answer_line(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
     hash_line_into(line, out, countries);
 }
 
-/// Each distinct `country` string resolved once per worker (lists repeat a handful of them).
+/// Each distinct `country` string resolved once per worker (lists repeat a handful of them):
+/// as the `country` of a row, and as the value of a `country` field.
 #[derive(Default)]
-pub struct Countries(HashMap<Box<str>, Option<&'static str>, BuildHasherDefault<Fnv>>);
+pub struct Countries {
+    codes: HashMap<Box<str>, Option<&'static str>, BuildHasherDefault<Fnv>>,
+    fields: HashMap<Box<str>, Result<Normalized, DropReason>, BuildHasherDefault<Fnv>>,
+}
 
 /// FNV-1a: keys are a few bytes of our own input, so no need for SipHash's flood resistance.
 struct Fnv(u64);
@@ -191,15 +197,28 @@ impl Hasher for Fnv {
 
 impl Countries {
     fn resolve(&mut self, raw: &str) -> Option<&'static str> {
-        if let Some(&code) = self.0.get(raw) {
+        if let Some(&code) = self.codes.get(raw) {
             return code;
         }
         let code = country_code(raw).ok();
-        if self.0.len() >= 4096 {
-            self.0.clear(); // a column of free text: stay bounded
+        if self.codes.len() >= 4096 {
+            self.codes.clear(); // a column of free text: stay bounded
         }
-        self.0.insert(raw.into(), code);
+        self.codes.insert(raw.into(), code);
         code
+    }
+
+    /// `normalized_in(Field::Country, value, _)`, which depends on `value` alone.
+    fn field(&mut self, value: &str) -> Result<Normalized, DropReason> {
+        if let Some(answer) = self.fields.get(value) {
+            return answer.clone();
+        }
+        let answer = normalized_in(Field::Country, value, None);
+        if self.fields.len() >= 4096 {
+            self.fields.clear();
+        }
+        self.fields.insert(value.into(), answer.clone());
+        answer
     }
 }
 
@@ -219,8 +238,13 @@ pub fn hash_line_into(line: &str, out: &mut Vec<u8>, countries: &mut Countries) 
     let Some(value) = flat.value.as_deref() else {
         return error_line(out, VALUE_NOT_STRING, key);
     };
-    let country = flat.country.as_deref().and_then(|c| countries.resolve(c));
-    match normalized_in(field, value, country) {
+    let answer = if field == Field::Country {
+        countries.field(value)
+    } else {
+        let country = flat.country.as_deref().and_then(|c| countries.resolve(c));
+        normalized_in(field, value, country)
+    };
+    match answer {
         Ok(Normalized::Plain(n)) => {
             let mut hex = [0u8; 64];
             sha256_hex_into(n.as_bytes(), &mut hex);

@@ -219,12 +219,12 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
             if code == "1" {
                 // NANP: national numbers are 10 digits; 11 digits starting with 1 already carry it.
                 if digits.len() == 10 {
-                    format!("1{digits}")
+                    prefixed("1", digits)
                 } else {
                     digits.to_string()
                 }
             } else if national_trunk || !digits.starts_with(code) {
-                format!("{code}{digits}")
+                prefixed(code, digits)
             } else {
                 digits.to_string()
             }
@@ -236,6 +236,14 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     } else {
         Err(DropReason::InvalidPhone)
     }
+}
+
+/// `code` then `digits` (what `format!("{code}{digits}")` gives, without the formatter).
+fn prefixed(code: &str, digits: &str) -> String {
+    let mut s = String::with_capacity(code.len() + digits.len());
+    s.push_str(code);
+    s.push_str(digits);
+    s
 }
 
 fn is_punctuation_or_space(c: char) -> bool {
@@ -404,11 +412,20 @@ pub fn state(value: &str, country: Option<&str>) -> Result<String, DropReason> {
 
 /// Meta: lowercase, no spaces, no dash; US: first 5 digits (ZIP+4 → 5).
 pub fn zip(value: &str, country: Option<&str>) -> Result<String, DropReason> {
-    let z: String = value
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect();
+    let z: String = if value.is_ascii() {
+        // As below; ASCII lowercases to one ASCII char.
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    } else {
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     let looks_us = z.len() >= 5
         && z.len() <= 9
         && z.bytes().all(|b| b.is_ascii_digit())
@@ -687,6 +704,17 @@ mod tests {
                 .flat_map(char::to_lowercase)
                 .collect();
             assert_eq!(city(v).unwrap_or_default(), city_unicode, "{v:?}");
+            let zip_unicode: String = v
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .flat_map(char::to_lowercase)
+                .collect();
+            let expected = zip_unicode.len() >= 2 && zip_unicode.chars().all(char::is_alphanumeric);
+            assert_eq!(
+                zip(v, Some("de")).ok(),
+                expected.then_some(zip_unicode),
+                "{v:?}"
+            );
         }
     }
 
