@@ -73,6 +73,29 @@ function groupCpu(pgid) {
   return { seconds: ticks / TICKS, members };
 }
 
+/** Busy CPU seconds of the whole machine (/proc/stat: everything but idle and iowait). */
+function machineBusy() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / TICKS;
+}
+
+/** CPU seconds of this process and the children it has waited for (wrk, the hashers). */
+function selfCpu() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS;
+}
+
+/** Starts a window; its end() gives the CPU used meanwhile by processes outside this bench. */
+function foreignLoad() {
+  const ours = () => [...ALL_GROUPS, SANDBOX_GROUP].reduce((a, g) => a + groupCpu(g).seconds, 0) + selfCpu();
+  const m0 = machineBusy();
+  const o0 = ours();
+  const t0 = Date.now();
+  return () => Math.max(0, machineBusy() - m0 - (ours() - o0)) / ((Date.now() - t0) / 1000);
+}
+
 /** Waits (≤ 20 s) until the systems under test are idle: < 20 ms of CPU in a 500 ms window. */
 async function waitIdle(pgids) {
   const cpu = () => pgids.reduce((a, g) => a + groupCpu(g).seconds, 0);
@@ -86,6 +109,7 @@ async function waitIdle(pgids) {
 
 // ---------------------------------------------------------------- sandbox
 let SANDBOX;
+let SANDBOX_GROUP;
 /** What the stand-in holds from run `runId` (event ids `bench-<runId>-…`, see bench/beacon.lua). */
 const sandboxEvents = async (runId) => {
   const v = await (await fetch(`${SANDBOX}/_sandbox/events`)).json();
@@ -102,6 +126,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   await waitIdle(ALL_GROUPS);
   const runId = `${process.pid}x${++runSeq}`;
   const cpu0 = groupCpu(pgid).seconds;
+  const foreign = foreignLoad();
   const t0 = Date.now();
   const wrk = spawnSync('wrk', ['-t1', `-c${c}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/beacon.lua`, url, '--', url, runId], { encoding: 'utf8' });
   const line = wrk.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
@@ -133,15 +158,18 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     lost: Math.max(0, accepted - s.distinct), duplicates: s.received - s.distinct,
     cpu_ms_per_beacon: ((cpuEnd - cpu0) * 1000) / Math.max(1, accepted),
     drain_s: (Date.now() - t0) / 1000 - seconds,
+    other_cores_busy: foreign(),
   };
   log(`${system} c=${c}: ${r.beacons_per_s.toFixed(0)}/s p50 ${r.p50_ms.toFixed(1)} p99 ${r.p99_ms.toFixed(1)} ms, ` +
-    `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} received ${s.distinct} (+${r.duplicates} dup), non-2xx ${w.non2xx}`);
+    `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} received ${s.distinct} (+${r.duplicates} dup), non-2xx ${w.non2xx}, ` +
+    `other processes: ${r.other_cores_busy.toFixed(2)} cores`);
   return r;
 }
 
 // ---------------------------------------------------------------- hashing
 async function hashRun(rowsFile) {
   await waitIdle(ALL_GROUPS);
+  const foreign = foreignLoad();
   const times = [];
   for (let i = 0; i < 5; i++) {
     const fdIn = openSync(rowsFile, 'r');
@@ -162,10 +190,11 @@ async function hashRun(rowsFile) {
     sdk_job_rows_per_s: rows / median(sdkRuns.map((x) => x.job_s)),
     sdk_calls_rows_per_s: rows / median(sdkRuns.map((x) => x.calls_only_s)),
   };
+  r.other_cores_busy = foreign();
   r.speedup_vs_sdk_job = r.cli_rows_per_s / r.sdk_job_rows_per_s;
   r.speedup_vs_sdk_calls = r.cli_rows_per_s / r.sdk_calls_rows_per_s;
   log(`hash: capi-edge ${r.cli_rows_per_s.toFixed(0)} rows/s; SDK ${r.sdk_job_rows_per_s.toFixed(0)} rows/s (whole job), ` +
-    `${r.sdk_calls_rows_per_s.toFixed(0)} rows/s (calls only)`);
+    `${r.sdk_calls_rows_per_s.toFixed(0)} rows/s (calls only); other processes: ${r.other_cores_busy.toFixed(2)} cores`);
   return r;
 }
 
@@ -180,6 +209,7 @@ const sandbox = await startGroup('sandbox', CLI, ['sandbox', '--listen', '127.0.
   ready: (t) => { const m = t.match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//); return m && { url: m[1] }; },
 });
 SANDBOX = sandbox.url;
+SANDBOX_GROUP = sandbox.pgid;
 const worker = await startGroup('worker', 'node', [`${ROOT}bench/serve.mjs`], { env: { SANDBOX_URL: SANDBOX }, ready: jsonLine('worker') });
 const relay = await startGroup('relay', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX }, ready: jsonLine('relay') });
 const ALL_GROUPS = [worker.pgid, relay.pgid];
@@ -233,6 +263,7 @@ const rowsOut = [
   ['lost (accepted − received)', (s, c) => f(sum(s, c, 'lost'))],
   ['duplicates at stand-in', (s, c) => f(sum(s, c, 'duplicates'))],
   ['non-2xx / socket errors', (s, c) => `${f(sum(s, c, 'non2xx'))} / ${f(sum(s, c, 'socket_errors'))}`],
+  ['other processes (cores busy)', (s, c) => f(med(s, c, 'other_cores_busy'), 2)],
 ];
 const header = ['', ...cols.map(([s, c]) => `${s === 'worker' ? 'Worker' : 'relay'} c=${c}`)];
 const table = [header, ...rowsOut.map(([label, fn]) => [label, ...cols.map(([s, c]) => fn(s, c))])];
@@ -277,6 +308,7 @@ lines.push(`capi-edge hash vs facebook-nodejs-business-sdk ServerSideUtils.norma
 lines.push(`  capi-edge hash      ${f(hmed('cli_rows_per_s')).padStart(12)} rows/s  (target/native, stdin → stdout, process start included)`);
 lines.push(`  SDK, same job       ${f(hmed('sdk_job_rows_per_s')).padStart(12)} rows/s  (read, JSON.parse, normalizeAndHash, JSON.stringify, write)`);
 lines.push(`  SDK, calls alone    ${f(hmed('sdk_calls_rows_per_s')).padStart(12)} rows/s  (normalizeAndHash on rows already parsed)`);
+lines.push(`  other processes on the machine meanwhile: ${f(hmed('other_cores_busy'), 2)} cores busy (median)`);
 lines.push('');
 lines.push('ratios and targets:');
 for (const r of ratios) lines.push(`  ${r.label.padEnd(58)} ${r.value.padStart(20)}   ${r.ok == null ? '' : r.ok ? 'MET' : 'NOT MET'} (${r.target})`);
