@@ -3,9 +3,9 @@
 //! Throughput layout: the main thread reads stdin in large blocks cut at newlines, worker
 //! threads (one per core) turn whole blocks into output blocks, and the main thread writes the
 //! blocks back in input order. Within a block there is no per-line JSON tree: a flat object of
-//! unescaped strings (the usual line) is read in place and the answer is written into the
-//! block's output buffer; any other line takes the general `serde_json::Value` path. Both paths
-//! write the same bytes (`fast_path_matches_the_general_path` below).
+//! strings (the usual line, escapes included) is read in place and the answer is written into
+//! the block's output buffer; any other line takes the general `serde_json::Value` path. Both
+//! paths write the same bytes (`fast_path_matches_the_general_path` below).
 
 use capi_core::hash::sha256_hex_into;
 use capi_core::normalize::{
@@ -43,25 +43,25 @@ pub fn run() -> Result<(), String> {
         .clamp(1, 16);
     let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<Done>(workers * 2);
-    std::thread::scope(|scope| {
-        // Only the workers hold the job receiver, so a stopped pipeline unblocks the reader.
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        for _ in 0..workers {
-            let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
-            scope.spawn(move || worker(&jobs, &done));
-        }
-        drop(job_rx);
-        drop(done_tx);
-        let reader = scope.spawn(move || read_blocks(&job_tx));
-        let written = write_in_order(&done_rx);
-        // Stop the reader and the workers if writing ended early (their sends then fail).
-        drop(done_rx);
-        let read = reader.join().unwrap_or(Ok(()));
-        written.and(read)
-    })
+    // Only the workers hold the job receiver, so a stopped pipeline unblocks the reader.
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    for _ in 0..workers {
+        let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
+        std::thread::spawn(move || worker(&jobs, &done));
+    }
+    drop(job_rx);
+    drop(done_tx);
+    let reader = std::thread::spawn(move || read_blocks(&job_tx));
+    // On an error the threads are not waited for (the reader may be blocked on an open pipe):
+    // the process ends with the error, as the line-by-line reader did.
+    write_in_order(&done_rx)?;
+    // Every worker has finished, so the reader has too.
+    reader.join().unwrap_or(Ok(()))
 }
 
 /// Reads stdin into blocks that end after a newline (the last one may not) and numbers them.
+/// A short read (a pipe with nothing more yet) ends a block early, so slow input is answered
+/// as it comes.
 fn read_blocks(jobs: &SyncSender<(usize, Vec<u8>)>) -> Result<(), String> {
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; BLOCK];
@@ -82,8 +82,8 @@ fn read_blocks(jobs: &SyncSender<(usize, Vec<u8>)>) -> Result<(), String> {
         }
         let read_from = pending.len();
         pending.extend_from_slice(&buf[..n]);
-        if pending.len() < BLOCK {
-            continue;
+        if pending.len() < BLOCK && n == buf.len() {
+            continue; // more is waiting: make a bigger block
         }
         // Only the bytes just read can hold a newline not already looked at.
         let Some(cut) = pending[read_from..].iter().rposition(|&b| b == b'\n') else {
