@@ -8,11 +8,11 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-## build: the pixel shim, the Worker (release) and the CLI
+## build: the pixel shim, the Worker (release) and the CLI (profile `native`: target/native/capi-edge)
 build: setup
 	@bash scripts/build-shim.sh
 	@bash scripts/build-worker.sh
-	@cargo build -q --release -p capi-edge
+	@cargo build -q --profile native -p capi-edge
 
 ## dev: build, then run the sandbox + the Worker in workerd with the demo storefront
 dev: build
@@ -42,6 +42,7 @@ clean:
 fuzz:
 	@bash scripts/fuzz.sh
 
-## bench: beacon load against the Worker in workerd (wrk) and `capi-edge hash` throughput
+## bench: the Worker vs a DIY Node + Meta SDK relay under wrk, and `capi-edge hash` vs the SDK
+## (BENCH_RUNS=3 for medians of 3; bench-only npm deps in bench/, installed here)
 bench: build
 	@bash scripts/bench.sh

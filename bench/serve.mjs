@@ -1,11 +1,13 @@
-// Starts the sandbox and the built Worker (workerd via Miniflare, with Queues and the ledger
-// Durable Object) on 127.0.0.1 for the load benchmark; prints the Worker URL, runs until killed.
+// Starts the built Worker (workerd via Miniflare, with Queues and the ledger Durable Object) on
+// 127.0.0.1 for the load benchmark, pointed at the Graph stand-in at SANDBOX_URL (or at a sandbox
+// it starts itself); prints {"worker", "sandbox"} once ready and runs until killed.
+// CUSTOMER_DATA=hashed: contact fields are normalized and hashed, as the DIY relay does.
 import { startSandbox, startWorker } from '../tests/integration/harness.mjs';
 
-const sandbox = await startSandbox();
-const worker = await startWorker({ META_GRAPH_URL: sandbox.url });
+const sandbox = process.env.SANDBOX_URL ? { url: process.env.SANDBOX_URL, stop: () => {} } : await startSandbox();
+const worker = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
 console.log(JSON.stringify({ worker: worker.url, sandbox: sandbox.url }));
-// The sandbox runs in its own process group: stop it first, then give workerd 2 s to go.
+// A sandbox started here runs in its own process group: stop it first, then give workerd 2 s.
 const stop = () => {
   sandbox.stop();
   setTimeout(() => process.exit(0), 2000).unref();

@@ -13,7 +13,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-setsid target/release/capi-edge sandbox --listen "127.0.0.1:$SANDBOX_PORT" &
+setsid target/native/capi-edge sandbox --listen "127.0.0.1:$SANDBOX_PORT" &
 pids+=($!)
 setsid wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --log-level warn \
   --var "PIXEL_ID:$PIXEL_ID" --var "META_ACCESS_TOKEN:dev-token" --var "META_GRAPH_URL:$SANDBOX" \

@@ -7,6 +7,16 @@ pub fn sha256_hex(s: &str) -> String {
     lower_hex(&Sha256::digest(s.as_bytes()))
 }
 
+/// Lowercase hex SHA-256 of `s` into `out`, without allocating (bulk hashing).
+pub fn sha256_hex_into(s: &[u8], out: &mut [u8; 64]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(s);
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+}
+
 /// Lowercase hex of arbitrary bytes.
 pub fn lower_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -38,5 +48,10 @@ mod tests {
         );
         assert!(is_sha256_hex(&sha256_hex("x")));
         assert!(!is_sha256_hex(&sha256_hex("x").to_uppercase()));
+        for s in ["", "x", "jane@example.com", "valéry"] {
+            let mut out = [0u8; 64];
+            sha256_hex_into(s.as_bytes(), &mut out);
+            assert_eq!(out.as_slice(), sha256_hex(s).as_bytes());
+        }
     }
 }

@@ -120,6 +120,16 @@ pub fn normalized(
     value: &str,
     country: Option<&str>,
 ) -> Result<Normalized, DropReason> {
+    normalized_in(field, value, country.and_then(|c| country_code(c).ok()))
+}
+
+/// [`normalized`] with the country already resolved by [`country_code`] (`None` when absent or
+/// invalid), for bulk callers that resolve each distinct country string once.
+pub fn normalized_in(
+    field: Field,
+    value: &str,
+    country: Option<&'static str>,
+) -> Result<Normalized, DropReason> {
     let value = value.trim();
     if value.is_empty() {
         return Err(DropReason::Empty);
@@ -127,7 +137,6 @@ pub fn normalized(
     if let Some(pre) = pre_hashed(value) {
         return Ok(Normalized::PreHashed(pre));
     }
-    let country = country.and_then(|c| country_code(c).ok());
     let plain = match field {
         Field::Em => email(value),
         Field::Ph => phone(value, country),
@@ -151,6 +160,9 @@ pub fn hashed(field: Field, value: &str, country: Option<&str>) -> Result<String
 /// A value the caller already hashed: 64 hex (any case, lowercased) or a Parameter Builder
 /// value `<64 hex>.<appendix>` (PB/D-PBL: case-sensitive, send as-is).
 fn pre_hashed(value: &str) -> Option<String> {
+    if value.len() < 64 {
+        return None; // too short to hold a digest
+    }
     let (digest, appendix) = match value.split_once('.') {
         Some((d, a)) => (d, Some(a)),
         None => (value, None),
@@ -207,12 +219,12 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
             if code == "1" {
                 // NANP: national numbers are 10 digits; 11 digits starting with 1 already carry it.
                 if digits.len() == 10 {
-                    format!("1{digits}")
+                    prefixed("1", digits)
                 } else {
                     digits.to_string()
                 }
             } else if national_trunk || !digits.starts_with(code) {
-                format!("{code}{digits}")
+                prefixed(code, digits)
             } else {
                 digits.to_string()
             }
@@ -226,6 +238,14 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     }
 }
 
+/// `code` then `digits` (what `format!("{code}{digits}")` gives, without the formatter).
+fn prefixed(code: &str, digits: &str) -> String {
+    let mut s = String::with_capacity(code.len() + digits.len());
+    s.push_str(code);
+    s.push_str(digits);
+    s
+}
+
 fn is_punctuation_or_space(c: char) -> bool {
     c.is_whitespace()
         || c.is_ascii_punctuation()
@@ -235,11 +255,7 @@ fn is_punctuation_or_space(c: char) -> bool {
 /// Meta: lowercase, no punctuation; PB also removes all whitespace; UTF-8 letters are kept
 /// (`Valéry` → `valéry`, `정` stays).
 pub fn name(value: &str) -> Result<String, DropReason> {
-    let n: String = value
-        .chars()
-        .filter(|c| !is_punctuation_or_space(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
+    let n = compact_lower(value);
     if n.is_empty() {
         Err(DropReason::InvalidName)
     } else {
@@ -249,11 +265,20 @@ pub fn name(value: &str) -> Result<String, DropReason> {
 
 /// Meta: lowercase, no punctuation, special characters or spaces (`New York` → `newyork`).
 pub fn city(value: &str) -> Result<String, DropReason> {
-    let c: String = value
-        .chars()
-        .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
-        .flat_map(char::to_lowercase)
-        .collect();
+    let c: String = if value.is_ascii() {
+        // As below; for ASCII, `is_numeric` is `is_ascii_digit` (see `compact_lower`).
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !c.is_ascii_digit())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    } else {
+        value
+            .chars()
+            .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     if c.is_empty() {
         Err(DropReason::InvalidCity)
     } else {
@@ -263,6 +288,18 @@ pub fn city(value: &str) -> Result<String, DropReason> {
 
 /// Letters and digits only, lowercased.
 fn compact_lower(value: &str) -> String {
+    if value.is_ascii() {
+        // The same result without per-char Unicode tables: for ASCII, `is_punctuation_or_space`
+        // is `is_whitespace() || is_ascii_punctuation()` and lowercasing is ASCII lowercasing.
+        let mut out = String::with_capacity(value.len());
+        out.extend(
+            value
+                .chars()
+                .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation())
+                .map(|c| c.to_ascii_lowercase()),
+        );
+        return out;
+    }
     value
         .chars()
         .filter(|c| !is_punctuation_or_space(*c))
@@ -375,11 +412,20 @@ pub fn state(value: &str, country: Option<&str>) -> Result<String, DropReason> {
 
 /// Meta: lowercase, no spaces, no dash; US: first 5 digits (ZIP+4 → 5).
 pub fn zip(value: &str, country: Option<&str>) -> Result<String, DropReason> {
-    let z: String = value
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect();
+    let z: String = if value.is_ascii() {
+        // As below; ASCII lowercases to one ASCII char.
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    } else {
+        value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     let looks_us = z.len() >= 5
         && z.len() <= 9
         && z.bytes().all(|b| b.is_ascii_digit())
@@ -640,6 +686,36 @@ mod tests {
         assert_eq!(country_code("U.K."), Ok("gb"));
         assert_eq!(country_code("zw"), Ok("zw"));
         assert_eq!(country_code("xx"), Err(DropReason::InvalidCountry));
+    }
+
+    #[test]
+    fn compact_lower_ascii_path_matches_the_unicode_path() {
+        let all: String = (0u8..0x80).map(char::from).collect();
+        for v in [all.as_str(), "U.S.A.", " New-York ", "a\u{b}b\u{c}c", ""] {
+            let unicode: String = v
+                .chars()
+                .filter(|c| !is_punctuation_or_space(*c))
+                .flat_map(char::to_lowercase)
+                .collect();
+            assert_eq!(compact_lower(v), unicode, "{v:?}");
+            let city_unicode: String = v
+                .chars()
+                .filter(|c| !is_punctuation_or_space(*c) && !c.is_numeric())
+                .flat_map(char::to_lowercase)
+                .collect();
+            assert_eq!(city(v).unwrap_or_default(), city_unicode, "{v:?}");
+            let zip_unicode: String = v
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .flat_map(char::to_lowercase)
+                .collect();
+            let expected = zip_unicode.len() >= 2 && zip_unicode.chars().all(char::is_alphanumeric);
+            assert_eq!(
+                zip(v, Some("de")).ok(),
+                expected.then_some(zip_unicode),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

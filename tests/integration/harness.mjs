@@ -8,7 +8,7 @@ export const ROOT = new URL('../../', import.meta.url).pathname;
 export const PIXEL_ID = '987654321012345';
 export const TOKEN = 'test-token-secret-value';
 /** The built `capi-edge` CLI. */
-export const cliPath = () => `${ROOT}target/release/capi-edge`;
+export const cliPath = () => `${ROOT}target/native/capi-edge`;
 
 // Every sandbox this process started is killed when it exits, even after a failed test or a timeout.
 const sandboxes = new Set();

@@ -1,0 +1,320 @@
+// `make bench` (scripts/bench.sh runs this after building): the Worker and the DIY relay side by
+// side under the same load, and `capi-edge hash` against Meta's SDK on the same rows.
+//
+// Env: BENCH_RUNS (default 1; 3 for medians of 3), BENCH_SECONDS (per wrk run, default 15),
+//      BENCH_CONCURRENCY (default "8,64"), BENCH_HASH_ROWS (default 100000).
+// Writes build/bench/results.json (every run) and prints the table.
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
+
+const ROOT = new URL('../', import.meta.url).pathname;
+const OUT = `${ROOT}build/bench`;
+mkdirSync(OUT, { recursive: true });
+const RUNS = Number(process.env.BENCH_RUNS ?? 1);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,64').split(',').map(Number);
+const HASH_ROWS = Number(process.env.BENCH_HASH_ROWS ?? 100_000);
+const CLI = `${ROOT}target/native/capi-edge`;
+const TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error('[bench]', ...a);
+
+// ---------------------------------------------------------------- processes
+const groups = [];
+process.on('exit', () => groups.forEach((g) => { try { process.kill(-g, 'SIGKILL'); } catch {} }));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+/** Starts `cmd` in its own process group (pid = pgid); resolves when `ready(output)` matches. */
+function startGroup(name, cmd, args, { env = {}, cwd = ROOT, ready }) {
+  const logFile = `${OUT}/${name}.log`;
+  const fd = openSync(logFile, 'w');
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  groups.push(child.pid);
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const poll = setInterval(() => {
+      const text = readFileSync(logFile, 'utf8');
+      const m = ready(text);
+      if (m) { clearInterval(poll); resolve({ pgid: child.pid, ...m }); }
+      else if (child.exitCode != null || Date.now() - t0 > 30_000) {
+        clearInterval(poll);
+        reject(new Error(`${name} did not start:\n${text}`));
+      }
+    }, 50);
+  });
+}
+const jsonLine = (key) => (text) => {
+  const line = text.split('\n').find((l) => l.startsWith('{') && l.includes(`"${key}"`));
+  return line && JSON.parse(line);
+};
+const stopGroup = async (pgid) => {
+  try { process.kill(-pgid, 'SIGTERM'); } catch { return; }
+  for (let i = 0; i < 30; i++) {
+    await sleep(100);
+    try { process.kill(-pgid, 0); } catch { return; }
+  }
+  try { process.kill(-pgid, 'SIGKILL'); } catch {}
+};
+
+/** CPU seconds (user + system, plus reaped children) of every live process in group `pgid`. */
+function groupCpu(pgid) {
+  let ticks = 0;
+  const members = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat;
+    try { stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { continue; }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) !== pgid) continue; // field 5: pgrp
+    members.push(stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')));
+    ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+  }
+  return { seconds: ticks / TICKS, members };
+}
+
+/** Busy CPU seconds of the whole machine (/proc/stat: everything but idle and iowait). */
+function machineBusy() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / TICKS;
+}
+
+/** CPU seconds of this process and the children it has waited for (wrk, the hashers). */
+function selfCpu() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS;
+}
+
+/** Starts a window; its end() gives the CPU used meanwhile by processes outside this bench. */
+function foreignLoad() {
+  const ours = () => [...ALL_GROUPS, SANDBOX_GROUP].reduce((a, g) => a + groupCpu(g).seconds, 0) + selfCpu();
+  const m0 = machineBusy();
+  const o0 = ours();
+  const t0 = Date.now();
+  return () => Math.max(0, machineBusy() - m0 - (ours() - o0)) / ((Date.now() - t0) / 1000);
+}
+
+/** Waits (≤ 20 s) until the systems under test are idle: < 20 ms of CPU in a 500 ms window. */
+async function waitIdle(pgids) {
+  const cpu = () => pgids.reduce((a, g) => a + groupCpu(g).seconds, 0);
+  for (let i = 0; i < 40; i++) {
+    const before = cpu();
+    await sleep(500);
+    if (cpu() - before < 0.02) return;
+  }
+  log('warning: the systems under test did not go idle within 20 s');
+}
+
+// ---------------------------------------------------------------- sandbox
+let SANDBOX;
+let SANDBOX_GROUP;
+/** What the stand-in holds from run `runId` (event ids `bench-<runId>-…`, see bench/beacon.lua). */
+const sandboxEvents = async (runId) => {
+  const v = await (await fetch(`${SANDBOX}/_sandbox/events`)).json();
+  const mine = v.server.filter((e) => String(e.event_id).startsWith(`bench-${runId}-`));
+  const ids = new Set(mine.map((e) => e.event_id));
+  return { received: mine.length, distinct: ids.size, others: v.server.length - mine.length, rejected: v.summary.rejected_requests };
+};
+const sandboxReset = () => fetch(`${SANDBOX}/_sandbox/reset`, { method: 'POST', body: '{}' });
+
+// ---------------------------------------------------------------- one load run
+let runSeq = 0;
+async function loadRun(system, url, pgid, c, seconds = SECONDS) {
+  await sandboxReset();
+  await waitIdle(ALL_GROUPS);
+  const runId = `${process.pid}x${++runSeq}`;
+  const cpu0 = groupCpu(pgid).seconds;
+  const foreign = foreignLoad();
+  const t0 = Date.now();
+  const wrk = spawnSync('wrk', ['-t1', `-c${c}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/beacon.lua`, url, '--', url, runId], { encoding: 'utf8' });
+  const line = wrk.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) throw new Error(`wrk gave no summary:\n${wrk.stdout}\n${wrk.stderr}`);
+  const w = JSON.parse(line.slice('BENCH_JSON '.length));
+  const accepted = w.requests - w.non2xx;
+  // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
+  // longer to see stragglers; give up after 60 s without reaching it.
+  let s = await sandboxEvents(runId);
+  let cpuEnd = null;
+  let last = s.received;
+  let lastChange = Date.now();
+  const drainStart = Date.now();
+  while (Date.now() - drainStart < 60_000) {
+    if (s.distinct >= accepted && cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
+    if (s.received !== last) { last = s.received; lastChange = Date.now(); }
+    if (cpuEnd != null && Date.now() - lastChange > 1500) break;
+    if (cpuEnd == null && Date.now() - lastChange > 10_000) break; // stalled short of accepted
+    await sleep(500);
+    s = await sandboxEvents(runId);
+  }
+  if (cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
+  const r = {
+    system, c, seconds, run_id: runId,
+    beacons_per_s: accepted / (w.duration_us / 1e6),
+    p50_ms: w.p50_us / 1000, p90_ms: w.p90_us / 1000, p99_ms: w.p99_us / 1000, max_ms: w.max_us / 1000,
+    accepted, non2xx: w.non2xx, socket_errors: w.connect + w.read + w.write + w.timeout,
+    received: s.received, distinct_received: s.distinct, rejected_requests: s.rejected, other_events: s.others,
+    lost: Math.max(0, accepted - s.distinct), duplicates: s.received - s.distinct,
+    cpu_ms_per_beacon: ((cpuEnd - cpu0) * 1000) / Math.max(1, accepted),
+    drain_s: (Date.now() - t0) / 1000 - seconds,
+    other_cores_busy: foreign(),
+  };
+  log(`${system} c=${c}: ${r.beacons_per_s.toFixed(0)}/s p50 ${r.p50_ms.toFixed(1)} p99 ${r.p99_ms.toFixed(1)} ms, ` +
+    `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} received ${s.distinct} (+${r.duplicates} dup), non-2xx ${w.non2xx}, ` +
+    `other processes: ${r.other_cores_busy.toFixed(2)} cores`);
+  return r;
+}
+
+// ---------------------------------------------------------------- hashing
+async function hashRun(rowsFile) {
+  await waitIdle(ALL_GROUPS);
+  const foreign = foreignLoad();
+  const times = [];
+  for (let i = 0; i < 5; i++) {
+    const fdIn = openSync(rowsFile, 'r');
+    const fdOut = openSync(`${OUT}/hash-cli.jsonl`, 'w');
+    const t0 = process.hrtime.bigint();
+    const p = spawnSync(CLI, ['hash'], { stdio: [fdIn, fdOut, 'pipe'] });
+    const t1 = process.hrtime.bigint();
+    closeSync(fdIn); closeSync(fdOut);
+    if (p.status !== 0) throw new Error(`capi-edge hash failed: ${p.stderr}`);
+    times.push(Number(t1 - t0) / 1e9);
+  }
+  const cli_s = median(times);
+  const sdkRuns = [0, 1, 2].map(() => JSON.parse(spawnSync('node', [`${ROOT}bench/sdk-hash.mjs`, rowsFile, `${OUT}/hash-sdk.jsonl`], { encoding: 'utf8' }).stdout));
+  const rows = HASH_ROWS;
+  const r = {
+    rows,
+    cli_rows_per_s: rows / cli_s,
+    sdk_job_rows_per_s: rows / median(sdkRuns.map((x) => x.job_s)),
+    sdk_calls_rows_per_s: rows / median(sdkRuns.map((x) => x.calls_only_s)),
+  };
+  r.other_cores_busy = foreign();
+  r.speedup_vs_sdk_job = r.cli_rows_per_s / r.sdk_job_rows_per_s;
+  r.speedup_vs_sdk_calls = r.cli_rows_per_s / r.sdk_calls_rows_per_s;
+  log(`hash: capi-edge ${r.cli_rows_per_s.toFixed(0)} rows/s; SDK ${r.sdk_job_rows_per_s.toFixed(0)} rows/s (whole job), ` +
+    `${r.sdk_calls_rows_per_s.toFixed(0)} rows/s (calls only); other processes: ${r.other_cores_busy.toFixed(2)} cores`);
+  return r;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---------------------------------------------------------------- main
+const sandbox = await startGroup('sandbox', CLI, ['sandbox', '--listen', '127.0.0.1:0'], {
+  ready: (t) => { const m = t.match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//); return m && { url: m[1] }; },
+});
+SANDBOX = sandbox.url;
+SANDBOX_GROUP = sandbox.pgid;
+const worker = await startGroup('worker', 'node', [`${ROOT}bench/serve.mjs`], { env: { SANDBOX_URL: SANDBOX }, ready: jsonLine('worker') });
+const relay = await startGroup('relay', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX }, ready: jsonLine('relay') });
+const ALL_GROUPS = [worker.pgid, relay.pgid];
+const systems = [
+  { name: 'worker', url: worker.worker, pgid: worker.pgid },
+  { name: 'relay', url: relay.relay, pgid: relay.pgid },
+];
+for (const s of systems) log(`${s.name}: ${s.url} (process group ${s.pgid}: ${groupCpu(s.pgid).members.join(', ')})`);
+log(`sandbox (Graph stand-in): ${SANDBOX}; ${RUNS} run(s) × ${CONCURRENCY.length} concurrencies × ${SECONDS} s each`);
+
+// Warm-up (JIT, workerd isolates, SQLite), not recorded.
+for (const s of systems) await loadRun(s.name, s.url, s.pgid, 8, 3);
+
+const rowsFile = `${OUT}/hash-rows.jsonl`;
+writeFileSync(rowsFile, spawnSync('node', [`${ROOT}bench/hash-rows.mjs`, String(HASH_ROWS)], { maxBuffer: 1 << 30 }).stdout);
+
+const load = [];
+const hash = [];
+for (let run = 1; run <= RUNS; run++) {
+  log(`run ${run}/${RUNS}`);
+  for (const c of CONCURRENCY) {
+    for (const s of systems) load.push({ run, ...(await loadRun(s.name, s.url, s.pgid, c)) });
+  }
+  hash.push({ run, ...(await hashRun(rowsFile)) });
+}
+await stopGroup(relay.pgid);
+await stopGroup(worker.pgid);
+await stopGroup(sandbox.pgid);
+
+// ---------------------------------------------------------------- report
+const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+const machine = {
+  nproc: Number(spawnSync('nproc').stdout.toString().trim()),
+  cpu: (cpuinfo.match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? 'unknown',
+  node: process.version,
+  wrk: (spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout || '').split('\n')[0].trim(),
+};
+const med = (system, c, k) => median(load.filter((r) => r.system === system && r.c === c).map((r) => r[k]));
+const sum = (system, c, k) => load.filter((r) => r.system === system && r.c === c).reduce((a, r) => a + r[k], 0);
+const hmed = (k) => median(hash.map((r) => r[k]));
+const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '-');
+
+const cols = CONCURRENCY.flatMap((c) => systems.map((s) => [s.name, c]));
+const rowsOut = [
+  ['beacons/s (2xx)', (s, c) => f(med(s, c, 'beacons_per_s'))],
+  ['latency p50 ms', (s, c) => f(med(s, c, 'p50_ms'), 1)],
+  ['latency p99 ms', (s, c) => f(med(s, c, 'p99_ms'), 1)],
+  ['CPU ms / accepted beacon', (s, c) => f(med(s, c, 'cpu_ms_per_beacon'), 3)],
+  ['accepted (all runs)', (s, c) => f(sum(s, c, 'accepted'))],
+  ['received at stand-in', (s, c) => f(sum(s, c, 'distinct_received'))],
+  ['lost (accepted − received)', (s, c) => f(sum(s, c, 'lost'))],
+  ['duplicates at stand-in', (s, c) => f(sum(s, c, 'duplicates'))],
+  ['non-2xx / socket errors', (s, c) => `${f(sum(s, c, 'non2xx'))} / ${f(sum(s, c, 'socket_errors'))}`],
+  ['other processes (cores busy)', (s, c) => f(med(s, c, 'other_cores_busy'), 2)],
+];
+const header = ['', ...cols.map(([s, c]) => `${s === 'worker' ? 'Worker' : 'relay'} c=${c}`)];
+const table = [header, ...rowsOut.map(([label, fn]) => [label, ...cols.map(([s, c]) => fn(s, c))])];
+const widths = header.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
+const md = (r) => `| ${r.map((x, i) => String(x).padEnd(widths[i])).join(' | ')} |`;
+
+const ratios = [];
+const check = (label, value, ok, target) => ratios.push({ label, value, ok, target });
+for (const c of CONCURRENCY) {
+  const x = med('worker', c, 'beacons_per_s') / med('relay', c, 'beacons_per_s');
+  check(`Worker/relay beacons/s, c=${c}`, `${f(x, 2)}x`, x >= 1.2, '≥ 1.2x');
+}
+for (const c of CONCURRENCY) {
+  const x = med('relay', c, 'cpu_ms_per_beacon') / med('worker', c, 'cpu_ms_per_beacon');
+  check(`relay/Worker CPU per beacon, c=${c}`, `${f(x, 2)}x`, null, 'information');
+}
+for (const c of CONCURRENCY) {
+  const v = med('worker', c, 'cpu_ms_per_beacon');
+  check(`Worker CPU per beacon, c=${c}`, `${f(v, 3)} ms`, v <= 0.7, '≤ 0.7 ms');
+}
+const cMax = Math.max(...CONCURRENCY);
+check(`p99 at c=${cMax}, Worker vs relay`, `${f(med('worker', cMax, 'p99_ms'), 1)} vs ${f(med('relay', cMax, 'p99_ms'), 1)} ms`,
+  med('worker', cMax, 'p99_ms') < med('relay', cMax, 'p99_ms'), 'Worker below relay');
+const lost = load.filter((r) => r.system === 'worker').reduce((a, r) => a + r.lost, 0);
+check('Worker events lost (all runs)', f(lost), lost === 0, '0');
+const relayLost = load.filter((r) => r.system === 'relay').reduce((a, r) => a + r.lost, 0);
+check('relay events lost (all runs)', f(relayLost), null, 'information');
+check('hash speedup vs SDK (same job: file in, JSON lines out)', `${f(hmed('speedup_vs_sdk_job'), 1)}x`, hmed('speedup_vs_sdk_job') >= 10, '≥ 10x');
+check('hash speedup vs SDK calls alone (pre-parsed rows)', `${f(hmed('speedup_vs_sdk_calls'), 1)}x`, hmed('speedup_vs_sdk_calls') >= 10, '≥ 10x');
+
+const lines = [];
+lines.push(`machine: ${machine.nproc} CPUs (${machine.cpu}), Node ${machine.node}, ${machine.wrk}`);
+lines.push(`beacon ingest: wrk -t1 -cN -d${SECONDS}s, ~600-byte AddToCart beacons with a fresh event_id; ` +
+  `${RUNS === 1 ? 'one run' : `median of ${RUNS} runs`}; CPU = user+system of every process in the system's process group ` +
+  `(Worker: workerd + Miniflare's node; relay: node), from the start of the run until the stand-in has every accepted event`);
+lines.push('');
+lines.push(md(table[0]));
+lines.push(`|${widths.map((w, i) => (i ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`);
+for (const r of table.slice(1)) lines.push(md(r));
+lines.push('');
+lines.push(`capi-edge hash vs facebook-nodejs-business-sdk ServerSideUtils.normalizeAndHash, ${f(HASH_ROWS)} messy rows (em ph fn ln ct st zp country):`);
+lines.push(`  capi-edge hash      ${f(hmed('cli_rows_per_s')).padStart(12)} rows/s  (target/native, stdin → stdout, process start included)`);
+lines.push(`  SDK, same job       ${f(hmed('sdk_job_rows_per_s')).padStart(12)} rows/s  (read, JSON.parse, normalizeAndHash, JSON.stringify, write)`);
+lines.push(`  SDK, calls alone    ${f(hmed('sdk_calls_rows_per_s')).padStart(12)} rows/s  (normalizeAndHash on rows already parsed)`);
+lines.push(`  other processes on the machine meanwhile: ${f(hmed('other_cores_busy'), 2)} cores busy (median)`);
+lines.push('');
+lines.push('ratios and targets:');
+for (const r of ratios) lines.push(`  ${r.label.padEnd(58)} ${r.value.padStart(20)}   ${r.ok == null ? '' : r.ok ? 'MET' : 'NOT MET'} (${r.target})`);
+const report = lines.join('\n');
+console.log(report);
+writeFileSync(`${OUT}/results.json`, JSON.stringify({ machine, runs: RUNS, seconds: SECONDS, load, hash, ratios }, null, 2));
+writeFileSync(`${OUT}/report.txt`, report + '\n');
+log(`results: build/bench/results.json, build/bench/report.txt`);
+process.exit(0);
