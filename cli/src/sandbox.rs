@@ -29,6 +29,8 @@ struct Faults {
     down: bool,
     /// Event ids Meta "rejects": a request holding one fails whole (code 100), as at Meta.
     reject_event_ids: Vec<String>,
+    /// Pixels whose requests get a 503 (one destination down while others are up).
+    down_pixels: Vec<String>,
 }
 
 #[derive(Default)]
@@ -175,6 +177,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
                     .min(30_000),
                 down: f.get("down").and_then(Value::as_bool).unwrap_or(false),
                 reject_event_ids: strings(f.get("reject_event_ids")).unwrap_or_default(),
+                down_pixels: strings(f.get("down_pixels")).unwrap_or_default(),
             };
             lock(state).faults = faults;
             respond_json(request, 200, &json!({"ok": true}))
@@ -254,7 +257,7 @@ fn graph_events(
     let (latency, fault) = {
         let mut s = lock(state);
         let faults = s.faults.clone();
-        let fault = if faults.down {
+        let fault = if faults.down || faults.down_pixels.iter().any(|p| p == pixel) {
             Some("down".to_string())
         } else if faults.error_rate > 0.0
             && s.random() < faults.error_rate

@@ -1,6 +1,8 @@
-//! `GET /t/receipts/{event_id}` and `GET /t/stats`: what happened to events, for operators.
-//! Behind `Authorization: Bearer <ADMIN_TOKEN>`; ids, outcomes, reasons and counts only — no
-//! customer data is stored in the ledger to begin with.
+//! Admin routes — receipts, stats, the reconciliation report, dead letters and replay — for
+//! operators. Behind a bearer token: the operator's `ADMIN_TOKEN` (every tenant, `?tenant=ID`)
+//! or a tenant's own admin token (that tenant only; the host's tenant by default). `?pixel=ID`
+//! picks one of the tenant's pixels (default: its first). Ids, outcomes, reasons and counts
+//! only — no customer data is stored in the ledger to begin with.
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -12,25 +14,47 @@ use worker::{Env, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
 
+/// The ledger of the tenant and pixel the caller may read, or 401/404/503 as documented. One
+/// tenant's token never reads another tenant's receipts.
 fn authorized<'a>(
     req: &Request,
     cfg: &'a Config,
     env: &Env,
 ) -> Result<(LedgerClient, &'a str), ApiError> {
-    let expected = cfg
+    let url = req.url()?;
+    let param = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let tenant = match param("tenant") {
+        Some(id) => cfg.tenant(&id).ok_or(ApiError::UnknownTenant),
+        None => cfg.tenant_for_host(url.host_str().unwrap_or("")),
+    };
+    let auth = req.headers().get("authorization")?;
+    let own_token = tenant.as_ref().ok().and_then(|t| t.admin_token.as_deref());
+    if cfg.admin_token.is_none() && own_token.is_none() {
+        return Err(ApiError::NotConfigured("ADMIN_TOKEN"));
+    }
+    let operator = cfg
         .admin_token
         .as_deref()
-        .ok_or(ApiError::NotConfigured("ADMIN_TOKEN"))?;
-    if !bearer_matches(req.headers().get("authorization")?.as_deref(), expected) {
+        .is_some_and(|t| bearer_matches(auth.as_deref(), t));
+    let own = own_token.is_some_and(|t| bearer_matches(auth.as_deref(), t));
+    if !operator && !own {
         return Err(ApiError::Unauthorized);
     }
-    let pixel = cfg
-        .pixel_id
-        .as_deref()
-        .ok_or(ApiError::NotConfigured("PIXEL_ID"))?;
-    let ledger = LedgerClient::for_pixel(env, pixel, cfg.ledger_shards)
+    let tenant = tenant?;
+    let pixel = match param("pixel") {
+        Some(id) => tenant.pixel(&id).ok_or(ApiError::NotFound)?,
+        None => tenant
+            .pixels
+            .first()
+            .ok_or(ApiError::NotConfigured("PIXEL_ID"))?,
+    };
+    let ledger = LedgerClient::for_pixel(env, &tenant.id, &pixel.id, cfg.ledger_shards)
         .ok_or(ApiError::NotConfigured("LEDGER"))?;
-    Ok((ledger, pixel))
+    Ok((ledger, &pixel.id))
 }
 
 fn no_store(v: &Value) -> Answer {

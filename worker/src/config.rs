@@ -1,29 +1,66 @@
 //! Configuration from wrangler.toml `[vars]` and secrets (names per DESIGN.md).
+//!
+//! One deployment serves many shops: `TENANTS` (JSON, see README "Many shops") maps request
+//! hosts to tenants — pixels, origins, cookie domain, privacy modes, webhook secrets, admin
+//! token, test code — with every secret referenced by the name it was stored under
+//! (`wrangler secret put NAME`), never inlined. Without `TENANTS`, the single-shop vars
+//! (`PIXEL_ID`, `META_ACCESS_TOKEN`, …) are the one tenant, `default`, for any host.
+//! A tenant that cannot be read is reported at `/t/health` (names only, never a value) and
+//! nothing is relayed for it.
 
 use crate::error::ApiError;
-use worker::Env;
-
 use capi_core::event::DEFAULT_API_VERSION;
 use capi_core::privacy::{InvalidSetting, Modes};
+use serde::Deserialize;
+use std::cell::RefCell;
+use worker::Env;
 
 /// Ledger shards per pixel unless `LEDGER_SHARDS` says otherwise. One Durable Object serves
 /// about 1,000 requests/s; the consumer makes two calls per shard per batch of up to 100
 /// events, so 8 shards carry far beyond a large shop's peak while keeping batches together.
 pub const DEFAULT_LEDGER_SHARDS: u32 = 8;
 
-#[derive(Clone)]
-pub struct Config {
-    pub pixel_id: Option<String>,
+/// The tenant built from the single-shop vars.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// One pixel of a tenant: where its events go and with which credentials.
+#[derive(Clone, Debug)]
+pub struct Pixel {
+    pub id: String,
     pub access_token: Option<String>,
-    /// `META_APP_SECRET` (secret): when set, every request carries `appsecret_proof`.
+    /// When set, every request carries `appsecret_proof`.
     pub app_secret: Option<String>,
-    pub graph_url: String,
-    pub api_version: String,
-    pub test_event_code: Option<String>,
+}
+
+/// One shop: everything that differs between the shops of one deployment.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: String,
+    /// Request hosts that belong to this tenant; empty = any host (the single-shop default).
+    pub hosts: Vec<String>,
+    /// Every event fans out to each of these pixels.
+    pub pixels: Vec<Pixel>,
     /// Extra origins allowed to post beacons (comma separated), besides the shop's own.
     pub allowed_origins: String,
-    /// `Domain=` for the `_fbp`/`_fbc` server cookies; host-only when unset.
+    /// `Domain=` for the `_fbp`/`_fbc` server cookies; the registrable domain when unset.
     pub cookie_domain: Option<String>,
+    /// `CUSTOMER_DATA`, `CONSENT`, `GPC`, `LDU`; an undocumented value is an error.
+    pub modes: Result<Modes, InvalidSetting>,
+    /// Webhook secrets by platform (`shopify`, `woocommerce`, `stripe`, `order`), each may hold
+    /// two values, comma separated, for rotation.
+    webhook_secrets: Vec<(&'static str, String)>,
+    /// Bearer token for this tenant's admin routes.
+    pub admin_token: Option<String>,
+    pub test_event_code: Option<String>,
+    /// What is wrong with this tenant's configuration (setting names only, never a value);
+    /// nothing is relayed while it is not empty.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub graph_url: String,
+    pub api_version: String,
     pub route_prefix: String,
     /// Serves the demo storefront at `/` (local development only).
     pub demo_storefront: bool,
@@ -33,27 +70,79 @@ pub struct Config {
     pub retry_base_secs: u32,
     /// Longest delay between two attempts in seconds (`RETRY_MAX_SECONDS`, default 1 h).
     pub retry_max_secs: u32,
-    /// Bearer token for `/t/receipts` and `/t/stats` (`ADMIN_TOKEN` secret).
+    /// The operator's bearer token (`ADMIN_TOKEN` secret): every tenant's admin routes.
     pub admin_token: Option<String>,
-    /// Webhook secrets by setting name (each may hold two, comma separated, for rotation).
-    webhook_secrets: Vec<(&'static str, String)>,
-    /// `CUSTOMER_DATA`, `CONSENT`, `GPC`, `LDU`; an undocumented value is an error (nothing is
-    /// relayed until it is fixed: the Worker never guesses a privacy mode).
-    pub modes: Result<Modes, InvalidSetting>,
     /// Ledger objects per pixel (`LEDGER_SHARDS`, 1–256).
     pub ledger_shards: u32,
+    /// The tenants, or why `TENANTS` cannot be read at all.
+    pub tenants: Result<Vec<Tenant>, String>,
 }
 
-/// The webhook secret settings, one per platform.
-const WEBHOOK_SECRETS: [&str; 4] = [
-    "SHOPIFY_WEBHOOK_SECRET",
-    "WOOCOMMERCE_WEBHOOK_SECRET",
-    "STRIPE_WEBHOOK_SECRET",
-    "ORDER_WEBHOOK_SECRET",
+/// The platforms of `/t/hooks/{platform}` and their single-shop secret settings.
+pub const PLATFORMS: [(&str, &str); 4] = [
+    ("shopify", "SHOPIFY_WEBHOOK_SECRET"),
+    ("woocommerce", "WOOCOMMERCE_WEBHOOK_SECRET"),
+    ("stripe", "STRIPE_WEBHOOK_SECRET"),
+    ("order", "ORDER_WEBHOOK_SECRET"),
 ];
 
+/// `TENANTS` entries as written in wrangler.toml; secrets by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantIn {
+    id: String,
+    hosts: Vec<String>,
+    pixels: Vec<PixelIn>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    cookie_domain: Option<String>,
+    #[serde(default)]
+    customer_data: Option<String>,
+    #[serde(default)]
+    consent: Option<String>,
+    #[serde(default)]
+    gpc: Option<String>,
+    #[serde(default)]
+    ldu: Option<String>,
+    /// Platform → the name of the secret holding its webhook secret.
+    #[serde(default)]
+    webhook_secrets: std::collections::BTreeMap<String, String>,
+    /// The name of the secret holding this tenant's admin token.
+    #[serde(default)]
+    admin_token: Option<String>,
+    #[serde(default)]
+    test_event_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PixelIn {
+    id: String,
+    /// The name of the secret holding this pixel's access token.
+    access_token: String,
+    /// The name of the secret holding the app secret, for `appsecret_proof`.
+    #[serde(default)]
+    app_secret: Option<String>,
+}
+
+thread_local! {
+    /// Vars and secrets are fixed for the life of an isolate: read them once.
+    static CACHED: RefCell<Option<Config>> = const { RefCell::new(None) };
+}
+
 impl Config {
+    /// The configuration, read once per isolate.
     pub fn from_env(env: &Env) -> Config {
+        if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
+            return c;
+        }
+        let cfg = Config::read(env);
+        CACHED.with(|c| *c.borrow_mut() = Some(cfg.clone()));
+        cfg
+    }
+
+    fn read(env: &Env) -> Config {
         let var = |name: &str| {
             env.var(name)
                 .ok()
@@ -62,48 +151,75 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        let num = |name: &str, default: u32, ok: &dyn Fn(u32) -> bool| {
+            var(name)
+                .and_then(|v| v.parse().ok())
+                .filter(|n| ok(*n))
+                .unwrap_or(default)
+        };
+        let tenants = match var("TENANTS") {
+            None => Ok(vec![single_shop(&var)]),
+            Some(json) => tenants_from(&json, &var),
+        };
         Config {
-            pixel_id: var("PIXEL_ID"),
-            access_token: var("META_ACCESS_TOKEN"),
-            app_secret: var("META_APP_SECRET"),
             graph_url: var("META_GRAPH_URL").unwrap_or_else(|| "https://graph.facebook.com".into()),
             api_version: var("META_API_VERSION").unwrap_or_else(|| DEFAULT_API_VERSION.into()),
-            test_event_code: var("TEST_EVENT_CODE"),
-            allowed_origins: var("ALLOWED_ORIGINS").unwrap_or_default(),
-            cookie_domain: var("COOKIE_DOMAIN"),
             route_prefix: var("ROUTE_PREFIX")
                 .unwrap_or_else(|| "/t".into())
                 .trim_end_matches('/')
                 .to_string(),
             demo_storefront: var("DEMO_STOREFRONT").as_deref() == Some("on"),
-            max_delivery_attempts: var("MAX_DELIVERY_ATTEMPTS")
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(30),
-            retry_base_secs: var("RETRY_BASE_SECONDS")
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(10),
-            retry_max_secs: var("RETRY_MAX_SECONDS")
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(capi_core::delivery::MAX_RETRY_DELAY_SECS),
-            admin_token: var("ADMIN_TOKEN"),
-            webhook_secrets: WEBHOOK_SECRETS
-                .iter()
-                .filter_map(|name| var(name).map(|v| (*name, v)))
-                .collect(),
-            modes: Modes::parse(
-                var("CUSTOMER_DATA").as_deref(),
-                var("CONSENT").as_deref(),
-                var("GPC").as_deref(),
-                var("LDU").as_deref(),
+            max_delivery_attempts: num("MAX_DELIVERY_ATTEMPTS", 30, &|n| n > 0),
+            retry_base_secs: num("RETRY_BASE_SECONDS", 10, &|n| n > 0),
+            retry_max_secs: num(
+                "RETRY_MAX_SECONDS",
+                capi_core::delivery::MAX_RETRY_DELAY_SECS,
+                &|n| n > 0,
             ),
-            ledger_shards: var("LEDGER_SHARDS")
-                .and_then(|v| v.parse().ok())
-                .filter(|n| (1..=256).contains(n))
-                .unwrap_or(DEFAULT_LEDGER_SHARDS),
+            admin_token: var("ADMIN_TOKEN"),
+            ledger_shards: num("LEDGER_SHARDS", DEFAULT_LEDGER_SHARDS, &|n| {
+                (1..=256).contains(&n)
+            }),
+            tenants,
         }
+    }
+
+    /// The tenant a request host belongs to (the single-shop tenant serves any host), or a
+    /// documented error: `not_configured` when `TENANTS` or that tenant cannot be read.
+    pub fn tenant_for_host(&self, host: &str) -> Result<&Tenant, ApiError> {
+        let tenants = self
+            .tenants
+            .as_ref()
+            .map_err(|_| ApiError::NotConfigured("TENANTS"))?;
+        let host = host.trim_end_matches('.');
+        tenants
+            .iter()
+            .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            .ok_or(ApiError::UnknownTenant)
+            .and_then(Tenant::usable)
+    }
+
+    /// A tenant by id.
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.as_ref().ok()?.iter().find(|t| t.id == id)
+    }
+}
+
+impl Tenant {
+    /// The tenant if its configuration can be read, else `not_configured` naming what is wrong.
+    pub fn usable(&self) -> Result<&Tenant, ApiError> {
+        if let Err(InvalidSetting(name)) = self.modes {
+            return Err(ApiError::InvalidSetting(name));
+        }
+        if !self.errors.is_empty() || self.pixels.is_empty() {
+            // The single-shop tenant names the setting to set; others point at TENANTS.
+            return Err(ApiError::NotConfigured(match self.id.as_str() {
+                DEFAULT_TENANT if self.pixels.is_empty() => "PIXEL_ID",
+                DEFAULT_TENANT => "META_ACCESS_TOKEN",
+                _ => "TENANTS",
+            }));
+        }
+        Ok(self)
     }
 
     /// The privacy modes, or the setting that holds an undocumented value.
@@ -118,20 +234,161 @@ impl Config {
         !self.webhook_secrets.is_empty()
     }
 
-    /// A webhook secret setting's value, if configured.
-    pub fn secret(&self, name: &str) -> Option<String> {
+    /// A platform's webhook secret (`shopify`, `woocommerce`, `stripe`, `order`), if set.
+    pub fn webhook_secret(&self, platform: &str) -> Option<&str> {
         self.webhook_secrets
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
+            .find(|(p, _)| *p == platform)
+            .map(|(_, v)| v.as_str())
     }
 
-    /// Pixel id and access token, or the name of the missing setting.
-    pub fn meta_credentials(&self) -> Result<(String, String), ApiError> {
-        match (&self.pixel_id, &self.access_token) {
-            (Some(p), Some(t)) => Ok((p.clone(), t.clone())),
-            (None, _) => Err(ApiError::NotConfigured("PIXEL_ID")),
-            (_, None) => Err(ApiError::NotConfigured("META_ACCESS_TOKEN")),
-        }
+    /// A pixel of this tenant with its credentials.
+    pub fn pixel(&self, id: &str) -> Option<&Pixel> {
+        self.pixels.iter().find(|p| p.id == id)
     }
+}
+
+/// The one tenant of a single-shop deployment, from `PIXEL_ID`, `META_ACCESS_TOKEN`, … .
+fn single_shop(var: &dyn Fn(&str) -> Option<String>) -> Tenant {
+    let mut errors = Vec::new();
+    let pixels = match var("PIXEL_ID") {
+        Some(id) => vec![Pixel {
+            id,
+            access_token: var("META_ACCESS_TOKEN"),
+            app_secret: var("META_APP_SECRET"),
+        }],
+        None => {
+            errors.push("PIXEL_ID is not set".to_string());
+            Vec::new()
+        }
+    };
+    if pixels.iter().any(|p| p.access_token.is_none()) {
+        errors.push("META_ACCESS_TOKEN is not set".to_string());
+    }
+    Tenant {
+        id: DEFAULT_TENANT.into(),
+        hosts: Vec::new(),
+        pixels,
+        allowed_origins: var("ALLOWED_ORIGINS").unwrap_or_default(),
+        cookie_domain: var("COOKIE_DOMAIN"),
+        modes: Modes::parse(
+            var("CUSTOMER_DATA").as_deref(),
+            var("CONSENT").as_deref(),
+            var("GPC").as_deref(),
+            var("LDU").as_deref(),
+        ),
+        webhook_secrets: PLATFORMS
+            .iter()
+            .filter_map(|(p, name)| var(name).map(|v| (*p, v)))
+            .collect(),
+        admin_token: None,
+        test_event_code: var("TEST_EVENT_CODE"),
+        errors,
+    }
+}
+
+/// Tenants from the `TENANTS` JSON, each secret resolved by name. A JSON error fails the whole
+/// setting; a missing secret or a bad field fails only its tenant.
+fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Tenant>, String> {
+    // serde's message may quote the input (a secret name or worse): only its position is kept.
+    let list: Vec<TenantIn> = serde_json::from_str(json).map_err(|e| {
+        format!(
+            "TENANTS is not a valid tenants list ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+        .to_lowercase()
+    })?;
+    let mut seen_ids = std::collections::BTreeSet::new();
+    let mut seen_hosts = std::collections::BTreeSet::new();
+    let mut tenants = Vec::with_capacity(list.len());
+    for t in list {
+        let mut errors = Vec::new();
+        let valid_id = !t.id.is_empty()
+            && t.id.len() <= 64
+            && t.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_id {
+            errors.push("id must be 1-64 letters, digits, `-` or `_`".to_string());
+        }
+        if !seen_ids.insert(t.id.clone()) {
+            errors.push("id is used by another tenant".to_string());
+        }
+        if t.hosts.is_empty() {
+            errors.push("hosts must list at least one host".to_string());
+        }
+        for h in &t.hosts {
+            if !seen_hosts.insert(h.to_ascii_lowercase()) {
+                errors.push("a host is listed by another tenant".to_string());
+            }
+        }
+        let mut missing = Vec::new();
+        let mut secret = |what: &str, name: &str| {
+            let value = var(name);
+            if value.is_none() {
+                missing.push(format!("{what}: secret {name} is not set"));
+            }
+            value
+        };
+        let mut pixels = Vec::with_capacity(t.pixels.len());
+        for p in &t.pixels {
+            pixels.push(Pixel {
+                id: p.id.clone(),
+                access_token: secret(&format!("pixel {}", p.id), &p.access_token),
+                app_secret: p
+                    .app_secret
+                    .as_deref()
+                    .and_then(|n| secret(&format!("pixel {} app secret", p.id), n)),
+            });
+        }
+        let mut webhook_secrets = Vec::new();
+        let mut unknown_platform = false;
+        for (platform, name) in &t.webhook_secrets {
+            match PLATFORMS.iter().find(|(p, _)| p == platform) {
+                Some((p, _)) => {
+                    if let Some(v) = secret(&format!("{p} webhook"), name) {
+                        webhook_secrets.push((*p, v));
+                    }
+                }
+                None => unknown_platform = true,
+            }
+        }
+        let admin_token = t
+            .admin_token
+            .as_deref()
+            .and_then(|n| secret("admin token", n));
+        errors.append(&mut missing);
+        if unknown_platform {
+            errors.push("webhook_secrets keys are shopify, woocommerce, stripe or order".into());
+        }
+        if pixels.is_empty() {
+            errors.push("pixels must list at least one pixel".to_string());
+        }
+        if pixels
+            .iter()
+            .any(|p| p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            errors.push("a pixel id must be digits".to_string());
+        }
+        tenants.push(Tenant {
+            id: t.id,
+            hosts: t.hosts,
+            pixels,
+            allowed_origins: t.allowed_origins.join(","),
+            cookie_domain: t.cookie_domain,
+            modes: Modes::parse(
+                t.customer_data.as_deref(),
+                t.consent.as_deref(),
+                t.gpc.as_deref(),
+                t.ldu.as_deref(),
+            ),
+            webhook_secrets,
+            admin_token,
+            test_event_code: t.test_event_code,
+            errors,
+        });
+    }
+    Ok(tenants)
 }

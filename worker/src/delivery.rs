@@ -23,8 +23,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{
-    AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageBuilder,
-    MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit,
+    AbortController, BatchMessageBuilder, Date, Delay, Env, Fetch, Headers, Message, MessageBatch,
+    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit,
 };
 
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
@@ -33,6 +33,9 @@ const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 /// is not in it: the consumer reads it from configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedEvent {
+    /// The tenant whose configuration holds the pixel's credentials.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub pixel_id: String,
     /// None for a message that only carries counts (an event not relayed).
     #[serde(default)]
@@ -52,6 +55,10 @@ pub struct QueuedEvent {
     /// The browser session's Events Manager test code: sent in requests of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_event_code: Option<String>,
+}
+
+fn default_tenant() -> String {
+    crate::config::DEFAULT_TENANT.to_string()
 }
 
 impl QueuedEvent {
@@ -112,7 +119,9 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
             m.ack();
             continue;
         };
-        let Some(l) = LedgerClient::for_pixel(&env, &queued.pixel_id, cfg.ledger_shards) else {
+        let Some(l) =
+            LedgerClient::for_pixel(&env, &queued.tenant, &queued.pixel_id, cfg.ledger_shards)
+        else {
             m.retry();
             continue;
         };
@@ -175,13 +184,41 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
     }
 }
 
-/// The queue consumer: groups the batch per pixel and delivers each group.
+/// Puts messages on the `EVENTS` queue in one call (one event fanned out to each pixel); false
+/// if the queue refused them or is not bound.
+pub async fn enqueue_all(env: &Env, messages: &[QueuedEvent]) -> bool {
+    if let [one] = messages {
+        return enqueue(env, one, 0).await;
+    }
+    let Ok(q) = env.queue("EVENTS") else {
+        log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
+        return false;
+    };
+    let batch = BatchMessageBuilder::new()
+        .messages(messages.iter().map(QueuedEvent::to_json))
+        .build();
+    match q.send_batch(batch).await {
+        Ok(()) => true,
+        Err(e) => {
+            log::error("queue_send_failed", &[("error", log::kind_of(&e).into())]);
+            false
+        }
+    }
+}
+
+/// `(tenant, pixel id)`: what a group of messages is delivered for.
+type PixelKey = (String, String);
+
+/// The queue consumer: groups the batch per tenant and pixel and delivers each group.
 pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
-    let mut by_pixel: BTreeMap<String, Vec<(Message<String>, QueuedEvent)>> = BTreeMap::new();
+    let mut by_pixel: BTreeMap<PixelKey, Vec<(Message<String>, QueuedEvent)>> = BTreeMap::new();
     for m in batch.messages()? {
         match serde_json::from_str::<QueuedEvent>(m.body()) {
-            Ok(q) => by_pixel.entry(q.pixel_id.clone()).or_default().push((m, q)),
+            Ok(q) => by_pixel
+                .entry((q.tenant.clone(), q.pixel_id.clone()))
+                .or_default()
+                .push((m, q)),
             Err(_) => {
                 // Not ours to read: keep it for inspection rather than drop it.
                 log::error("unreadable_queue_message", &[]);
@@ -197,9 +234,9 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             }
         }
     }
-    for (pixel_id, group) in by_pixel {
+    for ((tenant, pixel_id), group) in by_pixel {
         let (messages, queued): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let results = deliver_pixel(&cfg, &env, &pixel_id, queued.clone()).await;
+        let results = deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued.clone()).await;
         for ((m, q), d) in messages.iter().zip(&queued).zip(results) {
             finish(&env, m, q, d.next).await;
         }
@@ -257,12 +294,19 @@ async fn finish(env: &Env, m: &Message<String>, q: &QueuedEvent, next: Next) {
 pub async fn deliver_pixel(
     cfg: &Config,
     env: &Env,
+    tenant_id: &str,
     pixel_id: &str,
     items: Vec<QueuedEvent>,
 ) -> Vec<Delivered> {
     let now_ms = Date::now().as_millis();
     let now = (now_ms / 1000) as i64;
-    let ledger = LedgerClient::for_pixel(env, pixel_id, cfg.ledger_shards);
+    let ledger = LedgerClient::for_pixel(env, tenant_id, pixel_id, cfg.ledger_shards);
+    // The pixel's credentials and test code, from its tenant's configuration as it is now.
+    let tenant = cfg.tenant(tenant_id).filter(|t| t.errors.is_empty());
+    let pixel = tenant.and_then(|t| t.pixel(pixel_id));
+    let token = pixel.and_then(|p| p.access_token.clone());
+    let app_secret = pixel.and_then(|p| p.app_secret.clone());
+    let tenant_test_code = tenant.and_then(|t| t.test_event_code.clone());
     let shard_of = |q: &QueuedEvent| match (&ledger, &q.event) {
         (Some(l), Some(e)) => l.shard_of(&e.event_id),
         _ => 0,
@@ -357,12 +401,14 @@ pub async fn deliver_pixel(
 
     // 3. Send: requests of at most 1,000; a rejected request is split until the bad event
     //    stands alone.
-    match cfg.access_token.clone() {
+    match token {
         None => {
             log::error(
                 "not_configured",
                 &[
-                    ("setting", "META_ACCESS_TOKEN".into()),
+                    ("tenant", tenant_id.into()),
+                    ("pixel_id", pixel_id.into()),
+                    ("setting", "access token".into()),
                     ("events_waiting", pending.len().into()),
                 ],
             );
@@ -379,7 +425,7 @@ pub async fn deliver_pixel(
                 let code = items[i]
                     .test_event_code
                     .clone()
-                    .or_else(|| cfg.test_event_code.clone());
+                    .or_else(|| tenant_test_code.clone());
                 by_code.entry(code).or_default().push(i);
             }
             let mut work: Vec<(Option<String>, Vec<usize>)> = by_code
@@ -395,8 +441,7 @@ pub async fn deliver_pixel(
                     .iter()
                     .filter_map(|i| items[*i].event.clone())
                     .collect();
-                let body =
-                    request_body(&events, &token, cfg.app_secret.as_deref(), code.as_deref());
+                let body = request_body(&events, &token, app_secret.as_deref(), code.as_deref());
                 let answer = post(&url, body).await;
                 match step_for(&answer, group.len()) {
                     Step::Sent => {

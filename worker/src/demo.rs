@@ -21,7 +21,13 @@ pub fn page_or_not_found(cfg: &Config, path: &str) -> worker::Result<Response> {
     let html = SHOP_HTML
         .replace("{{PAGE}}", page)
         .replace("{{PREFIX}}", &cfg.route_prefix)
-        .replace("{{PIXEL_ID}}", cfg.pixel_id.as_deref().unwrap_or(""))
+        .replace(
+            "{{PIXEL_ID}}",
+            cfg.tenant_for_host("")
+                .ok()
+                .and_then(|t| t.pixels.first())
+                .map_or("", |p| p.id.as_str()),
+        )
         .replace("{{SANDBOX}}", cfg.graph_url.trim_end_matches('/'));
     let headers = Headers::new();
     headers.set("content-type", "text/html; charset=utf-8")?;

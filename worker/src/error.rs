@@ -30,6 +30,8 @@ pub enum ApiError {
     NotConfigured(&'static str),
     /// A setting holds an undocumented value; nothing is relayed until it is fixed.
     InvalidSetting(&'static str),
+    /// The request host (or webhook route) belongs to no tenant of this deployment.
+    UnknownTenant,
     /// Too many beacons from one client IP; retrying after a minute helps.
     RateLimited,
     /// The built pixel shim is not embedded in this build.
@@ -91,6 +93,11 @@ impl ApiError {
                 503,
                 "not_configured",
                 format!("the Worker's {name} setting has an undocumented value"),
+            ),
+            ApiError::UnknownTenant => (
+                404,
+                "unknown_tenant",
+                "this host is not a shop of this deployment; add it to a tenant's hosts".into(),
             ),
             ApiError::RateLimited => (
                 429,

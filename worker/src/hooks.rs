@@ -5,7 +5,7 @@
 //! delivery (the queue) and answer. If neither the queue nor Meta can take it, the claim is
 //! given back and the answer is 503, so the platform's own retries redeliver it.
 
-use crate::config::Config;
+use crate::config::{Config, Tenant};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
@@ -32,14 +32,23 @@ pub enum Platform {
 }
 
 impl Platform {
-    pub fn from_route(route: &str) -> Option<Platform> {
-        match route {
-            "/hooks/shopify" => Some(Platform::Shopify),
-            "/hooks/woocommerce" => Some(Platform::WooCommerce),
-            "/hooks/stripe" => Some(Platform::Stripe),
-            "/hooks/order" => Some(Platform::Order),
-            _ => None,
-        }
+    /// `/hooks/{platform}` (the tenant of the request host) or `/hooks/{platform}/{tenant}`
+    /// (for a backend that posts every shop's orders to one host).
+    pub fn from_route(route: &str) -> Option<(Platform, Option<&str>)> {
+        let rest = route.strip_prefix("/hooks/")?;
+        let (name, tenant) = match rest.split_once('/') {
+            Some((n, t)) if !t.is_empty() && !t.contains('/') => (n, Some(t)),
+            Some(_) => return None,
+            None => (rest, None),
+        };
+        let platform = match name {
+            "shopify" => Platform::Shopify,
+            "woocommerce" => Platform::WooCommerce,
+            "stripe" => Platform::Stripe,
+            "order" => Platform::Order,
+            _ => return None,
+        };
+        Some((platform, tenant))
     }
 
     fn name(self) -> &'static str {
@@ -57,7 +66,20 @@ fn ok(body: serde_json::Value) -> Answer {
 }
 
 /// Handles one webhook delivery.
-pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env) -> Answer {
+pub async fn hook(
+    mut req: Request,
+    platform: Platform,
+    tenant_id: Option<&str>,
+    cfg: &Config,
+    env: &Env,
+) -> Answer {
+    let tenant = match tenant_id {
+        Some(id) => cfg
+            .tenant(id)
+            .ok_or(ApiError::UnknownTenant)
+            .and_then(Tenant::usable)?,
+        None => cfg.tenant_for_host(req.url()?.host_str().unwrap_or(""))?,
+    };
     let body = crate::body::bounded(&mut req, MAX_WEBHOOK_BYTES).await?;
     let h = req.headers();
     let now_ms = Date::now().as_millis();
@@ -65,29 +87,25 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
     if matches!(platform, Platform::WooCommerce) && webhook::woocommerce::is_ping(&body) {
         return ok(serde_json::json!({"ok": true, "ping": true}));
     }
-    let secret = |name: &str| cfg.secret(name).unwrap_or_default();
+    let secret = tenant.webhook_secret(platform.name()).unwrap_or_default();
     let verified = match platform {
-        Platform::Shopify => signature::verify_shopify(
-            &body,
-            h.get("x-shopify-hmac-sha256")?.as_deref(),
-            &secret("SHOPIFY_WEBHOOK_SECRET"),
-        ),
+        Platform::Shopify => {
+            signature::verify_shopify(&body, h.get("x-shopify-hmac-sha256")?.as_deref(), secret)
+        }
         Platform::WooCommerce => signature::verify_woocommerce(
             &body,
             h.get("x-wc-webhook-signature")?.as_deref(),
-            &secret("WOOCOMMERCE_WEBHOOK_SECRET"),
+            secret,
         ),
         Platform::Stripe => signature::verify_stripe(
             &body,
             h.get("stripe-signature")?.as_deref(),
-            &secret("STRIPE_WEBHOOK_SECRET"),
+            secret,
             (now_ms / 1000) as i64,
         ),
-        Platform::Order => signature::verify_order(
-            &body,
-            h.get("x-capi-signature")?.as_deref(),
-            &secret("ORDER_WEBHOOK_SECRET"),
-        ),
+        Platform::Order => {
+            signature::verify_order(&body, h.get("x-capi-signature")?.as_deref(), secret)
+        }
     };
     if let Err(e) = verified {
         log::warn(
@@ -119,31 +137,68 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
             return ok(serde_json::json!({"ok": true, "ignored": reason}))
         }
     };
-    let pixel_id = cfg.meta_credentials()?.0;
-    let modes = cfg.privacy()?;
+    let modes = tenant.privacy()?;
     let own = req.url()?.origin().ascii_serialization();
     let built = purchase_event(&order, &format!("{own}/"), now_ms, &modes);
-    let event = built.event;
-    let counts: Vec<Count> = built
-        .dropped
-        .iter()
-        .map(|d| Count::dropped(&d.field, d.reason))
-        .collect();
     for d in &built.dropped {
         log::info(
             "dropped",
             &[
-                ("event_id", event.event_id.clone().into()),
+                ("event_id", built.event.event_id.clone().into()),
                 ("field", counted_field(&d.field).into()),
                 ("reason", d.reason.into()),
             ],
         );
     }
+    // The order's Purchase goes to every pixel of the tenant, each with its own claim.
+    let mut answers = serde_json::Map::new();
+    let mut first: Option<serde_json::Value> = None;
+    let mut unavailable = 0;
+    for pixel in &tenant.pixels {
+        match purchase_for_pixel(cfg, env, &tenant.id, &pixel.id, &built, now_ms).await {
+            Ok(answer) => {
+                answers.insert(pixel.id.clone(), answer.clone());
+                first.get_or_insert(answer);
+            }
+            Err(_) => {
+                unavailable += 1;
+                answers.insert(pixel.id.clone(), json!({"unavailable": true}));
+            }
+        }
+    }
+    // 503 only when no pixel took it: the platform's redelivery then reaches every pixel, and
+    // the pixels that did take it answer `duplicate` to it.
+    let Some(mut answer) = first.filter(|_| unavailable < tenant.pixels.len()) else {
+        return Err(ApiError::UpstreamUnavailable);
+    };
+    if tenant.pixels.len() > 1 {
+        answer["pixels"] = serde_json::Value::Object(answers);
+    }
+    ok(answer)
+}
+
+/// One pixel's share of an order: settle it (privacy, expiry, Meta's rules) with a receipt, or
+/// claim it synchronously (a redelivery is answered `duplicate`) and hand it to delivery.
+/// `Err` when neither the ledger nor delivery could take it.
+async fn purchase_for_pixel(
+    cfg: &Config,
+    env: &Env,
+    tenant_id: &str,
+    pixel_id: &str,
+    built: &capi_core::webhook::PurchaseEvent,
+    now_ms: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let event = built.event.clone();
+    let counts: Vec<Count> = built
+        .dropped
+        .iter()
+        .map(|d| Count::dropped(&d.field, d.reason))
+        .collect();
     let key = EventKey {
         event_name: event.event_name.clone(),
         event_id: event.event_id.clone(),
     };
-    let ledger = LedgerClient::for_pixel(env, &pixel_id, cfg.ledger_shards);
+    let ledger = LedgerClient::for_pixel(env, tenant_id, pixel_id, cfg.ledger_shards);
     let shard = ledger.as_ref().map_or(0, |l| l.shard_of(&key.event_id));
     // Settled before any claim: privacy rules (the order's consent, GPC), Meta's 7 days and
     // Meta's rules. Each gets a receipt saying why, and a 200 so the platform stops retrying.
@@ -167,7 +222,7 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
             };
             l.record(shard, vec![receipt], counts, now_ms).await;
         }
-        return ok(json!({"ok": true, "sent": false, "event_id": key.event_id,
+        return Ok(json!({"ok": true, "sent": false, "event_id": key.event_id,
             "outcome": outcome.as_str(), "reason": reason}));
     }
 
@@ -193,14 +248,15 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
     match claim {
         ClaimStatus::Duplicate | ClaimStatus::Settled => {
             delivery::log_event(&event, Outcome::Duplicate, None, None, 0);
-            return ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
+            return Ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
         }
         // Without the ledger the platform's redelivery is the safe retry.
         ClaimStatus::Unavailable if ledger.is_some() => return Err(ApiError::UpstreamUnavailable),
         _ => {}
     }
     let queued = QueuedEvent {
-        pixel_id: pixel_id.clone(),
+        tenant: tenant_id.to_string(),
+        pixel_id: pixel_id.to_string(),
         event: Some(event),
         attempt: 0,
         nonce: nonce.clone(),
@@ -209,17 +265,17 @@ pub async fn hook(mut req: Request, platform: Platform, cfg: &Config, env: &Env)
         test_event_code: None,
     };
     if delivery::enqueue(env, &queued, 0).await {
-        return ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
+        return Ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
     }
     // The queue refused it: deliver now through the same path.
-    let result = delivery::deliver_pixel(cfg, env, &pixel_id, vec![queued])
+    let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, vec![queued])
         .await
         .pop();
     match result {
-        Some(d) if d.outcome == Outcome::Sent => ok(
+        Some(d) if d.outcome == Outcome::Sent => Ok(
             json!({"ok": true, "sent": true, "event_id": key.event_id, "fbtrace_id": d.fbtrace_id}),
         ),
-        Some(d) if d.outcome.is_final() => ok(
+        Some(d) if d.outcome.is_final() => Ok(
             json!({"ok": true, "sent": false, "event_id": key.event_id, "outcome": d.outcome.as_str(), "reason": d.reason}),
         ),
         _ => {

@@ -2,7 +2,7 @@
 //! normalizes + hashes and enqueues — nothing else: no ledger round trip on this path (the
 //! queue consumer claims whole batches).
 
-use crate::config::Config;
+use crate::config::{Config, Tenant};
 use crate::cookies::{cookie_domain, set_cookie};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
@@ -36,7 +36,7 @@ enum Caller {
 /// POST (beacons and keepalive fetches); `Referer` is the fallback. `Origin` is a courtesy of
 /// browsers, not authentication: curl sets any; the rate limit and the signed-source rule are
 /// what hold against it.
-fn caller(req: &Request, cfg: &Config) -> std::result::Result<Caller, ApiError> {
+fn caller(req: &Request, tenant: &Tenant) -> std::result::Result<Caller, ApiError> {
     let own = req.url()?.origin().ascii_serialization();
     let h = req.headers();
     let origin = match h.get("origin")? {
@@ -48,7 +48,7 @@ fn caller(req: &Request, cfg: &Config) -> std::result::Result<Caller, ApiError> 
             .map(str::to_string)
             .ok_or(ApiError::ForbiddenOrigin)?,
     };
-    if !is_allowed_origin(&origin, &own, &cfg.allowed_origins) {
+    if !is_allowed_origin(&origin, &own, &tenant.allowed_origins) {
         return Err(ApiError::ForbiddenOrigin);
     }
     Ok(if origin.eq_ignore_ascii_case(&own) {
@@ -77,7 +77,8 @@ fn cors_headers(headers: &Headers, caller: &Caller) -> worker::Result<()> {
 
 /// `OPTIONS /t/e`: CORS preflight for origins in ALLOWED_ORIGINS (e.g. a checkout sandbox).
 pub fn preflight(req: &Request, cfg: &Config) -> Answer {
-    let caller = caller(req, cfg)?;
+    let tenant = cfg.tenant_for_host(req.url()?.host_str().unwrap_or(""))?;
+    let caller = caller(req, tenant)?;
     let headers = Headers::new();
     cors_headers(&headers, &caller)?;
     headers.set("access-control-allow-methods", "POST, OPTIONS")?;
@@ -88,11 +89,14 @@ pub fn preflight(req: &Request, cfg: &Config) -> Answer {
 
 /// Per-IP rate limit for unsigned beacons; a missing binding or a limiter error lets the
 /// beacon through (logged), so an outage of the limiter loses no events.
-async fn within_rate_limit(env: &Env, ip: Option<&str>) -> bool {
+async fn within_rate_limit(env: &Env, tenant: &str, ip: Option<&str>) -> bool {
     let Ok(limiter) = env.rate_limiter(RATE_LIMITER) else {
         return true;
     };
-    match limiter.limit(ip.unwrap_or("unknown").to_string()).await {
+    match limiter
+        .limit(format!("{tenant}:{}", ip.unwrap_or("unknown")))
+        .await
+    {
         Ok(outcome) => outcome.success,
         Err(e) => {
             log::warn("rate_limiter_failed", &[("error", log::kind_of(&e).into())]);
@@ -103,9 +107,11 @@ async fn within_rate_limit(env: &Env, ip: Option<&str>) -> bool {
 
 /// `POST /t/e`: validates and enriches a beacon, answers 204 at once, enqueues in the background.
 pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) -> Answer {
-    let caller = caller(&req, cfg)?;
+    let url = req.url()?;
+    let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
+    let caller = caller(&req, tenant)?;
     let ip = req.headers().get("cf-connecting-ip")?;
-    if !within_rate_limit(env, ip.as_deref()).await {
+    if !within_rate_limit(env, &tenant.id, ip.as_deref()).await {
         return Err(ApiError::RateLimited);
     }
     let content_type = req
@@ -119,11 +125,11 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
     }
     let body = crate::body::bounded(&mut req, MAX_BEACON_BYTES).await?;
     let beacon = Beacon::parse(&body).map_err(ApiError::BadBeacon)?;
-    let (pixel_id, _) = cfg.meta_credentials()?;
-    let modes = cfg.privacy()?;
-
-    let url = req.url()?;
-    let domain = cookie_domain(cfg.cookie_domain.as_deref(), url.host_str().unwrap_or(""));
+    let modes = tenant.privacy()?;
+    let domain = cookie_domain(
+        tenant.cookie_domain.as_deref(),
+        url.host_str().unwrap_or(""),
+    );
     let h = req.headers();
     let cookie_header = h.get("cookie")?.unwrap_or_default();
     let ua = h.get("user-agent")?;
@@ -155,8 +161,12 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
         );
     }
     let ignored = built.ignored.or_else(|| {
-        is_unsigned_purchase(&event.event_name, &event.event_id, cfg.has_signed_orders())
-            .then_some(SIGNED_SOURCE_ONLY)
+        is_unsigned_purchase(
+            &event.event_name,
+            &event.event_id,
+            tenant.has_signed_orders(),
+        )
+        .then_some(SIGNED_SOURCE_ONLY)
     });
 
     let headers = Headers::new();
@@ -174,39 +184,41 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
         }
     }
 
-    // Not relayed: only counted (the reason is in /t/stats), never sent.
-    let queued = match ignored {
-        Some(reason) => {
-            delivery::log_event(&event, Outcome::Ignored, Some(reason), None, 0);
-            counts.push(Count::outcome(Outcome::Ignored, reason));
-            QueuedEvent {
-                pixel_id,
-                event: None,
-                attempt: 0,
-                nonce: String::new(),
-                counts,
-                source: None,
-                test_event_code: None,
-            }
-        }
-        None => QueuedEvent {
-            pixel_id,
-            event: Some(event),
+    // Every pixel of the tenant gets its own message: its own batching, claims, receipts and
+    // retries, so a failure at one pixel never delays or duplicates delivery to another. An
+    // event that is not relayed is only counted (the reason is in /t/stats), never sent.
+    if let Some(reason) = ignored {
+        delivery::log_event(&event, Outcome::Ignored, Some(reason), None, 0);
+        counts.push(Count::outcome(Outcome::Ignored, reason));
+    }
+    let messages: Vec<QueuedEvent> = tenant
+        .pixels
+        .iter()
+        .map(|p| QueuedEvent {
+            tenant: tenant.id.clone(),
+            pixel_id: p.id.clone(),
+            event: ignored.is_none().then(|| event.clone()),
             attempt: 0,
-            nonce: new_nonce(),
-            counts,
+            nonce: if ignored.is_none() {
+                new_nonce()
+            } else {
+                String::new()
+            },
+            counts: counts.clone(),
             source: None,
-            test_event_code: built.test_event_code,
-        },
-    };
+            test_event_code: built.test_event_code.clone(),
+        })
+        .collect();
     let (env, cfg) = (env.clone(), cfg.clone());
     ctx.wait_until(async move {
-        if delivery::enqueue(&env, &queued, 0).await {
+        if delivery::enqueue_all(&env, &messages).await {
             return;
         }
-        // The queue refused it: deliver now through the same path rather than drop it.
-        let pixel = queued.pixel_id.clone();
-        delivery::deliver_pixel(&cfg, &env, &pixel, vec![queued]).await;
+        // The queue refused them: deliver now through the same path rather than drop them.
+        for queued in messages {
+            let (tenant, pixel) = (queued.tenant.clone(), queued.pixel_id.clone());
+            delivery::deliver_pixel(&cfg, &env, &tenant, &pixel, vec![queued]).await;
+        }
     });
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }

@@ -610,19 +610,21 @@ impl Ledger {
     }
 }
 
-/// A handle on the ledger shards of one pixel.
+/// A handle on the ledger shards of one tenant's pixel: claims, receipts and counters of one
+/// tenant never share an object with another's.
 #[derive(Clone)]
 pub struct LedgerClient {
     ns: worker::ObjectNamespace,
-    pixel_id: String,
+    /// `{tenant}/{pixel}`: the objects are `{tenant}/{pixel}/{shard}`.
+    name: String,
     shards: u32,
 }
 
 impl LedgerClient {
-    pub fn for_pixel(env: &Env, pixel_id: &str, shards: u32) -> Option<LedgerClient> {
+    pub fn for_pixel(env: &Env, tenant: &str, pixel_id: &str, shards: u32) -> Option<LedgerClient> {
         Some(LedgerClient {
             ns: env.durable_object("LEDGER").ok()?,
-            pixel_id: pixel_id.to_string(),
+            name: format!("{tenant}/{pixel_id}"),
             shards: shards.max(1),
         })
     }
@@ -635,7 +637,7 @@ impl LedgerClient {
     async fn call<T: serde::de::DeserializeOwned>(&self, shard: u32, op: &Op) -> Result<T> {
         let stub = self
             .ns
-            .id_from_name(&format!("{}/{shard}", self.pixel_id))?
+            .id_from_name(&format!("{}/{shard}", self.name))?
             .get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();

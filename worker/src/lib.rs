@@ -35,11 +35,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
         (Method::Post, "/e") => ingest::beacon(req, &cfg, &env, &ctx).await,
         (Method::Post, r) if r.starts_with("/hooks/") => match hooks::Platform::from_route(r) {
-            Some(platform) => hooks::hook(req, platform, &cfg, &env).await,
+            Some((platform, tenant)) => {
+                let tenant = tenant.map(str::to_string);
+                hooks::hook(req, platform, tenant.as_deref(), &cfg, &env).await
+            }
             None => Err(ApiError::NotFound),
         },
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
-        (Method::Get | Method::Head, "/health") => health(&cfg),
+        (Method::Get | Method::Head, "/health") => health(&req, &cfg),
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
         (Method::Get, "/report") => admin::report(&req, &cfg, &env).await,
         (Method::Get, "/dead-letters") => admin::dead_letters(&req, &cfg, &env).await,
@@ -62,33 +65,51 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     delivery::consume(batch, env).await
 }
 
-/// `GET /t/health`: whether the Worker is configured, and its privacy modes; never a secret's
-/// value.
-fn health(cfg: &Config) -> std::result::Result<Response, ApiError> {
-    let (privacy, invalid) = match cfg.modes {
-        Ok(m) => (
-            serde_json::Value::Object(
-                m.names()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), (*v).into()))
-                    .collect(),
-            ),
-            serde_json::Value::Null,
-        ),
-        Err(capi_core::privacy::InvalidSetting(name)) => (serde_json::Value::Null, name.into()),
+/// `GET /t/health`: whether the request host's tenant is configured, its privacy modes, and
+/// what is wrong with any tenant (setting names only); never a secret's value.
+fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError> {
+    let host = req.url()?.host_str().unwrap_or("").to_string();
+    let tenants: Vec<serde_json::Value> = match &cfg.tenants {
+        Ok(ts) => ts
+            .iter()
+            .map(|t| {
+                serde_json::json!({"id": t.id, "ok": t.usable().is_ok(), "pixels": t.pixels.len(),
+                    "errors": t.errors, "invalid_setting": t.modes.err().map(|e| e.0)})
+            })
+            .collect(),
+        Err(e) => vec![serde_json::json!({"ok": false, "errors": [e]})],
     };
-    let body = serde_json::json!({
-        "ok": cfg.pixel_id.is_some() && cfg.access_token.is_some() && cfg.modes.is_ok(),
-        "pixel_id_set": cfg.pixel_id.is_some(),
-        "access_token_set": cfg.access_token.is_some(),
+    let mut body = serde_json::json!({
+        "ok": false,
         "api_version": cfg.api_version,
-        "privacy": privacy,
-        "invalid_setting": invalid,
-        "signed_orders": cfg.has_signed_orders(),
         "ledger_shards": cfg.ledger_shards,
         "shim_built": shim_assets::is_built(),
         "version": env!("CARGO_PKG_VERSION"),
+        "tenants": tenants,
     });
+    let all = cfg.tenants.as_deref().unwrap_or_default();
+    if let Some(t) = all
+        .iter()
+        .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)))
+    {
+        body["ok"] = t.usable().is_ok().into();
+        body["tenant"] = t.id.clone().into();
+        body["pixel_id_set"] = (!t.pixels.is_empty()).into();
+        body["access_token_set"] =
+            (!t.pixels.is_empty() && t.pixels.iter().all(|p| p.access_token.is_some())).into();
+        body["signed_orders"] = t.has_signed_orders().into();
+        match t.modes {
+            Ok(m) => {
+                body["privacy"] = serde_json::Value::Object(
+                    m.names()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), (*v).into()))
+                        .collect(),
+                )
+            }
+            Err(capi_core::privacy::InvalidSetting(name)) => body["invalid_setting"] = name.into(),
+        }
+    }
     let mut resp = Response::from_json(&body)?;
     resp.headers_mut().set("cache-control", "no-store")?;
     Ok(resp)

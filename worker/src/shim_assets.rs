@@ -20,8 +20,9 @@ pub fn is_built() -> bool {
 /// the merchant's script tag) and an ETag.
 pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
     // An unreadable privacy setting makes the shim wait for consent: it never guesses looser.
-    let modes = match cfg.modes {
-        Ok(m) => {
+    let host = req.url()?.host_str().unwrap_or("").to_string();
+    let modes = match cfg.tenant_for_host(&host).map(|t| t.modes) {
+        Ok(Ok(m)) => {
             let names = m.names();
             let get = |k: &str| names.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| v);
             format!(
@@ -31,7 +32,7 @@ pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
                 get("ldu")
             )
         }
-        Err(_) => r#"{"consent":"required","gpc":"drop","ldu":"on"}"#.to_string(),
+        _ => r#"{"consent":"required","gpc":"drop","ldu":"on"}"#.to_string(),
     };
     let js = std::str::from_utf8(LOADER_JS).unwrap_or("");
     let bytes: Cow<'static, [u8]> = if js.contains(MODES_PLACEHOLDER) {
