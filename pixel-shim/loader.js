@@ -24,6 +24,14 @@ import { initSync, start, command } from './capi_pixel.js';
   var locked = gpc && modes.gpc == 'drop';
   var consent = locked ? 'denied' : ''; // '' unknown | 'granted' | 'denied'
   var ready, booted, held = [];
+  // Events Manager test code for this browser session only: `?capi_test=CODE` on any page
+  // starts it, `?capi_test=off` ends it (kept in sessionStorage: this tab, until it closes).
+  var test = '';
+  try {
+    var tm = /[?&]capi_test=([A-Za-z0-9]{1,32})(?:[&#]|$)/.exec(w.location.search);
+    if (tm) tm[1] == 'off' ? sessionStorage.removeItem('capi_test') : sessionStorage.setItem('capi_test', tm[1]);
+    test = sessionStorage.getItem('capi_test') || '';
+  } catch (e) { /* storage blocked: no test session */ }
   var ck = function (n) { var m = d.cookie.match('(?:^|; )' + n + '=([^;]+)'); return m ? m[1] : ''; };
 
   // Every command goes through here, before and after the wasm is ready.
@@ -40,7 +48,7 @@ import { initSync, start, command } from './capi_pixel.js';
     }
     if (consent == 'denied') return;
     if (!ready || (optIn && !consent)) { held.push(a); return; }
-    return command(base + '/e', [].slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0));
+    return command(base + '/e', [].slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0), test);
   }
 
   // Starts tracking once the wasm is ready and consent allows it, then sends what waited.

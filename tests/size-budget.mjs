@@ -10,7 +10,10 @@ const size = (files) => {
   return { raw: sum((b) => b), gzip: sum((b) => gzipSync(b, { level: 9 })), brotli: sum((b) => brotliCompressSync(b)) };
 };
 const budgets = [
-  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 16 * KiB },
+  // 16 KiB until the consent/GPC/LDU state machine, the strict shared rules (capi-rules) and
+  // per-session test codes (+1.4 KiB); the next lever is the ~4 KB of core::fmt that std's panic
+  // path keeps in the wasm (a no_std shim).
+  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 17.5 * KiB },
   { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 400 * KiB },
 ];
 let failed = false;

@@ -60,7 +60,12 @@ pub fn start() {
 /// as bits: [`CONSENT_GRANTED`], [`GPC`] (the loader sends nothing once consent is refused). Returns the event's id
 /// (undefined if ignored).
 #[wasm_bindgen]
-pub fn command(endpoint: &str, args: js_sys::Array, privacy: u8) -> Option<String> {
+pub fn command(
+    endpoint: &str,
+    args: js_sys::Array,
+    privacy: u8,
+    test_code: &str,
+) -> Option<String> {
     let method = args.get(0).as_string()?;
     let (method, name, params, event_id) = if method == "purchase" {
         let params = ffi::params_or_empty(args.get(1));
@@ -83,12 +88,12 @@ pub fn command(endpoint: &str, args: js_sys::Array, privacy: u8) -> Option<Strin
         return None;
     };
     ffi::call_fbq(&method, &name, &params, &event_id);
-    send(endpoint, &name, &event_id, &params, privacy);
+    send(endpoint, &name, &event_id, &params, privacy, test_code);
     Some(event_id)
 }
 
 /// Posts the event to the Worker: the same name and id the pixel got, plus page facts.
-fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue, privacy: u8) {
+fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue, privacy: u8, test: &str) {
     let (href, referrer) = (ffi::href(), ffi::referrer());
     let cookies = ffi::cookies();
     let beacon = ffi::object();
@@ -109,6 +114,10 @@ fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue, privacy: u
     }
     if privacy & GPC != 0 {
         ffi::set(&beacon, "gpc", &JsValue::TRUE);
+    }
+    // This browser session's Events Manager test code (`?capi_test=CODE`), checked by the loader.
+    if !test.is_empty() {
+        ffi::set(&beacon, "test_event_code", &JsValue::from_str(test));
     }
     for (key, cookie) in [("fbp", "_fbp"), ("fbc", "_fbc")] {
         if let Some(v) = cookie_value(&cookies, cookie) {

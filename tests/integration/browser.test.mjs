@@ -188,3 +188,28 @@ test('the Shopify checkout custom pixel reports checkout events; its Purchase de
   assert.equal((await sandbox.events()).server.filter((e) => e.event_id === 'purchase:9876543210').length, 1);
   await context.close();
 });
+
+test('?capi_test=CODE marks that browser session\'s events only, until ?capi_test=off', async () => {
+  const pageViewOf = async (page) => {
+    const pv = await eventually(() => page.evaluate(() => (window.__fbqCalls || []).find((c) => c.event_name === 'PageView')), 10_000, 'fbq PageView');
+    return eventually(() => serverCopy('PageView', pv.event_id), 10_000, 'server PageView');
+  };
+  const tester = await browser.newContext();
+  const page = await tester.newPage();
+  await page.goto(`${worker.url}/?capi_test=TEST777`);
+  assert.equal((await pageViewOf(page))._sandbox.test_event_code, 'TEST777');
+  await page.goto(`${worker.url}/thank-you`);
+  assert.equal((await pageViewOf(page))._sandbox.test_event_code, 'TEST777', 'the whole session, not one page');
+
+  const visitor = await browser.newContext();
+  const other = await visitor.newPage();
+  await other.goto(`${worker.url}/`);
+  assert.equal((await pageViewOf(other))._sandbox.test_event_code, null, 'other visitors are not test traffic');
+  await other.goto(`${worker.url}/?capi_test=TEST%3Bx`);
+  assert.equal((await pageViewOf(other))._sandbox.test_event_code, null, 'an invalid code is ignored');
+
+  await page.goto(`${worker.url}/?capi_test=off`);
+  assert.equal((await pageViewOf(page))._sandbox.test_event_code, null, 'ended by ?capi_test=off');
+  await tester.close();
+  await visitor.close();
+});
