@@ -232,7 +232,7 @@ function pathOf(stackNames) {
  *  label whose frame is anywhere on its stack. */
 const INCLUSIVE = [
   ['ingest: Config::from_env (per request)', /Config::from_env/],
-  ['ingest: log::info "dropped" lines (console.log)', /capi_worker::log::info/],
+  ['log::info lines (ingest: "dropped"; drain: "capi_delivery")', /capi_worker::log::info/],
   ['  of which console.log itself (__wbg_log → workerd)', /__wbg_log_/],
   ['ingest: body::bounded (ReadableStream reader → Vec)', /body::bounded/],
   ['ingest: Request::url() (url crate parse of the full URL)', /worker::request::Request::url/],
