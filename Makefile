@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev test build setup lint unit integration size bench fuzz clean
+.PHONY: dev test build setup lint unit integration size bench fuzz clean profile
 
 ## setup: install pinned tools into .tools/ and node_modules/ (idempotent)
 setup:
@@ -46,3 +46,7 @@ fuzz:
 ## (BENCH_RUNS=3 for medians of 3; bench-only npm deps in bench/, installed here)
 bench: build
 	@bash scripts/bench.sh
+
+## profile: V8 CPU profile of the Worker under beacon load: top functions, categories, CPU ms/beacon
+profile: setup
+	@bash scripts/profile.sh
