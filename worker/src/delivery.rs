@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{
     AbortController, BatchMessageBuilder, Date, Delay, Env, Fetch, Headers, Message, MessageBatch,
-    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit,
+    MessageBuilder, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, Request,
+    RequestInit,
 };
 
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
@@ -171,7 +172,8 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
         log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
         return false;
     };
-    let mut msg = MessageBuilder::new(queued.to_json());
+    // Text: the body is already JSON; workerd need not serialise it again.
+    let mut msg = MessageBuilder::new(queued.to_json()).content_type(QueueContentType::Text);
     if delay_secs > 0 {
         msg = msg.delay_seconds(delay_secs);
     }
@@ -195,7 +197,11 @@ pub async fn enqueue_all(env: &Env, messages: &[QueuedEvent]) -> bool {
         return false;
     };
     let batch = BatchMessageBuilder::new()
-        .messages(messages.iter().map(QueuedEvent::to_json))
+        .messages(messages.iter().map(|m| {
+            MessageBuilder::new(m.to_json())
+                .content_type(QueueContentType::Text)
+                .build()
+        }))
         .build();
     match q.send_batch(batch).await {
         Ok(()) => true,

@@ -10,7 +10,6 @@ use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
 use crate::log;
-use capi_core::counters::counted_field;
 use capi_core::delivery::{presend_check, Outcome};
 use capi_core::report::WEBHOOK;
 use capi_core::webhook::signature::{self, SignatureError};
@@ -140,16 +139,7 @@ pub async fn hook(
     let modes = tenant.privacy()?;
     let own = req.url()?.origin().ascii_serialization();
     let built = purchase_event(&order, &format!("{own}/"), now_ms, &modes);
-    for d in &built.dropped {
-        log::info(
-            "dropped",
-            &[
-                ("event_id", built.event.event_id.clone().into()),
-                ("field", counted_field(&d.field).into()),
-                ("reason", d.reason.into()),
-            ],
-        );
-    }
+    log::dropped(&built.event.event_id, &built.dropped);
     // The order's Purchase goes to every pixel of the tenant, each with its own claim.
     let mut answers = serde_json::Map::new();
     let mut first: Option<serde_json::Value> = None;

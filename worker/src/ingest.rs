@@ -14,7 +14,7 @@ use capi_core::fbc::cookie_value as cookie;
 use capi_core::fbc::subdomain_index;
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{is_unsigned_purchase, website_event, RequestFacts, SIGNED_SOURCE_ONLY};
-use worker::{Context, Date, Env, Headers, Request, Response};
+use worker::{Context, Date, Env, Headers, Request, Response, Url};
 
 type Answer = std::result::Result<Response, ApiError>;
 
@@ -36,8 +36,8 @@ enum Caller {
 /// POST (beacons and keepalive fetches); `Referer` is the fallback. `Origin` is a courtesy of
 /// browsers, not authentication: curl sets any; the rate limit and the signed-source rule are
 /// what hold against it.
-fn caller(req: &Request, tenant: &Tenant) -> std::result::Result<Caller, ApiError> {
-    let own = req.url()?.origin().ascii_serialization();
+fn caller(req: &Request, url: &Url, tenant: &Tenant) -> std::result::Result<Caller, ApiError> {
+    let own = url.origin().ascii_serialization();
     let h = req.headers();
     let origin = match h.get("origin")? {
         Some(o) => o,
@@ -77,8 +77,9 @@ fn cors_headers(headers: &Headers, caller: &Caller) -> worker::Result<()> {
 
 /// `OPTIONS /t/e`: CORS preflight for origins in ALLOWED_ORIGINS (e.g. a checkout sandbox).
 pub fn preflight(req: &Request, cfg: &Config) -> Answer {
-    let tenant = cfg.tenant_for_host(req.url()?.host_str().unwrap_or(""))?;
-    let caller = caller(req, tenant)?;
+    let url = req.url()?;
+    let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
+    let caller = caller(req, &url, tenant)?;
     let headers = Headers::new();
     cors_headers(&headers, &caller)?;
     headers.set("access-control-allow-methods", "POST, OPTIONS")?;
@@ -109,7 +110,7 @@ async fn within_rate_limit(env: &Env, tenant: &str, ip: Option<&str>) -> bool {
 pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) -> Answer {
     let url = req.url()?;
     let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
-    let caller = caller(&req, tenant)?;
+    let caller = caller(&req, &url, tenant)?;
     let ip = req.headers().get("cf-connecting-ip")?;
     if !within_rate_limit(env, &tenant.id, ip.as_deref()).await {
         return Err(ApiError::RateLimited);
@@ -150,16 +151,7 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
         .iter()
         .map(|d| Count::dropped(&d.field, d.reason))
         .collect();
-    for d in &built.dropped {
-        log::info(
-            "dropped",
-            &[
-                ("event_id", event.event_id.clone().into()),
-                ("field", capi_core::counters::counted_field(&d.field).into()),
-                ("reason", d.reason.into()),
-            ],
-        );
-    }
+    log::dropped(&event.event_id, &built.dropped);
     let ignored = built.ignored.or_else(|| {
         is_unsigned_purchase(
             &event.event_name,

@@ -226,7 +226,8 @@ impl DurableObject for Ledger {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = req.json().await?;
+        // One string crossing, parsed in wasm (worker-rs `json()` walks the JS object instead).
+        let op: Op = serde_json::from_str(&req.text().await?)?;
         self.ensure_alarm().await;
         match op {
             Op::Claim {
@@ -430,6 +431,9 @@ impl Ledger {
 
     fn count_on(&self, counts: &[Count], day: i64) -> Result<()> {
         let sql = self.state.storage().sql();
+        // One upsert per distinct row, not per count (a batch repeats the same few rows).
+        let mut rows: std::collections::BTreeMap<(&str, &str, &str), i64> =
+            std::collections::BTreeMap::new();
         for c in counts {
             fn reason_or_empty(r: &str) -> &str {
                 if r.is_empty() {
@@ -463,14 +467,18 @@ impl Ledger {
                 ),
                 _ => continue,
             };
+            *rows.entry((c.kind.as_str(), name, reason)).or_default() += 1;
+        }
+        for ((kind, name, reason), n) in rows {
             sql.exec(
-                "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, 1)
-                 ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + 1",
+                "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + excluded.count",
                 vec![
                     SqlStorageValue::Integer(day),
-                    c.kind.clone().into(),
+                    kind.into(),
                     name.into(),
                     reason.into(),
+                    SqlStorageValue::Integer(n),
                 ],
             )?;
         }
