@@ -186,8 +186,11 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
     }
 }
 
-/// Puts messages on the `EVENTS` queue in one call (one event fanned out to each pixel); false
-/// if the queue refused them or is not bound.
+/// Puts one event's messages (one per pixel of its tenant) on the `EVENTS` queue in one call;
+/// false if the queue refused them or is not bound (the caller then delivers them directly).
+/// Each request sends its own: Workers bind I/O to the request that made it, so beacons of
+/// different requests are not pooled (measured: pooling them across requests in the isolate
+/// tripped workerd's cross-request promise checks and sent some events twice).
 pub async fn enqueue_all(env: &Env, messages: &[QueuedEvent]) -> bool {
     if let [one] = messages {
         return enqueue(env, one, 0).await;

@@ -48,9 +48,13 @@ pub fn kind_of(e: &worker::Error) -> &'static str {
 }
 
 /// One line per event for what was dropped on the way (bounded field names and reasons, never
-/// a value); nothing when nothing was dropped. The same facts are counted in `/t/stats`.
+/// a value); nothing when nothing unexpected was dropped: contact fields dropped by data
+/// controls are policy, not news (they are counted in `/t/stats`, like everything here).
 pub fn dropped(event_id: &str, dropped: &[capi_core::custom_data::Dropped]) {
-    if dropped.is_empty() {
+    if dropped
+        .iter()
+        .all(|d| d.reason == capi_core::privacy::DATA_CONTROLS_OFF)
+    {
         return;
     }
     let fields: Vec<Value> = dropped
