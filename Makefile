@@ -33,6 +33,7 @@ size:
 	@node tests/size-budget.mjs
 
 integration:
+	@rm -f tests/.artifacts/worker-logs.txt
 	@node --test --test-concurrency=1 --test-timeout=600000 tests/integration/
 
 clean:

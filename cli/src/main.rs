@@ -3,6 +3,7 @@
 
 mod hash_cmd;
 mod payload_cmd;
+mod replay_cmd;
 mod report_cmd;
 mod sandbox;
 
@@ -24,6 +25,10 @@ USAGE:
   capi-edge report                    the Worker's /t/report JSON on stdin → a table: orders per
                                       day against Purchases sent / ignored (reason) / rejected /
                                       retrying, and match coverage per event name
+  capi-edge replay --url https://shop.example.com/t [--event-id ID] [--tenant T] [--pixel P]
+                  [--token-env ADMIN_TOKEN]
+                                      re-drives the Worker's dead letters (POST /t/replay) once
+                                      their cause is fixed; the admin token comes from the env
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
         Some("hash") => hash_cmd::run(),
         Some("payload") => payload_cmd::run(&args[1..]),
         Some("report") => report_cmd::run(&args[1..]),
+        Some("replay") => replay_cmd::run(&args[1..]),
         Some("sandbox") => sandbox::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { startSandbox, startWorker, eventually, ADMIN_TOKEN, TOKEN } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { startSandbox, startWorker, eventually, ADMIN_TOKEN, TOKEN, cliPath } from './harness.mjs';
 
 let sandbox, worker;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -132,9 +133,13 @@ test('an event that exhausts its attempts is dead-lettered with its reason, not 
     await sandbox.faults({});
     assert.equal((await copies('dlq-')).size, 0, 'a dead letter is not sent behind the operator\'s back');
 
-    // The cause is fixed: replay re-drives it through the normal path, exactly once.
-    const replay = await (await admin('/t/replay', { method: 'POST' })).json();
-    assert.deepEqual([replay.replayed, replay.event_ids], [1, ['dlq-1']]);
+    // The cause is fixed: `capi-edge replay` re-drives it through the normal path, exactly once.
+    const cli = spawnSync(cliPath(), ['replay', '--url', `${w.url}/t`], { env: { ...process.env, ADMIN_TOKEN }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /^replayed 1 dead letter\(s\)\n  dlq-1\n$/);
+    const noToken = spawnSync(cliPath(), ['replay', '--url', `${w.url}/t`], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.notEqual(noToken.status, 0);
+    assert.match(noToken.stderr, /set ADMIN_TOKEN/);
     await eventually(async () => (await copies('dlq-')).get('dlq-1') === 1, 15_000, 'the replayed event at Meta');
     assert.equal((await (await admin('/t/replay', { method: 'POST' })).json()).replayed, 0, 'a replayed letter is not replayed again');
     const sent = await eventually(async () => { const r = (await w.receipts('dlq-1')).receipts?.[0]; return r?.outcome === 'sent' && r; }, 10_000, 'sent receipt');

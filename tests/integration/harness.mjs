@@ -2,7 +2,7 @@
 // binary, both on 127.0.0.1, both torn down (whole process groups) after each file.
 import { spawn } from 'node:child_process';
 import { Miniflare } from 'miniflare';
-import { readFileSync } from 'node:fs';
+import { readFileSync, appendFileSync, mkdirSync } from 'node:fs';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const PIXEL_ID = '987654321012345';
@@ -42,12 +42,18 @@ export async function startSandbox() {
 /** Runs build/worker in workerd via Miniflare with the given vars; resolves to { url, fetch, stop }. */
 export const ADMIN_TOKEN = 'admin-test-token';
 
+/** Every line the Worker logs in the suite, kept for tests/integration/zz-logs.test.mjs. */
+export const LOG_FILE = `${ROOT}tests/.artifacts/worker-logs.txt`;
+mkdirSync(`${ROOT}tests/.artifacts`, { recursive: true });
+const keepLogs = (stream, out) => stream.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); out.write(chunk); });
+
 export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000 } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: `${ROOT}build/worker/index.js`,
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
     compatibilityDate: '2026-04-01',
+    handleRuntimeStdio: (stdout, stderr) => { keepLogs(stdout, process.stdout); keepLogs(stderr, process.stderr); },
     host: '127.0.0.1',
     port: 0,
     bindings: { PIXEL_ID, META_ACCESS_TOKEN: TOKEN, META_API_VERSION: 'v26.0', ADMIN_TOKEN, RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4', ...vars },

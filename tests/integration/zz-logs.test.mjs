@@ -1,0 +1,27 @@
+// Runs last (files run in name order, one at a time): every line the Worker logged during the
+// whole suite — beacons, webhooks, hostile input, privacy modes, tenants — holds no raw
+// customer data: no email address, phone number, IP address or name the tests sent, and no
+// secret. The suite's inputs are known, so their raw values are what is searched for.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { LOG_FILE, TOKEN, ADMIN_TOKEN } from './harness.mjs';
+
+const RAW = [
+  /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[A-Za-z]{2,}/, // an email address
+  /\b(?:\d{1,3}\.){3}\d{1,3}\b/, // an IPv4 address (IPs come only from requests: never logged)
+  /2001:db8/i, // an IPv6 address of the tests
+  /650[ .-]?555|\(650\)|7700 ?900|30 ?1234567/, // phone numbers the tests send
+  /\b(Jane|Doe|Bea|Ada|Lovelace|Menlo Park|Checkout\.Buyer)\b/, // names and cities the tests send
+];
+
+test('no raw customer data or secret in any Worker log line of the suite', () => {
+  assert.ok(existsSync(LOG_FILE), 'the suite ran and its Worker logs were kept');
+  const lines = readFileSync(LOG_FILE, 'utf8').split('\n').filter(Boolean);
+  assert.ok(lines.length > 100, `a real suite's worth of log lines (${lines.length})`);
+  const secrets = [TOKEN, ADMIN_TOKEN, 'order-secret', 'shop-secret', 'tok-a1', 'admin-a'];
+  for (const line of lines) {
+    for (const re of RAW) assert.ok(!re.test(line), `raw customer data in a log line: ${line.slice(0, 300)}`);
+    for (const s of secrets) assert.ok(!line.includes(s), `a secret in a log line: ${line.slice(0, 120)}`);
+  }
+});
