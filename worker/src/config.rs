@@ -138,8 +138,28 @@ impl Config {
             return c;
         }
         let cfg = Config::read(env);
+        cfg.log_problems();
         CACHED.with(|c| *c.borrow_mut() = Some(cfg.clone()));
         cfg
+    }
+
+    /// Once per isolate: what cannot be read, by setting and secret names only.
+    fn log_problems(&self) {
+        match &self.tenants {
+            Err(e) => crate::log::error("tenants_not_readable", &[("error", e.clone().into())]),
+            Ok(ts) => {
+                for t in ts.iter().filter(|t| t.usable().is_err()) {
+                    crate::log::error(
+                        "tenant_not_configured",
+                        &[
+                            ("tenant", t.id.clone().into()),
+                            ("errors", t.errors.clone().into()),
+                            ("invalid_setting", t.modes.err().map(|e| e.0).into()),
+                        ],
+                    );
+                }
+            }
+        }
     }
 
     fn read(env: &Env) -> Config {
