@@ -454,16 +454,26 @@ pub async fn deliver_pixel(
                 let answer = post(&url, body).await;
                 match step_for(&answer, group.len()) {
                     Step::Sent => {
+                        // One line per CAPI request, not per event (measured: a console line per
+                        // event was ~7 % of the consumer's CPU); each event's receipt holds it.
+                        log::info(
+                            "capi_sent",
+                            &[
+                                ("tenant", tenant_id.into()),
+                                ("pixel_id", pixel_id.into()),
+                                ("events", group.len().into()),
+                                ("fbtrace_id", json!(answer.fbtrace_id())),
+                            ],
+                        );
                         for i in group {
-                            let (q, e) = (&items[i], items[i].event.as_ref());
-                            if let Some(e) = e {
-                                results[i] = Some(settle(
-                                    e,
-                                    Outcome::Sent,
-                                    None,
-                                    answer.fbtrace_id(),
-                                    q.attempt + 1,
-                                ));
+                            if items[i].event.is_some() {
+                                results[i] = Some(Delivered {
+                                    outcome: Outcome::Sent,
+                                    reason: None,
+                                    fbtrace_id: answer.fbtrace_id(),
+                                    next: Next::Done,
+                                    receipt: true,
+                                });
                             }
                         }
                     }
