@@ -28,7 +28,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             url.push(sep);
             url.push_str(param);
             url.push('=');
-            url.push_str(&percent_encoded(v));
+            url.extend(percent_encoding::utf8_percent_encode(v, QUERY_VALUE));
             sep = '&';
         }
     }
@@ -71,14 +71,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// RFC 3986 unreserved characters kept, everything else percent-encoded.
-fn percent_encoded(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');

@@ -62,6 +62,48 @@ pub struct Modes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidSetting(pub &'static str);
 
+/// Each setting's documented values: what `parse` accepts and `names` reports, in one place.
+const CUSTOMER_DATA: &[(&str, CustomerData)] =
+    &[("off", CustomerData::Off), ("hashed", CustomerData::Hashed)];
+const CONSENT: &[(&str, ConsentMode)] = &[
+    ("optional", ConsentMode::Optional),
+    ("required", ConsentMode::Required),
+];
+const GPC: &[(&str, GpcMode)] = &[
+    ("ldu", GpcMode::Ldu),
+    ("drop", GpcMode::Drop),
+    ("ignore", GpcMode::Ignore),
+];
+const LDU: &[(&str, LduMode)] = &[
+    ("off", LduMode::Off),
+    ("on", LduMode::On),
+    ("geo", LduMode::Geo),
+];
+
+/// The value of a setting (absent or empty = default); undocumented = the setting's name.
+fn pick<T: Copy + Default>(
+    value: Option<&str>,
+    setting: &'static str,
+    table: &[(&'static str, T)],
+) -> Result<T, InvalidSetting> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(T::default());
+    };
+    table
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(v))
+        .map(|(_, t)| *t)
+        .ok_or(InvalidSetting(setting))
+}
+
+/// The documented name of a setting's value.
+fn name_of<T: PartialEq>(value: T, table: &[(&'static str, T)]) -> &'static str {
+    table
+        .iter()
+        .find(|(_, t)| *t == value)
+        .map_or("", |(name, _)| name)
+}
+
 impl Modes {
     /// Reads the four settings (absent or empty = default). A value that is not documented is
     /// an error naming the setting, never guessed.
@@ -71,88 +113,21 @@ impl Modes {
         gpc: Option<&str>,
         ldu: Option<&str>,
     ) -> Result<Modes, InvalidSetting> {
-        fn pick<T: Copy + Default>(
-            value: Option<&str>,
-            setting: &'static str,
-            table: &[(&str, T)],
-        ) -> Result<T, InvalidSetting> {
-            let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-                return Ok(T::default());
-            };
-            table
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(v))
-                .map(|(_, t)| *t)
-                .ok_or(InvalidSetting(setting))
-        }
         Ok(Modes {
-            customer_data: pick(
-                customer_data,
-                "CUSTOMER_DATA",
-                &[("off", CustomerData::Off), ("hashed", CustomerData::Hashed)],
-            )?,
-            consent: pick(
-                consent,
-                "CONSENT",
-                &[
-                    ("optional", ConsentMode::Optional),
-                    ("required", ConsentMode::Required),
-                ],
-            )?,
-            gpc: pick(
-                gpc,
-                "GPC",
-                &[
-                    ("ldu", GpcMode::Ldu),
-                    ("drop", GpcMode::Drop),
-                    ("ignore", GpcMode::Ignore),
-                ],
-            )?,
-            ldu: pick(
-                ldu,
-                "LDU",
-                &[
-                    ("off", LduMode::Off),
-                    ("on", LduMode::On),
-                    ("geo", LduMode::Geo),
-                ],
-            )?,
+            customer_data: pick(customer_data, "CUSTOMER_DATA", CUSTOMER_DATA)?,
+            consent: pick(consent, "CONSENT", CONSENT)?,
+            gpc: pick(gpc, "GPC", GPC)?,
+            ldu: pick(ldu, "LDU", LDU)?,
         })
     }
 
     /// The modes as the shim and `/t/health` see them: setting names, never a secret.
     pub fn names(&self) -> [(&'static str, &'static str); 4] {
         [
-            (
-                "customer_data",
-                match self.customer_data {
-                    CustomerData::Off => "off",
-                    CustomerData::Hashed => "hashed",
-                },
-            ),
-            (
-                "consent",
-                match self.consent {
-                    ConsentMode::Optional => "optional",
-                    ConsentMode::Required => "required",
-                },
-            ),
-            (
-                "gpc",
-                match self.gpc {
-                    GpcMode::Ldu => "ldu",
-                    GpcMode::Drop => "drop",
-                    GpcMode::Ignore => "ignore",
-                },
-            ),
-            (
-                "ldu",
-                match self.ldu {
-                    LduMode::Off => "off",
-                    LduMode::On => "on",
-                    LduMode::Geo => "geo",
-                },
-            ),
+            ("customer_data", name_of(self.customer_data, CUSTOMER_DATA)),
+            ("consent", name_of(self.consent, CONSENT)),
+            ("gpc", name_of(self.gpc, GPC)),
+            ("ldu", name_of(self.ldu, LDU)),
         ]
     }
 }

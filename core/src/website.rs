@@ -104,8 +104,7 @@ pub fn website_event(
     let click =
         fbclid_in_page_or_referrer(&beacon.event_source_url, beacon.referrer_url.as_deref());
     let new_fbc = click
-        .filter(|click| fbc_for_click(click, facts.now_ms, existing_fbc).is_some())
-        .map(|click| capi_rules::fbc(facts.subdomain_index, facts.now_ms, click));
+        .and_then(|click| fbc_for_click(click, facts.subdomain_index, facts.now_ms, existing_fbc));
     user_data.fbc = new_fbc.clone().or(existing_fbc.map(str::to_string));
 
     let country = beacon

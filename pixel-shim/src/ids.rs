@@ -125,7 +125,7 @@ mod tests {
         let fbc = capi_rules::fbc(2, 1_763_900_000_000, "IwAR_x-1");
         assert_eq!(capi_core::fbc::fbc_click_id(&fbc), Some("IwAR_x-1"));
         assert_eq!(
-            capi_core::fbc::fbc_for_click("IwAR_x-1", 5, Some(&fbc)),
+            capi_core::fbc::fbc_for_click("IwAR_x-1", 2, 5, Some(&fbc)),
             None,
             "the Worker sees the same click id"
         );

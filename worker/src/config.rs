@@ -207,16 +207,22 @@ impl Config {
     /// The tenant a request host belongs to (the single-shop tenant serves any host), or a
     /// documented error: `not_configured` when `TENANTS` or that tenant cannot be read.
     pub fn tenant_for_host(&self, host: &str) -> Result<&Tenant, ApiError> {
-        let tenants = self
-            .tenants
-            .as_ref()
-            .map_err(|_| ApiError::NotConfigured("TENANTS"))?;
-        let host = host.trim_end_matches('.');
-        tenants
-            .iter()
-            .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+        if self.tenants.is_err() {
+            return Err(ApiError::NotConfigured("TENANTS"));
+        }
+        self.host_tenant(host)
             .ok_or(ApiError::UnknownTenant)
             .and_then(Tenant::usable)
+    }
+
+    /// The tenant a host belongs to, readable or not (the single-shop tenant takes any host).
+    pub fn host_tenant(&self, host: &str) -> Option<&Tenant> {
+        let host = host.trim_end_matches('.');
+        self.tenants
+            .as_ref()
+            .ok()?
+            .iter()
+            .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
     }
 
     /// A tenant by id.

@@ -23,8 +23,7 @@ pub fn page_or_not_found(cfg: &Config, path: &str) -> worker::Result<Response> {
         .replace("{{PREFIX}}", &cfg.route_prefix)
         .replace(
             "{{PIXEL_ID}}",
-            cfg.tenant_for_host("")
-                .ok()
+            cfg.host_tenant("")
                 .and_then(|t| t.pixels.first())
                 .map_or("", |p| p.id.as_str()),
         )

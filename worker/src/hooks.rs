@@ -5,7 +5,7 @@
 //! delivery (the queue) and answer. If neither the queue nor Meta can take it, the claim is
 //! given back and the answer is 503, so the platform's own retries redeliver it.
 
-use crate::config::{Config, Tenant};
+use crate::config::{Config, Tenant, PLATFORMS};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
@@ -115,7 +115,12 @@ pub async fn hook(
             ],
         );
         return Err(match e {
-            SignatureError::NoSecret => ApiError::NotConfigured(secret_name(platform)),
+            SignatureError::NoSecret => ApiError::NotConfigured(
+                PLATFORMS
+                    .iter()
+                    .find(|(p, _)| *p == platform.name())
+                    .map_or("TENANTS", |(_, setting)| setting),
+            ),
             other => ApiError::BadSignature(other.as_str()),
         });
     }
@@ -275,14 +280,5 @@ async fn purchase_for_pixel(
             }
             Err(ApiError::UpstreamUnavailable)
         }
-    }
-}
-
-fn secret_name(platform: Platform) -> &'static str {
-    match platform {
-        Platform::Shopify => "SHOPIFY_WEBHOOK_SECRET",
-        Platform::WooCommerce => "WOOCOMMERCE_WEBHOOK_SECRET",
-        Platform::Stripe => "STRIPE_WEBHOOK_SECRET",
-        Platform::Order => "ORDER_WEBHOOK_SECRET",
     }
 }

@@ -3,15 +3,14 @@
 //! queue consumer claims whole batches).
 
 use crate::config::{Config, Tenant};
-use crate::cookies::{cookie_domain, set_cookie};
+use crate::cookies::set_cookie;
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::Count;
 use crate::log;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::delivery::Outcome;
-use capi_core::fbc::cookie_value as cookie;
-use capi_core::fbc::subdomain_index;
+use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{is_unsigned_purchase, website_event, RequestFacts, SIGNED_SOURCE_ONLY};
 use worker::{Context, Date, Env, Headers, Request, Response, Url};

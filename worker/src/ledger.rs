@@ -191,14 +191,26 @@ fn key_text(k: &EventKey) -> SqlStorageValue {
     SqlStorageValue::String(format!("{}\n{}", k.event_name, k.event_id))
 }
 
-/// `'sent', 'expired', …`: the final outcomes as an SQL list, from `Outcome::is_final`.
-fn final_outcomes_sql() -> String {
-    Outcome::ALL
-        .iter()
-        .filter(|o| o.is_final())
-        .map(|o| format!("'{}'", o.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The receipt upsert: a final outcome (`Outcome::is_final`) is never replaced. Built once
+/// per isolate, not per receipt.
+fn record_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let finals = Outcome::ALL
+            .iter()
+            .filter(|o| o.is_final())
+            .map(|o| format!("'{}'", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms, source)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
+               attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms
+             WHERE events.outcome NOT IN ({finals})
+             RETURNING source, first_seen_ms"
+        )
+    })
 }
 
 impl DurableObject for Ledger {
@@ -261,32 +273,16 @@ impl DurableObject for Ledger {
                 Response::from_json(&serde_json::json!({ "recorded": receipts.len() }))
             }
             Op::Receipts { event_id } => {
-                let rows: Vec<serde_json::Value> = self
-                    .state
-                    .storage()
-                    .sql()
-                    .exec(
-                        "SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ?",
-                        vec![event_id.into()],
-                    )?
-                    .to_array()?;
-                Response::from_json(&rows)
+                self.rows_response("SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ?",
+                        vec![event_id.into()])
             }
             Op::Report { from_day, to_day } => {
-                let rows: Vec<serde_json::Value> = self
-                    .state
-                    .storage()
-                    .sql()
-                    .exec(
-                        "SELECT day, kind, name, reason, count FROM daily_counts
+                self.rows_response("SELECT day, kind, name, reason, count FROM daily_counts
                          WHERE kind IN ('order', 'coverage') AND day BETWEEN ? AND ?",
                         vec![
                             SqlStorageValue::Integer(from_day),
                             SqlStorageValue::Integer(to_day),
-                        ],
-                    )?
-                    .to_array()?;
-                Response::from_json(&rows)
+                        ])
             }
             Op::Park {
                 key,
@@ -310,16 +306,8 @@ impl DurableObject for Ledger {
                 Response::from_json(&serde_json::json!({ "parked": true }))
             }
             Op::DeadLetters => {
-                let rows: Vec<serde_json::Value> = self
-                    .state
-                    .storage()
-                    .sql()
-                    .exec(
-                        "SELECT event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters ORDER BY parked_ms",
-                        None,
-                    )?
-                    .to_array()?;
-                Response::from_json(&rows)
+                self.rows_response("SELECT event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters ORDER BY parked_ms",
+                        None)
             }
             Op::Replay {
                 event_id,
@@ -366,19 +354,11 @@ impl DurableObject for Ledger {
                 Response::from_json(&bodies)
             }
             Op::Stats { now_ms } => {
-                let rows: Vec<serde_json::Value> = self
-                    .state
-                    .storage()
-                    .sql()
-                    .exec(
-                        "SELECT kind, name, reason, SUM(count) AS count FROM daily_counts WHERE day >= ?
+                self.rows_response("SELECT kind, name, reason, SUM(count) AS count FROM daily_counts WHERE day >= ?
                          GROUP BY kind, name, reason ORDER BY kind, name, reason",
                         vec![SqlStorageValue::Integer(
                             now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1,
-                        )],
-                    )?
-                    .to_array()?;
-                Response::from_json(&rows)
+                        )])
             }
         }
     }
@@ -412,6 +392,17 @@ impl DurableObject for Ledger {
 }
 
 impl Ledger {
+    /// The rows of a query, as the JSON answer of an op.
+    fn rows_response(
+        &self,
+        query: &str,
+        args: impl Into<Option<Vec<SqlStorageValue>>>,
+    ) -> Result<Response> {
+        let rows: Vec<serde_json::Value> =
+            self.state.storage().sql().exec(query, args)?.to_array()?;
+        Response::from_json(&rows)
+    }
+
     /// Sets the housekeeping alarm if none is set (once per instance).
     async fn ensure_alarm(&self) {
         if self.alarm_checked.get() {
@@ -568,26 +559,24 @@ impl Ledger {
             .storage()
             .sql()
             .exec(
-                &format!(
-                    "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms, source)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
-                       attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms
-                     WHERE events.outcome NOT IN ({})
-                     RETURNING source, first_seen_ms",
-                    final_outcomes_sql()
-                ),
+                record_sql(),
                 vec![
                     key_text(&key),
                     r.event_name.clone().into(),
                     r.event_id.clone().into(),
                     SqlStorageValue::Integer(now_ms),
                     outcome.as_str().into(),
-                    r.reason.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    r.reason
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     SqlStorageValue::Integer(i64::from(r.attempts)),
-                    r.fbtrace_id.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    r.fbtrace_id
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     SqlStorageValue::Integer(now_ms),
-                    r.source.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    r.source
+                        .clone()
+                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                 ],
             )?
             .to_array::<serde_json::Value>()?;

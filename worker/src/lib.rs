@@ -87,11 +87,7 @@ fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError
         "version": env!("CARGO_PKG_VERSION"),
         "tenants": tenants,
     });
-    let all = cfg.tenants.as_deref().unwrap_or_default();
-    if let Some(t) = all
-        .iter()
-        .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)))
-    {
+    if let Some(t) = cfg.host_tenant(&host) {
         body["ok"] = t.usable().is_ok().into();
         body["tenant"] = t.id.clone().into();
         body["pixel_id_set"] = (!t.pixels.is_empty()).into();

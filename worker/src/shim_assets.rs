@@ -22,16 +22,15 @@ pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
     // An unreadable privacy setting makes the shim wait for consent: it never guesses looser.
     let host = req.url()?.host_str().unwrap_or("").to_string();
     let modes = match cfg.tenant_for_host(&host).map(|t| t.modes) {
-        Ok(Ok(m)) => {
-            let names = m.names();
-            let get = |k: &str| names.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| v);
-            format!(
-                "{{\"consent\":\"{}\",\"gpc\":\"{}\",\"ldu\":\"{}\"}}",
-                get("consent"),
-                get("gpc"),
-                get("ldu")
-            )
-        }
+        // The browser needs consent, GPC and LDU; data controls apply at the edge only.
+        Ok(Ok(m)) => serde_json::Value::Object(
+            m.names()
+                .iter()
+                .filter(|(k, _)| *k != "customer_data")
+                .map(|(k, v)| (k.to_string(), (*v).into()))
+                .collect(),
+        )
+        .to_string(),
         _ => r#"{"consent":"required","gpc":"drop","ldu":"on"}"#.to_string(),
     };
     let js = std::str::from_utf8(LOADER_JS).unwrap_or("");

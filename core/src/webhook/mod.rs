@@ -244,7 +244,7 @@ pub fn purchase_event(
             .landing_url
             .as_deref()
             .and_then(fbclid_in_url)
-            .and_then(|click| fbc_for_click(click, created_ms, None)),
+            .and_then(|click| fbc_for_click(click, 1, created_ms, None)),
     };
     if order.fbc.is_some() && order.fbc.as_deref().and_then(fbc_click_id).is_none() {
         dropped.push(Dropped {
