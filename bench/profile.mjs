@@ -408,6 +408,8 @@ const mf = new Miniflare({
   ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: 10_000_000, period: 60 } } },
   queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
   queueConsumers: { 'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } },
+  // The Worker's own socket, as on Cloudflare: no Miniflare entry worker in front (see bench/serve.mjs).
+  unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
 });
 let stopped = false;
 const stopAll = async () => {
@@ -425,7 +427,8 @@ process.on('SIGINT', () => stopAll().finally(() => process.exit(130)));
 process.on('SIGTERM', () => stopAll().finally(() => process.exit(143)));
 
 try {
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  await mf.ready;
+  const url = (await mf.unsafeGetDirectURL()).toString().replace(/\/$/, '');
   const pids = workerdPids();
   if (pids.length === 0) throw new Error('no workerd process found below this node process');
 

@@ -34,7 +34,6 @@ install_crate() { # name version binary
   CARGO_TARGET_DIR="$TOOLS/cargo-target" cargo install "$name" --version "$version" --root "$TOOLS" --quiet
 }
 install_crate wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
-install_crate worker-build "$WORKER_BUILD_VERSION" worker-build
 rm -rf "$TOOLS/cargo-target"
 
 # npm tools (wrangler, miniflare, binaryen's wasm-opt, esbuild, playwright-core), from the committed lockfile.

@@ -147,6 +147,30 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             let view = view(&lock(state));
             respond_json(request, 200, &view)
         }
+        // Counts only, for load tests: the full `events` view of tens of thousands of events
+        // holds the lock (and the Graph endpoint) while it is built.
+        (Method::Get, ["_sandbox", "count"]) => {
+            let prefix = query_param(&query, "event_id_prefix")
+                .map(|v| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            let body = {
+                let s = lock(state);
+                let ids: Vec<&str> = s
+                    .server
+                    .iter()
+                    .filter_map(|e| e.get("event_id").and_then(Value::as_str))
+                    .filter(|id| id.starts_with(prefix.as_str()))
+                    .collect();
+                let distinct: std::collections::HashSet<&str> = ids.iter().copied().collect();
+                json!({"server_events": s.server.len(), "matching": ids.len(),
+                    "distinct": distinct.len(), "rejected_requests": s.rejected.len()})
+            };
+            respond_json(request, 200, &body)
+        }
         (Method::Post, ["_sandbox", "browser"]) => {
             let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             if event.get("event_name").and_then(Value::as_str).is_none() {

@@ -47,7 +47,10 @@ export const LOG_FILE = `${ROOT}tests/.artifacts/worker-logs.txt`;
 mkdirSync(`${ROOT}tests/.artifacts`, { recursive: true });
 const keepLogs = (stream, out) => stream.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); out.write(chunk); });
 
-export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000 } = {}) {
+/** `direct`: the Worker's own socket (Miniflare's `unsafeDirectSockets`) instead of Miniflare's
+ * entry worker in front of it, as on Cloudflare where no JS proxy runs before the Worker; the
+ * caller then sets `CF-Connecting-IP` itself (bench/beacon.lua does). */
+export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000, direct = false } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: `${ROOT}build/worker/index.js`,
@@ -64,12 +67,14 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
     ...(queues && {
       queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
       queueConsumers: {
-        'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' },
+        'capi-edge-events': { maxBatchSize: Number(process.env.CAPI_MAX_BATCH ?? 100), maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' },
         'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
       },
     }),
+    ...(direct && { unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] }),
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const entry = await mf.ready;
+  const url = (direct ? await mf.unsafeGetDirectURL() : entry).toString().replace(/\/$/, '');
   const fetchIt = (path, init) => mf.dispatchFetch(`${url}${path}`, init);
   const admin = async (path) => (await fetchIt(path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
   return { url, mf, fetch: fetchIt, receipts: (id) => admin(`/t/receipts/${encodeURIComponent(id)}`), stats: () => admin('/t/stats'), stop: () => mf.dispose() };

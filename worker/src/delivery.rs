@@ -1,7 +1,8 @@
 //! Delivery to Meta: I/O only; the policy is `capi_core::delivery` (pre-send check, the step
 //! after Meta's answer, the retry plan, outcomes).
 //!
-//! Ingest hands accepted events to [`enqueue`], which puts them on a Cloudflare Queue;
+//! Ingest's messages are put on a Cloudflare Queue by the entry module (`worker/entry.mjs`,
+//! pooled per isolate); webhooks and retries use [`enqueue`];
 //! [`consume`] (the same Worker's queue consumer) delivers a batch: one ledger claim call per
 //! shard for the whole batch, CAPI requests of at most 1,000 events per pixel, split on a
 //! rejection to isolate the bad event, one receipt call per shard. The same path,
@@ -17,13 +18,13 @@ use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
 use capi_core::report::coverage_of;
 use capi_core::MAX_EVENTS_PER_REQUEST;
-use futures_util::future::{select, Either};
+use futures_util::future::{join_all, select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{
-    AbortController, BatchMessageBuilder, Date, Delay, Env, Fetch, Headers, Message, MessageBatch,
+    AbortController, Context, Date, Delay, Env, Fetch, Headers, Message, MessageBatch,
     MessageBuilder, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, Request,
     RequestInit,
 };
@@ -65,8 +66,10 @@ fn default_tenant() -> String {
 impl QueuedEvent {
     /// Queue bodies are JSON text: an exact round trip (a JS-object body would turn
     /// `user_data`'s flattened map into a JS `Map` and lose it).
+    /// ASCII only (anything else as `\uXXXX` escapes): the entry module sizes its bundles by
+    /// length, which is then the size in bytes.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        ascii_json(serde_json::to_string(self).unwrap_or_default())
     }
 
     fn key(&self) -> Option<EventKey> {
@@ -75,6 +78,26 @@ impl QueuedEvent {
             event_id: e.event_id.clone(),
         })
     }
+}
+
+/// JSON text with every non-ASCII character escaped (valid JSON: outside strings, JSON text is
+/// ASCII already).
+fn ascii_json(text: String) -> String {
+    if text.is_ascii() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// A fresh claim nonce: unique per accepted copy of an event.
@@ -104,33 +127,41 @@ struct DeadLetterIn {
 
 /// The dead-letter queue's consumer: parks each dead letter in its event's ledger shard, where
 /// `POST /t/replay` finds it once the cause is fixed. Messages the platform dead-lettered itself
-/// (its retries exhausted) are plain queued events.
+/// (its retries exhausted) are plain queued events or bundles of them.
 pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
     let now_ms = Date::now().as_millis();
     for m in batch.messages()? {
-        let parsed = serde_json::from_str::<DeadLetterIn>(m.body())
-            .map(|d| (d.queued, d.reason))
-            .or_else(|_| {
-                serde_json::from_str::<QueuedEvent>(m.body())
+        let parsed = match serde_json::from_str::<DeadLetterIn>(m.body()) {
+            Ok(d) => Some(vec![(d.queued, d.reason)]),
+            Err(_) => message_events(m.body()).map(|events| {
+                events
+                    .into_iter()
                     .map(|q| (q, "platform_retries_exhausted".to_string()))
-            });
-        let Ok((queued, reason)) = parsed else {
+                    .collect()
+            }),
+        };
+        let Some(letters) = parsed else {
             log::error("unreadable_dead_letter", &[]);
             m.ack();
             continue;
         };
-        let Some(l) =
-            LedgerClient::for_pixel(&env, &queued.tenant, &queued.pixel_id, cfg.ledger_shards)
-        else {
-            m.retry();
-            continue;
-        };
-        if queued.event.is_none() {
-            m.ack();
-            continue;
+        let mut parked = true;
+        for (queued, reason) in letters {
+            if queued.event.is_none() {
+                continue;
+            }
+            parked &= match LedgerClient::for_pixel(
+                &env,
+                &queued.tenant,
+                &queued.pixel_id,
+                cfg.ledger_shards,
+            ) {
+                Some(l) => l.park(&queued, &reason, now_ms).await,
+                None => false,
+            };
         }
-        if l.park(&queued, &reason, now_ms).await {
+        if parked {
             m.ack();
         } else {
             m.retry();
@@ -186,31 +217,39 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
     }
 }
 
-/// Puts one event's messages (one per pixel of its tenant) on the `EVENTS` queue in one call;
-/// false if the queue refused them or is not bound (the caller then delivers them directly).
-/// Each request sends its own: Workers bind I/O to the request that made it, so beacons of
-/// different requests are not pooled (measured: pooling them across requests in the isolate
-/// tripped workerd's cross-request promise checks and sent some events twice).
-pub async fn enqueue_all(env: &Env, messages: &[QueuedEvent]) -> bool {
-    if let [one] = messages {
-        return enqueue(env, one, 0).await;
+/// Delivers queue bodies now, without the queue (the entry module's fallback when the queue
+/// refused a pooled batch or is not bound): grouped per tenant and pixel, through
+/// [`deliver_pixel`] like the consumer. Each copy claims under a fresh nonce: if the refused
+/// batch was in fact (partly) enqueued, the ledger lets exactly one of the two copies through.
+/// A transient failure is rescheduled on the queue if it takes it now. A body that is not ours
+/// cannot happen (ingest wrote it); it is logged and skipped.
+pub async fn deliver_texts(env: &Env, bodies: &[String]) {
+    let cfg = Config::from_env(env);
+    let mut by_pixel: BTreeMap<PixelKey, Vec<QueuedEvent>> = BTreeMap::new();
+    for body in bodies {
+        match serde_json::from_str::<QueuedEvent>(body) {
+            Ok(mut q) => {
+                if q.event.is_some() {
+                    q.nonce = new_nonce();
+                }
+                by_pixel
+                    .entry((q.tenant.clone(), q.pixel_id.clone()))
+                    .or_default()
+                    .push(q)
+            }
+            Err(_) => log::error("unreadable_queue_message", &[]),
+        }
     }
-    let Ok(q) = env.queue("EVENTS") else {
-        log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
-        return false;
-    };
-    let batch = BatchMessageBuilder::new()
-        .messages(messages.iter().map(|m| {
-            MessageBuilder::new(m.to_json())
-                .content_type(QueueContentType::Text)
-                .build()
-        }))
-        .build();
-    match q.send_batch(batch).await {
-        Ok(()) => true,
-        Err(e) => {
-            log::error("queue_send_failed", &[("error", log::kind_of(&e).into())]);
-            false
+    for ((tenant, pixel_id), queued) in by_pixel {
+        for d in deliver_pixel(&cfg, env, &tenant, &pixel_id, queued, None).await {
+            if let Next::Retry { queued, delay_secs } = d.next {
+                if !enqueue(env, &queued, delay_secs).await {
+                    log::error(
+                        "retry_not_scheduled",
+                        &[("pixel_id", pixel_id.clone().into())],
+                    );
+                }
+            }
         }
     }
 }
@@ -218,80 +257,108 @@ pub async fn enqueue_all(env: &Env, messages: &[QueuedEvent]) -> bool {
 /// `(tenant, pixel id)`: what a group of messages is delivered for.
 type PixelKey = (String, String);
 
-/// The queue consumer: groups the batch per tenant and pixel and delivers each group.
-pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
-    let cfg = Config::from_env(&env);
-    let mut by_pixel: BTreeMap<PixelKey, Vec<(Message<String>, QueuedEvent)>> = BTreeMap::new();
-    for m in batch.messages()? {
-        match serde_json::from_str::<QueuedEvent>(m.body()) {
-            Ok(q) => by_pixel
-                .entry((q.tenant.clone(), q.pixel_id.clone()))
-                .or_default()
-                .push((m, q)),
-            Err(_) => {
-                // Not ours to read: keep it for inspection rather than drop it.
-                log::error("unreadable_queue_message", &[]);
-                let kept = match env.queue("DEAD_LETTERS") {
-                    Ok(dlq) => dlq.send(m.body().clone()).await.is_ok(),
-                    Err(_) => false,
-                };
-                if kept {
-                    m.ack();
-                } else {
-                    m.retry();
-                }
-            }
-        }
+/// A queue message's events: one event (`{…}`, webhooks and retries) or a bundle (`[{…}, …]`,
+/// the beacons ingest pooled into one message of at most 64 KB, one Queues operation); None
+/// if it is not ours to read.
+pub fn message_events(body: &str) -> Option<Vec<QueuedEvent>> {
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(body).ok()
+    } else {
+        serde_json::from_str(body).ok().map(|q| vec![q])
     }
-    for ((tenant, pixel_id), group) in by_pixel {
-        let (messages, queued): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        let results = deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued.clone()).await;
-        for ((m, q), d) in messages.iter().zip(&queued).zip(results) {
-            finish(&env, m, q, d.next).await;
-        }
-    }
-    Ok(())
 }
 
-/// Acks, reschedules or dead-letters one message. A message is acked only after its next step
-/// is safely on a queue; if that fails, the platform's own retry takes over (and, past its
-/// limit, its dead-letter queue): never dropped.
-async fn finish(env: &Env, m: &Message<String>, q: &QueuedEvent, next: Next) {
-    match next {
-        Next::Done => m.ack(),
-        Next::RetryUnchanged => m.retry_with_options(
-            &QueueRetryOptionsBuilder::new()
-                .with_delay_seconds(5)
-                .build(),
-        ),
-        Next::Retry { queued, delay_secs } => {
-            if enqueue(env, &queued, delay_secs).await {
-                m.ack();
-            } else {
-                m.retry_with_options(
-                    &QueueRetryOptionsBuilder::new()
-                        .with_delay_seconds(delay_secs)
-                        .build(),
-                );
-            }
-        }
-        Next::DeadLetter { reason } => {
-            let body = serde_json::to_string(&DeadLetter {
-                queued: q,
-                reason: &reason,
-            })
-            .unwrap_or_default();
+/// The queue consumer: groups the batch's events per tenant and pixel, delivers each group,
+/// then settles each message from the outcomes of its events.
+pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> worker::Result<()> {
+    let cfg = Config::from_env(&env);
+    let messages = batch.messages()?;
+    let mut by_pixel: BTreeMap<PixelKey, Vec<(usize, QueuedEvent)>> = BTreeMap::new();
+    let mut readable = vec![false; messages.len()];
+    for (mi, m) in messages.iter().enumerate() {
+        let Some(events) = message_events(m.body()) else {
+            // Not ours to read: keep it for inspection rather than drop it.
+            log::error("unreadable_queue_message", &[]);
             let kept = match env.queue("DEAD_LETTERS") {
-                Ok(dlq) => dlq.send(body).await.is_ok(),
+                Ok(dlq) => dlq.send(m.body().clone()).await.is_ok(),
                 Err(_) => false,
             };
             if kept {
                 m.ack();
             } else {
-                log::error("dead_letter_send_failed", &[]);
                 m.retry();
             }
+            continue;
+        };
+        readable[mi] = true;
+        for q in events {
+            by_pixel
+                .entry((q.tenant.clone(), q.pixel_id.clone()))
+                .or_default()
+                .push((mi, q));
         }
+    }
+    let mut outcomes: Vec<Vec<(QueuedEvent, Next)>> =
+        (0..messages.len()).map(|_| Vec::new()).collect();
+    for ((tenant, pixel_id), group) in by_pixel {
+        let (owners, queued): (Vec<usize>, Vec<QueuedEvent>) = group.into_iter().unzip();
+        let results =
+            deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued.clone(), Some(ctx)).await;
+        for ((mi, q), d) in owners.into_iter().zip(queued).zip(results) {
+            outcomes[mi].push((q, d.next));
+        }
+    }
+    for ((m, events), ok) in messages.iter().zip(outcomes).zip(readable) {
+        if ok {
+            finish(&env, m, events).await;
+        }
+    }
+    Ok(())
+}
+
+/// Acks, reschedules or dead-letters one message from the outcomes of its events. A message
+/// is acked only after every event's next step is safely on a queue; if that fails (or the
+/// ledger could not be reached), the platform retries the whole message — events already
+/// settled are recognised by their claims and not sent again — and, past its limit, moves it
+/// to its dead-letter queue: never dropped.
+async fn finish(env: &Env, m: &Message<String>, events: Vec<(QueuedEvent, Next)>) {
+    if events
+        .iter()
+        .any(|(_, next)| matches!(next, Next::RetryUnchanged))
+    {
+        m.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(5)
+                .build(),
+        );
+        return;
+    }
+    let mut kept = true;
+    for (q, next) in events {
+        kept &= match next {
+            Next::Done | Next::RetryUnchanged => true,
+            Next::Retry { queued, delay_secs } => enqueue(env, &queued, delay_secs).await,
+            Next::DeadLetter { reason } => {
+                let body = serde_json::to_string(&DeadLetter {
+                    queued: &q,
+                    reason: &reason,
+                })
+                .unwrap_or_default();
+                let sent = match env.queue("DEAD_LETTERS") {
+                    Ok(dlq) => dlq.send(body).await.is_ok(),
+                    Err(_) => false,
+                };
+                if !sent {
+                    log::error("dead_letter_send_failed", &[]);
+                }
+                sent
+            }
+        };
+    }
+    if kept {
+        m.ack();
+    } else {
+        m.retry();
     }
 }
 
@@ -306,6 +373,7 @@ pub async fn deliver_pixel(
     tenant_id: &str,
     pixel_id: &str,
     items: Vec<QueuedEvent>,
+    background: Option<&Context>,
 ) -> Vec<Delivered> {
     let now_ms = Date::now().as_millis();
     let now = (now_ms / 1000) as i64;
@@ -328,7 +396,8 @@ pub async fn deliver_pixel(
         for (i, q) in items.iter().enumerate() {
             by_shard.entry(shard_of(q)).or_default().push(i);
         }
-        for (shard, idx) in by_shard {
+        // The shards are independent objects: their calls run concurrently.
+        let calls = by_shard.into_iter().map(|(shard, idx)| {
             let claims: Vec<usize> = idx
                 .iter()
                 .copied()
@@ -350,7 +419,9 @@ pub async fn deliver_pixel(
                 .filter(|i| items[**i].attempt == 0)
                 .flat_map(|i| items[*i].counts.iter().cloned())
                 .collect();
-            let got = l.claim(shard, claim_items, counts, now_ms).await;
+            async move { (claims, l.claim(shard, claim_items, counts, now_ms).await) }
+        });
+        for (claims, got) in join_all(calls).await {
             for (i, s) in claims.iter().zip(got) {
                 statuses[*i] = s;
             }
@@ -520,7 +591,7 @@ pub async fn deliver_pixel(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| done(Outcome::Queued, None)))
         .collect();
-    if let Some(l) = &ledger {
+    if let Some(l) = ledger.clone() {
         let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
         let mut coverage: BTreeMap<u32, Vec<Count>> = BTreeMap::new();
         for (q, r) in items.iter().zip(&results) {
@@ -545,9 +616,18 @@ pub async fn deliver_pixel(
                 );
             }
         }
-        for (shard, receipts) in by_shard {
-            let counts = coverage.remove(&shard).unwrap_or_default();
-            l.record(shard, receipts, counts, now_ms).await;
+        let record = async move {
+            let calls = by_shard.into_iter().map(|(shard, receipts)| {
+                let counts = coverage.remove(&shard).unwrap_or_default();
+                l.record(shard, receipts, counts, now_ms)
+            });
+            join_all(calls).await;
+        };
+        // The consumer records in the background: acks never wait on receipts (a receipt
+        // decides nothing about sending), and the next batch is dispatched sooner.
+        match background {
+            Some(ctx) => ctx.wait_until(record),
+            None => record.await,
         }
     }
     results
@@ -701,4 +781,33 @@ pub fn log_event(
             ("attempts", attempts.into()),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_bodies_are_ascii_and_read_back_the_same() {
+        let text =
+            serde_json::json!({"content_name": "Tasse bleue, 12 €, 🍵", "ok": "plain"}).to_string();
+        let ascii = ascii_json(text.clone());
+        assert!(ascii.is_ascii());
+        assert!(ascii.contains("\\u20ac") && ascii.contains("\\ud83c\\udf75"));
+        let back: serde_json::Value = serde_json::from_str(&ascii).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_message_holds_one_event_or_a_bundle() {
+        let one = r#"{"tenant":"t","pixel_id":"1","attempt":0,"nonce":"n"}"#;
+        assert_eq!(message_events(one).map(|v| v.len()), Some(1));
+        let bundle = format!("[{one},{one},{one}]");
+        assert_eq!(message_events(&bundle).map(|v| v.len()), Some(3));
+        assert!(message_events("[{\"nope\":1}]").is_none());
+        assert!(message_events("not json").is_none());
+    }
 }

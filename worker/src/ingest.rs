@@ -1,6 +1,9 @@
 //! `POST /t/e`: a browser beacon in, a 204 out. Ingest validates, applies the privacy modes,
-//! normalizes + hashes and enqueues — nothing else: no ledger round trip on this path (the
-//! queue consumer claims whole batches).
+//! normalizes + hashes and hands back the queue messages — nothing else: no ledger round trip
+//! and no I/O here at all. The entry module (`worker/entry.mjs`) does the request's I/O around
+//! two synchronous calls, [`gate`] and [`accept`] (exported in `lib.rs`): it reads the headers
+//! and the body, asks the rate limiter, answers, and puts the messages on the queue (pooled
+//! across the isolate's concurrent beacons, see BENCHMARKS.md).
 
 use crate::config::{Config, Tenant};
 use crate::cookies::set_cookie;
@@ -13,12 +16,52 @@ use capi_core::delivery::Outcome;
 use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{is_unsigned_purchase, website_event, RequestFacts, SIGNED_SOURCE_ONLY};
-use worker::{Context, Date, Env, Headers, Request, Response, Url};
+use worker::{Date, Headers, Request, Response, Url};
 
 type Answer = std::result::Result<Response, ApiError>;
 
-/// The rate limiting binding for unsigned beacons, per client IP (wrangler.toml `ratelimits`).
-const RATE_LIMITER: &str = "BEACON_RATE_LIMITER";
+/// What ingest reads from a beacon request: its URL and the headers it uses, as the entry
+/// module found them (None: the header is absent).
+pub struct Head {
+    pub url: Url,
+    pub origin: Option<String>,
+    pub referer: Option<String>,
+    /// `CF-Connecting-IP`: the client address Cloudflare saw.
+    pub ip: Option<String>,
+    pub content_type: Option<String>,
+    pub content_length: Option<String>,
+    pub cookie: Option<String>,
+    pub user_agent: Option<String>,
+    pub sec_gpc: Option<String>,
+}
+
+/// The rate limiter's answer for a beacon, as the entry module got it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Within,
+    Over,
+    /// The limiter failed: the beacon goes through (an outage of the limiter loses no events).
+    Failed,
+    /// No limiter is bound.
+    Unbound,
+}
+
+impl Limit {
+    pub fn from_code(code: u8) -> Limit {
+        match code {
+            0 => Limit::Within,
+            1 => Limit::Over,
+            2 => Limit::Failed,
+            _ => Limit::Unbound,
+        }
+    }
+}
+
+/// An accepted beacon: the 204 and the queue messages (JSON text, one per pixel of the tenant).
+pub struct Accepted {
+    pub response: Response,
+    pub messages: Vec<String>,
+}
 
 /// Where a beacon comes from, as far as the browser says.
 enum Caller {
@@ -35,16 +78,17 @@ enum Caller {
 /// POST (beacons and keepalive fetches); `Referer` is the fallback. `Origin` is a courtesy of
 /// browsers, not authentication: curl sets any; the rate limit and the signed-source rule are
 /// what hold against it.
-fn caller(req: &Request, url: &Url, tenant: &Tenant) -> std::result::Result<Caller, ApiError> {
+fn caller(
+    origin: Option<&str>,
+    referer: Option<&str>,
+    url: &Url,
+    tenant: &Tenant,
+) -> std::result::Result<Caller, ApiError> {
     let own = url.origin().ascii_serialization();
-    let h = req.headers();
-    let origin = match h.get("origin")? {
+    let origin = match origin {
         Some(o) => o,
-        None => h
-            .get("referer")?
-            .as_deref()
+        None => referer
             .and_then(origin_of)
-            .map(str::to_string)
             .ok_or(ApiError::ForbiddenOrigin)?,
     };
     if !is_allowed_origin(&origin, &own, &tenant.allowed_origins) {
@@ -55,7 +99,7 @@ fn caller(req: &Request, url: &Url, tenant: &Tenant) -> std::result::Result<Call
     } else if origin == "null" {
         Caller::Null
     } else {
-        Caller::Listed(origin)
+        Caller::Listed(origin.to_string())
     })
 }
 
@@ -78,7 +122,13 @@ fn cors_headers(headers: &Headers, caller: &Caller) -> worker::Result<()> {
 pub fn preflight(req: &Request, cfg: &Config) -> Answer {
     let url = req.url()?;
     let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
-    let caller = caller(req, &url, tenant)?;
+    let h = req.headers();
+    let caller = caller(
+        h.get("origin")?.as_deref(),
+        h.get("referer")?.as_deref(),
+        &url,
+        tenant,
+    )?;
     let headers = Headers::new();
     cors_headers(&headers, &caller)?;
     headers.set("access-control-allow-methods", "POST, OPTIONS")?;
@@ -87,58 +137,77 @@ pub fn preflight(req: &Request, cfg: &Config) -> Answer {
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
-/// Per-IP rate limit for unsigned beacons; a missing binding or a limiter error lets the
-/// beacon through (logged), so an outage of the limiter loses no events.
-async fn within_rate_limit(env: &Env, tenant: &str, ip: Option<&str>) -> bool {
-    let Ok(limiter) = env.rate_limiter(RATE_LIMITER) else {
-        return true;
-    };
-    match limiter
-        .limit(format!("{tenant}:{}", ip.unwrap_or("unknown")))
-        .await
-    {
-        Ok(outcome) => outcome.success,
-        Err(e) => {
-            log::warn("rate_limiter_failed", &[("error", log::kind_of(&e).into())]);
-            true
-        }
-    }
-}
-
-/// `POST /t/e`: validates and enriches a beacon, answers 204 at once, enqueues in the background.
-pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) -> Answer {
-    let url = req.url()?;
-    let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
-    let caller = caller(&req, &url, tenant)?;
-    let ip = req.headers().get("cf-connecting-ip")?;
-    if !within_rate_limit(env, &tenant.id, ip.as_deref()).await {
-        return Err(ApiError::RateLimited);
-    }
-    let content_type = req
-        .headers()
-        .get("content-type")?
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+/// The first look at a beacon, before its body is read: its tenant and caller, its media
+/// type and declared length. Returns the rate limiter's key (per tenant and client IP).
+pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<String, ApiError> {
+    let tenant = cfg.tenant_for_host(head.url.host_str().unwrap_or(""))?;
+    caller(
+        head.origin.as_deref(),
+        head.referer.as_deref(),
+        &head.url,
+        tenant,
+    )?;
+    let content_type = head.content_type.as_deref().unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if !matches!(media, "" | "application/json" | "text/plain") {
+    if !(media.is_empty()
+        || media.eq_ignore_ascii_case("application/json")
+        || media.eq_ignore_ascii_case("text/plain"))
+    {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = crate::body::bounded(&mut req, MAX_BEACON_BYTES).await?;
-    let beacon = Beacon::parse(&body).map_err(ApiError::BadBeacon)?;
+    let declared = head
+        .content_length
+        .as_deref()
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BEACON_BYTES as u64) {
+        return Err(ApiError::TooLarge {
+            limit: MAX_BEACON_BYTES,
+        });
+    }
+    Ok(format!(
+        "{}:{}",
+        tenant.id,
+        head.ip.as_deref().unwrap_or("unknown")
+    ))
+}
+
+/// A beacon with its body (None: it was longer than `MAX_BEACON_BYTES`) and the rate limiter's
+/// answer: validated, enriched, and either refused or accepted with its queue messages.
+pub fn accept(
+    cfg: &Config,
+    head: &Head,
+    body: Option<&[u8]>,
+    limit: Limit,
+) -> std::result::Result<Accepted, ApiError> {
+    let url = &head.url;
+    let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
+    let caller = caller(head.origin.as_deref(), head.referer.as_deref(), url, tenant)?;
+    match limit {
+        Limit::Over => return Err(ApiError::RateLimited),
+        Limit::Failed => log::warn("rate_limiter_failed", &[]),
+        Limit::Within | Limit::Unbound => {}
+    }
+    let body = body.ok_or(ApiError::TooLarge {
+        limit: MAX_BEACON_BYTES,
+    })?;
+    if body.len() > MAX_BEACON_BYTES {
+        return Err(ApiError::TooLarge {
+            limit: MAX_BEACON_BYTES,
+        });
+    }
+    let beacon = Beacon::parse(body).map_err(ApiError::BadBeacon)?;
     let modes = tenant.privacy()?;
     let domain = cookie_domain(
         tenant.cookie_domain.as_deref(),
         url.host_str().unwrap_or(""),
     );
-    let h = req.headers();
-    let cookie_header = h.get("cookie")?.unwrap_or_default();
-    let ua = h.get("user-agent")?;
+    let cookie_header = head.cookie.as_deref().unwrap_or("");
     let facts = RequestFacts {
-        client_ip: ip.as_deref(),
-        user_agent: ua.as_deref(),
-        cookie_fbp: cookie(&cookie_header, "_fbp"),
-        cookie_fbc: cookie(&cookie_header, "_fbc"),
-        gpc_header: h.get("sec-gpc")?.is_some_and(|v| v.trim() == "1"),
+        client_ip: head.ip.as_deref(),
+        user_agent: head.user_agent.as_deref(),
+        cookie_fbp: cookie(cookie_header, "_fbp"),
+        cookie_fbc: cookie(cookie_header, "_fbc"),
+        gpc_header: head.sec_gpc.as_deref().is_some_and(|v| v.trim() == "1"),
         // Host-only cookies (IP hosts, localhost) keep Meta's usual `fb.1.`.
         subdomain_index: domain.as_deref().map_or(1, subdomain_index),
         now_ms: Date::now().as_millis(),
@@ -182,34 +251,29 @@ pub async fn beacon(mut req: Request, cfg: &Config, env: &Env, ctx: &Context) ->
         delivery::log_event(&event, Outcome::Ignored, Some(reason), None, 0);
         counts.push(Count::outcome(Outcome::Ignored, reason));
     }
-    let messages: Vec<QueuedEvent> = tenant
+    let messages: Vec<String> = tenant
         .pixels
         .iter()
-        .map(|p| QueuedEvent {
-            tenant: tenant.id.clone(),
-            pixel_id: p.id.clone(),
-            event: ignored.is_none().then(|| event.clone()),
-            attempt: 0,
-            nonce: if ignored.is_none() {
-                new_nonce()
-            } else {
-                String::new()
-            },
-            counts: counts.clone(),
-            source: None,
-            test_event_code: built.test_event_code.clone(),
+        .map(|p| {
+            QueuedEvent {
+                tenant: tenant.id.clone(),
+                pixel_id: p.id.clone(),
+                event: ignored.is_none().then(|| event.clone()),
+                attempt: 0,
+                nonce: if ignored.is_none() {
+                    new_nonce()
+                } else {
+                    String::new()
+                },
+                counts: counts.clone(),
+                source: None,
+                test_event_code: built.test_event_code.clone(),
+            }
+            .to_json()
         })
         .collect();
-    let (env, cfg) = (env.clone(), cfg.clone());
-    ctx.wait_until(async move {
-        if delivery::enqueue_all(&env, &messages).await {
-            return;
-        }
-        // The queue refused them: deliver now through the same path rather than drop them.
-        for queued in messages {
-            let (tenant, pixel) = (queued.tenant.clone(), queued.pixel_id.clone());
-            delivery::deliver_pixel(&cfg, &env, &tenant, &pixel, vec![queued]).await;
-        }
-    });
-    Ok(Response::empty()?.with_status(204).with_headers(headers))
+    Ok(Accepted {
+        response: Response::empty()?.with_status(204).with_headers(headers),
+        messages,
+    })
 }

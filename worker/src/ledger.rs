@@ -188,11 +188,33 @@ enum Op {
 }
 
 fn key_text(k: &EventKey) -> SqlStorageValue {
-    SqlStorageValue::String(format!("{}\n{}", k.event_name, k.event_id))
+    SqlStorageValue::String(key_string(k))
 }
 
-/// The receipt upsert: a final outcome (`Outcome::is_final`) is never replaced. Built once
-/// per isolate, not per receipt.
+/// The text of a key, as stored in `events.key`.
+fn key_string(k: &EventKey) -> String {
+    format!("{}\n{}", k.event_name, k.event_id)
+}
+
+/// The batch claim: every item of a batch in one statement, its rows passed as one JSON
+/// parameter (`k` key, `n` event name, `i` event id, `o` nonce, `s` source). A row is written
+/// when its key is new or its claim has expired; two items with one key in a batch cannot
+/// both win (SQLite applies the rows in turn). Returns the winners' key and nonce.
+const CLAIM_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source)
+     SELECT j.value ->> 'k', j.value ->> 'n', j.value ->> 'i', ?, 'queued', ?, j.value ->> 'o', j.value ->> 's'
+       FROM json_each(?) AS j WHERE true
+     ON CONFLICT (key) DO UPDATE SET first_seen_ms = excluded.first_seen_ms, outcome = 'queued', reason = NULL,
+       attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms, nonce = excluded.nonce, source = excluded.source
+     WHERE events.first_seen_ms < ?
+     RETURNING key, nonce";
+
+/// Who holds the keys of a JSON array of keys.
+const HOLDERS_SQL: &str =
+    "SELECT key, outcome, nonce FROM events WHERE key IN (SELECT value FROM json_each(?))";
+
+/// The batch receipt upsert (rows as one JSON parameter: `k`, `n`, `i`, `o` outcome, `r`
+/// reason, `a` attempts, `f` fbtrace_id, `s` source): a final outcome (`Outcome::is_final`)
+/// is never replaced. Returns the rows written. Built once per isolate.
 fn record_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
@@ -204,13 +226,39 @@ fn record_sql() -> &'static str {
             .join(", ");
         format!(
             "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms, source)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             SELECT j.value ->> 'k', j.value ->> 'n', j.value ->> 'i', ?, j.value ->> 'o', j.value ->> 'r',
+                    j.value ->> 'a', j.value ->> 'f', ?, j.value ->> 's'
+               FROM json_each(?) AS j WHERE true
              ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
                attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id), updated_ms = excluded.updated_ms
              WHERE events.outcome NOT IN ({finals})
-             RETURNING source, first_seen_ms"
+             RETURNING outcome, reason, source, first_seen_ms"
         )
     })
+}
+
+/// A row written by [`CLAIM_SQL`].
+#[derive(Deserialize)]
+struct Won {
+    key: String,
+    nonce: Option<String>,
+}
+
+/// A row of [`HOLDERS_SQL`].
+#[derive(Deserialize)]
+struct Holder {
+    key: String,
+    outcome: String,
+    nonce: Option<String>,
+}
+
+/// A row written by [`record_sql`].
+#[derive(Deserialize)]
+struct Written {
+    outcome: String,
+    reason: Option<String>,
+    source: Option<String>,
+    first_seen_ms: i64,
 }
 
 impl DurableObject for Ledger {
@@ -247,11 +295,9 @@ impl DurableObject for Ledger {
                 counts,
                 now_ms,
             } => {
+                let mut counts = counts;
+                let statuses = self.claim_all(&items, now_ms, &mut counts)?;
                 self.count(&counts, now_ms)?;
-                let mut statuses = Vec::with_capacity(items.len());
-                for item in &items {
-                    statuses.push(self.claim(item, now_ms)?);
-                }
                 Response::from_json(&statuses)
             }
             Op::Release { key, nonce } => {
@@ -266,10 +312,9 @@ impl DurableObject for Ledger {
                 counts,
                 now_ms,
             } => {
+                let mut counts = counts;
+                self.record_all(&receipts, now_ms, &mut counts)?;
                 self.count(&counts, now_ms)?;
-                for r in &receipts {
-                    self.record(r, now_ms)?;
-                }
                 Response::from_json(&serde_json::json!({ "recorded": receipts.len() }))
             }
             Op::Receipts { event_id } => {
@@ -476,132 +521,162 @@ impl Ledger {
         Ok(())
     }
 
-    /// One claim: a single upsert with `RETURNING` (two claims racing for a key cannot both
-    /// win), then, if it was not written, who holds it.
-    fn claim(&self, item: &ClaimItem, now_ms: i64) -> Result<ClaimStatus> {
+    /// Claims a batch in two statements whatever its size: one upsert of every item with
+    /// `RETURNING` (two claims racing for a key cannot both win), then one look at who holds
+    /// the keys it did not win. Adds what it counts (orders seen, duplicates) to `counts`.
+    fn claim_all(
+        &self,
+        items: &[ClaimItem],
+        now_ms: i64,
+        counts: &mut Vec<Count>,
+    ) -> Result<Vec<ClaimStatus>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let sql = self.state.storage().sql();
-        let key = &item.key;
-        let written = sql
+        let keys: Vec<String> = items.iter().map(|i| key_string(&i.key)).collect();
+        let rows: Vec<serde_json::Value> = items
+            .iter()
+            .zip(&keys)
+            .map(|(i, k)| {
+                serde_json::json!({"k": k, "n": i.key.event_name, "i": i.key.event_id,
+                    "o": i.nonce, "s": i.source})
+            })
+            .collect();
+        let won: Vec<Won> = sql
             .exec(
-                "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
-                 ON CONFLICT (key) DO UPDATE SET first_seen_ms = excluded.first_seen_ms, outcome = 'queued', reason = NULL,
-                   attempts = 0, fbtrace_id = NULL, updated_ms = excluded.updated_ms, nonce = excluded.nonce, source = excluded.source
-                 WHERE events.first_seen_ms < ?
-                 RETURNING key",
+                CLAIM_SQL,
                 vec![
-                    key_text(key),
-                    key.event_name.clone().into(),
-                    key.event_id.clone().into(),
                     SqlStorageValue::Integer(now_ms),
                     SqlStorageValue::Integer(now_ms),
-                    item.nonce.clone().into(),
-                    item.source
-                        .clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    serde_json::to_string(&rows)?.into(),
                     SqlStorageValue::Integer(now_ms - DEDUP_WINDOW_MS),
                 ],
             )?
-            .to_array::<serde_json::Value>()?;
-        if !written.is_empty() {
-            if item.source.as_deref() == Some(report::WEBHOOK) {
-                self.count(&[Count::order_seen()], now_ms)?;
-            }
-            return Ok(ClaimStatus::New);
-        }
-        let rows: Vec<serde_json::Value> = sql
-            .exec(
-                "SELECT outcome, nonce FROM events WHERE key = ?",
-                vec![key_text(key)],
-            )?
             .to_array()?;
-        let row = rows.first();
-        let outcome = row
-            .and_then(|r| r.get("outcome"))
-            .and_then(|o| o.as_str())
-            .and_then(Outcome::parse);
-        let nonce = row.and_then(|r| r.get("nonce")).and_then(|n| n.as_str());
-        Ok(match (nonce == Some(item.nonce.as_str()), outcome) {
-            (true, Some(o)) if o.is_final() => ClaimStatus::Settled,
-            (true, _) => ClaimStatus::Mine,
-            (false, _) => {
-                self.count(&[Count::outcome(Outcome::Duplicate, "")], now_ms)?;
-                ClaimStatus::Duplicate
-            }
-        })
+        let is_winner = |key: &str, nonce: &str| {
+            won.iter()
+                .any(|w| w.key == key && w.nonce.as_deref() == Some(nonce))
+        };
+        let lost: Vec<&String> = items
+            .iter()
+            .zip(&keys)
+            .filter(|(i, k)| !is_winner(k, &i.nonce))
+            .map(|(_, k)| k)
+            .collect();
+        let holders: Vec<Holder> = if lost.is_empty() {
+            Vec::new()
+        } else {
+            sql.exec(HOLDERS_SQL, vec![serde_json::to_string(&lost)?.into()])?
+                .to_array()?
+        };
+        // A key appears once per batch at most as a claim to send: a second copy in the same
+        // batch (the same message delivered twice) is a duplicate, whatever its nonce.
+        let mut seen: Vec<&str> = Vec::with_capacity(items.len());
+        Ok(items
+            .iter()
+            .zip(&keys)
+            .map(|(item, key)| {
+                if seen.contains(&key.as_str()) {
+                    counts.push(Count::outcome(Outcome::Duplicate, ""));
+                    return ClaimStatus::Duplicate;
+                }
+                seen.push(key);
+                if is_winner(key, &item.nonce) {
+                    if item.source.as_deref() == Some(report::WEBHOOK) {
+                        counts.push(Count::order_seen());
+                    }
+                    return ClaimStatus::New;
+                }
+                let holder = holders.iter().find(|h| &h.key == key);
+                let outcome = holder.and_then(|h| Outcome::parse(&h.outcome));
+                let nonce = holder.and_then(|h| h.nonce.as_deref());
+                match (nonce == Some(item.nonce.as_str()), outcome) {
+                    (true, Some(o)) if o.is_final() => ClaimStatus::Settled,
+                    (true, _) => ClaimStatus::Mine,
+                    (false, _) => {
+                        counts.push(Count::outcome(Outcome::Duplicate, ""));
+                        ClaimStatus::Duplicate
+                    }
+                }
+            })
+            .collect())
     }
 
-    /// A receipt; a final outcome already recorded is never replaced by a non-final one.
-    fn record(&self, r: &Receipt, now_ms: i64) -> Result<()> {
-        let Some(outcome) = Outcome::parse(&r.outcome) else {
+    /// Records a batch of receipts in one upsert; a final outcome already recorded is never
+    /// replaced by a non-final one. Adds the outcomes written to `counts`; a webhook order's
+    /// final outcome also counts for reconciliation on the day it was first seen.
+    fn record_all(&self, receipts: &[Receipt], now_ms: i64, counts: &mut Vec<Count>) -> Result<()> {
+        let receipts: Vec<(&Receipt, Outcome)> = receipts
+            .iter()
+            .filter_map(|r| Outcome::parse(&r.outcome).map(|o| (r, o)))
+            .collect();
+        if receipts.is_empty() {
             return Ok(());
-        };
-        let key = EventKey {
-            event_name: r.event_name.clone(),
-            event_id: r.event_id.clone(),
+        }
+        let sql = self.state.storage().sql();
+        let key_of = |r: &Receipt| {
+            key_string(&EventKey {
+                event_name: r.event_name.clone(),
+                event_id: r.event_id.clone(),
+            })
         };
         // A webhook order settled before any claim (consent refused, expired) is first seen here.
-        if r.source.as_deref() == Some(report::WEBHOOK) {
-            let known = self
-                .state
-                .storage()
-                .sql()
+        let webhook_keys: Vec<String> = receipts
+            .iter()
+            .filter(|(r, _)| r.source.as_deref() == Some(report::WEBHOOK))
+            .map(|(r, _)| key_of(r))
+            .collect();
+        if !webhook_keys.is_empty() {
+            let known: Vec<Holder> = sql
                 .exec(
-                    "SELECT 1 AS known FROM events WHERE key = ?",
-                    vec![key_text(&key)],
+                    HOLDERS_SQL,
+                    vec![serde_json::to_string(&webhook_keys)?.into()],
                 )?
-                .to_array::<serde_json::Value>()?;
-            if known.is_empty() {
-                self.count(&[Count::order_seen()], now_ms)?;
+                .to_array()?;
+            for k in &webhook_keys {
+                if !known.iter().any(|h| &h.key == k) {
+                    counts.push(Count::order_seen());
+                }
             }
         }
-        let written = self
-            .state
-            .storage()
-            .sql()
+        let rows: Vec<serde_json::Value> = receipts
+            .iter()
+            .map(|(r, o)| {
+                serde_json::json!({"k": key_of(r), "n": r.event_name, "i": r.event_id,
+                    "o": o.as_str(), "r": r.reason, "a": r.attempts, "f": r.fbtrace_id,
+                    "s": r.source})
+            })
+            .collect();
+        let written: Vec<Written> = sql
             .exec(
                 record_sql(),
                 vec![
-                    key_text(&key),
-                    r.event_name.clone().into(),
-                    r.event_id.clone().into(),
                     SqlStorageValue::Integer(now_ms),
-                    outcome.as_str().into(),
-                    r.reason
-                        .clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
-                    SqlStorageValue::Integer(i64::from(r.attempts)),
-                    r.fbtrace_id
-                        .clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
                     SqlStorageValue::Integer(now_ms),
-                    r.source
-                        .clone()
-                        .map_or(SqlStorageValue::Null, SqlStorageValue::String),
+                    serde_json::to_string(&rows)?.into(),
                 ],
             )?
-            .to_array::<serde_json::Value>()?;
-        let Some(row) = written.first() else {
-            return Ok(());
-        };
-        let reason = r.reason.as_deref().unwrap_or("");
-        if outcome.is_final() || outcome == Outcome::Retrying {
-            self.count(&[Count::outcome(outcome, reason)], now_ms)?;
-        }
-        // Reconciliation: a webhook order's final outcome counts on the day it was reported.
-        if outcome.is_final() && row.get("source").and_then(|s| s.as_str()) == Some(report::WEBHOOK)
-        {
-            let first_seen = row
-                .get("first_seen_ms")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(now_ms);
-            self.count_on(
-                &[Count {
-                    kind: report::ORDER.into(),
-                    name: outcome.as_str().into(),
-                    reason: reason.into(),
-                }],
-                first_seen / DAY_MS,
-            )?;
+            .to_array()?;
+        for w in written {
+            let Some(outcome) = Outcome::parse(&w.outcome) else {
+                continue;
+            };
+            let reason = w.reason.as_deref().unwrap_or("");
+            if outcome.is_final() || outcome == Outcome::Retrying {
+                counts.push(Count::outcome(outcome, reason));
+            }
+            // Reconciliation: a webhook order's final outcome counts on the day it was reported.
+            if outcome.is_final() && w.source.as_deref() == Some(report::WEBHOOK) {
+                self.count_on(
+                    &[Count {
+                        kind: report::ORDER.into(),
+                        name: outcome.as_str().into(),
+                        reason: reason.into(),
+                    }],
+                    w.first_seen_ms / DAY_MS,
+                )?;
+            }
         }
         Ok(())
     }

@@ -17,23 +17,28 @@ mod shim_assets;
 use config::Config;
 use error::ApiError;
 pub use ledger::Ledger;
-use worker::{event, Context, Env, MessageBatch, Method, Request, Response, Result};
+use wasm_bindgen::prelude::*;
+use worker::{event, js_sys, Context, Env, MessageBatch, Method, Request, Response, Result, Url};
 
+/// The route under the Worker's prefix (`/e`, `/p.js`, …), if `path` is one of ours: `/t/e` is
+/// ours, `/thank-you` is not (the prefix must end at a segment boundary).
+fn route<'a>(cfg: &Config, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(cfg.route_prefix.as_str())
+        .filter(|r| r.starts_with('/'))
+}
+
+/// Every route but the beacon's. `POST /t/e` never reaches this handler: the entry module
+/// (`worker/entry.mjs`) serves it with [`beacon_gate`] and [`beacon_accept`].
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let cfg = Config::from_env(&env);
     let path = req.path();
-    // `/t/e` is ours, `/thank-you` is not: the prefix must end at a segment boundary.
-    let Some(route) = path
-        .strip_prefix(cfg.route_prefix.as_str())
-        .filter(|r| r.starts_with('/'))
-    else {
+    let Some(route) = route(&cfg, &path) else {
         return demo::page_or_not_found(&cfg, &path);
     };
     let answer = match (req.method(), route) {
         (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req, &cfg),
         (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
-        (Method::Post, "/e") => ingest::beacon(req, &cfg, &env, &ctx).await,
         (Method::Post, r) if r.starts_with("/hooks/") => match hooks::Platform::from_route(r) {
             Some((platform, tenant)) => {
                 let tenant = tenant.map(str::to_string);
@@ -56,13 +61,129 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     answer.or_else(|e| e.into_response())
 }
 
+/// A beacon that passed [`beacon_gate`]: what ingest read from its request and the rate
+/// limiter's key (per tenant and client IP).
+#[wasm_bindgen]
+pub struct BeaconTicket {
+    head: ingest::Head,
+    key: String,
+}
+
+#[wasm_bindgen]
+impl BeaconTicket {
+    /// The key to count this beacon under at the rate limiter.
+    #[wasm_bindgen(getter, js_name = limitKey)]
+    pub fn limit_key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// A runtime `Response` for JavaScript; a response that cannot be built is thrown.
+fn to_js(answer: std::result::Result<Response, ApiError>) -> std::result::Result<JsValue, JsValue> {
+    match answer.or_else(|e| e.into_response()) {
+        Ok(r) => Ok(worker::web_sys::Response::from(r).into()),
+        Err(_) => Err(JsValue::from_str("response_not_built")),
+    }
+}
+
+/// The entry module's first call for a `POST`, before the body is read: `undefined` when it is
+/// not a beacon (the request goes to [`fetch`]), an error `Response` (unknown host, origin,
+/// media type, declared length), or a [`BeaconTicket`] to rate-limit and read the body for.
+#[allow(clippy::too_many_arguments)]
+#[wasm_bindgen(js_name = beaconGate)]
+pub fn beacon_gate(
+    env: &Env,
+    url: &str,
+    origin: Option<String>,
+    referer: Option<String>,
+    ip: Option<String>,
+    content_type: Option<String>,
+    content_length: Option<String>,
+    cookie: Option<String>,
+    user_agent: Option<String>,
+    sec_gpc: Option<String>,
+) -> std::result::Result<JsValue, JsValue> {
+    let cfg = Config::from_env(env);
+    let Ok(url) = Url::parse(url) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    if route(&cfg, url.path()) != Some("/e") {
+        return Ok(JsValue::UNDEFINED);
+    }
+    let head = ingest::Head {
+        url,
+        origin,
+        referer,
+        ip,
+        content_type,
+        content_length,
+        cookie,
+        user_agent,
+        sec_gpc,
+    };
+    match ingest::gate(&cfg, &head) {
+        Ok(key) => Ok(BeaconTicket { head, key }.into()),
+        Err(e) => to_js(Err(e)),
+    }
+}
+
+/// The entry module's second call, with the body (`undefined` when it was longer than
+/// `MAX_BEACON_BYTES`) and the rate limiter's answer (0 within, 1 over, 2 failed, 3 unbound):
+/// `[Response]` for a refused beacon, `[Response, ...messages]` (queue bodies, JSON text) for
+/// an accepted one.
+#[wasm_bindgen(js_name = beaconAccept)]
+pub fn beacon_accept(
+    env: &Env,
+    ticket: BeaconTicket,
+    body: Option<Vec<u8>>,
+    limit: u8,
+) -> std::result::Result<js_sys::Array, JsValue> {
+    let cfg = Config::from_env(env);
+    let out = js_sys::Array::new();
+    match ingest::accept(
+        &cfg,
+        &ticket.head,
+        body.as_deref(),
+        ingest::Limit::from_code(limit),
+    ) {
+        Ok(accepted) => {
+            out.push(&to_js(Ok(accepted.response))?);
+            for m in accepted.messages {
+                out.push(&JsValue::from(m));
+            }
+        }
+        Err(e) => {
+            out.push(&to_js(Err(e))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Delivers queue messages now, without the queue (it refused them, or is not bound when
+/// `queue_bound` is false): the same path as the consumer, grouped per tenant and pixel.
+#[wasm_bindgen(js_name = deliverNow)]
+pub async fn deliver_now(env: Env, messages: Vec<String>, queue_bound: bool) {
+    if queue_bound {
+        log::error("queue_send_failed", &[("messages", messages.len().into())]);
+    } else {
+        log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
+    }
+    delivery::deliver_texts(&env, &messages).await;
+}
+
+/// The longest beacon body ingest reads, in bytes (a longer one is refused with 413).
+#[wasm_bindgen(js_name = maxBeaconBytes)]
+pub fn max_beacon_bytes() -> usize {
+    capi_core::beacon::MAX_BEACON_BYTES
+}
+
 /// The queue consumer: delivers what ingest enqueued (see `delivery`).
 #[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     if batch.queue().ends_with("dead-letters") {
         return delivery::park_dead_letters(batch, env).await;
     }
-    delivery::consume(batch, env).await
+    delivery::consume(batch, env, &ctx).await
 }
 
 /// `GET /t/health`: whether the request host's tenant is configured, its privacy modes, and
