@@ -13,6 +13,7 @@ use capi_core::event::DEFAULT_API_VERSION;
 use capi_core::privacy::{InvalidSetting, Modes};
 use serde::Deserialize;
 use std::cell::RefCell;
+use std::rc::Rc;
 use worker::Env;
 
 /// Ledger shards per pixel unless `LEDGER_SHARDS` says otherwise. One Durable Object serves
@@ -128,16 +129,16 @@ struct PixelIn {
 
 thread_local! {
     /// Vars and secrets are fixed for the life of an isolate: read them once.
-    static CACHED: RefCell<Option<Config>> = const { RefCell::new(None) };
+    static CACHED: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
 }
 
 impl Config {
-    /// The configuration, read once per isolate.
-    pub fn from_env(env: &Env) -> Config {
+    /// The configuration, read once per isolate (shared, not copied, per call).
+    pub fn from_env(env: &Env) -> Rc<Config> {
         if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
             return c;
         }
-        let cfg = Config::read(env);
+        let cfg = Rc::new(Config::read(env));
         cfg.log_problems();
         CACHED.with(|c| *c.borrow_mut() = Some(cfg.clone()));
         cfg

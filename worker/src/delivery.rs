@@ -794,10 +794,10 @@ mod tests {
         let ascii = ascii_json(text.clone());
         assert!(ascii.is_ascii());
         assert!(ascii.contains("\\u20ac") && ascii.contains("\\ud83c\\udf75"));
-        let back: serde_json::Value = serde_json::from_str(&ascii).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&ascii).expect("valid JSON");
         assert_eq!(
             back,
-            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+            serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON")
         );
     }
 

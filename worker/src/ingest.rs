@@ -91,7 +91,7 @@ fn caller(
             .and_then(origin_of)
             .ok_or(ApiError::ForbiddenOrigin)?,
     };
-    if !is_allowed_origin(&origin, &own, &tenant.allowed_origins) {
+    if !is_allowed_origin(origin, &own, &tenant.allowed_origins) {
         return Err(ApiError::ForbiddenOrigin);
     }
     Ok(if origin.eq_ignore_ascii_case(&own) {

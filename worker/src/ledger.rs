@@ -237,28 +237,32 @@ fn record_sql() -> &'static str {
     })
 }
 
-/// A row written by [`CLAIM_SQL`].
-#[derive(Deserialize)]
-struct Won {
-    key: String,
-    nonce: Option<String>,
+/// A row of [`CLAIM_SQL`]'s JSON parameter.
+#[derive(Serialize)]
+struct ClaimRow<'a> {
+    k: &'a str,
+    n: &'a str,
+    i: &'a str,
+    o: &'a str,
+    s: Option<&'a str>,
 }
 
-/// A row of [`HOLDERS_SQL`].
-#[derive(Deserialize)]
-struct Holder {
-    key: String,
-    outcome: String,
-    nonce: Option<String>,
+/// A row of [`record_sql`]'s JSON parameter.
+#[derive(Serialize)]
+struct ReceiptRow<'a> {
+    k: &'a str,
+    n: &'a str,
+    i: &'a str,
+    o: &'a str,
+    r: Option<&'a str>,
+    a: u32,
+    f: Option<&'a str>,
+    s: Option<&'a str>,
 }
 
-/// A row written by [`record_sql`].
-#[derive(Deserialize)]
-struct Written {
-    outcome: String,
-    reason: Option<String>,
-    source: Option<String>,
-    first_seen_ms: i64,
+/// A text column of a row (`to_array` rows are JSON objects; one row type keeps the wasm small).
+fn text<'a>(row: &'a serde_json::Value, column: &str) -> Option<&'a str> {
+    row.get(column).and_then(serde_json::Value::as_str)
 }
 
 impl DurableObject for Ledger {
@@ -535,15 +539,18 @@ impl Ledger {
         }
         let sql = self.state.storage().sql();
         let keys: Vec<String> = items.iter().map(|i| key_string(&i.key)).collect();
-        let rows: Vec<serde_json::Value> = items
+        let rows: Vec<ClaimRow> = items
             .iter()
             .zip(&keys)
-            .map(|(i, k)| {
-                serde_json::json!({"k": k, "n": i.key.event_name, "i": i.key.event_id,
-                    "o": i.nonce, "s": i.source})
+            .map(|(i, k)| ClaimRow {
+                k,
+                n: &i.key.event_name,
+                i: &i.key.event_id,
+                o: &i.nonce,
+                s: i.source.as_deref(),
             })
             .collect();
-        let won: Vec<Won> = sql
+        let won: Vec<serde_json::Value> = sql
             .exec(
                 CLAIM_SQL,
                 vec![
@@ -556,7 +563,7 @@ impl Ledger {
             .to_array()?;
         let is_winner = |key: &str, nonce: &str| {
             won.iter()
-                .any(|w| w.key == key && w.nonce.as_deref() == Some(nonce))
+                .any(|w| text(w, "key") == Some(key) && text(w, "nonce") == Some(nonce))
         };
         let lost: Vec<&String> = items
             .iter()
@@ -564,7 +571,7 @@ impl Ledger {
             .filter(|(i, k)| !is_winner(k, &i.nonce))
             .map(|(_, k)| k)
             .collect();
-        let holders: Vec<Holder> = if lost.is_empty() {
+        let holders: Vec<serde_json::Value> = if lost.is_empty() {
             Vec::new()
         } else {
             sql.exec(HOLDERS_SQL, vec![serde_json::to_string(&lost)?.into()])?
@@ -588,9 +595,13 @@ impl Ledger {
                     }
                     return ClaimStatus::New;
                 }
-                let holder = holders.iter().find(|h| &h.key == key);
-                let outcome = holder.and_then(|h| Outcome::parse(&h.outcome));
-                let nonce = holder.and_then(|h| h.nonce.as_deref());
+                let holder = holders
+                    .iter()
+                    .find(|h| text(h, "key") == Some(key.as_str()));
+                let outcome = holder
+                    .and_then(|h| text(h, "outcome"))
+                    .and_then(Outcome::parse);
+                let nonce = holder.and_then(|h| text(h, "nonce"));
                 match (nonce == Some(item.nonce.as_str()), outcome) {
                     (true, Some(o)) if o.is_final() => ClaimStatus::Settled,
                     (true, _) => ClaimStatus::Mine,
@@ -628,27 +639,34 @@ impl Ledger {
             .map(|(r, _)| key_of(r))
             .collect();
         if !webhook_keys.is_empty() {
-            let known: Vec<Holder> = sql
+            let known: Vec<serde_json::Value> = sql
                 .exec(
                     HOLDERS_SQL,
                     vec![serde_json::to_string(&webhook_keys)?.into()],
                 )?
                 .to_array()?;
             for k in &webhook_keys {
-                if !known.iter().any(|h| &h.key == k) {
+                if !known.iter().any(|h| text(h, "key") == Some(k.as_str())) {
                     counts.push(Count::order_seen());
                 }
             }
         }
-        let rows: Vec<serde_json::Value> = receipts
+        let keys: Vec<String> = receipts.iter().map(|(r, _)| key_of(r)).collect();
+        let rows: Vec<ReceiptRow> = receipts
             .iter()
-            .map(|(r, o)| {
-                serde_json::json!({"k": key_of(r), "n": r.event_name, "i": r.event_id,
-                    "o": o.as_str(), "r": r.reason, "a": r.attempts, "f": r.fbtrace_id,
-                    "s": r.source})
+            .zip(&keys)
+            .map(|((r, o), k)| ReceiptRow {
+                k,
+                n: &r.event_name,
+                i: &r.event_id,
+                o: o.as_str(),
+                r: r.reason.as_deref(),
+                a: r.attempts,
+                f: r.fbtrace_id.as_deref(),
+                s: r.source.as_deref(),
             })
             .collect();
-        let written: Vec<Written> = sql
+        let written: Vec<serde_json::Value> = sql
             .exec(
                 record_sql(),
                 vec![
@@ -659,22 +677,25 @@ impl Ledger {
             )?
             .to_array()?;
         for w in written {
-            let Some(outcome) = Outcome::parse(&w.outcome) else {
+            let Some(outcome) = text(&w, "outcome").and_then(Outcome::parse) else {
                 continue;
             };
-            let reason = w.reason.as_deref().unwrap_or("");
+            let reason = text(&w, "reason").unwrap_or("");
             if outcome.is_final() || outcome == Outcome::Retrying {
                 counts.push(Count::outcome(outcome, reason));
             }
             // Reconciliation: a webhook order's final outcome counts on the day it was reported.
-            if outcome.is_final() && w.source.as_deref() == Some(report::WEBHOOK) {
+            if outcome.is_final() && text(&w, "source") == Some(report::WEBHOOK) {
                 self.count_on(
                     &[Count {
                         kind: report::ORDER.into(),
                         name: outcome.as_str().into(),
                         reason: reason.into(),
                     }],
-                    w.first_seen_ms / DAY_MS,
+                    w.get("first_seen_ms")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(now_ms)
+                        / DAY_MS,
                 )?;
             }
         }
