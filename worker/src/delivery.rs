@@ -29,6 +29,9 @@ use worker::{
     RequestInit,
 };
 
+/// The consumer lets other work (beacons) run after parsing this many events.
+const YIELD_EVERY_EVENTS: usize = 250;
+
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 
 /// One queue message: an event to deliver and/or counts to add to `/t/stats`. The access token
@@ -241,7 +244,7 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
         }
     }
     for ((tenant, pixel_id), queued) in by_pixel {
-        for d in deliver_pixel(&cfg, env, &tenant, &pixel_id, queued, None).await {
+        for d in deliver_pixel(&cfg, env, &tenant, &pixel_id, &queued, None).await {
             if let Next::Retry { queued, delay_secs } = d.next {
                 if !enqueue(env, &queued, delay_secs).await {
                     log::error(
@@ -275,7 +278,14 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> wo
     let messages = batch.messages()?;
     let mut by_pixel: BTreeMap<PixelKey, Vec<(usize, QueuedEvent)>> = BTreeMap::new();
     let mut readable = vec![false; messages.len()];
+    let mut parsed = 0;
     for (mi, m) in messages.iter().enumerate() {
+        // A batch of bundles can hold thousands of events: parsing them all in one go would
+        // hold the isolate's event loop (and the beacons waiting on it) for that long.
+        if parsed >= YIELD_EVERY_EVENTS {
+            parsed = 0;
+            Delay::from(Duration::ZERO).await;
+        }
         let Some(events) = message_events(m.body()) else {
             // Not ours to read: keep it for inspection rather than drop it.
             log::error("unreadable_queue_message", &[]);
@@ -291,6 +301,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> wo
             continue;
         };
         readable[mi] = true;
+        parsed += events.len();
         for q in events {
             by_pixel
                 .entry((q.tenant.clone(), q.pixel_id.clone()))
@@ -302,8 +313,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> wo
         (0..messages.len()).map(|_| Vec::new()).collect();
     for ((tenant, pixel_id), group) in by_pixel {
         let (owners, queued): (Vec<usize>, Vec<QueuedEvent>) = group.into_iter().unzip();
-        let results =
-            deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued.clone(), Some(ctx)).await;
+        let results = deliver_pixel(&cfg, &env, &tenant, &pixel_id, &queued, Some(ctx)).await;
         for ((mi, q), d) in owners.into_iter().zip(queued).zip(results) {
             outcomes[mi].push((q, d.next));
         }
@@ -372,7 +382,7 @@ pub async fn deliver_pixel(
     env: &Env,
     tenant_id: &str,
     pixel_id: &str,
-    items: Vec<QueuedEvent>,
+    items: &[QueuedEvent],
     background: Option<&Context>,
 ) -> Vec<Delivered> {
     let now_ms = Date::now().as_millis();

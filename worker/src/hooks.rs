@@ -263,7 +263,7 @@ async fn purchase_for_pixel(
         return Ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
     }
     // The queue refused it: deliver now through the same path.
-    let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, vec![queued], None)
+    let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, &[queued], None)
         .await
         .pop();
     match result {
