@@ -69,10 +69,10 @@ async function readBody(request) {
   return bytes;
 }
 
-/** The rate limiter's answer as beaconAccept takes it: 0 within, 1 over, 2 failed, 3 unbound. */
+/** The rate limiter's answer as beaconAccept takes it: 0 within (or no limiter), 1 over, 2 failed. */
 async function rateLimit(env, key) {
   const limiter = env.BEACON_RATE_LIMITER;
-  if (!limiter) return 3;
+  if (!limiter) return 0;
   try {
     return (await limiter.limit({ key })).success ? 0 : 1;
   } catch {

@@ -289,11 +289,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> wo
         let Some(events) = message_events(m.body()) else {
             // Not ours to read: keep it for inspection rather than drop it.
             log::error("unreadable_queue_message", &[]);
-            let kept = match env.queue("DEAD_LETTERS") {
-                Ok(dlq) => dlq.send(m.body().clone()).await.is_ok(),
-                Err(_) => false,
-            };
-            if kept {
+            if to_dead_letters(&env, m.body().clone()).await {
                 m.ack();
             } else {
                 m.retry();
@@ -326,6 +322,14 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: &Context) -> wo
     Ok(())
 }
 
+/// Puts a body on the dead-letter queue; false if it refused it or is not bound.
+async fn to_dead_letters(env: &Env, body: String) -> bool {
+    match env.queue("DEAD_LETTERS") {
+        Ok(dlq) => dlq.send(body).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Acks, reschedules or dead-letters one message from the outcomes of its events. A message
 /// is acked only after every event's next step is safely on a queue; if that fails (or the
 /// ledger could not be reached), the platform retries the whole message — events already
@@ -354,10 +358,7 @@ async fn finish(env: &Env, m: &Message<String>, events: Vec<(QueuedEvent, Next)>
                     reason: &reason,
                 })
                 .unwrap_or_default();
-                let sent = match env.queue("DEAD_LETTERS") {
-                    Ok(dlq) => dlq.send(body).await.is_ok(),
-                    Err(_) => false,
-                };
+                let sent = to_dead_letters(env, body).await;
                 if !sent {
                     log::error("dead_letter_send_failed", &[]);
                 }

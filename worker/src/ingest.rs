@@ -36,25 +36,31 @@ pub struct Head {
 }
 
 /// The rate limiter's answer for a beacon, as the entry module got it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Limit {
+    /// Within the limit, or no limiter bound.
     Within,
     Over,
     /// The limiter failed: the beacon goes through (an outage of the limiter loses no events).
     Failed,
-    /// No limiter is bound.
-    Unbound,
 }
 
 impl Limit {
+    /// The entry module's code: 1 over, 2 failed, anything else within.
     pub fn from_code(code: u8) -> Limit {
         match code {
-            0 => Limit::Within,
             1 => Limit::Over,
             2 => Limit::Failed,
-            _ => Limit::Unbound,
+            _ => Limit::Within,
         }
     }
+}
+
+/// A beacon that passed [`gate`]: the rate limiter's key (per tenant and client IP) and who
+/// sent it, kept for [`accept`].
+pub struct Gated {
+    pub key: String,
+    caller: Caller,
 }
 
 /// An accepted beacon: the 204 and the queue messages (JSON text, one per pixel of the tenant).
@@ -138,10 +144,10 @@ pub fn preflight(req: &Request, cfg: &Config) -> Answer {
 }
 
 /// The first look at a beacon, before its body is read: its tenant and caller, its media
-/// type and declared length. Returns the rate limiter's key (per tenant and client IP).
-pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<String, ApiError> {
+/// type and declared length.
+pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<Gated, ApiError> {
     let tenant = cfg.tenant_for_host(head.url.host_str().unwrap_or(""))?;
-    caller(
+    let caller = caller(
         head.origin.as_deref(),
         head.referer.as_deref(),
         &head.url,
@@ -164,11 +170,10 @@ pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<String, ApiError> 
             limit: MAX_BEACON_BYTES,
         });
     }
-    Ok(format!(
-        "{}:{}",
-        tenant.id,
-        head.ip.as_deref().unwrap_or("unknown")
-    ))
+    Ok(Gated {
+        key: format!("{}:{}", tenant.id, head.ip.as_deref().unwrap_or("unknown")),
+        caller,
+    })
 }
 
 /// A beacon with its body (None: it was longer than `MAX_BEACON_BYTES`) and the rate limiter's
@@ -176,16 +181,17 @@ pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<String, ApiError> 
 pub fn accept(
     cfg: &Config,
     head: &Head,
+    gated: &Gated,
     body: Option<&[u8]>,
     limit: Limit,
 ) -> std::result::Result<Accepted, ApiError> {
     let url = &head.url;
     let tenant = cfg.tenant_for_host(url.host_str().unwrap_or(""))?;
-    let caller = caller(head.origin.as_deref(), head.referer.as_deref(), url, tenant)?;
+    let caller = &gated.caller;
     match limit {
         Limit::Over => return Err(ApiError::RateLimited),
         Limit::Failed => log::warn("rate_limiter_failed", &[]),
-        Limit::Within | Limit::Unbound => {}
+        Limit::Within => {}
     }
     let body = body.ok_or(ApiError::TooLarge {
         limit: MAX_BEACON_BYTES,
@@ -230,7 +236,7 @@ pub fn accept(
     });
 
     let headers = Headers::new();
-    cors_headers(&headers, &caller)?;
+    cors_headers(&headers, caller)?;
     headers.set("cache-control", "no-store")?;
     let secure = url.scheme() == "https";
     if !matches!(caller, Caller::Null) {

@@ -188,12 +188,12 @@ enum Op {
 }
 
 fn key_text(k: &EventKey) -> SqlStorageValue {
-    SqlStorageValue::String(key_string(k))
+    SqlStorageValue::String(key_string(&k.event_name, &k.event_id))
 }
 
 /// The text of a key, as stored in `events.key`.
-fn key_string(k: &EventKey) -> String {
-    format!("{}\n{}", k.event_name, k.event_id)
+fn key_string(event_name: &str, event_id: &str) -> String {
+    format!("{event_name}\n{event_id}")
 }
 
 /// The batch claim: every item of a batch in one statement, its rows passed as one JSON
@@ -296,10 +296,9 @@ impl DurableObject for Ledger {
         match op {
             Op::Claim {
                 items,
-                counts,
+                mut counts,
                 now_ms,
             } => {
-                let mut counts = counts;
                 let statuses = self.claim_all(&items, now_ms, &mut counts)?;
                 self.count(&counts, now_ms)?;
                 Response::from_json(&statuses)
@@ -313,10 +312,9 @@ impl DurableObject for Ledger {
             }
             Op::Record {
                 receipts,
-                counts,
+                mut counts,
                 now_ms,
             } => {
-                let mut counts = counts;
                 self.record_all(&receipts, now_ms, &mut counts)?;
                 self.count(&counts, now_ms)?;
                 Response::from_json(&serde_json::json!({ "recorded": receipts.len() }))
@@ -538,7 +536,10 @@ impl Ledger {
             return Ok(Vec::new());
         }
         let sql = self.state.storage().sql();
-        let keys: Vec<String> = items.iter().map(|i| key_string(&i.key)).collect();
+        let keys: Vec<String> = items
+            .iter()
+            .map(|i| key_string(&i.key.event_name, &i.key.event_id))
+            .collect();
         let rows: Vec<ClaimRow> = items
             .iter()
             .zip(&keys)
@@ -561,6 +562,8 @@ impl Ledger {
                 ],
             )?
             .to_array()?;
+        // Linear scans: a call holds a shard's share of one batch (hundreds of events at most),
+        // and a hash or tree set here measured +3.8 KB / +10 KB of gzipped wasm.
         let is_winner = |key: &str, nonce: &str| {
             won.iter()
                 .any(|w| text(w, "key") == Some(key) && text(w, "nonce") == Some(nonce))
@@ -626,12 +629,7 @@ impl Ledger {
             return Ok(());
         }
         let sql = self.state.storage().sql();
-        let key_of = |r: &Receipt| {
-            key_string(&EventKey {
-                event_name: r.event_name.clone(),
-                event_id: r.event_id.clone(),
-            })
-        };
+        let key_of = |r: &Receipt| key_string(&r.event_name, &r.event_id);
         // A webhook order settled before any claim (consent refused, expired) is first seen here.
         let webhook_keys: Vec<String> = receipts
             .iter()

@@ -66,7 +66,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 #[wasm_bindgen]
 pub struct BeaconTicket {
     head: ingest::Head,
-    key: String,
+    gated: ingest::Gated,
 }
 
 #[wasm_bindgen]
@@ -74,7 +74,7 @@ impl BeaconTicket {
     /// The key to count this beacon under at the rate limiter.
     #[wasm_bindgen(getter, js_name = limitKey)]
     pub fn limit_key(&self) -> String {
-        self.key.clone()
+        self.gated.key.clone()
     }
 }
 
@@ -122,13 +122,13 @@ pub fn beacon_gate(
         sec_gpc,
     };
     match ingest::gate(&cfg, &head) {
-        Ok(key) => Ok(BeaconTicket { head, key }.into()),
+        Ok(gated) => Ok(BeaconTicket { head, gated }.into()),
         Err(e) => to_js(Err(e)),
     }
 }
 
 /// The entry module's second call, with the body (`undefined` when it was longer than
-/// `MAX_BEACON_BYTES`) and the rate limiter's answer (0 within, 1 over, 2 failed, 3 unbound):
+/// `MAX_BEACON_BYTES`) and the rate limiter's answer (0 within or unbound, 1 over, 2 failed):
 /// `[Response]` for a refused beacon, `[Response, ...messages]` (queue bodies, JSON text) for
 /// an accepted one.
 #[wasm_bindgen(js_name = beaconAccept)]
@@ -143,6 +143,7 @@ pub fn beacon_accept(
     match ingest::accept(
         &cfg,
         &ticket.head,
+        &ticket.gated,
         body.as_deref(),
         ingest::Limit::from_code(limit),
     ) {
