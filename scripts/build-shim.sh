@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Builds the pixel shim into build/shim/{p.js,p.wasm}: release wasm → wasm-bindgen (web-target
 # glue) → wasm-opt -Oz → loader + glue bundled, tree-shaken and minified by esbuild into one
-# classic script, the wasm URL versioned by content.
+# classic script, the wasm URL versioned by content. After cargo, nothing runs when the inputs
+# (the cargo wasm, the loader, this script, the pinned tools) are those of the last build: the
+# files stay untouched, so the Worker that embeds them is not rebuilt either.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 cargo build -q -p capi-pixel --release --target wasm32-unknown-unknown
+key=$(inputs_key target/wasm32-unknown-unknown/release/capi_pixel.wasm pixel-shim/loader.js scripts/build-shim.sh scripts/env.sh)
+if [ -f build/shim/p.js ] && [ -f build/shim/p.wasm ] && stamp_matches shim "$key"; then
+  echo "shim up to date: build/shim/p.js, build/shim/p.wasm"
+  exit 0
+fi
+stamp_clear shim
 tmp=build/shim-tmp
 rm -rf "$tmp" && mkdir -p "$tmp" build/shim
 wasm-bindgen --target web --no-typescript --out-dir "$tmp" target/wasm32-unknown-unknown/release/capi_pixel.wasm
@@ -18,4 +26,5 @@ esbuild "$tmp/loader.js" --bundle --minify --format=iife --target=es2017 --log-l
 rm -rf "$tmp"
 # The Worker writes its privacy modes over this exact literal when serving p.js.
 grep -q '"__CAPI_MODES__"' build/shim/p.js || { echo 'build-shim: the "__CAPI_MODES__" literal did not survive bundling' >&2; exit 1; }
+stamp_write shim "$key"
 echo "shim built: build/shim/p.js, build/shim/p.wasm (v=$version)"

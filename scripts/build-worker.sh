@@ -2,18 +2,56 @@
 # Builds the Worker (release) into build/worker/: cargo (wasm32), the project-local wasm-bindgen
 # (module target, with the state-reset function that recovers from a panic), wasm-opt, and
 # esbuild bundling our entry module (worker/entry.mjs) with wasm-bindgen's glue.
+#
+# Everything after cargo runs only when its inputs changed (the cargo wasm, entry.mjs, this
+# script, the pinned tool versions): a build with nothing to do takes about as long as cargo's
+# own check. CAPI_BUILD_FAST=1 (the `make dev` watch loop) skips both wasm-opt passes: the same
+# Worker, larger, ready sooner; the next plain build optimizes it again.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
+cargo build -q --release --target wasm32-unknown-unknown -p capi-worker --lib
+wasm="$ROOT/target/wasm32-unknown-unknown/release/capi_worker.wasm"
+fast=${CAPI_BUILD_FAST:-}
+key=$(inputs_key "$wasm" worker/entry.mjs scripts/build-worker.sh scripts/env.sh -- "fast=$fast")
+if [ -z "${CAPI_WORKER_NAMES_DIR:-}" ] && [ -f build/worker/index.js ] && [ -f build/worker/index_bg.wasm ] &&
+  stamp_matches worker "$key"; then
+  echo "worker up to date: build/worker/"
+  exit 0
+fi
+stamp_clear worker
 stage="$ROOT/build/.worker-stage"
 rm -rf "$stage" && mkdir -p "$stage"
-cargo build -q --release --target wasm32-unknown-unknown -p capi-worker --lib
-wasm-bindgen "$ROOT/target/wasm32-unknown-unknown/release/capi_worker.wasm" --out-dir "$stage" \
+wasm-bindgen "$wasm" --out-dir "$stage" \
   --target module --out-name index --no-typescript \
   --experimental-reset-state-function --force-enable-abort-handler
+
+# worker/entry.mjs calls the glue directly: every `wasm.NAME` it uses must be an export, and
+# panic recovery rests on two contracts an upgrade could drop without a compile error:
+# wasm-bindgen's `__wbg_reset_state` (--experimental-reset-state-function) and workers-rs's
+# `__worker_init_state` object with its `criticalError` and `instanceId` fields.
+missing=()
+for name in $(grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' worker/entry.mjs | cut -d. -f2 | sort -u); do
+  grep -qE "^export (async )?(function|class|const|let) $name\b|^export \{[^}]*\b$name\b" "$stage/index.js" ||
+    missing+=("$name")
+done
+for field in criticalError instanceId; do
+  grep -rqsF "__worker_init_state = {" "$stage/snippets" && grep -rqsE "\b$field\b" "$stage/snippets" ||
+    missing+=("__worker_init_state().$field")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  {
+    echo "build-worker: wasm-bindgen's glue lacks what worker/entry.mjs uses: ${missing[*]}"
+    echo "  (wasm-bindgen $("$WASM_BINDGEN_BIN" --version | cut -d' ' -f2), worker $(grep -A1 '^name = "worker"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p'))."
+    echo "  After a wasm-bindgen or workers-rs upgrade, check --experimental-reset-state-function and"
+    echo "  worker's src/init.rs, and update worker/entry.mjs: without them a panic poisons the isolate."
+  } >&2
+  exit 1
+fi
+
 features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
   --enable-multivalue --enable-reference-types --enable-exception-handling)
-wasm-opt -O "${features[@]}" --debuginfo "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
+[ -n "$fast" ] || wasm-opt -O "${features[@]}" --debuginfo "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
 cp worker/entry.mjs "$stage/entry.mjs"
 esbuild "$stage/entry.mjs" --bundle --format=esm --minify --log-level=warning \
   --external:./index_bg.wasm '--external:cloudflare:*' --outfile="$stage/out/index.js"
@@ -28,6 +66,13 @@ if [ -n "${CAPI_WORKER_NAMES_DIR:-}" ]; then
 fi
 # The name section (~110 KB) is for profiles only; Cloudflare never needs it. A last -Oz pass
 # on the stripped module saves ≈ 2.8 KB gzip (no CPU change measurable under wrk).
-wasm-opt -Oz --strip-debug --strip-producers "${features[@]}" "$stage/out/index_bg.wasm" -o "$stage/out/index_bg.wasm"
-rm -rf "$ROOT/build/worker" && mv "$stage/out" "$ROOT/build/worker" && rm -rf "$stage"
-echo "worker built: build/worker/"
+[ -n "$fast" ] ||
+  wasm-opt -Oz --strip-debug --strip-producers "${features[@]}" "$stage/out/index_bg.wasm" -o "$stage/out/index_bg.wasm"
+# File by file, each rename atomic, the wasm before the module that imports it: a running
+# `wrangler dev` (watching these two files) never sees a half-written Worker.
+mkdir -p "$ROOT/build/worker"
+mv "$stage/out/index_bg.wasm" "$ROOT/build/worker/index_bg.wasm"
+mv "$stage/out/index.js" "$ROOT/build/worker/index.js"
+rm -rf "$stage"
+stamp_write worker "$key"
+echo "worker built: build/worker/${fast:+ (CAPI_BUILD_FAST: not optimized by wasm-opt)}"

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # make dev: the Conversions API sandbox + the Worker in the real workerd (wrangler dev) with the
 # demo storefront, on 127.0.0.1. Ctrl-C stops everything (whole process groups).
+#
+# `make dev` has built already, so wrangler is told not to build again (CAPI_PREBUILT, read by
+# [build] in wrangler.toml); it reloads the Worker whenever build/worker changes. This script
+# watches the sources and reruns the build scripts on every save (their unchanged steps are
+# skipped; wasm-opt is left out, CAPI_BUILD_FAST), so an edit reaches the running Worker in the
+# time cargo needs.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -15,9 +21,29 @@ trap cleanup EXIT INT TERM
 
 setsid target/native/capi-edge sandbox --listen "127.0.0.1:$SANDBOX_PORT" &
 pids+=($!)
-setsid wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --log-level warn \
+CAPI_PREBUILT=1 setsid wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --log-level warn \
   --var "PIXEL_ID:$PIXEL_ID" --var "META_ACCESS_TOKEN:dev-token" --var "META_GRAPH_URL:$SANDBOX" \
   --var "DEMO_STOREFRONT:on" --var "CUSTOMER_DATA:hashed" &
+pids+=($!)
+
+# Polls the sources once a second (no watcher to install); a save during a build is caught by
+# the next round, since the marker is touched before building.
+watch_and_rebuild() {
+  local marker="$ROOT/build/.stamps/dev-sources"
+  mkdir -p "$(dirname "$marker")" && touch "$marker"
+  while sleep 1; do
+    [ -n "$(find Cargo.toml Cargo.lock rules core worker pixel-shim \( -path core/fuzz -o -path pixel-shim/pkg \) -prune \
+      -o -type f -newer "$marker" -print -quit 2>/dev/null)" ] || continue
+    touch "$marker"
+    echo "[dev] sources changed: rebuilding the shim and the Worker"
+    if bash scripts/build-shim.sh && CAPI_BUILD_FAST=1 bash scripts/build-worker.sh; then
+      echo "[dev] rebuilt: wrangler reloads the Worker"
+    else
+      echo "[dev] build failed: fix it and save again (the running Worker is the last good build)"
+    fi
+  done
+}
+setsid bash -c "$(declare -f watch_and_rebuild); cd '$ROOT'; watch_and_rebuild" &
 pids+=($!)
 
 for _ in $(seq 1 120); do

@@ -105,7 +105,8 @@ function enqueue(messages, env, ctx) {
 }
 
 /** Sends the whole pool from the calling request: bundles of events (a JSON array each, at
- * most MAX_BUNDLE_BYTES: one Queues operation), BUNDLES_PER_SEND per sendBatch. */
+ * most MAX_BUNDLE_BYTES unless one event is larger: Rust bounds each to 120 KB), at most
+ * BUNDLES_PER_SEND and SEND_BYTES per sendBatch (the platform takes 100 messages, 256 KB). */
 function flush(env) {
   const all = pending;
   pending = [];
@@ -124,37 +125,63 @@ function flush(env) {
   }
   if (bundle.length > 0) bundles.push(bundle);
   const sends = [];
-  for (let i = 0; i < bundles.length; i += BUNDLES_PER_SEND) {
-    sends.push(send(env, bundles.slice(i, i + BUNDLES_PER_SEND)));
+  let batch = [];
+  let batchBytes = 0;
+  for (const b of bundles) {
+    const size = b.reduce((n, body) => n + body.length + 1, 2);
+    if (batch.length > 0 && (batch.length >= BUNDLES_PER_SEND || batchBytes + size > SEND_BYTES)) {
+      sends.push(send(env, batch));
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(b);
+    batchBytes += size;
   }
+  if (batch.length > 0) sends.push(send(env, batch));
   return Promise.all(sends);
 }
 
 /** Backoff before each new try of a refused sendBatch: the platform's answer to an overloaded
- * queue is "back off" (a batch is retried whole; a copy enqueued twice is claimed once). */
+ * queue is "back off". A batch is retried whole, with the same messages: a try that stored the
+ * batch and still threw leaves two copies with the same claim nonces, and the ledger's lease
+ * lets one of them send. Every try is bounded (SEND_TRY_MS), and so are the tries together,
+ * so the direct fallback that follows still fits in the request's 30 s of waitUntil (Rust
+ * bounds its own part: no request to Meta after 6 s, each ledger call 4 s). */
 const SEND_RETRY_MS = [50, 250, 1000];
+const SEND_TRY_MS = 1500;
+const SEND_BUDGET_MS = 5000;
+const SEND_BYTES = 240_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const bounded = (promise, ms) =>
+  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), ms))]);
 
 async function send(env, bundles) {
   const queue = env.EVENTS;
   if (queue) {
+    const start = Date.now();
     const messages = bundles.map((b) => ({ body: `[${b.join(',')}]`, contentType: 'text' }));
     for (let attempt = 0; ; attempt++) {
       try {
-        await queue.sendBatch(messages);
+        await bounded(queue.sendBatch(messages), SEND_TRY_MS);
         return;
       } catch {
-        if (attempt >= SEND_RETRY_MS.length) break;
+        if (attempt >= SEND_RETRY_MS.length || Date.now() - start > SEND_BUDGET_MS - SEND_TRY_MS) break;
         await sleep(SEND_RETRY_MS[attempt]);
       }
     }
   }
-  // Refused every time (Rust logs it), or no queue bound: delivered now.
-  checkReinitialize();
-  try {
-    await wasm.deliverNow(env, bundles.flat(), Boolean(queue));
-  } catch (e) {
-    handleMaybeCritical(e);
+  // Refused every time (Rust logs it), or no queue bound: delivered now. If the wasm instance
+  // dies meanwhile, a fresh one takes the same events again: the claims the dead attempt holds
+  // make them wait (parked for replay), nothing is sent twice or dropped.
+  const events = bundles.flat();
+  for (let round = 0; round < 2; round++) {
+    checkReinitialize();
+    try {
+      await wasm.deliverNow(env, events, Boolean(queue));
+      return;
+    } catch (e) {
+      handleMaybeCritical(e);
+    }
   }
 }
 

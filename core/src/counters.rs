@@ -4,7 +4,7 @@
 //! get a row of their own, anything else counts as `other`. Reasons are written by our code;
 //! they are still held to a short snake_case shape.
 
-use crate::custom_data::FORBIDDEN_KEYS;
+use crate::custom_data::COUNTED_FIELDS;
 use crate::event::UNHASHED_IDS;
 use crate::normalize::Field;
 
@@ -33,7 +33,7 @@ pub fn counted_field(key: &str) -> &'static str {
         .map(|f| f.key())
         .chain(UNHASHED_IDS.iter().copied())
         .chain(EDGE_FIELDS.iter().copied())
-        .chain(FORBIDDEN_KEYS.iter().copied())
+        .chain(COUNTED_FIELDS.iter().copied())
         .find(|k| *k == key)
         .unwrap_or(OTHER)
 }

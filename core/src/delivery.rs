@@ -5,8 +5,10 @@ use crate::event::ServerEvent;
 use crate::meta_answer::MetaAnswer;
 use crate::MAX_EVENT_AGE_SECS;
 
-/// Where an event's delivery stands, as its receipt says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where an event's delivery stands, as its receipt says (on the ledger's wire by
+/// `as_str`'s names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Claimed and on its way.
     Queued,

@@ -128,10 +128,14 @@ impl UserData {
 /// (facebook-nodejs-business-sdk 26.0.0; the Python and PHP SDKs are on v25.0).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
 
-/// A test code as Events Manager issues them (`TEST12345`): 1–32 ASCII letters and digits.
-/// Anything else is dropped rather than sent.
+/// A test code of the shape Events Manager issues (`TEST12345`, D-USE `TEST123`): 4–20
+/// uppercase ASCII letters and digits. Anything else is dropped rather than sent: each
+/// distinct code costs a Conversions API request of its own.
 pub fn is_test_event_code(code: &str) -> bool {
-    (1..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+    (4..=20).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Identifies capi-edge to Meta (D-BP "Agencies: send partner_agent").

@@ -4,6 +4,7 @@
 //! each rule is written once and tested natively with `cargo test`.
 
 pub mod beacon;
+pub mod claim;
 pub mod counters;
 pub mod custom_data;
 pub mod delivery;

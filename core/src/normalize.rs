@@ -659,19 +659,19 @@ pub fn date_of_birth(value: &str) -> Result<String, DropReason> {
         (Some(y), Some(m), Some(d)) => (y, m, d),
         _ => return Err(DropReason::InvalidDate),
     };
-    if !(1900..=2100).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+    if !(1900..=2100).contains(&y) || !is_calendar_date(y, m, d) {
         return Err(DropReason::InvalidDate);
     }
     Ok(format!("{y:04}{m:02}{d:02}"))
 }
 
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// Whether the day exists (no 31 April, 29 February only in leap years), by the `time` crate
+/// that also reads the webhooks' timestamps.
+fn is_calendar_date(y: u32, m: u32, d: u32) -> bool {
+    let (Ok(y), Ok(m), Ok(d)) = (i32::try_from(y), u8::try_from(m), u8::try_from(d)) else {
+        return false;
+    };
+    time::Month::try_from(m).is_ok_and(|m| time::Date::from_calendar_date(y, m, d).is_ok())
 }
 
 #[cfg(test)]

@@ -111,6 +111,21 @@ pub struct Day {
     pub accuracy: Option<f64>,
 }
 
+/// The day (days since the Unix epoch, UTC) of a report bound written `YYYY-MM-DD`: none for
+/// any other spelling or a day that does not exist (`2026-02-31`). Read by the same parser as
+/// the webhooks' timestamps.
+pub fn day_of(date: &str) -> Option<i64> {
+    let is_date = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !is_date {
+        return None;
+    }
+    crate::webhook::iso8601_secs(&format!("{date}T00:00:00Z")).map(|s| s.div_euclid(86_400))
+}
+
 /// The reconciliation and coverage report for `from_day..=to_day`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -184,6 +199,16 @@ mod tests {
             name: name.into(),
             reason: reason.into(),
             count,
+        }
+    }
+
+    #[test]
+    fn report_bounds_are_real_days_written_yyyy_mm_dd() {
+        assert_eq!(day_of("1970-01-01"), Some(0));
+        assert_eq!(day_of("2024-02-29"), Some(19_782));
+        assert_eq!(day_of("1969-12-31"), Some(-1));
+        for bad in ["2026-02-31", "2024-13-01", "2024/05/01", "2024-5-01", "20240501", ""] {
+            assert_eq!(day_of(bad), None, "{bad}");
         }
     }
 

@@ -56,11 +56,45 @@ pub fn beacon_event_time(client_ms: Option<u64>, now_ms: u64) -> i64 {
     secs.max((now_ms / 1000) as i64 - MAX_EVENT_AGE_SECS + 60)
 }
 
-/// Builds the `website` event Meta receives for a beacon, under the shop's privacy modes.
+/// Reason: a session test code not of the shape Events Manager issues.
+pub const INVALID_TEST_CODE: &str = "invalid_test_event_code";
+/// Reason: a session test code not in the tenant's allow-list (`TEST_EVENT_CODES`).
+pub const TEST_CODE_NOT_LISTED: &str = "test_event_code_not_listed";
+
+/// The browser session's test code (`?capi_test=CODE`, trimmed) if it may mark the session's
+/// events, else the reason it is dropped. Any visitor can set one, and each distinct code makes
+/// a Conversions API request of its own: with an allow-list (`TEST_EVENT_CODES`, non-empty)
+/// only a listed code is attached, without one only a code of the shape Events Manager issues
+/// ([`crate::event::is_test_event_code`]). An event whose code is dropped is sent as a normal
+/// event.
+pub fn session_test_code(code: &str, allowed: &[String]) -> Result<String, &'static str> {
+    let code = code.trim();
+    if !crate::event::is_test_event_code(code) {
+        return Err(INVALID_TEST_CODE);
+    }
+    if !allowed.is_empty() && !allowed.iter().any(|a| a.trim() == code) {
+        return Err(TEST_CODE_NOT_LISTED);
+    }
+    Ok(code.to_string())
+}
+
+/// Builds the `website` event Meta receives for a beacon, under the shop's privacy modes; a
+/// session test code is kept when it has Events Manager's shape.
 pub fn website_event(
     beacon: Beacon,
     facts: &RequestFacts<'_>,
     modes: &Modes,
+) -> crate::Result<WebsiteEvent> {
+    tenant_website_event(beacon, facts, modes, &[])
+}
+
+/// [`website_event`] for a tenant that may list the test codes its visitors can use
+/// (`TEST_EVENT_CODES`; empty: any code of Events Manager's shape, see [`session_test_code`]).
+pub fn tenant_website_event(
+    beacon: Beacon,
+    facts: &RequestFacts<'_>,
+    modes: &Modes,
+    test_codes: &[String],
 ) -> crate::Result<WebsiteEvent> {
     let mut dropped = Vec::new();
     let verdict = privacy::verdict(modes, beacon.consent, beacon.gpc || facts.gpc_header);
@@ -167,13 +201,23 @@ pub fn website_event(
         }
     }
 
-    let custom_data = custom_data::sanitized(beacon.custom_data, &mut dropped);
-    let test_event_code = match beacon.test_event_code {
-        Some(code) if crate::event::is_test_event_code(&code) => Some(code),
-        Some(_) => {
+    // After user_data: contact data found in custom_data fills only keys still empty (hashed).
+    let custom_data = custom_data::sanitized(
+        beacon.custom_data,
+        modes.customer_data,
+        &mut user_data,
+        country.as_deref(),
+        &mut dropped,
+    );
+    let test_event_code = match beacon
+        .test_event_code
+        .map(|code| session_test_code(&code, test_codes))
+    {
+        Some(Ok(code)) => Some(code),
+        Some(Err(reason)) => {
             dropped.push(Dropped {
                 field: "test_event_code".into(),
-                reason: "invalid_test_event_code",
+                reason,
             });
             None
         }
@@ -281,6 +325,41 @@ mod tests {
             .dropped
             .iter()
             .any(|d| d.reason == "invalid_test_event_code"));
+    }
+
+    #[test]
+    fn session_test_codes_have_metas_shape_or_are_listed() {
+        let none: &[String] = &[];
+        assert_eq!(
+            session_test_code(" TEST12345 ", none),
+            Ok("TEST12345".into())
+        );
+        assert_eq!(session_test_code("TEST123", none), Ok("TEST123".into()));
+        for bad in ["", "T1", "test12345", "TEST-1", "TEST 1;x", &"A".repeat(21)] {
+            assert_eq!(
+                session_test_code(bad, none),
+                Err(INVALID_TEST_CODE),
+                "{bad}"
+            );
+        }
+        let listed = ["TEST111".to_string(), "TEST222".to_string()];
+        assert_eq!(session_test_code("TEST222", &listed), Ok("TEST222".into()));
+        assert_eq!(
+            session_test_code("TEST333", &listed),
+            Err(TEST_CODE_NOT_LISTED)
+        );
+        let w = tenant_website_event(
+            beacon(r#","test_event_code":"TEST333""#),
+            &facts(),
+            &HASHED,
+            &listed,
+        )
+        .expect("event");
+        assert_eq!(w.test_event_code, None, "sent as a normal event");
+        assert!(w
+            .dropped
+            .iter()
+            .any(|d| d.field == "test_event_code" && d.reason == TEST_CODE_NOT_LISTED));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { startSandbox, startWorker, eventually, PIXEL_ID, TOKEN, HASHED_KEYS, isSha256 } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, TOKEN, HASHED_KEYS, isSha256, ADMIN_TOKEN } from './harness.mjs';
 
 let sandbox, worker;
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) capi-edge-test';
@@ -118,7 +118,9 @@ test('the shim is served with cache headers; the versioned wasm is immutable', a
 
 test('health says what is configured without revealing it', async () => {
   const res = await worker.fetch('/t/health');
-  const body = await res.json();
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { ok: true }, 'without a token: only ok');
+  const body = await (await worker.fetch('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
   assert.equal(body.ok, true);
   assert.equal(body.shim_built, true);
   assert.ok(!JSON.stringify(body).includes(TOKEN));

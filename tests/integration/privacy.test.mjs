@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, ADMIN_TOKEN } from './harness.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) capi-edge-privacy-test';
 const ORDER_SECRET = 'order-secret';
@@ -55,7 +55,7 @@ function order(worker, fields) {
 test('data controls are off by default: no contact field leaves, from beacons or webhooks', async () => {
   const worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: ORDER_SECRET });
   try {
-    const health = await (await worker.fetch('/t/health')).json();
+    const health = await (await worker.fetch('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
     assert.equal(health.privacy.customer_data, 'off');
     assert.ok(!JSON.stringify(health).includes('jane'), 'health reports modes, never a value');
 
@@ -87,7 +87,8 @@ test('CUSTOMER_DATA=hashed sends contact fields hashed; an undocumented value st
   } finally { await worker.stop(); }
   const bad = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'plain' });
   try {
-    const health = await (await bad.fetch('/t/health')).json();
+    assert.deepEqual(await (await bad.fetch('/t/health')).json(), { ok: false }, 'without a token: only ok');
+    const health = await (await bad.fetch('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
     assert.equal(health.ok, false);
     assert.equal(health.invalid_setting, 'CUSTOMER_DATA');
     const res = await beaconTo(bad, event());

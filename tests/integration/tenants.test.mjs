@@ -101,7 +101,8 @@ test('a tenant that cannot be read is reported and relays nothing, the others ca
   const broken = [TENANTS[0], { ...TENANTS[1], pixels: [{ id: '221', access_token: 'MISSING_TOKEN' }] }];
   const w = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: JSON.stringify(broken), ...SECRETS, PIXEL_ID: '', META_ACCESS_TOKEN: '' });
   try {
-    const health = await (await w.mf.dispatchFetch('http://b.shop.test/t/health')).json();
+    assert.deepEqual(await (await w.mf.dispatchFetch('http://b.shop.test/t/health')).json(), { ok: false }, 'without a token: only ok');
+    const health = await (await w.mf.dispatchFetch('http://b.shop.test/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
     assert.equal(health.ok, false);
     const b = health.tenants.find((t) => t.id === 'shop-b');
     assert.deepEqual(b.errors, ['pixel 221: secret MISSING_TOKEN is not set']);
@@ -113,7 +114,8 @@ test('a tenant that cannot be read is reported and relays nothing, the others ca
   } finally { await w.stop(); }
   const garbled = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: '[{"id": "x", "hosts": ["a.shop.test"], "pixels": [], "token": "oops"}]' });
   try {
-    const health = await (await garbled.mf.dispatchFetch('http://a.shop.test/t/health')).json();
+    assert.deepEqual(await (await garbled.mf.dispatchFetch('http://a.shop.test/t/health')).json(), { ok: false }, 'without a token: only ok');
+    const health = await (await garbled.mf.dispatchFetch('http://a.shop.test/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
     assert.equal(health.ok, false);
     assert.match(health.tenants[0].errors[0], /^tenants is not a valid tenants list/i);
     assert.ok(!JSON.stringify(health).includes('oops'), 'the parser\'s message is not echoed');

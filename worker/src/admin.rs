@@ -52,7 +52,7 @@ fn authorized<'a>(
             .first()
             .ok_or(ApiError::NotConfigured("PIXEL_ID"))?,
     };
-    let ledger = LedgerClient::for_pixel(env, &tenant.id, &pixel.id, cfg.ledger_shards)
+    let ledger = LedgerClient::for_pixel(env, cfg, &tenant.id, &pixel.id)
         .ok_or(ApiError::NotConfigured("LEDGER"))?;
     Ok((ledger, &pixel.id))
 }
@@ -119,10 +119,12 @@ pub async fn dead_letters(req: &Request, cfg: &Config, env: &Env) -> Answer {
     no_store(&json!({"pixel_id": pixel, "dead_letters": rows}))
 }
 
-/// `POST /t/replay[?event_id=ID]`: re-drives dead letters (all, or one event's) through the
-/// normal delivery path once the cause is fixed (a new token, Meta back). Still exactly once:
-/// only events whose receipt is still `dead_lettered` are reopened, each under a new claim
-/// nonce, and a replayed letter is not replayed again.
+/// `POST /t/replay[?event_id=ID]`: re-drives the dead letters waiting for replay (all, or one
+/// event's) through the normal delivery path once the cause is fixed (a new token, Meta back).
+/// Gives before it takes: the letters are read unchanged and each is enqueued as a replay copy
+/// (a fresh nonce); the ledger hands the event's claim to that copy when it is claimed, once
+/// per parking, and only if the event was not sent. A letter the queue refuses stays waiting
+/// for the next replay; a replay cut short loses nothing.
 pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
     let url = req.url()?;
@@ -130,40 +132,24 @@ pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
         .query_pairs()
         .find(|(k, _)| k == "event_id")
         .map(|(_, v)| v.into_owned());
-    let nonce = crate::delivery::new_nonce();
-    let now_ms = worker::Date::now().as_millis();
-    let bodies = ledger
-        .take_for_replay(event_id.as_deref(), &nonce, now_ms)
-        .await?;
+    let bodies = ledger.waiting(event_id.as_deref()).await?;
     let (mut replayed, mut failed) = (Vec::new(), 0);
     for body in bodies {
         let Ok(mut q) = serde_json::from_str::<crate::delivery::QueuedEvent>(&body) else {
             continue;
         };
-        let Some(e) = q.event.clone() else { continue };
-        q.attempt = 0;
-        q.nonce = nonce.clone();
-        q.counts.clear();
-        if crate::delivery::enqueue(env, &q, 0).await {
-            replayed.push(e.event_id.clone());
+        let Some(id) = q.event.as_ref().map(|e| e.event_id.clone()) else {
             continue;
-        }
-        // The queue refused it: dead-lettered again, parked again, for the next replay.
-        failed += 1;
-        let receipt = crate::ledger::Receipt {
-            event_name: e.event_name.clone(),
-            event_id: e.event_id.clone(),
-            outcome: capi_core::delivery::Outcome::DeadLettered.as_str().into(),
-            reason: Some("replay_enqueue_failed".into()),
-            attempts: 0,
-            fbtrace_id: None,
-            source: None,
         };
-        let shard = ledger.shard_of(&e.event_id);
-        ledger
-            .record(shard, vec![receipt], Vec::new(), now_ms)
-            .await;
-        ledger.park(&q, "replay_enqueue_failed", now_ms).await;
+        q.attempt = 0;
+        q.nonce = crate::delivery::new_nonce();
+        q.counts.clear();
+        q.replay = true;
+        if failed == 0 && crate::delivery::enqueue(env, &q, 0).await {
+            replayed.push(id);
+        } else {
+            failed += 1;
+        }
     }
     no_store(
         &json!({"pixel_id": pixel, "replayed": replayed.len(), "event_ids": replayed, "failed": failed}),
@@ -178,20 +164,6 @@ fn date_of(day: i64) -> String {
         .to_iso_string()
         .into();
     iso.chars().take(10).collect()
-}
-
-/// The day number of a `YYYY-MM-DD` query value, by the runtime's own Date parser.
-fn day_of(date: &str) -> Option<i64> {
-    let is_date = date.len() == 10
-        && date.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    let ms = worker::js_sys::Date::parse(date);
-    (is_date && ms.is_finite()).then(|| (ms / DAY_MS).floor() as i64)
 }
 
 /// `GET /t/report?from=YYYY-MM-DD&to=YYYY-MM-DD[&format=html]`: reconciliation — the orders
@@ -209,11 +181,11 @@ pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let today = (worker::Date::now().as_millis() as f64 / DAY_MS).floor() as i64;
     let bad = |why| ApiError::BadQuery(why);
     let to = match param("to") {
-        Some(d) => day_of(&d).ok_or(bad("`to` must be a date YYYY-MM-DD"))?,
+        Some(d) => capi_core::report::day_of(&d).ok_or(bad("`to` must be a date YYYY-MM-DD"))?,
         None => today,
     };
     let from = match param("from") {
-        Some(d) => day_of(&d).ok_or(bad("`from` must be a date YYYY-MM-DD"))?,
+        Some(d) => capi_core::report::day_of(&d).ok_or(bad("`from` must be a date YYYY-MM-DD"))?,
         None => to - 6,
     };
     if from > to || to - from > 91 {

@@ -21,6 +21,15 @@ use worker::Env;
 /// events, so 8 shards carry far beyond a large shop's peak while keeping batches together.
 pub const DEFAULT_LEDGER_SHARDS: u32 = 8;
 
+/// Where claims lived before the ledger layout changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreviousLayout {
+    /// `{tenant}/{pixel}/{shard}` with this many shards.
+    Shards(u32),
+    /// One object per pixel, named by the pixel id (before tenants and shards).
+    Legacy,
+}
+
 /// The tenant built from the single-shop vars.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -37,8 +46,11 @@ pub struct Pixel {
 #[derive(Clone, Debug)]
 pub struct Tenant {
     pub id: String,
-    /// Request hosts that belong to this tenant; empty = any host (the single-shop default).
+    /// Request hosts that belong to this tenant. A `TENANTS` tenant serves only these (none
+    /// when the list is empty: that is an error of its own, not a wildcard).
     pub hosts: Vec<String>,
+    /// Serves any host: only the single-shop tenant built from `PIXEL_ID` without `TENANTS`.
+    any_host: bool,
     /// Every event fans out to each of these pixels.
     pub pixels: Vec<Pixel>,
     /// Extra origins allowed to post beacons (comma separated), besides the shop's own.
@@ -53,6 +65,10 @@ pub struct Tenant {
     /// Bearer token for this tenant's admin routes.
     pub admin_token: Option<String>,
     pub test_event_code: Option<String>,
+    /// The only session test codes (`?capi_test=CODE`) attached to events
+    /// (`TEST_EVENT_CODES`, comma separated; TENANTS `test_event_codes`). Empty: any code of
+    /// the shape Events Manager issues (`capi_core::website::session_test_code`).
+    pub test_event_codes: Vec<String>,
     /// What is wrong with this tenant's configuration (setting names only, never a value);
     /// nothing is relayed while it is not empty.
     pub errors: Vec<String>,
@@ -71,6 +87,9 @@ pub struct Config {
     pub retry_base_secs: u32,
     /// Longest delay between two attempts in seconds (`RETRY_MAX_SECONDS`, default 1 h).
     pub retry_max_secs: u32,
+    /// The ledger layout before `LEDGER_SHARDS` last changed (`LEDGER_PREVIOUS_SHARDS`: its
+    /// shard count, or `legacy` for one object per pixel): claims are looked up there too.
+    pub previous_layout: Option<PreviousLayout>,
     /// The operator's bearer token (`ADMIN_TOKEN` secret): every tenant's admin routes.
     pub admin_token: Option<String>,
     /// Ledger objects per pixel (`LEDGER_SHARDS`, 1–256).
@@ -114,6 +133,8 @@ struct TenantIn {
     admin_token: Option<String>,
     #[serde(default)]
     test_event_code: Option<String>,
+    #[serde(default)]
+    test_event_codes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +222,14 @@ impl Config {
             ledger_shards: num("LEDGER_SHARDS", DEFAULT_LEDGER_SHARDS, &|n| {
                 (1..=256).contains(&n)
             }),
+            previous_layout: var("LEDGER_PREVIOUS_SHARDS").and_then(|v| match v.trim() {
+                "legacy" => Some(PreviousLayout::Legacy),
+                n => n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .map(PreviousLayout::Shards),
+            }),
             tenants,
         }
     }
@@ -216,14 +245,15 @@ impl Config {
             .and_then(Tenant::usable)
     }
 
-    /// The tenant a host belongs to, readable or not (the single-shop tenant takes any host).
+    /// The tenant a host belongs to, readable or not: a `TENANTS` tenant takes only the hosts
+    /// it lists, so a broken one affects its own hosts only; the single-shop tenant takes any.
     pub fn host_tenant(&self, host: &str) -> Option<&Tenant> {
         let host = host.trim_end_matches('.');
         self.tenants
             .as_ref()
             .ok()?
             .iter()
-            .find(|t| t.hosts.is_empty() || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            .find(|t| t.any_host || t.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
     }
 
     /// A tenant by id.
@@ -295,6 +325,7 @@ fn single_shop(var: &dyn Fn(&str) -> Option<String>) -> Tenant {
     Tenant {
         id: DEFAULT_TENANT.into(),
         hosts: Vec::new(),
+        any_host: true,
         pixels,
         allowed_origins: var("ALLOWED_ORIGINS").unwrap_or_default(),
         cookie_domain: var("COOKIE_DOMAIN"),
@@ -310,8 +341,20 @@ fn single_shop(var: &dyn Fn(&str) -> Option<String>) -> Tenant {
             .collect(),
         admin_token: None,
         test_event_code: var("TEST_EVENT_CODE"),
+        test_event_codes: var("TEST_EVENT_CODES")
+            .map(|v| code_list(v.split(',')))
+            .unwrap_or_default(),
         errors,
     }
+}
+
+/// An allow-list of test codes as written: trimmed, empty entries left out.
+fn code_list<'a>(codes: impl Iterator<Item = &'a str>) -> Vec<String> {
+    codes
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Tenants from the `TENANTS` JSON, each secret resolved by name. A JSON error fails the whole
@@ -402,6 +445,7 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
         tenants.push(Tenant {
             id: t.id,
             hosts: t.hosts,
+            any_host: false,
             pixels,
             allowed_origins: t.allowed_origins.join(","),
             cookie_domain: t.cookie_domain,
@@ -414,6 +458,7 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
             webhook_secrets,
             admin_token,
             test_event_code: t.test_event_code,
+            test_event_codes: code_list(t.test_event_codes.iter().map(String::as_str)),
             errors,
         });
     }

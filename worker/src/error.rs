@@ -12,6 +12,11 @@ pub enum ApiError {
     TooLarge {
         limit: usize,
     },
+    /// The event, encoded for the queue, is over `limit` bytes (non-ASCII text escapes to up
+    /// to 6 bytes a character): refused before it is answered as taken.
+    EventTooLarge {
+        limit: usize,
+    },
     /// Content-Type is neither JSON nor text/plain.
     UnsupportedMediaType,
     /// The request's Origin is not the shop's own nor in ALLOWED_ORIGINS.
@@ -56,6 +61,11 @@ impl ApiError {
                 413,
                 "body_too_large",
                 format!("body must be at most {limit} bytes"),
+            ),
+            ApiError::EventTooLarge { limit } => (
+                413,
+                "event_too_large",
+                format!("the event must encode to at most {limit} bytes (non-ASCII text counts up to 6 bytes a character)"),
             ),
             ApiError::UnsupportedMediaType => (
                 415,

@@ -8,10 +8,10 @@
 use crate::config::{Config, Tenant, PLATFORMS};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
-use crate::ledger::{ClaimItem, ClaimStatus, Count, EventKey, LedgerClient, Receipt};
+use crate::ledger::LedgerClient;
+use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, Receipt, Source};
 use crate::log;
 use capi_core::delivery::{presend_check, Outcome};
-use capi_core::report::WEBHOOK;
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, purchase_event, PayloadError, Webhook};
 use serde_json::json;
@@ -142,8 +142,20 @@ pub async fn hook(
         }
     };
     let modes = tenant.privacy()?;
+    // The page is the order's shop's, never the host the webhook was posted to (an agency's
+    // shared host): the rule is `webhook::fallback_source_url`'s, these are its facts.
     let own = req.url()?.origin().ascii_serialization();
-    let built = purchase_event(&order, &format!("{own}/"), now_ms, &modes);
+    let shop_header = match platform {
+        Platform::Shopify => h.get("x-shopify-shop-domain")?,
+        Platform::WooCommerce => h.get("x-wc-webhook-source")?,
+        Platform::Stripe | Platform::Order => None,
+    };
+    let source_url = webhook::fallback_source_url(&webhook::DeliveryFacts {
+        shop_header: shop_header.as_deref(),
+        tenant_host: tenant.hosts.first().map(String::as_str),
+        request_origin: &own,
+    });
+    let built = purchase_event(&order, &source_url, now_ms, &modes);
     log::dropped(&built.event.event_id, &built.dropped);
     // The order's Purchase goes to every pixel of the tenant, each with its own claim.
     let mut answers = serde_json::Map::new();
@@ -161,9 +173,9 @@ pub async fn hook(
             }
         }
     }
-    // 503 only when no pixel took it: the platform's redelivery then reaches every pixel, and
-    // the pixels that did take it answer `duplicate` to it.
-    let Some(mut answer) = first.filter(|_| unavailable < tenant.pixels.len()) else {
+    // 503 whenever a pixel could not take it: the platform's redelivery then reaches every
+    // pixel again, and the pixels that did take it answer `duplicate` to it.
+    let Some(mut answer) = first.filter(|_| unavailable == 0) else {
         return Err(ApiError::UpstreamUnavailable);
     };
     if tenant.pixels.len() > 1 {
@@ -193,7 +205,7 @@ async fn purchase_for_pixel(
         event_name: event.event_name.clone(),
         event_id: event.event_id.clone(),
     };
-    let ledger = LedgerClient::for_pixel(env, tenant_id, pixel_id, cfg.ledger_shards);
+    let ledger = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id);
     let shard = ledger.as_ref().map_or(0, |l| l.shard_of(&key.event_id));
     // Settled before any claim: privacy rules (the order's consent, GPC), Meta's 7 days and
     // Meta's rules. Each gets a receipt saying why, and a 200 so the platform stops retrying.
@@ -207,22 +219,41 @@ async fn purchase_for_pixel(
         delivery::log_event(&event, outcome, Some(reason), None, 0);
         if let Some(l) = &ledger {
             let receipt = Receipt {
-                event_name: key.event_name.clone(),
-                event_id: key.event_id.clone(),
-                outcome: outcome.as_str().into(),
+                key: key.clone(),
+                outcome,
                 reason: Some(reason.into()),
                 attempts: 0,
                 fbtrace_id: None,
-                source: Some(WEBHOOK.into()),
+                source: Some(Source::Webhook),
+                nonce: None,
             };
-            l.record(shard, vec![receipt], counts, now_ms).await;
+            if !l.record(shard, vec![receipt], counts, now_ms).await {
+                return Err(ApiError::UpstreamUnavailable);
+            }
         }
         return Ok(json!({"ok": true, "sent": false, "event_id": key.event_id,
             "outcome": outcome.as_str(), "reason": reason}));
     }
 
-    // Webhooks claim synchronously: a redelivery must be answered `duplicate` now.
     let nonce = new_nonce();
+    let queued = QueuedEvent {
+        tenant: tenant_id.to_string(),
+        pixel_id: pixel_id.to_string(),
+        event: Some(event.clone()),
+        attempt: 0,
+        nonce: nonce.clone(),
+        counts: Vec::new(),
+        source: Some(Source::Webhook),
+        test_event_code: None,
+        replay: false,
+    };
+    if queued.to_json().len() > delivery::MAX_MESSAGE_BYTES {
+        return Err(ApiError::EventTooLarge {
+            limit: delivery::MAX_MESSAGE_BYTES,
+        });
+    }
+    // Webhooks reserve their claim synchronously (no lease: the consumer takes it): a
+    // redelivery must be answered `duplicate` now.
     let claim = match &ledger {
         Some(l) => l
             .claim(
@@ -230,9 +261,11 @@ async fn purchase_for_pixel(
                 vec![ClaimItem {
                     key: key.clone(),
                     nonce: nonce.clone(),
-                    source: Some(WEBHOOK.into()),
+                    source: Some(Source::Webhook),
+                    replay: false,
+                    counts,
                 }],
-                counts,
+                None,
                 now_ms,
             )
             .await
@@ -241,7 +274,7 @@ async fn purchase_for_pixel(
         None => ClaimStatus::Unavailable,
     };
     match claim {
-        ClaimStatus::Duplicate | ClaimStatus::Settled => {
+        ClaimStatus::Duplicate | ClaimStatus::Settled | ClaimStatus::Busy { .. } => {
             delivery::log_event(&event, Outcome::Duplicate, None, None, 0);
             return Ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
         }
@@ -249,21 +282,12 @@ async fn purchase_for_pixel(
         ClaimStatus::Unavailable if ledger.is_some() => return Err(ApiError::UpstreamUnavailable),
         _ => {}
     }
-    let queued = QueuedEvent {
-        tenant: tenant_id.to_string(),
-        pixel_id: pixel_id.to_string(),
-        event: Some(event),
-        attempt: 0,
-        nonce: nonce.clone(),
-        counts: Vec::new(),
-        source: Some(WEBHOOK.into()),
-        test_event_code: None,
-    };
     if delivery::enqueue(env, &queued, 0).await {
         return Ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
     }
-    // The queue refused it: deliver now through the same path.
-    let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, &[queued], None)
+    // The queue refused it: deliver now through the same path (the reservation becomes a lease).
+    let attempt = delivery::Attempt::new(None);
+    let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, &[queued], &attempt)
         .await
         .pop();
     match result {

@@ -9,13 +9,15 @@ use crate::config::{Config, Tenant};
 use crate::cookies::set_cookie;
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
-use crate::ledger::Count;
+use crate::protocol::Count;
 use crate::log;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::delivery::Outcome;
 use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index};
 use capi_core::origin::{is_allowed_origin, origin_of};
-use capi_core::website::{is_unsigned_purchase, website_event, RequestFacts, SIGNED_SOURCE_ONLY};
+use capi_core::website::{
+    is_unsigned_purchase, tenant_website_event, RequestFacts, SIGNED_SOURCE_ONLY,
+};
 use worker::{Date, Headers, Request, Response, Url};
 
 type Answer = std::result::Result<Response, ApiError>;
@@ -218,7 +220,10 @@ pub fn accept(
         subdomain_index: domain.as_deref().map_or(1, subdomain_index),
         now_ms: Date::now().as_millis(),
     };
-    let built = website_event(beacon, &facts, &modes).map_err(ApiError::BadBeacon)?;
+    // A session test code is attached only as the tenant's TEST_EVENT_CODES (or Meta's shape)
+    // allows: any visitor can set one.
+    let built = tenant_website_event(beacon, &facts, &modes, &tenant.test_event_codes)
+        .map_err(ApiError::BadBeacon)?;
     let event = built.event;
     let mut counts: Vec<Count> = built
         .dropped
@@ -274,10 +279,18 @@ pub fn accept(
                 counts: counts.clone(),
                 source: None,
                 test_event_code: built.test_event_code.clone(),
+                replay: false,
             }
             .to_json()
         })
         .collect();
+    // Bounded after encoding (a queue message is at most 128 KB): refused now, before its 204,
+    // rather than failing the bundle it would be pooled into.
+    if messages.iter().any(|m| m.len() > delivery::MAX_MESSAGE_BYTES) {
+        return Err(ApiError::EventTooLarge {
+            limit: delivery::MAX_MESSAGE_BYTES,
+        });
+    }
     Ok(Accepted {
         response: Response::empty()?.with_status(204).with_headers(headers),
         messages,

@@ -12,6 +12,7 @@ mod hooks;
 mod ingest;
 mod ledger;
 mod log;
+mod protocol;
 mod shim_assets;
 
 use config::Config;
@@ -187,13 +188,47 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
     delivery::consume(batch, env, &ctx).await
 }
 
-/// `GET /t/health`: whether the request host's tenant is configured, its privacy modes, and
-/// what is wrong with any tenant (setting names only); never a secret's value.
+/// `GET /t/health`. Without a token, only whether the request host's tenant is ok:
+/// `{"ok": true|false}` (200 either way) — no ids, pixels or errors, which would list an
+/// agency's clients to anyone. With that tenant's admin token: its configuration and errors
+/// (setting and secret names, never a value). With the operator's `ADMIN_TOKEN`: every tenant.
+/// A bearer token that matches neither is refused (401).
 fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError> {
+    use capi_core::webhook::signature::bearer_matches;
     let host = req.url()?.host_str().unwrap_or("").to_string();
+    let own = cfg.host_tenant(&host);
+    let auth = req.headers().get("authorization")?;
+    let operator = cfg
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| bearer_matches(auth.as_deref(), t));
+    let tenant_admin = own
+        .and_then(|t| t.admin_token.as_deref())
+        .is_some_and(|t| bearer_matches(auth.as_deref(), t));
+    let bearer = auth
+        .as_deref()
+        .is_some_and(|a| a.trim_start().starts_with("Bearer "));
+    if bearer && !operator && !tenant_admin {
+        return Err(ApiError::Unauthorized);
+    }
+    let ok = own.is_some_and(|t| t.usable().is_ok());
+    let body = if operator || tenant_admin {
+        health_details(cfg, own, operator)
+    } else {
+        serde_json::json!({ "ok": ok })
+    };
+    let mut resp = Response::from_json(&body)?;
+    resp.headers_mut().set("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+/// The health details an admin sees: the host's tenant (configured, privacy modes) and what is
+/// wrong with it — or, for the operator, with any tenant — by setting and secret names only.
+fn health_details(cfg: &Config, own: Option<&config::Tenant>, operator: bool) -> serde_json::Value {
     let tenants: Vec<serde_json::Value> = match &cfg.tenants {
         Ok(ts) => ts
             .iter()
+            .filter(|t| operator || own.is_some_and(|o| o.id == t.id))
             .map(|t| {
                 serde_json::json!({"id": t.id, "ok": t.usable().is_ok(), "pixels": t.pixels.len(),
                     "errors": t.errors, "invalid_setting": t.modes.err().map(|e| e.0)})
@@ -209,13 +244,14 @@ fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError
         "version": env!("CARGO_PKG_VERSION"),
         "tenants": tenants,
     });
-    if let Some(t) = cfg.host_tenant(&host) {
+    if let Some(t) = own {
         body["ok"] = t.usable().is_ok().into();
         body["tenant"] = t.id.clone().into();
         body["pixel_id_set"] = (!t.pixels.is_empty()).into();
         body["access_token_set"] =
             (!t.pixels.is_empty() && t.pixels.iter().all(|p| p.access_token.is_some())).into();
         body["signed_orders"] = t.has_signed_orders().into();
+        body["test_event_codes"] = t.test_event_codes.len().into();
         match t.modes {
             Ok(m) => {
                 body["privacy"] = serde_json::Value::Object(
@@ -228,7 +264,5 @@ fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError
             Err(capi_core::privacy::InvalidSetting(name)) => body["invalid_setting"] = name.into(),
         }
     }
-    let mut resp = Response::from_json(&body)?;
-    resp.headers_mut().set("cache-control", "no-store")?;
-    Ok(resp)
+    body
 }

@@ -16,8 +16,14 @@ pub fn is_built() -> bool {
     !LOADER_JS.is_empty() && !SHIM_WASM.is_empty()
 }
 
+/// How long a browser or cache may use a loader before it must ask again: fresh for 5 minutes,
+/// served stale for at most 1 more while it revalidates (the ETag changes with the modes). The
+/// loader carries the privacy modes, so a change of CONSENT, GPC or LDU reaches every browser
+/// within 6 minutes.
+const LOADER_CACHE: &str = "public, max-age=300, stale-while-revalidate=60";
+
 /// The loader, with the Worker's privacy modes filled in: short cache (its URL is the one in
-/// the merchant's script tag) and an ETag.
+/// the merchant's script tag, and it carries the modes) and an ETag.
 pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
     // An unreadable privacy setting makes the shim wait for consent: it never guesses looser.
     let host = req.url()?.host_str().unwrap_or("").to_string();
@@ -39,12 +45,7 @@ pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
     } else {
         Cow::Borrowed(LOADER_JS)
     };
-    serve(
-        req,
-        bytes,
-        "text/javascript; charset=utf-8",
-        "public, max-age=300, stale-while-revalidate=86400",
-    )
+    serve(req, bytes, "text/javascript; charset=utf-8", LOADER_CACHE)
 }
 
 /// The wasm: immutable when asked for by the version the loader names (`?v=`), short otherwise.

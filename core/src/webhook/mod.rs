@@ -56,7 +56,12 @@ pub struct Order {
     pub fbc: Option<String>,
     /// A landing URL that may carry `fbclid` (Shopify `landing_site`).
     pub landing_url: Option<String>,
+    /// The page the order names as its own, an http(s) URL (generic webhook:
+    /// `event_source_url`).
     pub event_source_url: Option<String>,
+    /// The shop's own origin as the order states it, `https://shop.example.com/` (Shopify:
+    /// `order_status_url`'s origin). See [`fallback_source_url`] for the whole rule.
+    pub shop_url: Option<String>,
     pub contents: Vec<LineItem>,
     /// The buyer's marketing consent as the shop recorded it with the order (cart attribute,
     /// order meta, Stripe metadata, generic body: `consent`, see [`meta_key_is`]).
@@ -105,57 +110,101 @@ pub fn text(v: Option<&Value>) -> Option<String> {
 /// a space or lowercase `t` for the `T`, `/` between the date's parts, fractional seconds,
 /// offsets as `+hh`, `+hhmm` or `+hh:mm` (with or without a space before them), a `UTC` or
 /// `GMT` suffix, and RFC 9557 annotations (`…+02:00[Europe/Paris]`, ignored: the offset
-/// decides). A time without an offset is UTC.
+/// decides). A time without an offset is UTC. Once respelled as RFC 3339 the `time` crate
+/// reads it, so an impossible date (`2026-02-31`) or time (`24:00:00`) is refused.
 pub fn iso8601_secs(s: &str) -> Option<i64> {
+    let rfc3339 = as_rfc3339(s)?;
+    time::OffsetDateTime::parse(&rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// A merchant's spelling of a timestamp (see [`iso8601_secs`]) respelled as RFC 3339; the
+/// digits are left for the parser to check.
+fn as_rfc3339(s: &str) -> Option<String> {
     let mut s = s.trim();
     // RFC 9557 suffixes: `[Europe/Paris]`, `[u-ca=gregory]`.
     while let Some(open) = s.strip_suffix(']').and_then(|r| r.rfind('[')) {
         s = s[..open].trim_end();
     }
     let (date, rest) = s.split_at_checked(10)?;
-    let mut d = date.split(['-', '/']).map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (time, zone) = rest.split_at_checked(8)?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let zone = zone
+    let (time, rest) = rest.split_at_checked(8)?;
+    let fraction = rest
         .strip_prefix('.')
-        .map_or(zone, |f| f.trim_start_matches(|c: char| c.is_ascii_digit()))
-        .trim_start();
-    let offset = match zone {
-        "" | "Z" | "z" | "UTC" | "GMT" | "utc" | "gmt" => 0,
+        .map_or(0, |f| 1 + f.bytes().take_while(u8::is_ascii_digit).count());
+    let (fraction, zone) = rest.split_at(fraction);
+    let offset = match zone.trim_start() {
+        "" | "Z" | "z" | "UTC" | "GMT" | "utc" | "gmt" => "Z".to_string(),
         z => {
-            let sign = match z.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let hm = z.get(1..)?.replace(':', "");
-            if !matches!(hm.len(), 2 | 4) || !hm.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+            let (sign, hm) = (z.get(..1)?, z.get(1..)?);
+            match hm.len() {
+                2 => format!("{sign}{hm}:00"),
+                4 => format!("{sign}{}:{}", hm.get(..2)?, hm.get(2..)?),
+                _ => z.to_string(),
             }
-            let (oh, om) = (
-                hm.get(..2)?.parse::<i64>().ok()?,
-                hm.get(2..4).unwrap_or("00").parse::<i64>().ok()?,
-            );
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
         }
     };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    let date = date.replace('/', "-");
+    Some(format!("{date}T{time}{fraction}{offset}"))
+}
+
+/// An absolute http(s) URL with a host, at most 2,048 characters (as beacons are held to), as
+/// the `url` crate reads it: `javascript:`, `data:` and relative URLs are not pages of a shop.
+pub fn http_url(s: &str) -> Option<url::Url> {
+    let s = s.trim();
+    if s.len() > 2048 {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+    url::Url::parse(s)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// A shop's origin as a page URL (`https://shop.example.com/`), from a URL or a bare host as
+/// platforms send it (Shopify's `X-Shopify-Shop-Domain: shop.myshopify.com`); http(s) only.
+/// Shopify's own shared hosts (`checkout.shopify.com` in older order status URLs) are not a
+/// shop's.
+pub fn shop_origin_url(s: &str) -> Option<String> {
+    let s = s.trim();
+    let url = if s.contains("://") {
+        http_url(s)?
+    } else {
+        http_url(&format!("https://{s}/"))?
+    };
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    if host == "shopify.com" || host.ends_with(".shopify.com") {
+        return None;
+    }
+    Some(format!("{}/", url.origin().ascii_serialization()))
+}
+
+/// What the Worker knows of a webhook delivery besides its body, for `event_source_url`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryFacts<'a> {
+    /// The shop as the delivery's headers name it: Shopify `X-Shopify-Shop-Domain`,
+    /// WooCommerce `X-WC-Webhook-Source`. Stripe names none that is reliable.
+    pub shop_header: Option<&'a str>,
+    /// The tenant's first configured host (none for the single-shop default).
+    pub tenant_host: Option<&'a str>,
+    /// The origin the webhook was posted to (`https://hooks.agency.example`).
+    pub request_origin: &'a str,
+}
+
+/// The `event_source_url` of an order's Purchase when the order names no page of its own.
+///
+/// The whole rule, first that is an http(s) URL: the order's own page (`event_source_url`),
+/// the shop's origin as the order states it (`shop_url`) — both applied by [`purchase_event`]
+/// — then, from here, the shop as the delivery's headers name it, the tenant's first host
+/// (`https://{host}/`), and only then the origin the webhook was posted to. An agency that
+/// receives every shop's webhooks on one host must not report its own host as the page of
+/// every shop's purchases.
+pub fn fallback_source_url(facts: &DeliveryFacts<'_>) -> String {
+    facts
+        .shop_header
+        .and_then(shop_origin_url)
+        .or_else(|| facts.tenant_host.and_then(shop_origin_url))
+        .unwrap_or_else(|| format!("{}/", facts.request_origin.trim_end_matches('/')))
 }
 
 /// An order's `Purchase` as Meta would receive it, what was dropped on the way, and whether
@@ -174,10 +223,11 @@ pub struct PurchaseEvent {
 /// still reports the order, not the redelivery). An order older than Meta's 7 days keeps its
 /// time: delivery gives it an `expired` receipt rather than sending a misdated event. `action_source` is
 /// `website` when the platform recorded the buyer's browser (user agent), else `other`: Meta
-/// requires a user agent on website events.
+/// requires a user agent on website events. `event_source_url` is the order's own page, else
+/// its shop's origin, else `fallback_url` (from [`fallback_source_url`]).
 pub fn purchase_event(
     order: &Order,
-    fallback_source_url: &str,
+    fallback_url: &str,
     now_ms: u64,
     modes: &Modes,
 ) -> PurchaseEvent {
@@ -296,7 +346,8 @@ pub fn purchase_event(
             order
                 .event_source_url
                 .clone()
-                .unwrap_or_else(|| fallback_source_url.to_string()),
+                .or_else(|| order.shop_url.clone())
+                .unwrap_or_else(|| fallback_url.to_string()),
         ),
         referrer_url: None,
         user_data,
@@ -410,6 +461,28 @@ mod tests {
         );
         assert_eq!(iso8601_secs("yesterday"), None);
         assert_eq!(iso8601_secs("2024-13-01T00:00:00Z"), None);
+        assert_eq!(
+            iso8601_secs("2024-05-01T22:04:56.123456789+05:30"),
+            Some(1_714_581_296)
+        );
+        assert_eq!(iso8601_secs("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        // RFC 3339 allows a leap second: the last instant of its minute.
+        assert_eq!(iso8601_secs("2016-12-31T23:59:60Z"), Some(1_483_228_799));
+    }
+
+    #[test]
+    fn impossible_dates_and_times_are_refused() {
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2024-04-31T00:00:00+02:00",
+            "2024-05-00T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T16:60:00Z",
+            "2024-05-01T16:34:60Z",
+        ] {
+            assert_eq!(iso8601_secs(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -480,6 +553,83 @@ mod tests {
                 .action_source,
             "website"
         );
+    }
+
+    #[test]
+    fn an_orders_page_is_its_own_or_its_shops_never_the_webhook_host() {
+        let agency = DeliveryFacts {
+            request_origin: "https://hooks.agency.test",
+            ..DeliveryFacts::default()
+        };
+        // The delivery's header, then the tenant's first host, then the request's origin.
+        for (facts, want) in [
+            (
+                DeliveryFacts {
+                    shop_header: Some("brand-a.myshopify.com"),
+                    tenant_host: Some("www.brand-a.test"),
+                    ..agency
+                },
+                "https://brand-a.myshopify.com/",
+            ),
+            (
+                DeliveryFacts {
+                    shop_header: Some("https://brand-b.test/shop/"),
+                    ..agency
+                },
+                "https://brand-b.test/",
+            ),
+            (
+                DeliveryFacts {
+                    shop_header: Some("javascript:alert(1)"),
+                    tenant_host: Some("www.brand-a.test"),
+                    ..agency
+                },
+                "https://www.brand-a.test/",
+            ),
+            (agency, "https://hooks.agency.test/"),
+        ] {
+            assert_eq!(fallback_source_url(&facts), want, "{facts:?}");
+        }
+        // The order's own page, then its shop's origin, win over the fallback.
+        let order = Order {
+            order_id: "1".into(),
+            shop_url: shop_origin_url(
+                "https://www.brand-a.test/548380009/orders/b19/authenticate?key=secret",
+            ),
+            ..Order::default()
+        };
+        let e = purchase_event(&order, "https://hooks.agency.test/", 1, &HASHED).event;
+        assert_eq!(
+            e.event_source_url.as_deref(),
+            Some("https://www.brand-a.test/")
+        );
+        let order = Order {
+            event_source_url: Some("https://www.brand-a.test/thanks".into()),
+            ..order
+        };
+        let e = purchase_event(&order, "https://hooks.agency.test/", 1, &HASHED).event;
+        assert_eq!(
+            e.event_source_url.as_deref(),
+            Some("https://www.brand-a.test/thanks")
+        );
+    }
+
+    #[test]
+    fn only_http_urls_name_a_shop() {
+        assert_eq!(shop_origin_url("ftp://shop.test/"), None);
+        assert_eq!(shop_origin_url("data:text/html,x"), None);
+        assert_eq!(shop_origin_url(""), None);
+        assert_eq!(
+            shop_origin_url("https://checkout.shopify.com/1/orders/x"),
+            None
+        );
+        assert_eq!(
+            shop_origin_url("HTTP://Shop.Test:8080/x?y#z").as_deref(),
+            Some("http://shop.test:8080/")
+        );
+        assert!(http_url("javascript:alert(1)").is_none());
+        assert!(http_url("/thanks").is_none());
+        assert!(http_url(&format!("https://s.test/{}", "a".repeat(2048))).is_none());
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //!  "contents": [{"id": "sku-1", "quantity": 1, "item_price": 39.9}]}
 //! ```
 //! Signed with `X-Capi-Signature: sha256=<hex HMAC-SHA256(ORDER_WEBHOOK_SECRET, raw body)>`.
+//! `event_source_url`, an http(s) URL, is the order's page at Meta; without one (or with any
+//! other scheme) the tenant's first host stands in (`super::fallback_source_url`).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, line_items, meta_value, text, Order, PayloadError,
-    Webhook,
+    amount, currency, http_url, iso8601_secs, json_object, line_items, meta_value, text, Order,
+    PayloadError, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
@@ -55,7 +57,12 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         fbp: text(meta_value(Some(&o), "fbp")),
         fbc: text(meta_value(Some(&o), "fbc")),
         landing_url: None,
-        event_source_url: text(o.get("event_source_url")),
+        // Only an http(s) URL is a page of the shop; anything else is left out (the tenant's
+        // host stands in).
+        event_source_url: text(o.get("event_source_url"))
+            .and_then(|u| http_url(&u))
+            .map(String::from),
+        shop_url: None,
         contents,
         consent: Consent::from_json(meta_value(Some(&o), "consent")),
         gpc: gpc_flag(meta_value(Some(&o), "gpc")),

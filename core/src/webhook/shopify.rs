@@ -1,8 +1,8 @@
 //! Shopify order webhooks (`orders/create`, `orders/paid`; Admin REST order payload).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
-    PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, keyed_value, line_items, shop_origin_url, text,
+    Order, PayloadError, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
@@ -63,6 +63,9 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         fbc: note("fbc"),
         landing_url: text(o.get("landing_site")),
         event_source_url: None,
+        // The order status page lives on the shop's domain; its path and `key` are the buyer's
+        // (an access key), so only the origin is kept.
+        shop_url: text(o.get("order_status_url")).and_then(|u| shop_origin_url(&u)),
         contents,
         consent: note("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
         gpc: gpc_flag(note("gpc").map(Value::String).as_ref()),

@@ -1,6 +1,6 @@
 //! Stripe Checkout webhooks (`checkout.session.completed`, `…async_payment_succeeded`).
 
-use super::{currency, json_object, meta_value, text, Order, PayloadError, Webhook};
+use super::{currency, http_url, json_object, meta_value, text, Order, PayloadError, Webhook};
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
@@ -105,7 +105,11 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         fbp: meta("fbp"),
         fbc: meta("fbc"),
         landing_url: None,
-        event_source_url: meta("event_source_url"),
+        event_source_url: meta("event_source_url")
+            .and_then(|u| http_url(&u))
+            .map(String::from),
+        // Stripe names no shop it can vouch for (`success_url` is whatever the caller set).
+        shop_url: None,
         contents: Vec::new(),
         consent: Consent::from_json(meta_value(metadata, "consent")),
         gpc: gpc_flag(meta_value(metadata, "gpc")),

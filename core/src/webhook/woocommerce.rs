@@ -63,6 +63,9 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         fbc: meta("fbc"),
         landing_url: None,
         event_source_url: None,
+        // The shop is named by the delivery's `X-WC-Webhook-Source` header (see
+        // `super::fallback_source_url`), not by the order.
+        shop_url: None,
         contents,
         consent: meta("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
         gpc: gpc_flag(meta("gpc").map(Value::String).as_ref()),

@@ -1,0 +1,248 @@
+//! The claim protocol: who may send an event. Pure decisions; the ledger (one Durable Object
+//! per tenant, pixel and shard) applies them to its rows atomically (no `await` between reading
+//! a shard's holders and writing its decisions, so two calls never interleave).
+//!
+//! A shard keeps one claim per `(event_name, event_id)`:
+//! - the **holder nonce**: the identity of the one accepted copy of the event. A queue message
+//!   and the retries made from it share it; a second copy (a webhook redelivered, a beacon
+//!   fired twice, the direct fallback's copy of a batch the queue did store) has another one;
+//! - its **state**: `queued` or `retrying` (open), or a final outcome (`sent`, `rejected`,
+//!   `expired`, `ignored`, `dead_lettered`);
+//! - a **lease**: the attempt (one consumer invocation, one direct delivery) that may send it
+//!   now, until `lease_until_ms`.
+//!
+//! Rules:
+//! 1. Only the lease holder sends, and only while its lease leaves room for Meta's timeout and
+//!    the receipt ([`may_start_send`]); past that it stops and the message is retried.
+//! 2. A copy with another nonce is a `Duplicate`: never sent.
+//! 3. The holder's copy finds a final state `Settled`: acked, nothing sent. A final state is
+//!    never reopened, except by a replay of a parked dead letter (rule 6).
+//! 4. The holder's copy finds the lease taken by another attempt (the same message delivered
+//!    twice, also at the same time): `Busy`. It is retried after a short delay, never sent
+//!    meanwhile; when the other attempt ends it finds `Settled` or an open claim to take.
+//! 5. A `retrying` receipt ends the lease, so the retry message (same nonce) takes it. A lease
+//!    whose holder vanished (isolate evicted, wasm reset) ends by itself at `lease_until_ms`.
+//! 6. A replay copy (fresh nonce, `replay`) takes an unsent claim from any holder — once per
+//!    parking of its dead letter: the ledger marks the letter taken in the same step.
+//! 7. A reservation (a webhook's synchronous claim, which only enqueues) takes the claim
+//!    without a lease; its message's consumer then takes the lease.
+//!
+//! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
+
+use crate::delivery::Outcome;
+
+/// How long an attempt holds an event: long enough for a consumer invocation's sends and
+/// receipts, short enough that an event whose attempt vanished is retried within minutes.
+pub const LEASE_MS: i64 = 60_000;
+
+/// The time a sender keeps for the receipt after Meta's answer: no request starts later than
+/// `lease_until − META_CLIENT_TIMEOUT_MS − RECEIPT_MARGIN_MS`.
+pub const RECEIPT_MARGIN_MS: i64 = 10_000;
+
+/// The longest a `Busy` copy waits before it looks again.
+pub const BUSY_RETRY_MAX_SECS: u32 = 5;
+
+/// Browser events: Meta deduplicates within 48 hours; their claims (and receipts) are kept a
+/// week, Meta's age limit, so no copy can be sent again while Meta would still take it.
+pub const BEACON_CLAIM_DAYS: i64 = 7;
+
+/// Orders: platforms send updates for weeks (`orders/paid`, `orders/updated`, refunds), each
+/// derived to the same event id; the claim outlives them.
+pub const ORDER_CLAIM_DAYS: i64 = 90;
+
+/// The current holder of a claim, as the shard has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub nonce: &'a str,
+    pub outcome: Outcome,
+    pub lease: Option<&'a str>,
+    pub lease_until_ms: i64,
+}
+
+/// What a copy asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask<'a> {
+    pub nonce: &'a str,
+    /// The attempt asking: `None` for a reservation (rule 7).
+    pub attempt: Option<&'a str>,
+    /// A replay of a parked dead letter, and whether that letter is still waiting (not taken by
+    /// another replay since it was parked).
+    pub replay: Option<bool>,
+    pub now_ms: i64,
+}
+
+/// The shard's answer for one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The copy holds the claim now (with a lease unless it is a reservation): send it.
+    Take,
+    /// Another copy holds the event: do not send.
+    Duplicate,
+    /// The event reached a final outcome: do not send again.
+    Settled,
+    /// Another attempt holds the lease: look again after `retry_secs`.
+    Busy { retry_secs: u32 },
+}
+
+/// Whether `outcome` means Meta has the event or must never get it: a replay cannot reopen it.
+fn is_done(outcome: Outcome) -> bool {
+    outcome.is_final() && outcome != Outcome::DeadLettered
+}
+
+/// The decision for one copy against the claim's current holder (`None`: no claim yet).
+pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
+    let Some(h) = holder else {
+        return Decision::Take;
+    };
+    let leased_to_other = h.lease_until_ms > ask.now_ms && h.lease.is_some() && h.lease != ask.attempt;
+    if let Some(waiting) = ask.replay {
+        if h.nonce != ask.nonce {
+            return if is_done(h.outcome) {
+                Decision::Settled
+            } else if !waiting {
+                Decision::Duplicate
+            } else if leased_to_other {
+                busy(h, ask.now_ms)
+            } else {
+                Decision::Take
+            };
+        }
+    }
+    if h.nonce != ask.nonce {
+        return Decision::Duplicate;
+    }
+    if h.outcome.is_final() {
+        return Decision::Settled;
+    }
+    if leased_to_other {
+        return busy(h, ask.now_ms);
+    }
+    Decision::Take
+}
+
+fn busy(h: &Holder, now_ms: i64) -> Decision {
+    let secs = ((h.lease_until_ms - now_ms + 999) / 1000).clamp(1, i64::from(BUSY_RETRY_MAX_SECS));
+    Decision::Busy {
+        retry_secs: secs as u32,
+    }
+}
+
+/// Whether a lease holder may start a request to Meta at `now_ms` (rule 1).
+pub fn may_start_send(lease_until_ms: i64, now_ms: i64) -> bool {
+    now_ms + crate::delivery::META_CLIENT_TIMEOUT_MS as i64 + RECEIPT_MARGIN_MS < lease_until_ms
+}
+
+/// How long a claim is kept (and not re-claimable), by whether it is an order's.
+pub fn claim_retention_ms(order: bool) -> i64 {
+    let days = if order { ORDER_CLAIM_DAYS } else { BEACON_CLAIM_DAYS };
+    days * 86_400_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn holder(nonce: &'static str, outcome: Outcome, lease: Option<&'static str>, until: i64) -> Holder<'static> {
+        Holder {
+            nonce,
+            outcome,
+            lease,
+            lease_until_ms: until,
+        }
+    }
+
+    fn ask(nonce: &'static str, attempt: Option<&'static str>) -> Ask<'static> {
+        Ask {
+            nonce,
+            attempt,
+            replay: None,
+            now_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn the_first_copy_takes_a_new_claim() {
+        assert_eq!(decide(None, &ask("n1", Some("a1"))), Decision::Take);
+    }
+
+    #[test]
+    fn a_message_delivered_twice_at_once_is_sent_by_one_attempt() {
+        let h = holder("n1", Outcome::Queued, Some("a1"), NOW + LEASE_MS);
+        assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Busy { retry_secs: 5 });
+        // The holder's own attempt (a second event of the same batch) keeps it.
+        assert_eq!(decide(Some(&h), &ask("n1", Some("a1"))), Decision::Take);
+    }
+
+    #[test]
+    fn a_vanished_attempt_lease_ends_by_itself() {
+        let h = holder("n1", Outcome::Queued, Some("a1"), NOW - 1);
+        assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Take);
+    }
+
+    #[test]
+    fn another_copy_is_a_duplicate_whatever_the_state() {
+        for o in Outcome::ALL {
+            let h = holder("n1", o, None, 0);
+            assert_eq!(decide(Some(&h), &ask("n2", Some("a2"))), Decision::Duplicate, "{o:?}");
+        }
+    }
+
+    #[test]
+    fn a_final_outcome_is_not_sent_again_by_its_own_copy() {
+        for o in Outcome::ALL.into_iter().filter(|o| o.is_final()) {
+            let h = holder("n1", o, None, 0);
+            assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Settled, "{o:?}");
+        }
+    }
+
+    #[test]
+    fn a_reservation_takes_no_lease_and_the_consumer_then_takes_it() {
+        assert_eq!(decide(None, &ask("n1", None)), Decision::Take);
+        let reserved = holder("n1", Outcome::Queued, None, 0);
+        assert_eq!(decide(Some(&reserved), &ask("n1", Some("a1"))), Decision::Take);
+    }
+
+    #[test]
+    fn replay_takes_an_unsent_claim_once_per_parking() {
+        let mut r = ask("r1", Some("a9"));
+        r.replay = Some(true);
+        for o in [Outcome::DeadLettered, Outcome::Retrying, Outcome::Queued] {
+            let h = holder("n1", o, None, 0);
+            assert_eq!(decide(Some(&h), &r), Decision::Take, "{o:?}");
+        }
+        assert_eq!(decide(None, &r), Decision::Take);
+        // Already sent (the platform dead-lettered a copy after delivery): nothing to send.
+        let sent = holder("n1", Outcome::Sent, None, 0);
+        assert_eq!(decide(Some(&sent), &r), Decision::Settled);
+        // A second replay of the same parking: the letter was taken.
+        r.replay = Some(false);
+        let dl = holder("n1", Outcome::DeadLettered, None, 0);
+        assert_eq!(decide(Some(&dl), &r), Decision::Duplicate);
+        // An attempt is sending the original right now: wait for it.
+        r.replay = Some(true);
+        let busy = holder("n1", Outcome::Retrying, Some("a1"), NOW + 3000);
+        assert_eq!(decide(Some(&busy), &r), Decision::Busy { retry_secs: 3 });
+    }
+
+    #[test]
+    fn a_replay_copy_retried_keeps_its_claim() {
+        let mut r = ask("r1", Some("a2"));
+        r.replay = Some(false);
+        let h = holder("r1", Outcome::Retrying, None, 0);
+        assert_eq!(decide(Some(&h), &r), Decision::Take);
+    }
+
+    #[test]
+    fn sends_stop_while_the_receipt_still_fits_in_the_lease() {
+        assert!(may_start_send(NOW + LEASE_MS, NOW));
+        assert!(!may_start_send(NOW + RECEIPT_MARGIN_MS + 1500, NOW));
+    }
+
+    #[test]
+    fn orders_are_claimed_for_weeks() {
+        assert!(claim_retention_ms(true) >= 60 * 86_400_000);
+        assert_eq!(claim_retention_ms(false), 7 * 86_400_000);
+    }
+}

@@ -1,0 +1,227 @@
+// The platform's own failure modes, injected into the real runtime (workerd via Miniflare):
+// a queue that delivers every message twice at the same time, a sendBatch that stores and then
+// throws, dead letters replayed twice at once, an event too large for a queue message. Each
+// scenario counts at the sandbox (what Meta received), never by our own receipts alone, and
+// prints accepted / delivered / lost / duplicated. The scenarios run concurrently, each with
+// its own runtime and sandbox.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { Miniflare } from 'miniflare';
+import { ROOT, ADMIN_TOKEN, startSandbox, eventually } from './harness.mjs';
+
+const UA = 'Mozilla/5.0 (X11; Linux x86_64) fault-harness';
+const PIXELS = ['111', '112'];
+const TENANTS = [{
+  id: 'shop', hosts: ['shop.test'], pixels: PIXELS.map((id) => ({ id, access_token: `TOKEN_${id}` })),
+  webhook_secrets: { order: 'ORDER_SECRET' },
+}];
+const SECRETS = { TOKEN_111: 'tok-111', TOKEN_112: 'tok-112', ORDER_SECRET: 'order-secret' };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Consumes the Worker's queue instead of the Worker, so the test can play the queue.
+const CAPTURE = `
+let bodies = [];
+export default {
+  async queue(batch) { for (const m of batch.messages) { bodies.push(m.body); m.ack(); } },
+  async fetch() { const out = bodies; bodies = []; return Response.json(out); },
+};`;
+
+// A queue binding whose sendBatch stores the batch and then throws, the first time only.
+const FAULTY_QUEUE = `
+import { WorkerEntrypoint } from 'cloudflare:workers';
+let failed = 0;
+export class FaultyQueue extends WorkerEntrypoint {
+  async sendBatch(messages, options) {
+    await this.env.INNER.sendBatch(messages, options);
+    if (failed++ % 2 === 0) throw new Error('stored, then failed');
+  }
+  async send(body, options) { return this.env.INNER.send(body, options); }
+}
+export default { fetch() { return new Response(String(failed)); } };`;
+
+/** The Worker with its real queues and ledger, one of: consumed by itself, captured by the
+ * test (`capture`), or behind a sendBatch that stores then throws (`faultyQueue`). */
+async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false } = {}) {
+  const events = faultyQueue ? 'faulty-events' : 'capi-edge-events';
+  const capi = {
+    name: 'capi',
+    modules: true,
+    scriptPath: `${ROOT}build/worker/index.js`,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2026-04-01',
+    bindings: { META_GRAPH_URL: sandbox.url, META_API_VERSION: 'v26.0', ADMIN_TOKEN, TENANTS: JSON.stringify(TENANTS), ...SECRETS,
+      RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '2', ...vars },
+    durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
+    queueProducers: { ...(faultyQueue ? {} : { EVENTS: events }), DEAD_LETTERS: 'capi-edge-dead-letters' },
+    ...(faultyQueue && { serviceBindings: { EVENTS: { name: 'faulty', entrypoint: 'FaultyQueue' } } }),
+    queueConsumers: {
+      ...(capture ? {} : { [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } }),
+      'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
+    },
+  };
+  const workers = [capi];
+  if (capture) workers.push({ name: 'capture', modules: true, script: CAPTURE, compatibilityDate: '2026-04-01', queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } } });
+  if (faultyQueue) workers.push({ name: 'faulty', modules: true, script: FAULTY_QUEUE, compatibilityDate: '2026-04-01', queueProducers: { INNER: events } });
+  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, handleRuntimeStdio: (out, err) => { if (process.env.FAULTS_LOG) { out.pipe(process.stdout); err.pipe(process.stderr); } } });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);
+  const admin = async (path, init = {}) => (await fetchIt(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+  return { mf, url, fetch: fetchIt, admin, stop: () => mf.dispose() };
+}
+
+const beacon = (w, id, extra = {}) => w.fetch('/t/e', {
+  method: 'POST',
+  body: JSON.stringify({ event_name: 'AddToCart', event_id: id, event_source_url: 'http://shop.test/p', custom_data: { value: 1, currency: 'EUR' }, ...extra }),
+  headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.7' },
+});
+const order = (w, orderId) => {
+  const body = JSON.stringify({ order_id: orderId, value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9', event_source_url: 'https://shop.test/thanks' });
+  return w.fetch('/t/hooks/order', { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+};
+
+/** Copies Meta received per `pixel/event_id`, for ids with this prefix. */
+async function received(sandbox, prefix) {
+  const counts = new Map();
+  for (const e of (await sandbox.events()).server) {
+    if (!e.event_id.startsWith(prefix)) continue;
+    const k = `${e._sandbox.pixel_id}/${e.event_id}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** accepted / delivered / lost / duplicated, printed and returned. */
+function tally(name, expected, counts) {
+  const delivered = [...expected].filter((k) => counts.get(k) >= 1).length;
+  const duplicated = [...counts.values()].reduce((n, c) => n + Math.max(0, c - 1), 0);
+  const result = { scenario: name, accepted: expected.size, delivered, lost: expected.size - delivered, duplicated };
+  console.log(JSON.stringify(result));
+  return result;
+}
+
+const accept = async (responses, status = 204) => {
+  const statuses = await Promise.all(responses);
+  assert.ok(statuses.every((r) => r.status === status), `all accepted: ${statuses.map((r) => r.status).filter((s) => s !== status).slice(0, 5)}`);
+};
+
+describe('the platform fails as documented; every accepted event reaches Meta exactly once per pixel', { concurrency: true }, () => {
+  test('the queue delivers every message twice, at the same time, to two consumer invocations', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { capture: true });
+    try {
+      const N = 1000, ORDERS = 100;
+      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `twice-${i + j}`)));
+      const orderIds = Array.from({ length: ORDERS }, (_, i) => `twice-order-${i}`);
+      for (let i = 0; i < ORDERS; i += 25) {
+        const answers = await Promise.all(orderIds.slice(i, i + 25).map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));
+        assert.ok(answers.every(([s, a]) => s === 200 && a.queued === true), JSON.stringify(answers[0]));
+      }
+      const capi = await w.mf.getWorker('capi');
+      const captured = await w.mf.getWorker('capture');
+      // The test is the queue: every message (first sends and the consumer's own retries) is
+      // handed to two invocations at once; what an invocation asks to retry is handed again.
+      let pending = [];
+      let idle = 0;
+      let seq = 0;
+      while (idle < 3) {
+        const fresh = await (await captured.fetch('http://capture/')).json();
+        pending.push(...fresh.map((body) => ({ id: `m${seq++}`, body, attempts: 1 })));
+        if (pending.length === 0) { idle++; await sleep(1000); continue; }
+        idle = 0;
+        const batch = pending.splice(0, 100);
+        const deliver = () => capi.queue('capi-edge-events', batch.map((m) => ({ id: m.id, timestamp: new Date(), body: m.body, attempts: m.attempts })));
+        const results = await Promise.all([deliver(), deliver()]);
+        const again = new Set(results.flatMap((r) => (r.retryBatch?.retry ? batch.map((m) => m.id) : (r.retryMessages ?? []).map((x) => x.msgId))));
+        const retried = batch.filter((m) => again.has(m.id)).map((m) => ({ ...m, attempts: m.attempts + 1 }));
+        if (retried.length > 0) { await sleep(1000); pending.push(...retried); }
+      }
+      const counts = await received(sandbox, 'twice-');
+      const orderCounts = [...(await sandbox.events()).server].filter((e) => e.event_name === 'Purchase');
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/twice-${i}`)));
+      const t = tally('queue delivers twice, concurrently', expected, counts);
+      assert.equal(t.lost, 0, 'nothing lost');
+      assert.equal(t.duplicated, 0, 'nothing twice');
+      // Orders: one Purchase per order and pixel.
+      const perOrder = new Map();
+      for (const e of orderCounts) perOrder.set(`${e._sandbox.pixel_id}/${e.event_id}`, (perOrder.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
+      const o = tally('orders, queue delivers twice', new Set(perOrder.keys()), perOrder);
+      assert.equal(perOrder.size, ORDERS * PIXELS.length, 'every order at every pixel');
+      assert.equal(o.duplicated, 0, 'no order twice');
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('sendBatch stores the batch and then throws: the retried batch is sent once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyQueue: true });
+    try {
+      const N = 1000;
+      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `stored-${i + j}`)));
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/stored-${i}`)));
+      await eventually(async () => (await received(sandbox, 'stored-')).size === expected.size, 120_000, 'every event at every pixel');
+      const failures = Number(await (await (await w.mf.getWorker('faulty')).fetch('http://faulty/')).text());
+      assert.ok(failures > 0, 'sendBatch really stored and threw');
+      // Signal: every second copy has been looked at and settled as a duplicate (no sleep).
+      const dupes = async () => {
+        let n = 0;
+        for (const p of PIXELS) n += (await w.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0;
+        return n;
+      };
+      await eventually(async () => (await dupes()) >= 1, 60_000, 'the second copies settled');
+      const t = tally('sendBatch stores then throws', expected, await received(sandbox, 'stored-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('dead letters replayed twice at the same time are delivered once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, { MAX_DELIVERY_ATTEMPTS: '2' });
+    try {
+      await sandbox.faults({ down: true });
+      const N = 200;
+      await accept(Array.from({ length: N }, (_, i) => beacon(w, `replayed-${i}`)));
+      const letters = async (p) => (await w.admin(`/t/dead-letters?pixel=${p}`)).dead_letters ?? [];
+      await eventually(async () => {
+        for (const p of PIXELS) if ((await letters(p)).length < N) return false;
+        return true;
+      }, 90_000, 'every event parked as a dead letter at both pixels');
+      assert.equal((await received(sandbox, 'replayed-')).size, 0, 'nothing reached Meta while it was down');
+      await sandbox.faults({ down: false });
+      const replay = (p) => w.fetch(`/t/replay?pixel=${p}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.json());
+      const answers = await Promise.all(PIXELS.flatMap((p) => [replay(p), replay(p)]));
+      assert.ok(answers.every((a) => a.failed === 0), JSON.stringify(answers.map((a) => a.failed)));
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/replayed-${i}`)));
+      await eventually(async () => (await received(sandbox, 'replayed-')).size === expected.size, 60_000, 'every replayed event');
+      // Signal: both replays' copies are settled (one sent, one a duplicate) for every event.
+      await eventually(async () => {
+        for (const p of PIXELS) if (((await w.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0) < N) return false;
+        return true;
+      }, 60_000, 'the second replay copies settled as duplicates');
+      const t = tally('replay twice at once', expected, await received(sandbox, 'replayed-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
+      // Nothing waits any more: a third replay sends nothing.
+      for (const p of PIXELS) assert.equal((await replay(p)).replayed, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('an event too large for a queue message is refused with 413 before its 204, and its pool is delivered', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox);
+    try {
+      // 60 KB of 4-byte characters: within the beacon limit, three times a queue message escaped.
+      const huge = beacon(w, 'pool-huge', { custom_data: { value: 1, currency: 'EUR', content_name: '🍵'.repeat(14_000) } });
+      const others = Array.from({ length: 50 }, (_, i) => beacon(w, `pool-${i}`));
+      const [big, ...rest] = await Promise.all([huge, ...others]);
+      assert.equal(big.status, 413);
+      assert.equal((await big.json()).error.code, 'event_too_large');
+      assert.ok(rest.every((r) => r.status === 204));
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: 50 }, (_, i) => `${p}/pool-${i}`)));
+      await eventually(async () => (await received(sandbox, 'pool-')).size === expected.size, 60_000, 'the pooled beacons');
+      const t = tally('one oversized beacon in a pool', expected, await received(sandbox, 'pool-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+});

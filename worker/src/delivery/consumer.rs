@@ -1,0 +1,88 @@
+//! The queue consumer: one attempt per invocation. Groups the batch's events per tenant and
+//! pixel, delivers each group (`pixel.rs` records every receipt first), then settles each
+//! message from its events: retries become new messages, and a message is acked only when
+//! every event's next step is safely somewhere — else the platform delivers it again, and the
+//! claims make that redelivery send nothing twice.
+
+use super::{message_events, Attempt, Next, QueuedEvent};
+use crate::config::Config;
+use crate::log;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use worker::{Context, Delay, Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
+
+/// The consumer lets other work (beacons) run after parsing this many events.
+const YIELD_EVERY_EVENTS: usize = 250;
+
+/// `(tenant, pixel id)`: what a group of messages is delivered for.
+type PixelKey = (String, String);
+
+pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> worker::Result<()> {
+    let cfg = Config::from_env(&env);
+    let attempt = Attempt::new(None);
+    let messages = batch.messages()?;
+    let mut by_pixel: BTreeMap<PixelKey, Vec<(usize, QueuedEvent)>> = BTreeMap::new();
+    let mut readable = vec![false; messages.len()];
+    let mut parsed = 0;
+    for (mi, m) in messages.iter().enumerate() {
+        // A batch of bundles can hold thousands of events: parsing them all in one go would
+        // hold the isolate's event loop (and the beacons waiting on it) for that long.
+        if parsed >= YIELD_EVERY_EVENTS {
+            parsed = 0;
+            Delay::from(Duration::ZERO).await;
+        }
+        let Some(events) = message_events(m.body()) else {
+            // Not ours to read: keep it for inspection rather than drop it.
+            log::error("unreadable_queue_message", &[]);
+            if super::dead_letters::to_queue_raw(&env, m.body().clone()).await {
+                m.ack();
+            } else {
+                m.retry();
+            }
+            continue;
+        };
+        readable[mi] = true;
+        parsed += events.len();
+        for q in events {
+            by_pixel
+                .entry((q.tenant.clone(), q.pixel_id.clone()))
+                .or_default()
+                .push((mi, q));
+        }
+    }
+    let mut outcomes: Vec<Vec<Next>> = (0..messages.len()).map(|_| Vec::new()).collect();
+    for ((tenant, pixel_id), group) in by_pixel {
+        let (owners, queued): (Vec<usize>, Vec<QueuedEvent>) = group.into_iter().unzip();
+        let results = super::deliver_pixel(&cfg, &env, &tenant, &pixel_id, &queued, &attempt).await;
+        for (mi, d) in owners.into_iter().zip(results) {
+            outcomes[mi].push(d.next);
+        }
+    }
+    for ((m, nexts), ok) in messages.iter().zip(outcomes).zip(readable) {
+        if ok {
+            finish(&env, m, nexts).await;
+        }
+    }
+    Ok(())
+}
+
+/// Acks or retries one message from the next steps of its events.
+async fn finish(env: &Env, m: &Message<String>, nexts: Vec<Next>) {
+    let mut again: Option<u32> = None;
+    for next in nexts {
+        match next {
+            Next::Done => {}
+            Next::Retry { queued, delay_secs } => {
+                if !super::enqueue(env, &queued, delay_secs).await {
+                    // The retry is this message again (the event's claim is open).
+                    again = Some(again.unwrap_or(0).max(delay_secs.min(60)));
+                }
+            }
+            Next::Later { delay_secs } => again = Some(again.unwrap_or(0).max(delay_secs)),
+        }
+    }
+    match again {
+        None => m.ack(),
+        Some(delay) => m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay.max(1)).build()),
+    }
+}

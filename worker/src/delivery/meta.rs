@@ -1,0 +1,46 @@
+//! The Graph API request: one POST with Meta's recommended client timeout.
+
+use capi_core::delivery::META_CLIENT_TIMEOUT_MS;
+use capi_core::meta_answer::{meta_answer, MetaAnswer};
+use futures_util::future::{select, Either};
+use std::time::Duration;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+
+const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
+
+/// One POST; network errors and timeouts are transient. The token is in the body, never in
+/// the URL.
+pub async fn post(url: &str, body: String) -> MetaAnswer {
+    let transient = MetaAnswer::Transient {
+        code: None,
+        fbtrace_id: None,
+    };
+    let headers = Headers::new();
+    if headers.set("content-type", "application/json").is_err() {
+        return transient;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let Ok(req) = Request::new_with_init(url, &init) else {
+        return transient;
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(req);
+    let sending = Box::pin(async move { fetch.send_with_signal(&signal).await });
+    let timeout = Box::pin(Delay::from(META_TIMEOUT));
+    match select(sending, timeout).await {
+        Either::Left((Ok(mut resp), _)) => {
+            let status = resp.status_code();
+            let text = resp.text().await.unwrap_or_default();
+            meta_answer(status, &text)
+        }
+        Either::Left((Err(_), _)) => transient,
+        Either::Right(_) => {
+            controller.abort();
+            transient
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The Worker's side of the ledger: which object holds an event, one JSON op per call, a
+//! deadline on every call (a Durable Object call can hang; the caller then treats the ledger as
+//! unavailable), and the previous layout's claims while `LEDGER_PREVIOUS_SHARDS` is set.
+
+use crate::config::{Config, PreviousLayout};
+use crate::protocol::{
+    ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, Receipt,
+};
+use capi_core::delivery::ledger_shard;
+use capi_core::report;
+use futures_util::future::{join_all, select, Either};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use worker::{Delay, Env, Method, Request, RequestInit, Result};
+
+/// The longest the Worker waits for one ledger call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A handle on the ledger shards of one tenant's pixel: claims, receipts and counters of one
+/// tenant never share an object with another's.
+#[derive(Clone)]
+pub struct LedgerClient {
+    ns: worker::ObjectNamespace,
+    /// `{tenant}/{pixel}`: the objects are `{tenant}/{pixel}/{shard}`.
+    name: String,
+    pixel_id: String,
+    shards: u32,
+    previous: Option<PreviousLayout>,
+}
+
+impl LedgerClient {
+    pub fn for_pixel(env: &Env, cfg: &Config, tenant: &str, pixel_id: &str) -> Option<LedgerClient> {
+        Some(LedgerClient {
+            ns: env.durable_object("LEDGER").ok()?,
+            name: format!("{tenant}/{pixel_id}"),
+            pixel_id: pixel_id.to_string(),
+            shards: cfg.ledger_shards.max(1),
+            previous: cfg.previous_layout,
+        })
+    }
+
+    /// The shard holding `event_id`.
+    pub fn shard_of(&self, event_id: &str) -> u32 {
+        ledger_shard(event_id, self.shards)
+    }
+
+    async fn call_object<T: serde::de::DeserializeOwned>(&self, object: &str, op: &Op) -> Result<T> {
+        let stub = self.ns.id_from_name(object)?.get_stub()?;
+        let body = serde_json::to_string(op)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        let req = Request::new_with_init("https://ledger/", &init)?;
+        let call = Box::pin(async move {
+            let mut resp = stub.fetch_with_request(req).await?;
+            if resp.status_code() != 200 {
+                return Err(worker::Error::RustError("ledger_status".into()));
+            }
+            resp.json::<T>().await
+        });
+        match select(call, Box::pin(Delay::from(CALL_TIMEOUT))).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(worker::Error::RustError("ledger_timeout".into())),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, shard: u32, op: &Op) -> Result<T> {
+        self.call_object(&format!("{}/{shard}", self.name), op).await
+    }
+
+    fn logged<T>(op: &'static str, r: Result<T>) -> Option<T> {
+        r.map_err(|e| {
+            crate::log::error(
+                "ledger_unavailable",
+                &[("op", op.into()), ("error", crate::log::kind_of(&e).into())],
+            )
+        })
+        .ok()
+    }
+
+    /// The claims the previous layout holds for `items` (empty when there is none).
+    async fn imported(&self, items: &[ClaimItem]) -> Result<Vec<Imported>> {
+        let Some(previous) = self.previous else {
+            return Ok(Vec::new());
+        };
+        let mut by_object: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in items {
+            let object = match previous {
+                PreviousLayout::Shards(n) => format!("{}/{}", self.name, ledger_shard(&i.key.event_id, n)),
+                PreviousLayout::Legacy => self.pixel_id.clone(),
+            };
+            by_object.entry(object).or_default().push(i.key.text());
+        }
+        let mut all = Vec::new();
+        for (object, keys) in by_object {
+            all.extend(self.call_object::<Vec<Imported>>(&object, &Op::Holders { keys }).await?);
+        }
+        Ok(all)
+    }
+
+    /// Claims `items` (all in `shard`) for one attempt (`None`: reserves them), in one call.
+    pub async fn claim(&self, shard: u32, items: Vec<ClaimItem>, attempt: Option<String>, now_ms: u64) -> Vec<ClaimStatus> {
+        let n = items.len();
+        let imported = match self.imported(&items).await {
+            Ok(i) => i,
+            Err(e) => {
+                Self::logged::<()>("claim_previous_layout", Err(e));
+                return vec![ClaimStatus::Unavailable; n];
+            }
+        };
+        let op = Op::Claim {
+            items,
+            attempt,
+            imported,
+            now_ms: now_ms as i64,
+        };
+        Self::logged("claim", self.call::<Vec<ClaimStatus>>(shard, &op).await)
+            .filter(|s| s.len() == n)
+            .unwrap_or_else(|| vec![ClaimStatus::Unavailable; n])
+    }
+
+    /// Gives a reserved claim back, so a redelivery of the webhook is sent.
+    pub async fn release(&self, key: &EventKey, nonce: &str) {
+        let op = Op::Release {
+            key: key.clone(),
+            nonce: nonce.to_string(),
+        };
+        Self::logged("release", self.call::<serde_json::Value>(self.shard_of(&key.event_id), &op).await);
+    }
+
+    /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.
+    pub async fn record(&self, shard: u32, receipts: Vec<Receipt>, counts: Vec<Count>, now_ms: u64) -> bool {
+        if receipts.is_empty() && counts.is_empty() {
+            return true;
+        }
+        let op = Op::Record {
+            receipts,
+            counts,
+            now_ms: now_ms as i64,
+        };
+        Self::logged("record", self.call::<serde_json::Value>(shard, &op).await).is_some()
+    }
+
+    /// Records receipts of any shards: one call per shard, concurrently; false if any failed.
+    pub async fn record_all(&self, receipts: Vec<Receipt>, mut counts: BTreeMap<u32, Vec<Count>>, now_ms: u64) -> bool {
+        let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
+        for r in receipts {
+            by_shard.entry(self.shard_of(&r.key.event_id)).or_default().push(r);
+        }
+        for shard in counts.keys() {
+            by_shard.entry(*shard).or_default();
+        }
+        let calls = by_shard.into_iter().map(|(shard, receipts)| {
+            let c = counts.remove(&shard).unwrap_or_default();
+            self.record(shard, receipts, c, now_ms)
+        });
+        join_all(calls).await.into_iter().all(|ok| ok)
+    }
+
+    pub async fn receipts(&self, event_id: &str) -> Result<Vec<serde_json::Value>> {
+        let op = Op::Receipts {
+            event_id: event_id.to_string(),
+        };
+        self.call(self.shard_of(event_id), &op).await
+    }
+
+    /// Reconciliation and coverage rows of every shard for `from_day..=to_day`.
+    pub async fn report_rows(&self, from_day: i64, to_day: i64) -> Result<Vec<report::CountRow>> {
+        let op = Op::Report { from_day, to_day };
+        let mut rows = Vec::new();
+        for shard in 0..self.shards {
+            for r in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
+                let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                rows.push(report::CountRow {
+                    day: r["day"].as_i64().unwrap_or(0),
+                    kind: text("kind"),
+                    name: text("name"),
+                    reason: text("reason"),
+                    count: r["count"].as_i64().unwrap_or(0),
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Parks dead letters in their events' shards; false if any shard failed.
+    pub async fn park(&self, letters: Vec<Letter>, now_ms: u64) -> bool {
+        let mut by_shard: BTreeMap<u32, Vec<Letter>> = BTreeMap::new();
+        for l in letters {
+            by_shard.entry(self.shard_of(&l.key.event_id)).or_default().push(l);
+        }
+        let calls = by_shard.into_iter().map(|(shard, letters)| async move {
+            let op = Op::Park {
+                letters,
+                now_ms: now_ms as i64,
+            };
+            Self::logged("park", self.call::<serde_json::Value>(shard, &op).await).is_some()
+        });
+        join_all(calls).await.into_iter().all(|ok| ok)
+    }
+
+    /// Dead letters of every shard (ids, reasons, times).
+    pub async fn dead_letters(&self) -> Result<Vec<serde_json::Value>> {
+        let mut all = Vec::new();
+        for shard in 0..self.shards {
+            all.extend(self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters).await?);
+        }
+        Ok(all)
+    }
+
+    /// The queued-event bodies of the letters waiting for replay, unchanged.
+    pub async fn waiting(&self, event_id: Option<&str>) -> Result<Vec<String>> {
+        let op = Op::Waiting {
+            event_id: event_id.map(str::to_string),
+        };
+        match event_id {
+            Some(id) => self.call(self.shard_of(id), &op).await,
+            None => {
+                let mut all = Vec::new();
+                for shard in 0..self.shards {
+                    all.extend(self.call::<Vec<String>>(shard, &op).await?);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Counter rows of every shard, summed.
+    pub async fn stats(&self, now_ms: u64) -> Result<Vec<serde_json::Value>> {
+        let op = Op::Stats { now_ms: now_ms as i64 };
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        for shard in 0..self.shards {
+            for row in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
+                let same = |r: &serde_json::Value| ["kind", "name", "reason"].iter().all(|k| r[k] == row[k]);
+                match all.iter_mut().find(|r| same(r)) {
+                    Some(r) => r["count"] = (r["count"].as_i64().unwrap_or(0) + row["count"].as_i64().unwrap_or(0)).into(),
+                    None => all.push(row),
+                }
+            }
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,606 @@
+//! A ledger shard's SQL: the schema (numbered migrations), the claim
+//! protocol applied to rows (`capi_core::claim` decides, this module reads and writes), receipts,
+//! dead letters, counters and housekeeping. Written against the small [`Sql`] trait so the same
+//! code runs on the Durable Object's SQLite and, in the native tests below, on an in-memory
+//! SQLite with a clock the test moves. Every op runs without an `await`: a shard applies it
+//! whole before the next one starts.
+
+use crate::protocol::{
+    ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, Receipt, Source,
+};
+use capi_core::claim::{claim_retention_ms, decide, Ask, Decision, Holder, LEASE_MS};
+use capi_core::counters::{counted_field, counted_reason};
+use capi_core::delivery::Outcome;
+use capi_core::report;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A statement's argument.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_string())
+    }
+}
+
+/// What a shard's storage must do: run one statement, rows back as JSON objects.
+pub trait Sql {
+    type Error;
+    fn run(&self, query: &str, args: Vec<Arg>) -> Result<Vec<Value>, Self::Error>;
+}
+
+/// Dead letters hold hashed contact data, IP and user agent: kept 7 days after parking (Meta
+/// refuses events older than that, so a replay could not deliver them anyway).
+pub const DEAD_LETTER_RETENTION_MS: i64 = 7 * DAY_MS;
+/// Counters (`/t/stats`) are kept per UTC day for this many days.
+pub const COUNTER_RETENTION_DAYS: i64 = 8;
+/// Reconciliation and coverage counters (`/t/report`): a quarter.
+pub const REPORT_RETENTION_DAYS: i64 = 92;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The schema, one step per version; a shard runs the steps above its version once. The
+/// version lives in a one-row table, `schema_version`: Durable Objects' SQLite refuses
+/// `PRAGMA user_version` (SQLITE_AUTH).
+/// A step's statements may fail only where an older object already has the column (objects
+/// from before migrations were numbered): such failures are ignored.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: claims and receipts, dead letters, counters.
+    &[
+        "CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_id TEXT NOT NULL,
+           first_seen_ms INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+           fbtrace_id TEXT, updated_ms INTEGER NOT NULL, nonce TEXT)",
+        "CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id)",
+        "CREATE TABLE IF NOT EXISTS dead_letters (key TEXT PRIMARY KEY, event_name TEXT NOT NULL, event_id TEXT NOT NULL,
+           body TEXT NOT NULL, reason TEXT NOT NULL, parked_ms INTEGER NOT NULL, replayed_ms INTEGER)",
+        "CREATE TABLE IF NOT EXISTS daily_counts (day INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+           reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (day, kind, name, reason))",
+    ],
+    // 2: the source of an event (orders are reconciled).
+    &["ALTER TABLE events ADD COLUMN source TEXT"],
+    // 3: leases, per-claim retention, replay hand-over.
+    &[
+        "ALTER TABLE events ADD COLUMN lease TEXT",
+        "ALTER TABLE events ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN keep_until_ms INTEGER NOT NULL DEFAULT 0",
+        "UPDATE events SET keep_until_ms = first_seen_ms + CASE source WHEN 'webhook' THEN 7776000000 ELSE 604800000 END
+           WHERE keep_until_ms = 0",
+        "DROP INDEX IF EXISTS events_by_age",
+        "CREATE INDEX IF NOT EXISTS events_by_keep ON events (keep_until_ms)",
+        "ALTER TABLE dead_letters ADD COLUMN replay_nonce TEXT",
+        "CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (parked_ms)",
+    ],
+];
+
+/// Brings a shard's schema to the current version.
+pub fn migrate<S: Sql>(sql: &S) -> Result<(), S::Error> {
+    sql.run(
+        "CREATE TABLE IF NOT EXISTS schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)",
+        Vec::new(),
+    )?;
+    let version = schema_version(sql)?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        for statement in *step {
+            let _ = sql.run(statement, Vec::new());
+        }
+        sql.run(
+            "INSERT INTO schema_version (one, version) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+            vec![(i as i64 + 1).into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The schema version a shard is at (0: none yet).
+pub fn schema_version<S: Sql>(sql: &S) -> Result<i64, S::Error> {
+    Ok(sql
+        .run("SELECT version FROM schema_version", Vec::new())?
+        .first()
+        .and_then(|r| r.get("version"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0))
+}
+
+fn text<'a>(row: &'a Value, column: &str) -> Option<&'a str> {
+    row.get(column).and_then(Value::as_str)
+}
+
+fn int(row: &Value, column: &str) -> i64 {
+    row.get(column).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn json_list<T: Serialize>(items: &T) -> Arg {
+    Arg::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
+}
+
+/// The claims held for `keys` (`key`, `nonce`, `outcome`, `lease`, `lease_until_ms`, …).
+pub fn holders<S: Sql>(sql: &S, keys: &[String]) -> Result<Vec<Value>, S::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    sql.run(
+        "SELECT key, nonce, outcome, lease, lease_until_ms, first_seen_ms, source FROM events
+          WHERE key IN (SELECT value FROM json_each(?))",
+        vec![json_list(&keys)],
+    )
+}
+
+/// The claims of `keys` as another layout would import them.
+pub fn exported<S: Sql>(sql: &S, keys: &[String]) -> Result<Vec<Imported>, S::Error> {
+    Ok(holders(sql, keys)?
+        .iter()
+        .filter_map(|h| {
+            Some(Imported {
+                key: text(h, "key")?.to_string(),
+                nonce: text(h, "nonce").map(str::to_string),
+                outcome: serde_json::from_value(h.get("outcome")?.clone()).ok()?,
+                first_seen_ms: int(h, "first_seen_ms"),
+                source: text(h, "source").and_then(|s| serde_json::from_value(s.into()).ok()),
+            })
+        })
+        .collect())
+}
+
+/// A row of the claim upsert's JSON parameter.
+#[derive(Serialize)]
+struct TakeRow<'a> {
+    k: &'a str,
+    n: &'a str,
+    i: &'a str,
+    o: &'a str,
+    s: Option<Source>,
+    l: Option<&'a str>,
+    u: i64,
+    keep: i64,
+}
+
+const TAKE_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source,
+       lease, lease_until_ms, keep_until_ms)
+     SELECT j.value ->> 'k', j.value ->> 'n', j.value ->> 'i', ?, 'queued', ?, j.value ->> 'o', j.value ->> 's',
+       j.value ->> 'l', j.value ->> 'u', j.value ->> 'keep'
+       FROM json_each(?) AS j WHERE true
+     ON CONFLICT (key) DO UPDATE SET
+       outcome = CASE WHEN events.nonce IS excluded.nonce THEN events.outcome ELSE 'queued' END,
+       reason = CASE WHEN events.nonce IS excluded.nonce THEN events.reason ELSE NULL END,
+       attempts = CASE WHEN events.nonce IS excluded.nonce THEN events.attempts ELSE 0 END,
+       nonce = excluded.nonce, lease = excluded.lease, lease_until_ms = excluded.lease_until_ms,
+       updated_ms = excluded.updated_ms, keep_until_ms = MAX(events.keep_until_ms, excluded.keep_until_ms)";
+
+/// One holder as decided on in this call.
+struct Held {
+    key: String,
+    nonce: String,
+    outcome: Outcome,
+    lease: Option<String>,
+    lease_until_ms: i64,
+}
+
+/// Claims copies of events for one attempt (or reserves them when `attempt` is `None`):
+/// imports what an earlier layout holds, decides each copy in order against the holder as it
+/// stands after the copies before it, writes every taken claim in one statement and hands
+/// replayed letters over. Adds what it counts (ingest's counts of first takes, orders seen,
+/// duplicates) to `counts`.
+pub fn claim<S: Sql>(
+    sql: &S,
+    items: &[ClaimItem],
+    attempt: Option<&str>,
+    imported: &[Imported],
+    now_ms: i64,
+    counts: &mut Vec<Count>,
+) -> Result<Vec<ClaimStatus>, S::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    for im in imported {
+        let Some((name, id)) = im.key.split_once('\n') else {
+            continue;
+        };
+        let order = im.source == Some(Source::Webhook);
+        sql.run(
+            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            vec![
+                im.key.clone().into(),
+                name.into(),
+                id.into(),
+                im.first_seen_ms.into(),
+                im.outcome.as_str().into(),
+                now_ms.into(),
+                im.nonce.clone().unwrap_or_default().into(),
+                im.source.map_or("", |_| report::WEBHOOK).into(),
+                (im.first_seen_ms + claim_retention_ms(order)).into(),
+            ],
+        )?;
+    }
+    let keys: Vec<String> = items.iter().map(|i| i.key.text()).collect();
+    let mut held: Vec<Held> = holders(sql, &keys)?
+        .iter()
+        .filter_map(|h| {
+            Some(Held {
+                key: text(h, "key")?.to_string(),
+                nonce: text(h, "nonce").unwrap_or("").to_string(),
+                outcome: serde_json::from_value(h.get("outcome")?.clone()).ok()?,
+                lease: text(h, "lease").map(str::to_string),
+                lease_until_ms: int(h, "lease_until_ms"),
+            })
+        })
+        .collect();
+    let replay_keys: Vec<&String> = items
+        .iter()
+        .zip(&keys)
+        .filter(|(i, _)| i.replay)
+        .map(|(_, k)| k)
+        .collect();
+    let waiting: Vec<String> = if replay_keys.is_empty() {
+        Vec::new()
+    } else {
+        sql.run(
+            "SELECT key FROM dead_letters WHERE replayed_ms IS NULL AND key IN (SELECT value FROM json_each(?))",
+            vec![json_list(&replay_keys)],
+        )?
+        .iter()
+        .filter_map(|r| text(r, "key").map(str::to_string))
+        .collect()
+    };
+    let lease_until_ms = if attempt.is_some() { now_ms + LEASE_MS } else { 0 };
+    let mut statuses = Vec::with_capacity(items.len());
+    let mut taken: Vec<usize> = Vec::new();
+    let mut letters_done: Vec<&str> = Vec::new();
+    for (n, (item, key)) in items.iter().zip(&keys).enumerate() {
+        // A second copy of a key already taken in this call (one message delivered twice into
+        // the same batch): the first copy sends it.
+        if taken.iter().any(|t| keys[*t] == *key) {
+            counts.push(Count::outcome(Outcome::Duplicate, "redelivered"));
+            statuses.push(ClaimStatus::Duplicate);
+            continue;
+        }
+        let current = held.iter().position(|h| h.key == *key);
+        let holder = current.map(|p| {
+            let h = &held[p];
+            Holder {
+                nonce: &h.nonce,
+                outcome: h.outcome,
+                lease: h.lease.as_deref(),
+                lease_until_ms: h.lease_until_ms,
+            }
+        });
+        let ask = Ask {
+            nonce: &item.nonce,
+            attempt,
+            replay: item.replay.then(|| waiting.contains(key)),
+            now_ms,
+        };
+        let status = match decide(holder.as_ref(), &ask) {
+            Decision::Take => {
+                let first_take = holder.is_none_or(|h| h.nonce != item.nonce);
+                if first_take {
+                    counts.extend(item.counts.iter().cloned());
+                    if holder.is_none() && item.source == Some(Source::Webhook) {
+                        counts.push(Count::order_seen());
+                    }
+                }
+                if item.replay {
+                    letters_done.push(key);
+                }
+                let row = Held {
+                    key: key.clone(),
+                    nonce: item.nonce.clone(),
+                    outcome: if first_take { Outcome::Queued } else { holder.map_or(Outcome::Queued, |h| h.outcome) },
+                    lease: attempt.map(str::to_string),
+                    lease_until_ms,
+                };
+                match current {
+                    Some(p) => held[p] = row,
+                    None => held.push(row),
+                }
+                taken.push(n);
+                ClaimStatus::Send { lease_until_ms }
+            }
+            Decision::Duplicate => {
+                counts.push(Count::outcome(Outcome::Duplicate, ""));
+                ClaimStatus::Duplicate
+            }
+            Decision::Settled => {
+                if item.replay {
+                    letters_done.push(key);
+                }
+                counts.push(Count::outcome(Outcome::Duplicate, "redelivered"));
+                ClaimStatus::Settled
+            }
+            Decision::Busy { retry_secs } => ClaimStatus::Busy { retry_secs },
+        };
+        statuses.push(status);
+    }
+    if !taken.is_empty() {
+        let rows: Vec<TakeRow> = taken
+            .iter()
+            .map(|t| {
+                let item = &items[*t];
+                let order = item.source == Some(Source::Webhook);
+                TakeRow {
+                    k: &keys[*t],
+                    n: &item.key.event_name,
+                    i: &item.key.event_id,
+                    o: &item.nonce,
+                    s: item.source,
+                    l: attempt,
+                    u: lease_until_ms,
+                    keep: now_ms + claim_retention_ms(order),
+                }
+            })
+            .collect();
+        sql.run(TAKE_SQL, vec![now_ms.into(), now_ms.into(), json_list(&rows)])?;
+    }
+    if !letters_done.is_empty() {
+        // The letter is taken by this replay copy: a second replay of the same parking finds
+        // it taken; a new parking (the replay failed too) makes it wait again.
+        let nonces: Vec<(&str, &str)> = items
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| letters_done.contains(&k.as_str()))
+            .map(|(i, k)| (k.as_str(), i.nonce.as_str()))
+            .collect();
+        for (key, nonce) in nonces {
+            sql.run(
+                "UPDATE dead_letters SET replayed_ms = ?, replay_nonce = ? WHERE key = ? AND replayed_ms IS NULL",
+                vec![now_ms.into(), nonce.into(), key.into()],
+            )?;
+        }
+    }
+    Ok(statuses)
+}
+
+/// Gives back `key`'s claim if `nonce` still holds it and it is not final.
+pub fn release<S: Sql>(sql: &S, key: &str, nonce: &str) -> Result<(), S::Error> {
+    sql.run(
+        "DELETE FROM events WHERE key = ? AND nonce = ? AND outcome IN ('queued', 'retrying')",
+        vec![key.into(), nonce.into()],
+    )?;
+    Ok(())
+}
+
+/// A row of the receipt upsert's JSON parameter.
+#[derive(Serialize)]
+struct ReceiptRow<'a> {
+    k: String,
+    n: &'a str,
+    i: &'a str,
+    o: Outcome,
+    r: Option<&'a str>,
+    a: u32,
+    f: Option<&'a str>,
+    s: Option<Source>,
+    h: Option<&'a str>,
+    keep: i64,
+}
+
+/// The receipt upsert: a final outcome is never replaced, another copy's claim never
+/// overwritten; any receipt ends the lease (a `retrying` event's retry takes a new one).
+fn record_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let finals = Outcome::ALL
+            .iter()
+            .filter(|o| o.is_final())
+            .map(|o| format!("'{}'", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, attempts, fbtrace_id, updated_ms,
+                source, nonce, keep_until_ms)
+             SELECT j.value ->> 'k', j.value ->> 'n', j.value ->> 'i', ?, j.value ->> 'o', j.value ->> 'r',
+                    j.value ->> 'a', j.value ->> 'f', ?, j.value ->> 's', j.value ->> 'h', j.value ->> 'keep'
+               FROM json_each(?) AS j WHERE true
+             ON CONFLICT (key) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
+               attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id),
+               updated_ms = excluded.updated_ms, lease = NULL, lease_until_ms = 0
+             WHERE events.outcome NOT IN ({finals}) AND (excluded.nonce IS NULL OR events.nonce IS excluded.nonce)
+             RETURNING outcome, reason, source, first_seen_ms"
+        )
+    })
+}
+
+/// Records receipts in one upsert. Adds the outcomes written to `counts`; returns the
+/// reconciliation counts of webhook orders' final outcomes, each with the day it was first seen.
+pub fn record<S: Sql>(
+    sql: &S,
+    receipts: &[Receipt],
+    now_ms: i64,
+    counts: &mut Vec<Count>,
+) -> Result<(), S::Error> {
+    if receipts.is_empty() {
+        return Ok(());
+    }
+    // A webhook order settled before any claim (consent refused, expired) is first seen here.
+    let webhook_keys: Vec<String> = receipts
+        .iter()
+        .filter(|r| r.source == Some(Source::Webhook))
+        .map(|r| r.key.text())
+        .collect();
+    if !webhook_keys.is_empty() {
+        let known = holders(sql, &webhook_keys)?;
+        for k in &webhook_keys {
+            if !known.iter().any(|h| text(h, "key") == Some(k.as_str())) {
+                counts.push(Count::order_seen());
+            }
+        }
+    }
+    let rows: Vec<ReceiptRow> = receipts
+        .iter()
+        .map(|r| ReceiptRow {
+            k: r.key.text(),
+            n: &r.key.event_name,
+            i: &r.key.event_id,
+            o: r.outcome,
+            r: r.reason.as_deref(),
+            a: r.attempts,
+            f: r.fbtrace_id.as_deref(),
+            s: r.source,
+            h: r.nonce.as_deref(),
+            keep: now_ms + claim_retention_ms(r.source == Some(Source::Webhook)),
+        })
+        .collect();
+    let written = sql.run(record_sql(), vec![now_ms.into(), now_ms.into(), json_list(&rows)])?;
+    for w in written {
+        let Some(outcome) = w.get("outcome").and_then(|o| serde_json::from_value::<Outcome>(o.clone()).ok()) else {
+            continue;
+        };
+        let reason = text(&w, "reason").unwrap_or("");
+        if outcome.is_final() || outcome == Outcome::Retrying {
+            counts.push(Count::outcome(outcome, reason));
+        }
+        // Reconciliation: a webhook order's final outcome counts on the day it was reported.
+        if outcome.is_final() && text(&w, "source") == Some(report::WEBHOOK) {
+            let day = w.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(now_ms) / DAY_MS;
+            add_counts(
+                sql,
+                &[Count {
+                    kind: CountKind::Order,
+                    name: outcome.as_str().into(),
+                    reason: reason.into(),
+                }],
+                day,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Parks dead letters (a new parking waits for replay again).
+pub fn park<S: Sql>(sql: &S, letters: &[Letter], now_ms: i64) -> Result<(), S::Error> {
+    for l in letters {
+        sql.run(
+            "INSERT INTO dead_letters (key, event_name, event_id, body, reason, parked_ms) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body, reason = excluded.reason,
+               parked_ms = excluded.parked_ms, replayed_ms = NULL, replay_nonce = NULL",
+            vec![
+                l.key.text().into(),
+                l.key.event_name.as_str().into(),
+                l.key.event_id.as_str().into(),
+                l.body.as_str().into(),
+                counted_reason(&l.reason).into(),
+                now_ms.into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The bodies of the letters waiting for replay (one event's, or all).
+pub fn waiting<S: Sql>(sql: &S, event_id: Option<&str>) -> Result<Vec<String>, S::Error> {
+    let rows = match event_id {
+        Some(id) => sql.run(
+            "SELECT body FROM dead_letters WHERE replayed_ms IS NULL AND event_id = ?",
+            vec![id.into()],
+        )?,
+        None => sql.run("SELECT body FROM dead_letters WHERE replayed_ms IS NULL ORDER BY parked_ms", Vec::new())?,
+    };
+    Ok(rows.iter().filter_map(|r| text(r, "body").map(str::to_string)).collect())
+}
+
+/// Housekeeping: every stored copy of an event past its retention goes.
+pub fn housekeep<S: Sql>(sql: &S, now_ms: i64) -> Result<(), S::Error> {
+    sql.run("DELETE FROM events WHERE keep_until_ms < ?", vec![now_ms.into()])?;
+    sql.run(
+        "DELETE FROM dead_letters WHERE parked_ms < ?",
+        vec![(now_ms - DEAD_LETTER_RETENTION_MS).into()],
+    )?;
+    sql.run(
+        "DELETE FROM daily_counts WHERE day < ? AND kind NOT IN ('order', 'coverage')",
+        vec![(now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1).into()],
+    )?;
+    sql.run(
+        "DELETE FROM daily_counts WHERE day < ?",
+        vec![(now_ms / DAY_MS - REPORT_RETENTION_DAYS + 1).into()],
+    )?;
+    Ok(())
+}
+
+fn reason_or_empty(r: &str) -> &str {
+    if r.is_empty() {
+        ""
+    } else {
+        counted_reason(r)
+    }
+}
+
+/// Adds counts to `day`'s rows: one upsert per distinct row. Names and reasons are bounded
+/// again here: whatever a caller sends, no new names become rows.
+pub fn add_counts<S: Sql>(sql: &S, counts: &[Count], day: i64) -> Result<(), S::Error> {
+    let mut rows: std::collections::BTreeMap<(CountKind, &str, &str), i64> = std::collections::BTreeMap::new();
+    for c in counts {
+        let outcome_name = |n: &str| serde_json::from_value::<Outcome>(n.into()).map_or("other", Outcome::as_str);
+        let (name, reason) = match c.kind {
+            CountKind::Dropped => (counted_field(&c.name), counted_reason(&c.reason)),
+            CountKind::Outcome => (outcome_name(&c.name), reason_or_empty(&c.reason)),
+            CountKind::Order if c.name == report::SEEN => (report::SEEN, reason_or_empty(&c.reason)),
+            CountKind::Order => (outcome_name(&c.name), reason_or_empty(&c.reason)),
+            CountKind::Coverage => (
+                report::coverage_event_name(&c.name),
+                report::COVERAGE_KEYS.iter().copied().find(|k| *k == c.reason).unwrap_or("other"),
+            ),
+        };
+        *rows.entry((c.kind, name, reason)).or_default() += 1;
+    }
+    for ((kind, name, reason), n) in rows {
+        sql.run(
+            "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + excluded.count",
+            vec![day.into(), kind.as_str().into(), name.into(), reason.into(), n.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The receipts of one event id (every name it was sent under).
+pub fn receipts<S: Sql>(sql: &S, event_id: &str) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ?",
+        vec![event_id.into()],
+    )
+}
+
+/// Reconciliation and coverage rows for `from_day..=to_day`.
+pub fn report_rows<S: Sql>(sql: &S, from_day: i64, to_day: i64) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "SELECT day, kind, name, reason, count FROM daily_counts WHERE kind IN ('order', 'coverage') AND day BETWEEN ? AND ?",
+        vec![from_day.into(), to_day.into()],
+    )
+}
+
+/// Counter rows of the retained days, summed.
+pub fn stats<S: Sql>(sql: &S, now_ms: i64) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "SELECT kind, name, reason, SUM(count) AS count FROM daily_counts WHERE day >= ?
+          GROUP BY kind, name, reason ORDER BY kind, name, reason",
+        vec![(now_ms / DAY_MS - COUNTER_RETENTION_DAYS + 1).into()],
+    )
+}
+
+/// Dead letters (ids, reasons, times; not the events).
+pub fn dead_letters<S: Sql>(sql: &S) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "SELECT event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters ORDER BY parked_ms",
+        Vec::new(),
+    )
+}
+
+#[cfg(test)]
+#[path = "sql_tests.rs"]
+mod tests;

@@ -1,0 +1,283 @@
+//! The ledger's SQL on an in-memory SQLite with a clock the test moves: the claim protocol on
+//! real rows, migrations from the oldest schema, and every retention enforced by housekeeping.
+
+use super::*;
+use crate::protocol::EventKey;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::Connection;
+
+struct Mem(Connection);
+
+impl Sql for Mem {
+    type Error = rusqlite::Error;
+    fn run(&self, query: &str, args: Vec<Arg>) -> Result<Vec<Value>, rusqlite::Error> {
+        let mut stmt = self.0.prepare(query)?;
+        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let params: Vec<ToSqlOutput> = args
+            .into_iter()
+            .map(|a| match a {
+                Arg::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(i)),
+                Arg::Text(t) => ToSqlOutput::Owned(SqlValue::Text(t)),
+            })
+            .collect();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut obj = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                let v = match row.get::<_, SqlValue>(i)? {
+                    SqlValue::Null => Value::Null,
+                    SqlValue::Integer(i) => i.into(),
+                    SqlValue::Real(f) => f.into(),
+                    SqlValue::Text(t) => t.into(),
+                    SqlValue::Blob(_) => Value::Null,
+                };
+                obj.insert(n.clone(), v);
+            }
+            out.push(Value::Object(obj));
+        }
+        Ok(out)
+    }
+}
+
+fn shard() -> Mem {
+    let m = Mem(Connection::open_in_memory().expect("sqlite"));
+    migrate(&m).expect("migrations");
+    m
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+fn item(id: &str, nonce: &str) -> ClaimItem {
+    ClaimItem {
+        key: EventKey {
+            event_name: "Purchase".into(),
+            event_id: id.into(),
+        },
+        nonce: nonce.into(),
+        source: None,
+        replay: false,
+        counts: Vec::new(),
+    }
+}
+
+fn order(id: &str, nonce: &str) -> ClaimItem {
+    ClaimItem {
+        source: Some(Source::Webhook),
+        ..item(id, nonce)
+    }
+}
+
+fn claim_one(s: &Mem, i: ClaimItem, attempt: Option<&str>, now: i64) -> ClaimStatus {
+    claim(s, &[i], attempt, &[], now, &mut Vec::new()).expect("claim")[0]
+}
+
+fn receipt(id: &str, nonce: &str, outcome: Outcome) -> Receipt {
+    Receipt {
+        key: item(id, nonce).key,
+        outcome,
+        reason: None,
+        attempts: 1,
+        fbtrace_id: None,
+        source: None,
+        nonce: Some(nonce.into()),
+    }
+}
+
+fn count_rows(s: &Mem, table: &str) -> i64 {
+    s.run(&format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new()).expect("count")[0]["n"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+fn is_send(s: ClaimStatus) -> bool {
+    matches!(s, ClaimStatus::Send { .. })
+}
+
+#[test]
+fn a_message_delivered_twice_at_once_is_sent_by_one_attempt_only() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    assert!(matches!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 10), ClaimStatus::Busy { .. }));
+    // The first attempt's receipt settles it: the second copy, looking again, sends nothing.
+    record(&s, &[receipt("e1", "n1", Outcome::Sent)], T0 + 20, &mut Vec::new()).expect("record");
+    assert_eq!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 5000), ClaimStatus::Settled);
+}
+
+#[test]
+fn a_vanished_attempt_leaves_a_claim_the_redelivery_takes_after_the_lease() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + capi_core::claim::LEASE_MS + 1)));
+}
+
+#[test]
+fn a_retry_takes_the_claim_back_at_once() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20)));
+}
+
+#[test]
+fn a_stray_copy_ahead_of_the_real_retry_in_one_batch_does_not_block_it() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
+    let got = claim(&s, &[item("e1", "stray"), item("e1", "n1")], Some("a2"), &[], T0 + 20, &mut Vec::new()).expect("claim");
+    assert_eq!(got[0], ClaimStatus::Duplicate);
+    assert!(is_send(got[1]), "{got:?}");
+}
+
+#[test]
+fn the_same_message_twice_in_one_batch_is_sent_once() {
+    let s = shard();
+    let got = claim(&s, &[item("e1", "n1"), item("e1", "n1")], Some("a1"), &[], T0, &mut Vec::new()).expect("claim");
+    assert!(is_send(got[0]));
+    assert_eq!(got[1], ClaimStatus::Duplicate);
+}
+
+#[test]
+fn ingest_counts_are_added_once_whatever_the_redeliveries() {
+    let s = shard();
+    let mut with_counts = item("e1", "n1");
+    with_counts.counts = vec![Count::dropped("em", "consent")];
+    let mut counts = Vec::new();
+    claim(&s, std::slice::from_ref(&with_counts), Some("a1"), &[], T0, &mut counts).expect("claim");
+    assert_eq!(counts.iter().filter(|c| c.kind == CountKind::Dropped).count(), 1);
+    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
+    let mut again = Vec::new();
+    claim(&s, &[with_counts], Some("a2"), &[], T0 + 20, &mut again).expect("claim");
+    assert_eq!(again.iter().filter(|c| c.kind == CountKind::Dropped).count(), 0);
+}
+
+#[test]
+fn a_receipt_never_overwrites_another_copys_claim_nor_a_final_outcome() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    record(&s, &[receipt("e1", "stray", Outcome::Rejected)], T0 + 5, &mut Vec::new()).expect("record");
+    record(&s, &[receipt("e1", "n1", Outcome::Sent)], T0 + 10, &mut Vec::new()).expect("record");
+    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 20, &mut Vec::new()).expect("record");
+    assert_eq!(receipts(&s, "e1").expect("rows")[0]["outcome"], "sent");
+}
+
+#[test]
+fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
+    record(&s, &[receipt("e1", "n1", Outcome::DeadLettered)], T0 + 10, &mut Vec::new()).expect("record");
+    let letter = Letter {
+        key: item("e1", "n1").key,
+        body: "{}".into(),
+        reason: "attempts_exhausted".into(),
+    };
+    park(&s, std::slice::from_ref(&letter), T0 + 10).expect("park");
+    assert_eq!(waiting(&s, None).expect("waiting").len(), 1);
+    // The original copy redelivered: settled, not sent.
+    assert_eq!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20), ClaimStatus::Settled);
+    let replay = |nonce: &str| ClaimItem {
+        replay: true,
+        ..item("e1", nonce)
+    };
+    // Two replays race: one copy sends.
+    assert!(is_send(claim_one(&s, replay("r1"), Some("a3"), T0 + 30)));
+    assert_eq!(claim_one(&s, replay("r2"), Some("a4"), T0 + 31), ClaimStatus::Duplicate);
+    assert!(waiting(&s, None).expect("waiting").is_empty());
+    // The replay fails again and is parked again: the next replay may take it.
+    record(&s, &[receipt("e1", "r1", Outcome::DeadLettered)], T0 + 40, &mut Vec::new()).expect("record");
+    park(&s, &[letter], T0 + 40).expect("park");
+    assert!(is_send(claim_one(&s, replay("r3"), Some("a5"), T0 + 50)));
+    // A letter whose event was sent meanwhile is resolved without sending.
+    record(&s, &[receipt("e1", "r3", Outcome::Sent)], T0 + 60, &mut Vec::new()).expect("record");
+    assert_eq!(claim_one(&s, replay("r4"), Some("a6"), T0 + 70), ClaimStatus::Settled);
+}
+
+#[test]
+fn a_letter_the_platform_dead_lettered_without_a_claim_is_replayed() {
+    let s = shard();
+    let letter = Letter {
+        key: item("e9", "n9").key,
+        body: "{}".into(),
+        reason: "platform_retries_exhausted".into(),
+    };
+    park(&s, &[letter], T0).expect("park");
+    assert!(is_send(claim_one(&s, ClaimItem { replay: true, ..item("e9", "r1") }, Some("a1"), T0 + 1)));
+}
+
+#[test]
+fn claims_of_an_earlier_layout_are_honoured() {
+    let old = shard();
+    assert!(is_send(claim_one(&old, order("o1", "n1"), None, T0)));
+    let imported = exported(&old, &[item("o1", "x").key.text()]).expect("export");
+    assert_eq!(imported.len(), 1);
+    let new = shard();
+    let got = claim(&new, &[order("o1", "n2")], None, &imported, T0 + 10, &mut Vec::new()).expect("claim");
+    assert_eq!(got[0], ClaimStatus::Duplicate);
+}
+
+#[test]
+fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
+    assert!(is_send(claim_one(&s, item("b1", "n1"), Some("a1"), T0)));
+    let three_days = T0 + 3 * DAY_MS;
+    housekeep(&s, three_days).expect("housekeeping");
+    // `orders/paid` three days after `orders/create`: the same order, not a second Purchase.
+    assert_eq!(claim_one(&s, order("o1", "n2"), None, three_days), ClaimStatus::Duplicate);
+    assert_eq!(claim_one(&s, item("b1", "n2"), Some("a2"), three_days), ClaimStatus::Duplicate);
+}
+
+#[test]
+fn housekeeping_deletes_every_stored_copy_at_its_retention() {
+    let s = shard();
+    claim_one(&s, item("b1", "n1"), Some("a1"), T0);
+    claim_one(&s, order("o1", "n1"), None, T0);
+    park(
+        &s,
+        &[Letter {
+            key: item("b1", "n1").key,
+            body: "{\"hashed\":\"contact data\"}".into(),
+            reason: "attempts_exhausted".into(),
+        }],
+        T0,
+    )
+    .expect("park");
+    add_counts(&s, &[Count::outcome(Outcome::Sent, ""), Count::order_seen(), Count::coverage("Purchase", "em")], T0 / DAY_MS)
+        .expect("counts");
+    let rows = |table: &str| count_rows(&s, table);
+    assert_eq!((rows("events"), rows("dead_letters"), rows("daily_counts")), (2, 1, 3));
+
+    housekeep(&s, T0 + 6 * DAY_MS).expect("housekeeping");
+    assert_eq!((rows("events"), rows("dead_letters"), rows("daily_counts")), (2, 1, 3), "all kept within 6 days");
+
+    housekeep(&s, T0 + 8 * DAY_MS).expect("housekeeping");
+    assert_eq!(rows("events"), 1, "the browser event's claim and receipt are gone after 7 days");
+    assert_eq!(rows("dead_letters"), 0, "dead letters are gone after 7 days");
+    assert_eq!(rows("daily_counts"), 2, "stats counters are gone after 8 days, report rows stay");
+
+    housekeep(&s, T0 + 91 * DAY_MS).expect("housekeeping");
+    assert_eq!(rows("events"), 0, "the order's claim is gone after 90 days");
+    housekeep(&s, T0 + 93 * DAY_MS).expect("housekeeping");
+    assert_eq!(rows("daily_counts"), 0, "report rows are gone after 92 days");
+}
+
+#[test]
+fn an_object_from_before_numbered_migrations_is_brought_up_to_date() {
+    let m = Mem(Connection::open_in_memory().expect("sqlite"));
+    // The schema as objects made it before migrations were numbered (with `source` added).
+    for ddl in MIGRATIONS[0].iter().chain(MIGRATIONS[1]) {
+        m.run(ddl, Vec::new()).expect("old schema");
+    }
+    m.run(
+        "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source)
+         VALUES ('Purchase\no1', 'Purchase', 'o1', ?, 'sent', ?, 'n1', 'webhook')",
+        vec![T0.into(), T0.into()],
+    )
+    .expect("old row");
+    migrate(&m).expect("migrations");
+    migrate(&m).expect("migrations run once");
+    assert_eq!(schema_version(&m).expect("version"), MIGRATIONS.len() as i64);
+    assert_eq!(claim_one(&m, order("o1", "n2"), None, T0 + 10 * DAY_MS), ClaimStatus::Duplicate);
+    housekeep(&m, T0 + 10 * DAY_MS).expect("housekeeping");
+    assert_eq!(count_rows(&m, "events"), 1, "an old order's claim is kept 90 days too");
+}

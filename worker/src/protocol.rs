@@ -1,0 +1,210 @@
+//! The ledger's wire: what the Worker (delivery, webhooks, admin routes) asks a ledger shard and
+//! what the shard answers, as one set of types both sides share (serde-tagged enums: a
+//! misspelled op or outcome does not compile). The protocol's rules are in `capi_core::claim`.
+
+use capi_core::delivery::Outcome;
+use serde::{Deserialize, Serialize};
+
+/// One event's identity in the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventKey {
+    pub event_name: String,
+    pub event_id: String,
+}
+
+impl EventKey {
+    /// The text of a key, as a shard stores it.
+    pub fn text(&self) -> String {
+        key_text(&self.event_name, &self.event_id)
+    }
+}
+
+/// The text of a key from its parts.
+pub fn key_text(event_name: &str, event_id: &str) -> String {
+    format!("{event_name}\n{event_id}")
+}
+
+/// Where an event came from: the report counts orders by it, and orders are claimed longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A verified order webhook.
+    Webhook,
+}
+
+/// What a count row counts (never a value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountKind {
+    /// A field ingest dropped (`name` = field, `reason` why).
+    Dropped,
+    /// A delivery outcome (`name` = outcome, `reason` why).
+    Outcome,
+    /// Reconciliation: an order seen (`name` = `seen`) or its final outcome.
+    Order,
+    /// Match coverage: an event of `name` carried key `reason`.
+    Coverage,
+}
+
+impl CountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountKind::Dropped => "dropped",
+            CountKind::Outcome => "outcome",
+            CountKind::Order => capi_core::report::ORDER,
+            CountKind::Coverage => capi_core::report::COVERAGE,
+        }
+    }
+}
+
+/// Something to count.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Count {
+    pub kind: CountKind,
+    pub name: String,
+    pub reason: String,
+}
+
+impl Count {
+    /// An order a verified webhook reported (reconciliation).
+    pub fn order_seen() -> Count {
+        Count {
+            kind: CountKind::Order,
+            name: capi_core::report::SEEN.into(),
+            reason: String::new(),
+        }
+    }
+
+    /// Match coverage: an event of this name carried this key.
+    pub fn coverage(event_name: &str, key: &str) -> Count {
+        Count {
+            kind: CountKind::Coverage,
+            name: capi_core::report::coverage_event_name(event_name).into(),
+            reason: key.into(),
+        }
+    }
+
+    /// A dropped field, with its name bounded to the known set.
+    pub fn dropped(field: &str, reason: &str) -> Count {
+        Count {
+            kind: CountKind::Dropped,
+            name: capi_core::counters::counted_field(field).into(),
+            reason: capi_core::counters::counted_reason(reason).into(),
+        }
+    }
+
+    /// An outcome and its reason.
+    pub fn outcome(outcome: Outcome, reason: &str) -> Count {
+        Count {
+            kind: CountKind::Outcome,
+            name: outcome.as_str().into(),
+            reason: if reason.is_empty() {
+                String::new()
+            } else {
+                capi_core::counters::counted_reason(reason).into()
+            },
+        }
+    }
+}
+
+/// One copy of an event asking for its claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimItem {
+    pub key: EventKey,
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// A replay of a parked dead letter (`capi_core::claim`, rule 6).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
+    /// What ingest counted for this copy: added once, when this nonce first takes the claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Count>,
+}
+
+/// The claim's holder as an earlier shard layout has it (`LEDGER_PREVIOUS_SHARDS`): imported
+/// into the current shard before deciding, so changing the layout sends nothing twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Imported {
+    pub key: String,
+    pub nonce: Option<String>,
+    pub outcome: Outcome,
+    pub first_seen_ms: i64,
+    pub source: Option<Source>,
+}
+
+/// A shard's answer for one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ClaimStatus {
+    /// This copy holds the claim (and, unless it reserved, the lease until `lease_until_ms`).
+    Send { lease_until_ms: i64 },
+    /// Another copy holds the event: do not send.
+    Duplicate,
+    /// The event reached a final outcome: do not send again.
+    Settled,
+    /// Another attempt is sending it: look again after `retry_secs`.
+    Busy { retry_secs: u32 },
+    /// The ledger could not be reached (never answered by a shard).
+    Unavailable,
+}
+
+/// A receipt update from delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub key: EventKey,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub fbtrace_id: Option<String>,
+    /// Set when the receipt may be the first record of the event (a webhook order settled
+    /// before any claim).
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// The nonce whose claim this settles: a receipt never overwrites another copy's claim.
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+/// A dead letter to park: the queued event's JSON and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Letter {
+    pub key: EventKey,
+    pub body: String,
+    pub reason: String,
+}
+
+/// The ops of a shard.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Claims copies (one attempt: `attempt`, or a reservation when `None`).
+    Claim {
+        items: Vec<ClaimItem>,
+        attempt: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imported: Vec<Imported>,
+        now_ms: i64,
+    },
+    /// Gives back a claim that nothing will send (a webhook the queue and Meta refused, so
+    /// the platform's redelivery is sent).
+    Release { key: EventKey, nonce: String },
+    /// Records receipts and counts.
+    Record {
+        receipts: Vec<Receipt>,
+        counts: Vec<Count>,
+        now_ms: i64,
+    },
+    /// Claims of these keys, as held (for a layout change: `Imported` rows).
+    Holders { keys: Vec<String> },
+    Receipts { event_id: String },
+    Stats { now_ms: i64 },
+    Report { from_day: i64, to_day: i64 },
+    /// Keeps dead letters for replay.
+    Park { letters: Vec<Letter>, now_ms: i64 },
+    /// Lists dead letters (ids, reasons, times).
+    DeadLetters,
+    /// The bodies of the letters waiting for replay (one event id, or all), unchanged: the
+    /// replay copy takes each when it is claimed.
+    Waiting { event_id: Option<String> },
+}
