@@ -24,7 +24,9 @@ const BUNDLES_PER_SEND = 4;
 const MAX_BEACON_BYTES = wasm.maxBeaconBytes();
 
 // A Rust panic aborts the wasm instance; the next call starts a fresh one (as worker-build's
-// own entry does).
+// own entry does). This rests on workers-rs's `__worker_init_state()` object (`criticalError`,
+// `instanceId`) and wasm-bindgen's `__wbg_reset_state` (--experimental-reset-state-function):
+// scripts/build-worker.sh refuses a glue without them, or without any `wasm.*` used here.
 const initState = wasm.__worker_init_state();
 function checkReinitialize() {
   if (initState.criticalError) {
@@ -198,19 +200,7 @@ export default class Worker extends WorkerEntrypoint {
     checkReinitialize();
     try {
       if (request.method === 'POST') {
-        const h = request.headers;
-        const ticket = wasm.beaconGate(
-          this.env,
-          request.url,
-          h.get('origin'),
-          h.get('referer'),
-          h.get('cf-connecting-ip'),
-          h.get('content-type'),
-          h.get('content-length'),
-          h.get('cookie'),
-          h.get('user-agent'),
-          h.get('sec-gpc'),
-        );
+        const ticket = wasm.beaconGate(this.env, request.url, request.headers);
         if (ticket instanceof Response) return ticket;
         if (ticket !== undefined) return await beacon(request, ticket, this.env, this.ctx);
       }

@@ -7,6 +7,7 @@
 //! the block's output buffer; any other line takes the general `serde_json::Value` path. Both
 //! paths write the same bytes (`fast_path_matches_the_general_path` below).
 
+use capi_core::delivery::Fnv1a;
 use capi_core::hash::sha256_hex_into;
 use capi_core::normalize::{
     country_code, normalized, normalized_in, DropReason, Field, Normalized,
@@ -14,7 +15,7 @@ use capi_core::normalize::{
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::io::{Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -168,31 +169,12 @@ fn answer_line(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
 }
 
 /// Each distinct `country` string resolved once per worker (lists repeat a handful of them):
-/// as the `country` of a row, and as the value of a `country` field.
+/// as the `country` of a row, and as the value of a `country` field. Keyed by our own input, so
+/// hashed with FNV-1a rather than SipHash (no flood to resist).
 #[derive(Default)]
 pub struct Countries {
-    codes: HashMap<Box<str>, Option<&'static str>, BuildHasherDefault<Fnv>>,
-    fields: HashMap<Box<str>, Result<Normalized, DropReason>, BuildHasherDefault<Fnv>>,
-}
-
-/// FNV-1a: keys are a few bytes of our own input, so no need for SipHash's flood resistance.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    codes: HashMap<Box<str>, Option<&'static str>, BuildHasherDefault<Fnv1a>>,
+    fields: HashMap<Box<str>, Result<Normalized, DropReason>, BuildHasherDefault<Fnv1a>>,
 }
 
 impl Countries {

@@ -94,7 +94,8 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
     let Some(h) = holder else {
         return Decision::Take;
     };
-    let leased_to_other = h.lease_until_ms > ask.now_ms && h.lease.is_some() && h.lease != ask.attempt;
+    let leased_to_other =
+        h.lease_until_ms > ask.now_ms && h.lease.is_some() && h.lease != ask.attempt;
     if let Some(waiting) = ask.replay {
         if h.nonce != ask.nonce {
             return if is_done(h.outcome) {
@@ -134,7 +135,11 @@ pub fn may_start_send(lease_until_ms: i64, now_ms: i64) -> bool {
 
 /// How long a claim is kept (and not re-claimable), by whether it is an order's.
 pub fn claim_retention_ms(order: bool) -> i64 {
-    let days = if order { ORDER_CLAIM_DAYS } else { BEACON_CLAIM_DAYS };
+    let days = if order {
+        ORDER_CLAIM_DAYS
+    } else {
+        BEACON_CLAIM_DAYS
+    };
     days * 86_400_000
 }
 
@@ -144,7 +149,12 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
-    fn holder(nonce: &'static str, outcome: Outcome, lease: Option<&'static str>, until: i64) -> Holder<'static> {
+    fn holder(
+        nonce: &'static str,
+        outcome: Outcome,
+        lease: Option<&'static str>,
+        until: i64,
+    ) -> Holder<'static> {
         Holder {
             nonce,
             outcome,
@@ -170,7 +180,10 @@ mod tests {
     #[test]
     fn a_message_delivered_twice_at_once_is_sent_by_one_attempt() {
         let h = holder("n1", Outcome::Queued, Some("a1"), NOW + LEASE_MS);
-        assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Busy { retry_secs: 5 });
+        assert_eq!(
+            decide(Some(&h), &ask("n1", Some("a2"))),
+            Decision::Busy { retry_secs: 5 }
+        );
         // The holder's own attempt (a second event of the same batch) keeps it.
         assert_eq!(decide(Some(&h), &ask("n1", Some("a1"))), Decision::Take);
     }
@@ -185,7 +198,11 @@ mod tests {
     fn another_copy_is_a_duplicate_whatever_the_state() {
         for o in Outcome::ALL {
             let h = holder("n1", o, None, 0);
-            assert_eq!(decide(Some(&h), &ask("n2", Some("a2"))), Decision::Duplicate, "{o:?}");
+            assert_eq!(
+                decide(Some(&h), &ask("n2", Some("a2"))),
+                Decision::Duplicate,
+                "{o:?}"
+            );
         }
     }
 
@@ -193,7 +210,11 @@ mod tests {
     fn a_final_outcome_is_not_sent_again_by_its_own_copy() {
         for o in Outcome::ALL.into_iter().filter(|o| o.is_final()) {
             let h = holder("n1", o, None, 0);
-            assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Settled, "{o:?}");
+            assert_eq!(
+                decide(Some(&h), &ask("n1", Some("a2"))),
+                Decision::Settled,
+                "{o:?}"
+            );
         }
     }
 
@@ -201,7 +222,10 @@ mod tests {
     fn a_reservation_takes_no_lease_and_the_consumer_then_takes_it() {
         assert_eq!(decide(None, &ask("n1", None)), Decision::Take);
         let reserved = holder("n1", Outcome::Queued, None, 0);
-        assert_eq!(decide(Some(&reserved), &ask("n1", Some("a1"))), Decision::Take);
+        assert_eq!(
+            decide(Some(&reserved), &ask("n1", Some("a1"))),
+            Decision::Take
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { Miniflare } from 'miniflare';
-import { ROOT, ADMIN_TOKEN, startSandbox, eventually } from './harness.mjs';
+import { appendFileSync } from 'node:fs';
+import { ROOT, ADMIN_TOKEN, LOG_FILE, startSandbox, eventually } from './harness.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) fault-harness';
 const PIXELS = ['111', '112'];
@@ -40,15 +41,58 @@ export class FaultyQueue extends WorkerEntrypoint {
 }
 export default { fetch() { return new Response(String(failed)); } };`;
 
+// The built Worker, unchanged, behind an entry module that can fail its ledger objects (all, or
+// those whose name matches, e.g. one pixel's) for a period, or make a consumer invocation die
+// after it sent its events and before its acks reached the platform. POST /__faults sets them.
+const FAULTY_ENTRY = `
+import Worker, { Ledger as RealLedger } from './index.js';
+const faults = { ledgerDown: null, consumerDies: 0, died: 0 };
+export class Ledger extends RealLedger {
+  constructor(state, env) { super(state, env); this.objectName = state.id.name ?? ''; }
+  async fetch(request) {
+    const f = faults.ledgerDown;
+    if (f && Date.now() < f.until && this.objectName.includes(f.match)) throw new Error('ledger unavailable (injected)');
+    return super.fetch(request);
+  }
+}
+export default class extends Worker {
+  async fetch(request) {
+    if (new URL(request.url).pathname === '/__faults') {
+      const f = await request.json();
+      if (f.ledgerDown) f.ledgerDown.until = Date.now() + f.ledgerDown.ms;
+      Object.assign(faults, f);
+      return Response.json(faults);
+    }
+    return super.fetch(request);
+  }
+  async queue(batch) {
+    if (batch.queue !== 'capi-edge-events' || faults.consumerDies <= 0) return super.queue(batch);
+    faults.consumerDies--;
+    faults.died++;
+    const muted = (m) => ({ id: m.id, timestamp: m.timestamp, body: m.body, attempts: m.attempts, ack() {}, retry() {}, retryWithOptions() {} });
+    await super.queue({ queue: batch.queue, messages: batch.messages.map(muted), ackAll() {}, retryAll() {} });
+    throw new Error('consumer died after sending, before acking (injected)');
+  }
+}`;
+
 /** The Worker with its real queues and ledger, one of: consumed by itself, captured by the
- * test (`capture`), or behind a sendBatch that stores then throws (`faultyQueue`). */
-async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false } = {}) {
+ * test (`capture`), behind a sendBatch that stores then throws (`faultyQueue`), or behind
+ * FAULTY_ENTRY (`faultyEntry`). */
+async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false, faultyEntry = false } = {}) {
   const events = faultyQueue ? 'faulty-events' : 'capi-edge-events';
   const capi = {
     name: 'capi',
-    modules: true,
-    scriptPath: `${ROOT}build/worker/index.js`,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    ...(faultyEntry ? {
+      modules: [
+        { type: 'ESModule', path: `${ROOT}build/worker/fault-entry.mjs`, contents: FAULTY_ENTRY },
+        { type: 'ESModule', path: `${ROOT}build/worker/index.js` },
+        { type: 'CompiledWasm', path: `${ROOT}build/worker/index_bg.wasm` },
+      ],
+    } : {
+      modules: true,
+      scriptPath: `${ROOT}build/worker/index.js`,
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    }),
     compatibilityDate: '2026-04-01',
     bindings: { META_GRAPH_URL: sandbox.url, META_API_VERSION: 'v26.0', ADMIN_TOKEN, TENANTS: JSON.stringify(TENANTS), ...SECRETS,
       RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '2', ...vars },
@@ -63,11 +107,12 @@ async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue 
   const workers = [capi];
   if (capture) workers.push({ name: 'capture', modules: true, script: CAPTURE, compatibilityDate: '2026-04-01', queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } } });
   if (faultyQueue) workers.push({ name: 'faulty', modules: true, script: FAULTY_QUEUE, compatibilityDate: '2026-04-01', queueProducers: { INNER: events } });
-  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, handleRuntimeStdio: (out, err) => { if (process.env.FAULTS_LOG) { out.pipe(process.stdout); err.pipe(process.stderr); } } });
+  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); if (process.env.FAULTS_LOG) process.stdout.write(chunk); })) });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);
   const admin = async (path, init = {}) => (await fetchIt(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
-  return { mf, url, fetch: fetchIt, admin, stop: () => mf.dispose() };
+  const faults = async (f) => (await fetchIt('/__faults', { method: 'POST', body: JSON.stringify(f) })).json();
+  return { mf, url, fetch: fetchIt, admin, faults, stop: () => mf.dispose() };
 }
 
 const beacon = (w, id, extra = {}) => w.fetch('/t/e', {
@@ -203,6 +248,74 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       assert.equal(t.duplicated, 0);
       // Nothing waits any more: a third replay sends nothing.
       for (const p of PIXELS) assert.equal((await replay(p)).replayed, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('one pixel\'s ledger fails: the webhook answers 503, and its redelivery reaches both pixels once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true });
+    try {
+      const ORDERS = 50;
+      const ids = Array.from({ length: ORDERS }, (_, i) => `one-down-${i}`);
+      await w.faults({ ledgerDown: { match: '/112/', ms: 60_000 } });
+      const first = await Promise.all(ids.map(async (id) => (await order(w, id)).status));
+      assert.ok(first.every((s) => s === 503), `503 while pixel 112 cannot take the order: ${first.slice(0, 5)}`);
+      await w.faults({ ledgerDown: null });
+      // The platform redelivers: pixel 111 already has it (duplicate), pixel 112 takes it now.
+      const again = await Promise.all(ids.map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));
+      assert.ok(again.every(([s, a]) => s === 200 && a.pixels['111'].duplicate === true && a.pixels['112'].queued === true), JSON.stringify(again[0]));
+      const purchases = async () => {
+        const m = new Map();
+        for (const e of (await sandbox.events()).server) if (e.event_name === 'Purchase') m.set(`${e._sandbox.pixel_id}/${e.event_id}`, (m.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
+        return m;
+      };
+      await eventually(async () => (await purchases()).size === ORDERS * PIXELS.length, 60_000, 'every order at both pixels');
+      const counts = await purchases();
+      const t = tally('one pixel\'s ledger down for a webhook', new Set(counts.keys()), counts);
+      assert.equal(t.duplicated, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('every ledger object fails for a few seconds while beacons arrive: all delivered once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true });
+    try {
+      const N = 1000;
+      await w.faults({ ledgerDown: { match: '', ms: 4000 } });
+      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `outage-${i + j}`)));
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/outage-${i}`)));
+      await eventually(async () => (await received(sandbox, 'outage-')).size === expected.size, 120_000, 'every event after the outage');
+      // Signal: the receipts say sent for every event (no sleep): nothing is still in flight.
+      await eventually(async () => {
+        for (const p of PIXELS) if (((await w.admin(`/t/stats?pixel=${p}`)).outcomes?.sent ?? 0) < N) return false;
+        return true;
+      }, 60_000, 'every receipt written');
+      const t = tally('ledger down for 4 s', expected, await received(sandbox, 'outage-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('a consumer dies after sending, before its acks: the platform redelivers and nothing is sent twice', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true });
+    try {
+      const N = 1000;
+      await w.faults({ consumerDies: 3 });
+      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `died-${i + j}`)));
+      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/died-${i}`)));
+      await eventually(async () => (await received(sandbox, 'died-')).size === expected.size, 120_000, 'every event');
+      const { died } = await w.faults({});
+      assert.equal(died, 3, 'three consumer invocations died after sending');
+      // Signal: the redelivered copies were each looked at and found settled.
+      await eventually(async () => {
+        let n = 0;
+        for (const p of PIXELS) n += (await w.admin(`/t/stats?pixel=${p}`)).reasons?.find((r) => r.outcome === 'duplicate' && r.reason === 'redelivered')?.count ?? 0;
+        return n > 0;
+      }, 60_000, 'the redelivered copies settled');
+      const t = tally('consumer dies before acking', expected, await received(sandbox, 'died-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
     } finally { await w.stop(); sandbox.stop(); }
   });
 

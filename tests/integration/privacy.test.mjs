@@ -248,15 +248,19 @@ test('the ledger never lets a stale non-final update reopen a final outcome', as
     const stub = ns.get(ns.idFromName(`${PIXEL_ID}/0`));
     const call = async (op) => (await stub.fetch('https://ledger/', { method: 'POST', body: JSON.stringify(op) })).json();
     const id = uid();
-    const receipt = (outcome, attempts) => ({ event_name: 'AddToCart', event_id: id, outcome, reason: outcome === 'retrying' ? 'transient' : null, attempts, fbtrace_id: outcome === 'sent' ? 'T1' : null });
+    const key = { event_name: 'AddToCart', event_id: id };
+    const receipt = (outcome, attempts) => ({ key, outcome, reason: outcome === 'retrying' ? 'transient' : null, attempts, fbtrace_id: outcome === 'sent' ? 'T1' : null, nonce: 'n1' });
+    const claim = (nonce, attempt, at) => call({ op: 'claim', items: [{ key, nonce }], attempt, now_ms: at });
     const now = Date.now();
-    assert.deepEqual(await call({ op: 'claim', items: [{ key: { event_name: 'AddToCart', event_id: id }, nonce: 'n1' }], counts: [], now_ms: now }), ['new']);
+    const [first] = await claim('n1', 'a1', now);
+    assert.equal(first.status, 'send');
+    assert.equal((await claim('n1', 'a2', now + 1))[0].status, 'busy', 'the same message in a second invocation waits while the first holds the lease');
     await call({ op: 'record', receipts: [receipt('sent', 1)], counts: [], now_ms: now });
     await call({ op: 'record', receipts: [receipt('retrying', 1)], counts: [], now_ms: now + 1 });
     const rows = await call({ op: 'receipts', event_id: id });
     assert.deepEqual([rows[0].outcome, rows[0].fbtrace_id], ['sent', 'T1']);
-    assert.deepEqual(await call({ op: 'claim', items: [{ key: { event_name: 'AddToCart', event_id: id }, nonce: 'n1' }], counts: [], now_ms: now + 2 }), ['settled'], 'a redelivered message is not sent again');
-    assert.deepEqual(await call({ op: 'claim', items: [{ key: { event_name: 'AddToCart', event_id: id }, nonce: 'n2' }], counts: [], now_ms: now + 3 }), ['duplicate']);
+    assert.deepEqual(await claim('n1', 'a3', now + 2), [{ status: 'settled' }], 'a redelivered message is not sent again');
+    assert.deepEqual(await claim('n2', 'a4', now + 3), [{ status: 'duplicate' }]);
   } finally { await worker.stop(); }
 });
 

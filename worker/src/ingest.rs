@@ -9,8 +9,8 @@ use crate::config::{Config, Tenant};
 use crate::cookies::set_cookie;
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
-use crate::protocol::Count;
 use crate::log;
+use crate::protocol::Count;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::delivery::Outcome;
 use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index};
@@ -262,6 +262,7 @@ pub fn accept(
         delivery::log_event(&event, Outcome::Ignored, Some(reason), None, 0);
         counts.push(Count::outcome(Outcome::Ignored, reason));
     }
+    let counts = crate::protocol::merged(counts);
     let messages: Vec<String> = tenant
         .pixels
         .iter()
@@ -286,7 +287,10 @@ pub fn accept(
         .collect();
     // Bounded after encoding (a queue message is at most 128 KB): refused now, before its 204,
     // rather than failing the bundle it would be pooled into.
-    if messages.iter().any(|m| m.len() > delivery::MAX_MESSAGE_BYTES) {
+    if messages
+        .iter()
+        .any(|m| m.len() > delivery::MAX_MESSAGE_BYTES)
+    {
         return Err(ApiError::EventTooLarge {
             limit: delivery::MAX_MESSAGE_BYTES,
         });

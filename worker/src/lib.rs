@@ -87,22 +87,15 @@ fn to_js(answer: std::result::Result<Response, ApiError>) -> std::result::Result
     }
 }
 
-/// The entry module's first call for a `POST`, before the body is read: `undefined` when it is
-/// not a beacon (the request goes to [`fetch`]), an error `Response` (unknown host, origin,
-/// media type, declared length), or a [`BeaconTicket`] to rate-limit and read the body for.
-#[allow(clippy::too_many_arguments)]
+/// The entry module's first call for a `POST`, before the body is read, with the request's URL
+/// and headers: `undefined` when it is not a beacon (the request goes to [`fetch`]), an error
+/// `Response` (unknown host, origin, media type, declared length), or a [`BeaconTicket`] to
+/// rate-limit and read the body for. Headers are read only for a beacon, each once.
 #[wasm_bindgen(js_name = beaconGate)]
 pub fn beacon_gate(
     env: &Env,
     url: &str,
-    origin: Option<String>,
-    referer: Option<String>,
-    ip: Option<String>,
-    content_type: Option<String>,
-    content_length: Option<String>,
-    cookie: Option<String>,
-    user_agent: Option<String>,
-    sec_gpc: Option<String>,
+    headers: &worker::web_sys::Headers,
 ) -> std::result::Result<JsValue, JsValue> {
     let cfg = Config::from_env(env);
     let Ok(url) = Url::parse(url) else {
@@ -111,16 +104,18 @@ pub fn beacon_gate(
     if route(&cfg, url.path()) != Some("/e") {
         return Ok(JsValue::UNDEFINED);
     }
+    // `get` throws only for an invalid header name; these are constants.
+    let header = |name: &str| headers.get(name).ok().flatten();
     let head = ingest::Head {
         url,
-        origin,
-        referer,
-        ip,
-        content_type,
-        content_length,
-        cookie,
-        user_agent,
-        sec_gpc,
+        origin: header("origin"),
+        referer: header("referer"),
+        ip: header("cf-connecting-ip"),
+        content_type: header("content-type"),
+        content_length: header("content-length"),
+        cookie: header("cookie"),
+        user_agent: header("user-agent"),
+        sec_gpc: header("sec-gpc"),
     };
     match ingest::gate(&cfg, &head) {
         Ok(gated) => Ok(BeaconTicket { head, gated }.into()),

@@ -57,12 +57,38 @@ impl CountKind {
     }
 }
 
-/// Something to count.
+/// Something to count, `n` times.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Count {
     pub kind: CountKind,
     pub name: String,
     pub reason: String,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub n: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// Counts with the same row merged (a beacon with 2,000 unknown fields carries one count of
+/// 2,000, not 2,000 counts, in its queue message).
+pub fn merged(counts: Vec<Count>) -> Vec<Count> {
+    let mut out: Vec<Count> = Vec::with_capacity(counts.len().min(16));
+    for c in counts {
+        match out
+            .iter_mut()
+            .find(|o| o.kind == c.kind && o.name == c.name && o.reason == c.reason)
+        {
+            Some(o) => o.n = o.n.saturating_add(c.n),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 impl Count {
@@ -72,6 +98,7 @@ impl Count {
             kind: CountKind::Order,
             name: capi_core::report::SEEN.into(),
             reason: String::new(),
+            n: 1,
         }
     }
 
@@ -81,6 +108,7 @@ impl Count {
             kind: CountKind::Coverage,
             name: capi_core::report::coverage_event_name(event_name).into(),
             reason: key.into(),
+            n: 1,
         }
     }
 
@@ -90,6 +118,7 @@ impl Count {
             kind: CountKind::Dropped,
             name: capi_core::counters::counted_field(field).into(),
             reason: capi_core::counters::counted_reason(reason).into(),
+            n: 1,
         }
     }
 
@@ -103,6 +132,7 @@ impl Count {
             } else {
                 capi_core::counters::counted_reason(reason).into()
             },
+            n: 1,
         }
     }
 }
@@ -188,7 +218,10 @@ pub enum Op {
     },
     /// Gives back a claim that nothing will send (a webhook the queue and Meta refused, so
     /// the platform's redelivery is sent).
-    Release { key: EventKey, nonce: String },
+    Release {
+        key: EventKey,
+        nonce: String,
+    },
     /// Records receipts and counts.
     Record {
         receipts: Vec<Receipt>,
@@ -196,15 +229,29 @@ pub enum Op {
         now_ms: i64,
     },
     /// Claims of these keys, as held (for a layout change: `Imported` rows).
-    Holders { keys: Vec<String> },
-    Receipts { event_id: String },
-    Stats { now_ms: i64 },
-    Report { from_day: i64, to_day: i64 },
+    Holders {
+        keys: Vec<String>,
+    },
+    Receipts {
+        event_id: String,
+    },
+    Stats {
+        now_ms: i64,
+    },
+    Report {
+        from_day: i64,
+        to_day: i64,
+    },
     /// Keeps dead letters for replay.
-    Park { letters: Vec<Letter>, now_ms: i64 },
+    Park {
+        letters: Vec<Letter>,
+        now_ms: i64,
+    },
     /// Lists dead letters (ids, reasons, times).
     DeadLetters,
     /// The bodies of the letters waiting for replay (one event id, or all), unchanged: the
     /// replay copy takes each when it is claimed.
-    Waiting { event_id: Option<String> },
+    Waiting {
+        event_id: Option<String>,
+    },
 }

@@ -83,7 +83,8 @@ fn serve(
     if bytes.is_empty() {
         return Err(ApiError::ShimNotBuilt);
     }
-    let etag = format!("\"{:016x}\"", fnv1a(&bytes));
+    // A hash of a few KB per request: not worth caching per isolate.
+    let etag = format!("\"{:08x}\"", capi_core::delivery::fnv1a(&bytes));
     let headers = Headers::new();
     headers.set("content-type", content_type)?;
     headers.set("cache-control", cache)?;
@@ -93,11 +94,4 @@ fn serve(
         return Ok(Response::empty()?.with_status(304).with_headers(headers));
     }
     Ok(Response::from_bytes(bytes.into_owned())?.with_headers(headers))
-}
-
-/// FNV-1a over the asset, for its ETag (computed once per isolate is not worth caching: a few KB).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

@@ -83,6 +83,10 @@ async fn finish(env: &Env, m: &Message<String>, nexts: Vec<Next>) {
     }
     match again {
         None => m.ack(),
-        Some(delay) => m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay.max(1)).build()),
+        Some(delay) => m.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(delay.max(1))
+                .build(),
+        ),
     }
 }

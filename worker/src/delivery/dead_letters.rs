@@ -56,8 +56,12 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
     for m in batch.messages()? {
         let parsed = match serde_json::from_str::<DeadLetterIn>(m.body()) {
             Ok(d) => Some(vec![(d.queued, d.reason)]),
-            Err(_) => message_events(m.body())
-                .map(|events| events.into_iter().map(|q| (q, "platform_retries_exhausted".to_string())).collect()),
+            Err(_) => message_events(m.body()).map(|events| {
+                events
+                    .into_iter()
+                    .map(|q| (q, "platform_retries_exhausted".to_string()))
+                    .collect()
+            }),
         };
         let Some(letters) = parsed else {
             log::error("unreadable_dead_letter", &[]);
@@ -86,7 +90,11 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
         if parked {
             m.ack();
         } else {
-            m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(PARK_RETRY_SECS).build());
+            m.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(PARK_RETRY_SECS)
+                    .build(),
+            );
         }
     }
     Ok(())

@@ -27,7 +27,10 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
         match super::message_events(body) {
             Some(events) => {
                 for q in events {
-                    by_pixel.entry((q.tenant.clone(), q.pixel_id.clone())).or_default().push(q);
+                    by_pixel
+                        .entry((q.tenant.clone(), q.pixel_id.clone()))
+                        .or_default()
+                        .push(q);
                 }
             }
             None => log::error("unreadable_queue_message", &[]),
@@ -48,7 +51,13 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
 }
 
 /// Puts events that need another try where something will try them.
-async fn keep(env: &Env, cfg: &Config, tenant: &str, pixel_id: &str, events: Vec<(QueuedEvent, u32)>) {
+async fn keep(
+    env: &Env,
+    cfg: &Config,
+    tenant: &str,
+    pixel_id: &str,
+    events: Vec<(QueuedEvent, u32)>,
+) {
     let mut refused: Vec<QueuedEvent> = Vec::new();
     for (q, delay) in events {
         if !super::enqueue(env, &q, delay).await {
@@ -74,11 +83,24 @@ async fn keep(env: &Env, cfg: &Config, tenant: &str, pixel_id: &str, events: Vec
         None => false,
     };
     if parked {
-        log::warn("parked_for_replay", &[("events", refused.len().into()), ("reason", "queue_unavailable".into())]);
+        log::warn(
+            "parked_for_replay",
+            &[
+                ("events", refused.len().into()),
+                ("reason", "queue_unavailable".into()),
+            ],
+        );
         return;
     }
-    let pairs: Vec<(&QueuedEvent, &str)> = refused.iter().map(|q| (q, "queue_unavailable")).collect();
+    let pairs: Vec<(&QueuedEvent, &str)> =
+        refused.iter().map(|q| (q, "queue_unavailable")).collect();
     if !super::dead_letters::to_queue(env, &pairs).await {
-        log::error("events_lost", &[("events", refused.len().into()), ("reason", "queue_and_ledger_unavailable".into())]);
+        log::error(
+            "events_lost",
+            &[
+                ("events", refused.len().into()),
+                ("reason", "queue_and_ledger_unavailable".into()),
+            ],
+        );
     }
 }

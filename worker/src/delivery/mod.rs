@@ -92,7 +92,11 @@ impl QueuedEvent {
 struct AsciiFormatter;
 
 impl serde_json::ser::Formatter for AsciiFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
         if fragment.is_ascii() {
             return w.write_all(fragment.as_bytes());
         }
@@ -184,7 +188,13 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
 }
 
 /// The delivery log line of one event: ids, outcome, reason, Meta's trace id.
-pub fn log_event(e: &ServerEvent, outcome: Outcome, reason: Option<&str>, fbtrace_id: Option<&str>, attempts: u32) {
+pub fn log_event(
+    e: &ServerEvent,
+    outcome: Outcome,
+    reason: Option<&str>,
+    fbtrace_id: Option<&str>,
+    attempts: u32,
+) {
     log::info(
         "capi_delivery",
         &[

@@ -85,7 +85,13 @@ pub async fn deliver_pixel(
                     })
                 })
                 .collect();
-            async move { (idx, l.claim(shard, claim_items, Some(attempt.token.clone()), now_ms).await) }
+            async move {
+                (
+                    idx,
+                    l.claim(shard, claim_items, Some(attempt.token.clone()), now_ms)
+                        .await,
+                )
+            }
         });
         for (idx, got) in join_all(calls).await {
             for (i, s) in idx.iter().zip(got) {
@@ -112,11 +118,17 @@ pub async fn deliver_pixel(
             }
             // A redelivery of an event already settled (the consumer stopped after its
             // receipt but before its ack): acked without sending again.
-            (ClaimStatus::Settled, _) => results[i] = Some(done(Outcome::Sent, Some("already_settled".into()))),
-            (ClaimStatus::Busy { retry_secs }, _) => results[i] = Some(later(retry_secs, "claim_busy")),
+            (ClaimStatus::Settled, _) => {
+                results[i] = Some(done(Outcome::Sent, Some("already_settled".into())))
+            }
+            (ClaimStatus::Busy { retry_secs }, _) => {
+                results[i] = Some(later(retry_secs, "claim_busy"))
+            }
             // Without a ledger binding at all, deliver (nothing to claim against).
             (ClaimStatus::Unavailable, None) => {}
-            (ClaimStatus::Unavailable, Some(_)) => results[i] = Some(later(LEDGER_RETRY_SECS, "ledger_unavailable")),
+            (ClaimStatus::Unavailable, Some(_)) => {
+                results[i] = Some(later(LEDGER_RETRY_SECS, "ledger_unavailable"))
+            }
         }
         if results[i].is_some() {
             continue;
@@ -125,7 +137,13 @@ pub async fn deliver_pixel(
             Ok(()) => pending.push(i),
             Err(settled) => {
                 receipt[i] = true;
-                results[i] = Some(settle(event, settled.outcome, Some(settled.reason.into()), None, q.attempt));
+                results[i] = Some(settle(
+                    event,
+                    settled.outcome,
+                    Some(settled.reason.into()),
+                    None,
+                    q.attempt,
+                ));
             }
         }
     }
@@ -154,7 +172,10 @@ pub async fn deliver_pixel(
             // request's test code to all its events); the rest use TEST_EVENT_CODE if set.
             let mut by_code: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
             for i in pending {
-                let code = items[i].test_event_code.clone().or_else(|| tenant_test_code.clone());
+                let code = items[i]
+                    .test_event_code
+                    .clone()
+                    .or_else(|| tenant_test_code.clone());
                 by_code.entry(code).or_default().push(i);
             }
             let mut session_codes = 0;
@@ -177,7 +198,11 @@ pub async fn deliver_pixel(
             }
             while let Some((code, group)) = work.pop() {
                 let now_ms = Date::now().as_millis() as i64;
-                let until = group.iter().map(|i| lease_until[*i]).min().unwrap_or(i64::MAX);
+                let until = group
+                    .iter()
+                    .map(|i| lease_until[*i])
+                    .min()
+                    .unwrap_or(i64::MAX);
                 let past_deadline = attempt.deadline_ms.is_some_and(|d| now_ms >= d);
                 if past_deadline || !may_start_send(until, now_ms) {
                     for i in group {
@@ -186,7 +211,10 @@ pub async fn deliver_pixel(
                     }
                     continue;
                 }
-                let events: Vec<ServerEvent> = group.iter().filter_map(|i| items[*i].event.clone()).collect();
+                let events: Vec<ServerEvent> = group
+                    .iter()
+                    .filter_map(|i| items[*i].event.clone())
+                    .collect();
                 let body = request_body(&events, &token, app_secret.as_deref(), code.as_deref());
                 let answer = super::meta::post(&url, body).await;
                 match step_for(&answer, group.len()) {
@@ -275,7 +303,14 @@ pub async fn deliver_pixel(
         let kept = match &ledger {
             Some(l) => l.park(letters, now_ms).await,
             None => false,
-        } || super::dead_letters::to_queue(env, &parked.iter().map(|i| (&items[*i], results[*i].reason.as_deref().unwrap_or(""))).collect::<Vec<_>>()).await;
+        } || super::dead_letters::to_queue(
+            env,
+            &parked
+                .iter()
+                .map(|i| (&items[*i], results[*i].reason.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>(),
+        )
+        .await;
         if !kept {
             log::error("dead_letter_not_parked", &[("events", parked.len().into())]);
             for i in parked {
@@ -297,7 +332,10 @@ pub async fn deliver_pixel(
         let mut counts: BTreeMap<u32, Vec<Count>> = BTreeMap::new();
         for (i, (q, r)) in items.iter().zip(&results).enumerate() {
             let (Some(e), Some(key)) = (&q.event, q.key()) else {
-                counts.entry(0).or_default().extend(q.counts.iter().cloned());
+                counts
+                    .entry(0)
+                    .or_default()
+                    .extend(q.counts.iter().cloned());
                 continue;
             };
             if !receipt[i] {
@@ -313,10 +351,11 @@ pub async fn deliver_pixel(
                 nonce: Some(q.nonce.clone()),
             });
             if r.outcome == Outcome::Sent {
-                counts
-                    .entry(l.shard_of(&e.event_id))
-                    .or_default()
-                    .extend(coverage_of(e).into_iter().map(|key| Count::coverage(&e.event_name, key)));
+                counts.entry(l.shard_of(&e.event_id)).or_default().extend(
+                    coverage_of(e)
+                        .into_iter()
+                        .map(|key| Count::coverage(&e.event_name, key)),
+                );
             }
         }
         if !l.record_all(receipts, counts, now_ms).await {
@@ -370,8 +409,20 @@ fn postponed(q: &QueuedEvent, reason: &str) -> Delivered {
 }
 
 /// A final outcome for an event, logged.
-fn settle(e: &ServerEvent, outcome: Outcome, reason: Option<String>, fbtrace_id: Option<String>, attempts: u32) -> Delivered {
-    log_event(e, outcome, reason.as_deref(), fbtrace_id.as_deref(), attempts);
+fn settle(
+    e: &ServerEvent,
+    outcome: Outcome,
+    reason: Option<String>,
+    fbtrace_id: Option<String>,
+    attempts: u32,
+) -> Delivered {
+    log_event(
+        e,
+        outcome,
+        reason.as_deref(),
+        fbtrace_id.as_deref(),
+        attempts,
+    );
     Delivered {
         outcome,
         reason,
@@ -395,14 +446,20 @@ fn failed(cfg: &Config, q: &QueuedEvent, slow: bool, reason: String) -> Delivere
         return done(Outcome::Queued, None);
     };
     match plan {
-        NextAttempt::Retry { attempt, delay_secs } => {
+        NextAttempt::Retry {
+            attempt,
+            delay_secs,
+        } => {
             log_event(e, Outcome::Retrying, Some(&reason), None, attempt);
             Delivered {
                 outcome: Outcome::Retrying,
                 reason: Some(reason),
                 fbtrace_id: None,
                 next: Next::Retry {
-                    queued: Box::new(QueuedEvent { attempt, ..q.clone() }),
+                    queued: Box::new(QueuedEvent {
+                        attempt,
+                        ..q.clone()
+                    }),
                     delay_secs,
                 },
             }

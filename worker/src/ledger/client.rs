@@ -3,9 +3,7 @@
 //! unavailable), and the previous layout's claims while `LEDGER_PREVIOUS_SHARDS` is set.
 
 use crate::config::{Config, PreviousLayout};
-use crate::protocol::{
-    ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, Receipt,
-};
+use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, Receipt};
 use capi_core::delivery::ledger_shard;
 use capi_core::report;
 use futures_util::future::{join_all, select, Either};
@@ -29,7 +27,12 @@ pub struct LedgerClient {
 }
 
 impl LedgerClient {
-    pub fn for_pixel(env: &Env, cfg: &Config, tenant: &str, pixel_id: &str) -> Option<LedgerClient> {
+    pub fn for_pixel(
+        env: &Env,
+        cfg: &Config,
+        tenant: &str,
+        pixel_id: &str,
+    ) -> Option<LedgerClient> {
         Some(LedgerClient {
             ns: env.durable_object("LEDGER").ok()?,
             name: format!("{tenant}/{pixel_id}"),
@@ -44,7 +47,11 @@ impl LedgerClient {
         ledger_shard(event_id, self.shards)
     }
 
-    async fn call_object<T: serde::de::DeserializeOwned>(&self, object: &str, op: &Op) -> Result<T> {
+    async fn call_object<T: serde::de::DeserializeOwned>(
+        &self,
+        object: &str,
+        op: &Op,
+    ) -> Result<T> {
         let stub = self.ns.id_from_name(object)?.get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();
@@ -64,7 +71,8 @@ impl LedgerClient {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, shard: u32, op: &Op) -> Result<T> {
-        self.call_object(&format!("{}/{shard}", self.name), op).await
+        self.call_object(&format!("{}/{shard}", self.name), op)
+            .await
     }
 
     fn logged<T>(op: &'static str, r: Result<T>) -> Option<T> {
@@ -85,20 +93,31 @@ impl LedgerClient {
         let mut by_object: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for i in items {
             let object = match previous {
-                PreviousLayout::Shards(n) => format!("{}/{}", self.name, ledger_shard(&i.key.event_id, n)),
+                PreviousLayout::Shards(n) => {
+                    format!("{}/{}", self.name, ledger_shard(&i.key.event_id, n))
+                }
                 PreviousLayout::Legacy => self.pixel_id.clone(),
             };
             by_object.entry(object).or_default().push(i.key.text());
         }
         let mut all = Vec::new();
         for (object, keys) in by_object {
-            all.extend(self.call_object::<Vec<Imported>>(&object, &Op::Holders { keys }).await?);
+            all.extend(
+                self.call_object::<Vec<Imported>>(&object, &Op::Holders { keys })
+                    .await?,
+            );
         }
         Ok(all)
     }
 
     /// Claims `items` (all in `shard`) for one attempt (`None`: reserves them), in one call.
-    pub async fn claim(&self, shard: u32, items: Vec<ClaimItem>, attempt: Option<String>, now_ms: u64) -> Vec<ClaimStatus> {
+    pub async fn claim(
+        &self,
+        shard: u32,
+        items: Vec<ClaimItem>,
+        attempt: Option<String>,
+        now_ms: u64,
+    ) -> Vec<ClaimStatus> {
         let n = items.len();
         let imported = match self.imported(&items).await {
             Ok(i) => i,
@@ -124,11 +143,21 @@ impl LedgerClient {
             key: key.clone(),
             nonce: nonce.to_string(),
         };
-        Self::logged("release", self.call::<serde_json::Value>(self.shard_of(&key.event_id), &op).await);
+        Self::logged(
+            "release",
+            self.call::<serde_json::Value>(self.shard_of(&key.event_id), &op)
+                .await,
+        );
     }
 
     /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.
-    pub async fn record(&self, shard: u32, receipts: Vec<Receipt>, counts: Vec<Count>, now_ms: u64) -> bool {
+    pub async fn record(
+        &self,
+        shard: u32,
+        receipts: Vec<Receipt>,
+        counts: Vec<Count>,
+        now_ms: u64,
+    ) -> bool {
         if receipts.is_empty() && counts.is_empty() {
             return true;
         }
@@ -141,10 +170,18 @@ impl LedgerClient {
     }
 
     /// Records receipts of any shards: one call per shard, concurrently; false if any failed.
-    pub async fn record_all(&self, receipts: Vec<Receipt>, mut counts: BTreeMap<u32, Vec<Count>>, now_ms: u64) -> bool {
+    pub async fn record_all(
+        &self,
+        receipts: Vec<Receipt>,
+        mut counts: BTreeMap<u32, Vec<Count>>,
+        now_ms: u64,
+    ) -> bool {
         let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
         for r in receipts {
-            by_shard.entry(self.shard_of(&r.key.event_id)).or_default().push(r);
+            by_shard
+                .entry(self.shard_of(&r.key.event_id))
+                .or_default()
+                .push(r);
         }
         for shard in counts.keys() {
             by_shard.entry(*shard).or_default();
@@ -186,7 +223,10 @@ impl LedgerClient {
     pub async fn park(&self, letters: Vec<Letter>, now_ms: u64) -> bool {
         let mut by_shard: BTreeMap<u32, Vec<Letter>> = BTreeMap::new();
         for l in letters {
-            by_shard.entry(self.shard_of(&l.key.event_id)).or_default().push(l);
+            by_shard
+                .entry(self.shard_of(&l.key.event_id))
+                .or_default()
+                .push(l);
         }
         let calls = by_shard.into_iter().map(|(shard, letters)| async move {
             let op = Op::Park {
@@ -202,7 +242,10 @@ impl LedgerClient {
     pub async fn dead_letters(&self) -> Result<Vec<serde_json::Value>> {
         let mut all = Vec::new();
         for shard in 0..self.shards {
-            all.extend(self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters).await?);
+            all.extend(
+                self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters)
+                    .await?,
+            );
         }
         Ok(all)
     }
@@ -226,13 +269,21 @@ impl LedgerClient {
 
     /// Counter rows of every shard, summed.
     pub async fn stats(&self, now_ms: u64) -> Result<Vec<serde_json::Value>> {
-        let op = Op::Stats { now_ms: now_ms as i64 };
+        let op = Op::Stats {
+            now_ms: now_ms as i64,
+        };
         let mut all: Vec<serde_json::Value> = Vec::new();
         for shard in 0..self.shards {
             for row in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
-                let same = |r: &serde_json::Value| ["kind", "name", "reason"].iter().all(|k| r[k] == row[k]);
+                let same = |r: &serde_json::Value| {
+                    ["kind", "name", "reason"].iter().all(|k| r[k] == row[k])
+                };
                 match all.iter_mut().find(|r| same(r)) {
-                    Some(r) => r["count"] = (r["count"].as_i64().unwrap_or(0) + row["count"].as_i64().unwrap_or(0)).into(),
+                    Some(r) => {
+                        r["count"] = (r["count"].as_i64().unwrap_or(0)
+                            + row["count"].as_i64().unwrap_or(0))
+                        .into()
+                    }
                     None => all.push(row),
                 }
             }

@@ -19,7 +19,10 @@ use crate::protocol::Op;
 use serde_json::{json, Value};
 use sql::{Arg, Sql, DAY_MS};
 use std::cell::Cell;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
+};
 
 /// Housekeeping runs at most this often.
 const HOUSEKEEPING_EVERY_MS: i64 = 3600 * 1000;
@@ -77,7 +80,14 @@ impl Ledger {
                 now_ms,
             } => {
                 let mut counts = Vec::new();
-                let statuses = sql::claim(&sql, &items, attempt.as_deref(), &imported, now_ms, &mut counts)?;
+                let statuses = sql::claim(
+                    &sql,
+                    &items,
+                    attempt.as_deref(),
+                    &imported,
+                    now_ms,
+                    &mut counts,
+                )?;
                 sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
                 serde_json::to_value(statuses)?
             }
@@ -97,13 +107,17 @@ impl Ledger {
             Op::Holders { keys } => serde_json::to_value(sql::exported(&sql, &keys)?)?,
             Op::Receipts { event_id } => Value::Array(sql::receipts(&sql, &event_id)?),
             Op::Stats { now_ms } => Value::Array(sql::stats(&sql, now_ms)?),
-            Op::Report { from_day, to_day } => Value::Array(sql::report_rows(&sql, from_day, to_day)?),
+            Op::Report { from_day, to_day } => {
+                Value::Array(sql::report_rows(&sql, from_day, to_day)?)
+            }
             Op::Park { letters, now_ms } => {
                 sql::park(&sql, &letters, now_ms)?;
                 json!({ "parked": letters.len() })
             }
             Op::DeadLetters => Value::Array(sql::dead_letters(&sql)?),
-            Op::Waiting { event_id } => serde_json::to_value(sql::waiting(&sql, event_id.as_deref())?)?,
+            Op::Waiting { event_id } => {
+                serde_json::to_value(sql::waiting(&sql, event_id.as_deref())?)?
+            }
         })
     }
 }
@@ -129,7 +143,10 @@ impl DurableObject for Ledger {
     async fn alarm(&self) -> Result<Response> {
         let now_ms = worker::Date::now().as_millis() as i64;
         sql::housekeep(&self.sql(), now_ms)?;
-        self.state.storage().set_alarm(now_ms + HOUSEKEEPING_EVERY_MS).await?;
+        self.state
+            .storage()
+            .set_alarm(now_ms + HOUSEKEEPING_EVERY_MS)
+            .await?;
         Response::ok("housekeeping done")
     }
 }

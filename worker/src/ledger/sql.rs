@@ -258,7 +258,11 @@ pub fn claim<S: Sql>(
         .filter_map(|r| text(r, "key").map(str::to_string))
         .collect()
     };
-    let lease_until_ms = if attempt.is_some() { now_ms + LEASE_MS } else { 0 };
+    let lease_until_ms = if attempt.is_some() {
+        now_ms + LEASE_MS
+    } else {
+        0
+    };
     let mut statuses = Vec::with_capacity(items.len());
     let mut taken: Vec<usize> = Vec::new();
     let mut letters_done: Vec<&str> = Vec::new();
@@ -301,7 +305,11 @@ pub fn claim<S: Sql>(
                 let row = Held {
                     key: key.clone(),
                     nonce: item.nonce.clone(),
-                    outcome: if first_take { Outcome::Queued } else { holder.map_or(Outcome::Queued, |h| h.outcome) },
+                    outcome: if first_take {
+                        Outcome::Queued
+                    } else {
+                        holder.map_or(Outcome::Queued, |h| h.outcome)
+                    },
                     lease: attempt.map(str::to_string),
                     lease_until_ms,
                 };
@@ -345,7 +353,10 @@ pub fn claim<S: Sql>(
                 }
             })
             .collect();
-        sql.run(TAKE_SQL, vec![now_ms.into(), now_ms.into(), json_list(&rows)])?;
+        sql.run(
+            TAKE_SQL,
+            vec![now_ms.into(), now_ms.into(), json_list(&rows)],
+        )?;
     }
     if !letters_done.is_empty() {
         // The letter is taken by this replay copy: a second replay of the same parking finds
@@ -456,9 +467,15 @@ pub fn record<S: Sql>(
             keep: now_ms + claim_retention_ms(r.source == Some(Source::Webhook)),
         })
         .collect();
-    let written = sql.run(record_sql(), vec![now_ms.into(), now_ms.into(), json_list(&rows)])?;
+    let written = sql.run(
+        record_sql(),
+        vec![now_ms.into(), now_ms.into(), json_list(&rows)],
+    )?;
     for w in written {
-        let Some(outcome) = w.get("outcome").and_then(|o| serde_json::from_value::<Outcome>(o.clone()).ok()) else {
+        let Some(outcome) = w
+            .get("outcome")
+            .and_then(|o| serde_json::from_value::<Outcome>(o.clone()).ok())
+        else {
             continue;
         };
         let reason = text(&w, "reason").unwrap_or("");
@@ -467,13 +484,18 @@ pub fn record<S: Sql>(
         }
         // Reconciliation: a webhook order's final outcome counts on the day it was reported.
         if outcome.is_final() && text(&w, "source") == Some(report::WEBHOOK) {
-            let day = w.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(now_ms) / DAY_MS;
+            let day = w
+                .get("first_seen_ms")
+                .and_then(Value::as_i64)
+                .unwrap_or(now_ms)
+                / DAY_MS;
             add_counts(
                 sql,
                 &[Count {
                     kind: CountKind::Order,
                     name: outcome.as_str().into(),
                     reason: reason.into(),
+                    n: 1,
                 }],
                 day,
             )?;
@@ -509,14 +531,23 @@ pub fn waiting<S: Sql>(sql: &S, event_id: Option<&str>) -> Result<Vec<String>, S
             "SELECT body FROM dead_letters WHERE replayed_ms IS NULL AND event_id = ?",
             vec![id.into()],
         )?,
-        None => sql.run("SELECT body FROM dead_letters WHERE replayed_ms IS NULL ORDER BY parked_ms", Vec::new())?,
+        None => sql.run(
+            "SELECT body FROM dead_letters WHERE replayed_ms IS NULL ORDER BY parked_ms",
+            Vec::new(),
+        )?,
     };
-    Ok(rows.iter().filter_map(|r| text(r, "body").map(str::to_string)).collect())
+    Ok(rows
+        .iter()
+        .filter_map(|r| text(r, "body").map(str::to_string))
+        .collect())
 }
 
 /// Housekeeping: every stored copy of an event past its retention goes.
 pub fn housekeep<S: Sql>(sql: &S, now_ms: i64) -> Result<(), S::Error> {
-    sql.run("DELETE FROM events WHERE keep_until_ms < ?", vec![now_ms.into()])?;
+    sql.run(
+        "DELETE FROM events WHERE keep_until_ms < ?",
+        vec![now_ms.into()],
+    )?;
     sql.run(
         "DELETE FROM dead_letters WHERE parked_ms < ?",
         vec![(now_ms - DEAD_LETTER_RETENTION_MS).into()],
@@ -543,26 +574,40 @@ fn reason_or_empty(r: &str) -> &str {
 /// Adds counts to `day`'s rows: one upsert per distinct row. Names and reasons are bounded
 /// again here: whatever a caller sends, no new names become rows.
 pub fn add_counts<S: Sql>(sql: &S, counts: &[Count], day: i64) -> Result<(), S::Error> {
-    let mut rows: std::collections::BTreeMap<(CountKind, &str, &str), i64> = std::collections::BTreeMap::new();
+    let mut rows: std::collections::BTreeMap<(CountKind, &str, &str), i64> =
+        std::collections::BTreeMap::new();
     for c in counts {
-        let outcome_name = |n: &str| serde_json::from_value::<Outcome>(n.into()).map_or("other", Outcome::as_str);
+        let outcome_name =
+            |n: &str| serde_json::from_value::<Outcome>(n.into()).map_or("other", Outcome::as_str);
         let (name, reason) = match c.kind {
             CountKind::Dropped => (counted_field(&c.name), counted_reason(&c.reason)),
             CountKind::Outcome => (outcome_name(&c.name), reason_or_empty(&c.reason)),
-            CountKind::Order if c.name == report::SEEN => (report::SEEN, reason_or_empty(&c.reason)),
+            CountKind::Order if c.name == report::SEEN => {
+                (report::SEEN, reason_or_empty(&c.reason))
+            }
             CountKind::Order => (outcome_name(&c.name), reason_or_empty(&c.reason)),
             CountKind::Coverage => (
                 report::coverage_event_name(&c.name),
-                report::COVERAGE_KEYS.iter().copied().find(|k| *k == c.reason).unwrap_or("other"),
+                report::COVERAGE_KEYS
+                    .iter()
+                    .copied()
+                    .find(|k| *k == c.reason)
+                    .unwrap_or("other"),
             ),
         };
-        *rows.entry((c.kind, name, reason)).or_default() += 1;
+        *rows.entry((c.kind, name, reason)).or_default() += i64::from(c.n);
     }
     for ((kind, name, reason), n) in rows {
         sql.run(
             "INSERT INTO daily_counts (day, kind, name, reason, count) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (day, kind, name, reason) DO UPDATE SET count = count + excluded.count",
-            vec![day.into(), kind.as_str().into(), name.into(), reason.into(), n.into()],
+            vec![
+                day.into(),
+                kind.as_str().into(),
+                name.into(),
+                reason.into(),
+                n.into(),
+            ],
         )?;
     }
     Ok(())

@@ -85,7 +85,8 @@ fn receipt(id: &str, nonce: &str, outcome: Outcome) -> Receipt {
 }
 
 fn count_rows(s: &Mem, table: &str) -> i64 {
-    s.run(&format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new()).expect("count")[0]["n"]
+    s.run(&format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new())
+        .expect("count")[0]["n"]
         .as_i64()
         .unwrap_or(-1)
 }
@@ -98,33 +99,75 @@ fn is_send(s: ClaimStatus) -> bool {
 fn a_message_delivered_twice_at_once_is_sent_by_one_attempt_only() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    assert!(matches!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 10), ClaimStatus::Busy { .. }));
+    assert!(matches!(
+        claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 10),
+        ClaimStatus::Busy { .. }
+    ));
     // The first attempt's receipt settles it: the second copy, looking again, sends nothing.
-    record(&s, &[receipt("e1", "n1", Outcome::Sent)], T0 + 20, &mut Vec::new()).expect("record");
-    assert_eq!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 5000), ClaimStatus::Settled);
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Sent)],
+        T0 + 20,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    assert_eq!(
+        claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 5000),
+        ClaimStatus::Settled
+    );
 }
 
 #[test]
 fn a_vanished_attempt_leaves_a_claim_the_redelivery_takes_after_the_lease() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + capi_core::claim::LEASE_MS + 1)));
+    assert!(is_send(claim_one(
+        &s,
+        item("e1", "n1"),
+        Some("a2"),
+        T0 + capi_core::claim::LEASE_MS + 1
+    )));
 }
 
 #[test]
 fn a_retry_takes_the_claim_back_at_once() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
-    assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20)));
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Retrying)],
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    assert!(is_send(claim_one(
+        &s,
+        item("e1", "n1"),
+        Some("a2"),
+        T0 + 20
+    )));
 }
 
 #[test]
 fn a_stray_copy_ahead_of_the_real_retry_in_one_batch_does_not_block_it() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
-    let got = claim(&s, &[item("e1", "stray"), item("e1", "n1")], Some("a2"), &[], T0 + 20, &mut Vec::new()).expect("claim");
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Retrying)],
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    let got = claim(
+        &s,
+        &[item("e1", "stray"), item("e1", "n1")],
+        Some("a2"),
+        &[],
+        T0 + 20,
+        &mut Vec::new(),
+    )
+    .expect("claim");
     assert_eq!(got[0], ClaimStatus::Duplicate);
     assert!(is_send(got[1]), "{got:?}");
 }
@@ -132,7 +175,15 @@ fn a_stray_copy_ahead_of_the_real_retry_in_one_batch_does_not_block_it() {
 #[test]
 fn the_same_message_twice_in_one_batch_is_sent_once() {
     let s = shard();
-    let got = claim(&s, &[item("e1", "n1"), item("e1", "n1")], Some("a1"), &[], T0, &mut Vec::new()).expect("claim");
+    let got = claim(
+        &s,
+        &[item("e1", "n1"), item("e1", "n1")],
+        Some("a1"),
+        &[],
+        T0,
+        &mut Vec::new(),
+    )
+    .expect("claim");
     assert!(is_send(got[0]));
     assert_eq!(got[1], ClaimStatus::Duplicate);
 }
@@ -143,21 +194,65 @@ fn ingest_counts_are_added_once_whatever_the_redeliveries() {
     let mut with_counts = item("e1", "n1");
     with_counts.counts = vec![Count::dropped("em", "consent")];
     let mut counts = Vec::new();
-    claim(&s, std::slice::from_ref(&with_counts), Some("a1"), &[], T0, &mut counts).expect("claim");
-    assert_eq!(counts.iter().filter(|c| c.kind == CountKind::Dropped).count(), 1);
-    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 10, &mut Vec::new()).expect("record");
+    claim(
+        &s,
+        std::slice::from_ref(&with_counts),
+        Some("a1"),
+        &[],
+        T0,
+        &mut counts,
+    )
+    .expect("claim");
+    assert_eq!(
+        counts
+            .iter()
+            .filter(|c| c.kind == CountKind::Dropped)
+            .count(),
+        1
+    );
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Retrying)],
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("record");
     let mut again = Vec::new();
     claim(&s, &[with_counts], Some("a2"), &[], T0 + 20, &mut again).expect("claim");
-    assert_eq!(again.iter().filter(|c| c.kind == CountKind::Dropped).count(), 0);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|c| c.kind == CountKind::Dropped)
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn a_receipt_never_overwrites_another_copys_claim_nor_a_final_outcome() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(&s, &[receipt("e1", "stray", Outcome::Rejected)], T0 + 5, &mut Vec::new()).expect("record");
-    record(&s, &[receipt("e1", "n1", Outcome::Sent)], T0 + 10, &mut Vec::new()).expect("record");
-    record(&s, &[receipt("e1", "n1", Outcome::Retrying)], T0 + 20, &mut Vec::new()).expect("record");
+    record(
+        &s,
+        &[receipt("e1", "stray", Outcome::Rejected)],
+        T0 + 5,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Sent)],
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::Retrying)],
+        T0 + 20,
+        &mut Vec::new(),
+    )
+    .expect("record");
     assert_eq!(receipts(&s, "e1").expect("rows")[0]["outcome"], "sent");
 }
 
@@ -165,7 +260,13 @@ fn a_receipt_never_overwrites_another_copys_claim_nor_a_final_outcome() {
 fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(&s, &[receipt("e1", "n1", Outcome::DeadLettered)], T0 + 10, &mut Vec::new()).expect("record");
+    record(
+        &s,
+        &[receipt("e1", "n1", Outcome::DeadLettered)],
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("record");
     let letter = Letter {
         key: item("e1", "n1").key,
         body: "{}".into(),
@@ -174,22 +275,43 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     park(&s, std::slice::from_ref(&letter), T0 + 10).expect("park");
     assert_eq!(waiting(&s, None).expect("waiting").len(), 1);
     // The original copy redelivered: settled, not sent.
-    assert_eq!(claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20), ClaimStatus::Settled);
+    assert_eq!(
+        claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20),
+        ClaimStatus::Settled
+    );
     let replay = |nonce: &str| ClaimItem {
         replay: true,
         ..item("e1", nonce)
     };
     // Two replays race: one copy sends.
     assert!(is_send(claim_one(&s, replay("r1"), Some("a3"), T0 + 30)));
-    assert_eq!(claim_one(&s, replay("r2"), Some("a4"), T0 + 31), ClaimStatus::Duplicate);
+    assert_eq!(
+        claim_one(&s, replay("r2"), Some("a4"), T0 + 31),
+        ClaimStatus::Duplicate
+    );
     assert!(waiting(&s, None).expect("waiting").is_empty());
     // The replay fails again and is parked again: the next replay may take it.
-    record(&s, &[receipt("e1", "r1", Outcome::DeadLettered)], T0 + 40, &mut Vec::new()).expect("record");
+    record(
+        &s,
+        &[receipt("e1", "r1", Outcome::DeadLettered)],
+        T0 + 40,
+        &mut Vec::new(),
+    )
+    .expect("record");
     park(&s, &[letter], T0 + 40).expect("park");
     assert!(is_send(claim_one(&s, replay("r3"), Some("a5"), T0 + 50)));
     // A letter whose event was sent meanwhile is resolved without sending.
-    record(&s, &[receipt("e1", "r3", Outcome::Sent)], T0 + 60, &mut Vec::new()).expect("record");
-    assert_eq!(claim_one(&s, replay("r4"), Some("a6"), T0 + 70), ClaimStatus::Settled);
+    record(
+        &s,
+        &[receipt("e1", "r3", Outcome::Sent)],
+        T0 + 60,
+        &mut Vec::new(),
+    )
+    .expect("record");
+    assert_eq!(
+        claim_one(&s, replay("r4"), Some("a6"), T0 + 70),
+        ClaimStatus::Settled
+    );
 }
 
 #[test]
@@ -201,7 +323,15 @@ fn a_letter_the_platform_dead_lettered_without_a_claim_is_replayed() {
         reason: "platform_retries_exhausted".into(),
     };
     park(&s, &[letter], T0).expect("park");
-    assert!(is_send(claim_one(&s, ClaimItem { replay: true, ..item("e9", "r1") }, Some("a1"), T0 + 1)));
+    assert!(is_send(claim_one(
+        &s,
+        ClaimItem {
+            replay: true,
+            ..item("e9", "r1")
+        },
+        Some("a1"),
+        T0 + 1
+    )));
 }
 
 #[test]
@@ -211,7 +341,15 @@ fn claims_of_an_earlier_layout_are_honoured() {
     let imported = exported(&old, &[item("o1", "x").key.text()]).expect("export");
     assert_eq!(imported.len(), 1);
     let new = shard();
-    let got = claim(&new, &[order("o1", "n2")], None, &imported, T0 + 10, &mut Vec::new()).expect("claim");
+    let got = claim(
+        &new,
+        &[order("o1", "n2")],
+        None,
+        &imported,
+        T0 + 10,
+        &mut Vec::new(),
+    )
+    .expect("claim");
     assert_eq!(got[0], ClaimStatus::Duplicate);
 }
 
@@ -223,8 +361,14 @@ fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
     let three_days = T0 + 3 * DAY_MS;
     housekeep(&s, three_days).expect("housekeeping");
     // `orders/paid` three days after `orders/create`: the same order, not a second Purchase.
-    assert_eq!(claim_one(&s, order("o1", "n2"), None, three_days), ClaimStatus::Duplicate);
-    assert_eq!(claim_one(&s, item("b1", "n2"), Some("a2"), three_days), ClaimStatus::Duplicate);
+    assert_eq!(
+        claim_one(&s, order("o1", "n2"), None, three_days),
+        ClaimStatus::Duplicate
+    );
+    assert_eq!(
+        claim_one(&s, item("b1", "n2"), Some("a2"), three_days),
+        ClaimStatus::Duplicate
+    );
 }
 
 #[test]
@@ -242,23 +386,54 @@ fn housekeeping_deletes_every_stored_copy_at_its_retention() {
         T0,
     )
     .expect("park");
-    add_counts(&s, &[Count::outcome(Outcome::Sent, ""), Count::order_seen(), Count::coverage("Purchase", "em")], T0 / DAY_MS)
-        .expect("counts");
+    add_counts(
+        &s,
+        &[
+            Count::outcome(Outcome::Sent, ""),
+            Count::order_seen(),
+            Count::coverage("Purchase", "em"),
+        ],
+        T0 / DAY_MS,
+    )
+    .expect("counts");
     let rows = |table: &str| count_rows(&s, table);
-    assert_eq!((rows("events"), rows("dead_letters"), rows("daily_counts")), (2, 1, 3));
+    assert_eq!(
+        (rows("events"), rows("dead_letters"), rows("daily_counts")),
+        (2, 1, 3)
+    );
 
     housekeep(&s, T0 + 6 * DAY_MS).expect("housekeeping");
-    assert_eq!((rows("events"), rows("dead_letters"), rows("daily_counts")), (2, 1, 3), "all kept within 6 days");
+    assert_eq!(
+        (rows("events"), rows("dead_letters"), rows("daily_counts")),
+        (2, 1, 3),
+        "all kept within 6 days"
+    );
 
     housekeep(&s, T0 + 8 * DAY_MS).expect("housekeeping");
-    assert_eq!(rows("events"), 1, "the browser event's claim and receipt are gone after 7 days");
-    assert_eq!(rows("dead_letters"), 0, "dead letters are gone after 7 days");
-    assert_eq!(rows("daily_counts"), 2, "stats counters are gone after 8 days, report rows stay");
+    assert_eq!(
+        rows("events"),
+        1,
+        "the browser event's claim and receipt are gone after 7 days"
+    );
+    assert_eq!(
+        rows("dead_letters"),
+        0,
+        "dead letters are gone after 7 days"
+    );
+    assert_eq!(
+        rows("daily_counts"),
+        2,
+        "stats counters are gone after 8 days, report rows stay"
+    );
 
     housekeep(&s, T0 + 91 * DAY_MS).expect("housekeeping");
     assert_eq!(rows("events"), 0, "the order's claim is gone after 90 days");
     housekeep(&s, T0 + 93 * DAY_MS).expect("housekeeping");
-    assert_eq!(rows("daily_counts"), 0, "report rows are gone after 92 days");
+    assert_eq!(
+        rows("daily_counts"),
+        0,
+        "report rows are gone after 92 days"
+    );
 }
 
 #[test]
@@ -276,8 +451,18 @@ fn an_object_from_before_numbered_migrations_is_brought_up_to_date() {
     .expect("old row");
     migrate(&m).expect("migrations");
     migrate(&m).expect("migrations run once");
-    assert_eq!(schema_version(&m).expect("version"), MIGRATIONS.len() as i64);
-    assert_eq!(claim_one(&m, order("o1", "n2"), None, T0 + 10 * DAY_MS), ClaimStatus::Duplicate);
+    assert_eq!(
+        schema_version(&m).expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    assert_eq!(
+        claim_one(&m, order("o1", "n2"), None, T0 + 10 * DAY_MS),
+        ClaimStatus::Duplicate
+    );
     housekeep(&m, T0 + 10 * DAY_MS).expect("housekeeping");
-    assert_eq!(count_rows(&m, "events"), 1, "an old order's claim is kept 90 days too");
+    assert_eq!(
+        count_rows(&m, "events"),
+        1,
+        "an old order's claim is kept 90 days too"
+    );
 }
