@@ -31,6 +31,9 @@ struct Faults {
     reject_event_ids: Vec<String>,
     /// Pixels whose requests get a 503 (one destination down while others are up).
     down_pixels: Vec<String>,
+    /// The next this many Graph requests fail (as one of `kinds`) before `error_rate` applies:
+    /// a test of retries that must see a failure whatever the dice say.
+    fail_next: u64,
 }
 
 #[derive(Default)]
@@ -202,6 +205,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
                 down: f.get("down").and_then(Value::as_bool).unwrap_or(false),
                 reject_event_ids: strings(f.get("reject_event_ids")).unwrap_or_default(),
                 down_pixels: strings(f.get("down_pixels")).unwrap_or_default(),
+                fail_next: f.get("fail_next").and_then(Value::as_u64).unwrap_or(0),
             };
             lock(state).faults = faults;
             respond_json(request, 200, &json!({"ok": true}))
@@ -283,6 +287,10 @@ fn graph_events(
         let faults = s.faults.clone();
         let fault = if faults.down || faults.down_pixels.iter().any(|p| p == pixel) {
             Some("down".to_string())
+        } else if faults.fail_next > 0 && !faults.kinds.is_empty() {
+            s.faults.fail_next -= 1;
+            let i = (s.random() * faults.kinds.len() as f64) as usize;
+            faults.kinds.get(i.min(faults.kinds.len() - 1)).cloned()
         } else if faults.error_rate > 0.0
             && s.random() < faults.error_rate
             && !faults.kinds.is_empty()

@@ -27,7 +27,7 @@ const copies = async (prefix) => {
 };
 
 test('2,000 events while Meta fails 30% of requests with 500s, 429s and timeouts: each arrives exactly once', async () => {
-  await sandbox.faults({ error_rate: 0.3, kinds: ['500', '429', 'timeout'] });
+  await sandbox.faults({ error_rate: 0.3, fail_next: 2, kinds: ['500', '429', 'timeout'] });
   const ids = Array.from({ length: 2000 }, (_, i) => `load-${i}`);
   for (let i = 0; i < ids.length; i += 100) {
     const statuses = await Promise.all(ids.slice(i, i + 100).map(async (id) => (await beacon(worker, id)).status));

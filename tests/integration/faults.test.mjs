@@ -8,7 +8,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { Miniflare } from 'miniflare';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ROOT, ADMIN_TOKEN, LOG_FILE, startSandbox, eventually } from './harness.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) fault-harness';
@@ -78,7 +80,7 @@ export default class extends Worker {
 /** The Worker with its real queues and ledger, one of: consumed by itself, captured by the
  * test (`capture`), behind a sendBatch that stores then throws (`faultyQueue`), or behind
  * FAULTY_ENTRY (`faultyEntry`). */
-async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false, faultyEntry = false } = {}) {
+async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false, faultyEntry = false, persist } = {}) {
   const events = faultyQueue ? 'faulty-events' : 'capi-edge-events';
   const capi = {
     name: 'capi',
@@ -107,7 +109,7 @@ async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue 
   const workers = [capi];
   if (capture) workers.push({ name: 'capture', modules: true, script: CAPTURE, compatibilityDate: '2026-04-01', queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } } });
   if (faultyQueue) workers.push({ name: 'faulty', modules: true, script: FAULTY_QUEUE, compatibilityDate: '2026-04-01', queueProducers: { INNER: events } });
-  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); if (process.env.FAULTS_LOG) process.stdout.write(chunk); })) });
+  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, ...(persist && { durableObjectsPersist: persist }), handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); if (process.env.FAULTS_LOG) process.stdout.write(chunk); })) });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);
   const admin = async (path, init = {}) => (await fetchIt(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
@@ -317,6 +319,36 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
     } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('LEDGER_SHARDS changes from 2 to 5: orders redelivered after the change are still duplicates', async () => {
+    const sandbox = await startSandbox();
+    const persist = mkdtempSync(join(tmpdir(), 'capi-ledger-'));
+    const ids = Array.from({ length: 40 }, (_, i) => `reshard-${i}`);
+    try {
+      const purchases = async () => {
+        const m = new Map();
+        for (const e of (await sandbox.events()).server) if (e.event_name === 'Purchase') m.set(`${e._sandbox.pixel_id}/${e.event_id}`, (m.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
+        return m;
+      };
+      const before = await startPlatform(sandbox, { LEDGER_SHARDS: '2' }, { persist });
+      const first = await Promise.all(ids.map(async (id) => (await order(before, id)).status));
+      assert.ok(first.every((s) => s === 200));
+      await eventually(async () => (await purchases()).size === ids.length * PIXELS.length, 60_000, 'every order at both pixels');
+      await before.stop();
+      const after = await startPlatform(sandbox, { LEDGER_SHARDS: '5', LEDGER_PREVIOUS_SHARDS: '2' }, { persist });
+      try {
+        const again = await Promise.all(ids.map(async (id) => (await order(after, id)).json()));
+        assert.ok(again.every((a) => PIXELS.every((p) => a.pixels[p].duplicate === true)), JSON.stringify(again[0]));
+        // Signal: both pixels' ledgers counted every redelivery as a duplicate (no sleep).
+        await eventually(async () => {
+          for (const p of PIXELS) if (((await after.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0) < ids.length) return false;
+          return true;
+        }, 30_000, 'the redeliveries counted as duplicates');
+        const t = tally('ledger re-sharded between deliveries', new Set((await purchases()).keys()), await purchases());
+        assert.equal(t.duplicated, 0);
+      } finally { await after.stop(); }
+    } finally { sandbox.stop(); rmSync(persist, { recursive: true, force: true }); }
   });
 
   test('an event too large for a queue message is refused with 413 before its 204, and its pool is delivered', async () => {
