@@ -8,13 +8,16 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-## build: the pixel shim, the Worker (release) and the CLI (profile `native`: target/native/capi-edge)
+## build: the pixel shim, the Worker (release) and the CLI (profile `native`: target/native/capi-edge);
+## after cargo, each step runs only when its inputs changed (stamps in build/.stamps), so a build
+## with nothing to do takes about a second
 build: setup
 	@bash scripts/build-shim.sh
 	@bash scripts/build-worker.sh
 	@cargo build -q --profile native -p capi-edge
 
-## dev: build, then run the sandbox + the Worker in workerd with the demo storefront
+## dev: build, then run the sandbox + the Worker in workerd with the demo storefront; a saved edit
+## is rebuilt and reloaded (scripts/dev.sh)
 dev: build
 	@bash scripts/dev.sh
 

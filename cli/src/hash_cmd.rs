@@ -6,6 +6,8 @@
 //! strings (the usual line, escapes included) is read in place and the answer is written into
 //! the block's output buffer; any other line takes the general `serde_json::Value` path. Both
 //! paths write the same bytes (`fast_path_matches_the_general_path` below).
+//!
+//! Long on purpose: the command's throughput layout (reader, workers, ordered writer) in one place.
 
 use capi_core::delivery::Fnv1a;
 use capi_core::hash::sha256_hex_into;

@@ -5,6 +5,8 @@
 //! events (its stand-in `fbevents.js` forwards `fbq` calls), and shows per
 //! `(event_name, event_id)` the browser and server copies and whether they deduplicate.
 //! Faults (error rate, 429s, timeouts, latency) can be injected for delivery tests.
+//!
+//! Long on purpose: the whole stand-in for Meta's Graph endpoint, its views and its fault injection.
 
 use crate::flag;
 use capi_core::meta_rules::{check_request, Violation};

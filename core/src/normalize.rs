@@ -2,6 +2,8 @@
 //!
 //! Rules from Meta's customer-information-parameters docs (D-CIP); where the docs are silent,
 //! Meta's Parameter Builder library (PB). Each field has one function, named after it.
+//!
+//! Long on purpose: one function per Meta field, each with its rule's source.
 
 use crate::hash::{is_sha256_hex, sha256_hex};
 use serde::Serialize;

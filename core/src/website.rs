@@ -1,4 +1,6 @@
 //! A browser beacon plus what the edge knows of the request → one `website` server event.
+//!
+//! Over 400 lines only with its tests.
 
 use crate::beacon::Beacon;
 use crate::custom_data::{self, Dropped};

@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { startSandbox, startWorker, eventually, ADMIN_TOKEN, TOKEN, cliPath } from './harness.mjs';
 
 let sandbox, worker;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   sandbox = await startSandbox();
@@ -35,7 +34,8 @@ test('2,000 events while Meta fails 30% of requests with 500s, 429s and timeouts
   }
   await eventually(async () => (await copies('load-')).size === 2000, 240_000, 'all 2,000 delivered');
   await sandbox.faults({});
-  await sleep(2500); // anything still in flight would show up as a duplicate now
+  // Every receipt final (`sent`): no copy still in flight can be sent again after that.
+  await eventually(async () => (await worker.stats()).outcomes?.sent >= 2000, 60_000, 'every receipt written');
   const counts = await copies('load-');
   assert.equal(counts.size, 2000, 'zero lost');
   assert.deepEqual([...counts.values()].filter((n) => n !== 1), [], 'zero duplicates');
@@ -68,12 +68,14 @@ test('one event Meta rejects is isolated: the rest of its batch is delivered', a
 test('Meta down for a while, then back: everything accepted meanwhile is delivered once', async () => {
   await sandbox.faults({ down: true });
   await Promise.all(Array.from({ length: 20 }, (_, i) => beacon(worker, `outage-${i}`)));
-  await eventually(async () => (await worker.receipts('outage-0')).receipts?.[0]?.outcome === 'retrying', 10_000, 'retrying');
-  await sleep(3000);
-  assert.equal((await copies('outage-')).size, 0, 'nothing got through while down');
+  const ids = Array.from({ length: 20 }, (_, i) => `outage-${i}`);
+  const outcomes = async () => Promise.all(ids.map(async (id) => (await worker.receipts(id)).receipts?.[0]?.outcome));
+  // Every event was tried and failed at least once (Meta answered 503) before Meta came back.
+  await eventually(async () => (await outcomes()).every((o) => o === 'retrying'), 15_000, 'every event retrying');
   await sandbox.faults({ down: false });
   await eventually(async () => (await copies('outage-')).size === 20, 60_000, 'delivery after recovery');
-  await sleep(1500);
+  // Every receipt final: no copy in flight can be sent again after that.
+  await eventually(async () => (await outcomes()).every((o) => o === 'sent'), 30_000, 'every receipt sent');
   assert.deepEqual([...(await copies('outage-')).values()].filter((n) => n !== 1), []);
 });
 

@@ -7,6 +7,8 @@
 //! (`PIXEL_ID`, `META_ACCESS_TOKEN`, …) are the one tenant, `default`, for any host.
 //! A tenant that cannot be read is reported at `/t/health` (names only, never a value) and
 //! nothing is relayed for it.
+//!
+//! Long on purpose: every setting, its default and its validation in one place (docs/configuration.md's table mirrors it).
 
 use crate::error::ApiError;
 use capi_core::event::DEFAULT_API_VERSION;

@@ -3,6 +3,8 @@
 //! Each platform module turns its payload into an [`Order`]; [`purchase_event`] turns any
 //! `Order` into the CAPI event, hashing customer data with `normalize`. The browser's
 //! thank-you page derives the same `event_id` from the same order id ([`event_id_for_order`]).
+//!
+//! Long on purpose: the order model and the one Purchase builder that every platform module shares.
 
 pub mod order;
 pub mod shopify;

@@ -3,6 +3,8 @@
 //! must not be sent, sends the rest while the lease lasts in requests of at most 1,000
 //! (splitting a rejected request to isolate the bad event), parks what used up its attempts,
 //! and records every receipt before returning — so a caller acks only what the ledger knows.
+//!
+//! Long on purpose: the one delivery path, read top to bottom in its five numbered steps.
 
 use super::{log_event, new_nonce, Delivered, Next, QueuedEvent};
 use crate::config::Config;

@@ -4,6 +4,8 @@
 //! code runs on the Durable Object's SQLite and, in the native tests below, on an in-memory
 //! SQLite with a clock the test moves. Every op runs without an `await`: a shard applies it
 //! whole before the next one starts.
+//!
+//! Long on purpose: every statement a shard runs, in one place, beside the migrations they rely on.
 
 use crate::protocol::{
     ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, Receipt, Source,
