@@ -34,25 +34,31 @@ export default {
   async fetch() { const out = bodies; bodies = []; return Response.json(out); },
 };`;
 
-// A queue binding whose sendBatch stores the batch and then throws, the first time only.
-const FAULTY_QUEUE = `
-import { WorkerEntrypoint } from 'cloudflare:workers';
-let failed = 0;
-export class FaultyQueue extends WorkerEntrypoint {
-  async sendBatch(messages, options) {
-    await this.env.INNER.sendBatch(messages, options);
-    if (failed++ % 2 === 0) throw new Error('stored, then failed');
-  }
-  async send(body, options) { return this.env.INNER.send(body, options); }
-}
-export default { fetch() { return new Response(String(failed)); } };`;
-
-// The built Worker, unchanged, behind an entry module that can fail its ledger objects (all, or
-// those whose name matches, e.g. one pixel's) for a period, or make a consumer invocation die
-// after it sent its events and before its acks reached the platform. POST /__faults sets them.
+// The built Worker, unchanged, behind an entry module that fails the platform around it, as
+// POST /__faults says: its ledger objects (all, or those whose name matches, e.g. one pixel's)
+// for a period; a consumer invocation that dies after sending and before its acks reach the
+// platform; and its EVENTS queue, for JavaScript and Rust alike: \`refuses\` throws without
+// storing, \`stored-then-throws\` stores every batch and throws on every other call (the entry
+// module retries it: two copies of each message).
 const FAULTY_ENTRY = `
 import Worker, { Ledger as RealLedger } from './index.js';
-const faults = { ledgerDown: null, consumerDies: 0, died: 0 };
+const faults = { ledgerDown: null, consumerDies: 0, died: 0, queue: 'ok', queueCalls: 0, queueFailures: 0 };
+// Named as the runtime names its queue binding, which workers-rs checks.
+class WorkerQueue {
+  constructor(inner) { this.inner = inner; }
+  async send(body, options) {
+    if (faults.queue === 'refuses') throw new Error('queue overloaded (injected)');
+    return this.inner.send(body, options);
+  }
+  async sendBatch(messages, options) {
+    if (faults.queue === 'refuses') { faults.queueFailures++; throw new Error('queue overloaded (injected)'); }
+    await this.inner.sendBatch(messages, options);
+    if (faults.queue === 'stored-then-throws' && faults.queueCalls++ % 2 === 0) {
+      faults.queueFailures++;
+      throw new Error('stored, then failed (injected)');
+    }
+  }
+}
 export class Ledger extends RealLedger {
   constructor(state, env) { super(state, env); this.objectName = state.id.name ?? ''; }
   async fetch(request) {
@@ -62,6 +68,7 @@ export class Ledger extends RealLedger {
   }
 }
 export default class extends Worker {
+  constructor(ctx, env) { super(ctx, { ...env, EVENTS: new WorkerQueue(env.EVENTS) }); }
   async fetch(request) {
     if (new URL(request.url).pathname === '/__faults') {
       const f = await request.json();
@@ -81,11 +88,10 @@ export default class extends Worker {
   }
 }`;
 
-/** The Worker with its real queues and ledger, one of: consumed by itself, captured by the
- * test (`capture`), behind a sendBatch that stores then throws (`faultyQueue`), or behind
- * FAULTY_ENTRY (`faultyEntry`). */
-async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue = false, faultyEntry = false, persist } = {}) {
-  const events = faultyQueue ? 'faulty-events' : 'capi-edge-events';
+/** The Worker with its real queues and ledger: consumed by itself, or by the test
+ * (`capture`); behind FAULTY_ENTRY with `faultyEntry`. */
+async function startPlatform(sandbox, vars = {}, { capture = false, faultyEntry = false, persist, batchSize = 100 } = {}) {
+  const events = 'capi-edge-events';
   const capi = {
     name: 'capi',
     ...(faultyEntry ? {
@@ -103,16 +109,14 @@ async function startPlatform(sandbox, vars = {}, { capture = false, faultyQueue 
     bindings: { META_GRAPH_URL: sandbox.url, META_API_VERSION: 'v26.0', ADMIN_TOKEN, TENANTS: JSON.stringify(TENANTS), ...SECRETS,
       RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '2', ...vars },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
-    queueProducers: { ...(faultyQueue ? {} : { EVENTS: events }), DEAD_LETTERS: 'capi-edge-dead-letters' },
-    ...(faultyQueue && { serviceBindings: { EVENTS: { name: 'faulty', entrypoint: 'FaultyQueue' } } }),
+    queueProducers: { EVENTS: events, DEAD_LETTERS: 'capi-edge-dead-letters' },
     queueConsumers: {
-      ...(capture ? {} : { [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } }),
+      ...(capture ? {} : { [events]: { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } }),
       'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
     },
   };
   const workers = [capi];
   if (capture) workers.push({ name: 'capture', modules: true, script: CAPTURE, compatibilityDate: '2026-04-01', queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } } });
-  if (faultyQueue) workers.push({ name: 'faulty', modules: true, script: FAULTY_QUEUE, compatibilityDate: '2026-04-01', queueProducers: { INNER: events } });
   const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, ...(persist && { durableObjectsPersist: persist }), handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); if (process.env.FAULTS_LOG) process.stdout.write(chunk); })) });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);
@@ -142,6 +146,34 @@ async function received(sandbox, prefix) {
   return counts;
 }
 
+/** Purchases Meta received per `pixel/event_id`. */
+async function purchases(sandbox) {
+  const m = new Map();
+  for (const e of (await sandbox.events()).server) {
+    if (e.event_name !== 'Purchase') continue;
+    const k = `${e._sandbox.pixel_id}/${e.event_id}`;
+    m.set(k, (m.get(k) ?? 0) + 1);
+  }
+  return m;
+}
+
+/** Every `pixel/id` of `n` beacons named `prefix-i`. */
+const expectedBeacons = (prefix, n) => new Set(PIXELS.flatMap((p) => Array.from({ length: n }, (_, i) => `${p}/${prefix}-${i}`)));
+
+/** Sends `n` beacons named `prefix-i`, 100 at a time, each answered 204. */
+async function sendBeacons(w, prefix, n) {
+  for (let i = 0; i < n; i += 100) await accept(Array.from({ length: Math.min(100, n - i) }, (_, j) => beacon(w, `${prefix}-${i + j}`)));
+}
+
+/** Whether `count(stats)` reaches `atLeast` at every pixel; and waiting until it does. */
+async function everyPixel(w, count, atLeast) {
+  for (const p of PIXELS) if (count(await w.admin(`/t/stats?pixel=${p}`)) < atLeast) return false;
+  return true;
+}
+const atEveryPixel = (w, count, atLeast, what, ms = 60_000) => eventually(() => everyPixel(w, count, atLeast), ms, what);
+const sentCount = (stats) => stats.outcomes?.sent ?? 0;
+const duplicateCount = (stats) => stats.outcomes?.duplicate ?? 0;
+
 /** accepted / delivered / lost / duplicated, printed and returned. */
 function tally(name, expected, counts) {
   const delivered = [...expected].filter((k) => counts.get(k) >= 1).length;
@@ -162,7 +194,7 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
     const w = await startPlatform(sandbox, {}, { capture: true });
     try {
       const N = 1000, ORDERS = 100;
-      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `twice-${i + j}`)));
+      await sendBeacons(w, 'twice', N);
       const orderIds = Array.from({ length: ORDERS }, (_, i) => `twice-order-${i}`);
       for (let i = 0; i < ORDERS; i += 25) {
         const answers = await Promise.all(orderIds.slice(i, i + 25).map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));
@@ -174,10 +206,7 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       // handed to two invocations at once; what an invocation asks to retry is handed again.
       // Done when every event and order has its `sent` receipt at both pixels: a final outcome
       // is never sent again, so no copy still in the queue can reach Meta after that.
-      const allSent = async () => {
-        for (const p of PIXELS) if (((await w.admin(`/t/stats?pixel=${p}`)).outcomes?.sent ?? 0) < N + ORDERS) return false;
-        return true;
-      };
+      const allSent = () => everyPixel(w, sentCount, N + ORDERS);
       let pending = [];
       let seq = 0;
       const deadline = Date.now() + 180_000;
@@ -198,14 +227,12 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
         if (retried.length > 0) { await sleep(1000); pending.push(...retried); }
       }
       const counts = await received(sandbox, 'twice-');
-      const orderCounts = [...(await sandbox.events()).server].filter((e) => e.event_name === 'Purchase');
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/twice-${i}`)));
+      const expected = expectedBeacons('twice', N);
       const t = tally('queue delivers twice, concurrently', expected, counts);
       assert.equal(t.lost, 0, 'nothing lost');
       assert.equal(t.duplicated, 0, 'nothing twice');
       // Orders: one Purchase per order and pixel.
-      const perOrder = new Map();
-      for (const e of orderCounts) perOrder.set(`${e._sandbox.pixel_id}/${e.event_id}`, (perOrder.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
+      const perOrder = await purchases(sandbox);
       const o = tally('orders, queue delivers twice', new Set(perOrder.keys()), perOrder);
       assert.equal(perOrder.size, ORDERS * PIXELS.length, 'every order at every pixel');
       assert.equal(o.duplicated, 0, 'no order twice');
@@ -214,21 +241,18 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
 
   test('sendBatch stores the batch and then throws: the retried batch is sent once', async () => {
     const sandbox = await startSandbox();
-    const w = await startPlatform(sandbox, {}, { faultyQueue: true });
+    // Small consumer batches: the two copies of a message land in different invocations.
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true, batchSize: 5 });
+      await w.faults({ queue: 'stored-then-throws' });
     try {
       const N = 1000;
-      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `stored-${i + j}`)));
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/stored-${i}`)));
+      await sendBeacons(w, 'stored', N);
+      const expected = expectedBeacons('stored', N);
       await eventually(async () => (await received(sandbox, 'stored-')).size === expected.size, 120_000, 'every event at every pixel');
-      const failures = Number(await (await (await w.mf.getWorker('faulty')).fetch('http://faulty/')).text());
-      assert.ok(failures > 0, 'sendBatch really stored and threw');
+      const { queueFailures } = await w.faults({});
+      assert.ok(queueFailures > 0, 'sendBatch really stored and threw');
       // Signal: every second copy has been looked at and settled as a duplicate (no sleep).
-      const dupes = async () => {
-        let n = 0;
-        for (const p of PIXELS) n += (await w.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0;
-        return n;
-      };
-      await eventually(async () => (await dupes()) >= 1, 60_000, 'the second copies settled');
+      await atEveryPixel(w, sentCount, N, 'every receipt sent');
       const t = tally('sendBatch stores then throws', expected, await received(sandbox, 'stored-'));
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
@@ -253,18 +277,50 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       const replay = async (p) => (await run(cliPath(), ['replay', '--url', `${w.url}/t`, '--tenant', 'shop', '--pixel', p], { env: { ...process.env, ADMIN_TOKEN } })).stdout;
       const answers = await Promise.all(PIXELS.flatMap((p) => [replay(p), replay(p)]));
       assert.ok(answers.every((a) => /^replayed \d+ dead letter/.test(a) && !/could not be queued/.test(a)), answers.map((a) => a.split('\n')[0]).join(' | '));
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/replayed-${i}`)));
+      const expected = expectedBeacons('replayed', N);
       await eventually(async () => (await received(sandbox, 'replayed-')).size === expected.size, 60_000, 'every replayed event');
       // Signal: both replays' copies are settled (one sent, one a duplicate) for every event.
-      await eventually(async () => {
-        for (const p of PIXELS) if (((await w.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0) < N) return false;
-        return true;
-      }, 60_000, 'the second replay copies settled as duplicates');
+      await atEveryPixel(w, duplicateCount, N, 'the second replay copies settled as duplicates');
       const t = tally('replay twice at once', expected, await received(sandbox, 'replayed-'));
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
       // Nothing waits any more: a third replay sends nothing.
       for (const p of PIXELS) assert.match(await replay(p), /^replayed 0 dead letter/);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('the queue refuses everything while Meta times out: every beacon is parked within 30 s, and replay delivers it once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true });
+    try {
+      const N = 500;
+      await w.faults({ queue: 'refuses' });
+      await sandbox.faults({ error_rate: 1, kinds: ['timeout'] });
+      await sendBeacons(w, 'refused', N);
+      const answered = Date.now();
+      // Every event that was answered 204 ends somewhere: parked for replay (the fallback tried
+      // Meta, which timed out, and the queue took no retry), inside a request's 30 s budget.
+      const letters = async (p) => (await w.admin(`/t/dead-letters?pixel=${p}`)).dead_letters ?? [];
+      await eventually(async () => {
+        for (const p of PIXELS) if ((await letters(p)).length < N) return false;
+        return true;
+      }, 30_000, 'every beacon parked');
+      const parkedWithin = Date.now() - answered;
+      assert.ok(parkedWithin < 30_000, `parked ${parkedWithin} ms after the last 204`);
+      assert.equal((await received(sandbox, 'refused-')).size, 0, 'Meta recorded nothing while it timed out');
+      // Meta and the queue are back: the operator replays, and each event arrives once.
+      await sandbox.faults({});
+      await w.faults({ queue: 'ok' });
+      for (const p of PIXELS) {
+        const { stdout } = await run(cliPath(), ['replay', '--url', `${w.url}/t`, '--tenant', 'shop', '--pixel', p], { env: { ...process.env, ADMIN_TOKEN } });
+        assert.match(stdout, new RegExp(`^replayed ${N} dead letter`));
+      }
+      const expected = expectedBeacons('refused', N);
+      await eventually(async () => (await received(sandbox, 'refused-')).size === expected.size, 60_000, 'every replayed event');
+      await atEveryPixel(w, sentCount, N, 'every receipt sent');
+      const t = tally(`queue refuses, Meta times out (parked within ${parkedWithin} ms), then replay`, expected, await received(sandbox, 'refused-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
     } finally { await w.stop(); sandbox.stop(); }
   });
 
@@ -281,13 +337,8 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       // The platform redelivers: pixel 111 already has it (duplicate), pixel 112 takes it now.
       const again = await Promise.all(ids.map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));
       assert.ok(again.every(([s, a]) => s === 200 && a.pixels['111'].duplicate === true && a.pixels['112'].queued === true), JSON.stringify(again[0]));
-      const purchases = async () => {
-        const m = new Map();
-        for (const e of (await sandbox.events()).server) if (e.event_name === 'Purchase') m.set(`${e._sandbox.pixel_id}/${e.event_id}`, (m.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
-        return m;
-      };
-      await eventually(async () => (await purchases()).size === ORDERS * PIXELS.length, 60_000, 'every order at both pixels');
-      const counts = await purchases();
+      await eventually(async () => (await purchases(sandbox)).size === ORDERS * PIXELS.length, 60_000, 'every order at both pixels');
+      const counts = await purchases(sandbox);
       const t = tally('one pixel\'s ledger down for a webhook', new Set(counts.keys()), counts);
       assert.equal(t.duplicated, 0);
     } finally { await w.stop(); sandbox.stop(); }
@@ -299,14 +350,11 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
     try {
       const N = 1000;
       await w.faults({ ledgerDown: { match: '', ms: 4000 } });
-      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `outage-${i + j}`)));
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/outage-${i}`)));
+      await sendBeacons(w, 'outage', N);
+      const expected = expectedBeacons('outage', N);
       await eventually(async () => (await received(sandbox, 'outage-')).size === expected.size, 120_000, 'every event after the outage');
       // Signal: the receipts say sent for every event (no sleep): nothing is still in flight.
-      await eventually(async () => {
-        for (const p of PIXELS) if (((await w.admin(`/t/stats?pixel=${p}`)).outcomes?.sent ?? 0) < N) return false;
-        return true;
-      }, 60_000, 'every receipt written');
+      await atEveryPixel(w, sentCount, N, 'every receipt written');
       const t = tally('ledger down for 4 s', expected, await received(sandbox, 'outage-'));
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
@@ -319,17 +367,15 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
     try {
       const N = 1000;
       await w.faults({ consumerDies: 3 });
-      for (let i = 0; i < N; i += 100) await accept(Array.from({ length: 100 }, (_, j) => beacon(w, `died-${i + j}`)));
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: N }, (_, i) => `${p}/died-${i}`)));
+      await sendBeacons(w, 'died', N);
+      const expected = expectedBeacons('died', N);
       await eventually(async () => (await received(sandbox, 'died-')).size === expected.size, 120_000, 'every event');
       const { died } = await w.faults({});
       assert.equal(died, 3, 'three consumer invocations died after sending');
       // Signal: the redelivered copies were each looked at and found settled.
-      await eventually(async () => {
-        let n = 0;
-        for (const p of PIXELS) n += (await w.admin(`/t/stats?pixel=${p}`)).reasons?.find((r) => r.outcome === 'duplicate' && r.reason === 'redelivered')?.count ?? 0;
-        return n > 0;
-      }, 60_000, 'the redelivered copies settled');
+      const redelivered = (stats) => stats.reasons?.find((r) => r.outcome === 'duplicate' && r.reason === 'redelivered')?.count ?? 0;
+      await atEveryPixel(w, sentCount, N, 'every receipt sent');
+      await eventually(async () => { for (const p of PIXELS) if (redelivered(await w.admin(`/t/stats?pixel=${p}`)) > 0) return true; return false; }, 60_000, 'the redelivered copies settled');
       const t = tally('consumer dies before acking', expected, await received(sandbox, 'died-'));
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
@@ -341,26 +387,18 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
     const persist = mkdtempSync(join(tmpdir(), 'capi-ledger-'));
     const ids = Array.from({ length: 40 }, (_, i) => `reshard-${i}`);
     try {
-      const purchases = async () => {
-        const m = new Map();
-        for (const e of (await sandbox.events()).server) if (e.event_name === 'Purchase') m.set(`${e._sandbox.pixel_id}/${e.event_id}`, (m.get(`${e._sandbox.pixel_id}/${e.event_id}`) ?? 0) + 1);
-        return m;
-      };
       const before = await startPlatform(sandbox, { LEDGER_SHARDS: '2' }, { persist });
       const first = await Promise.all(ids.map(async (id) => (await order(before, id)).status));
       assert.ok(first.every((s) => s === 200));
-      await eventually(async () => (await purchases()).size === ids.length * PIXELS.length, 60_000, 'every order at both pixels');
+      await eventually(async () => (await purchases(sandbox)).size === ids.length * PIXELS.length, 60_000, 'every order at both pixels');
       await before.stop();
       const after = await startPlatform(sandbox, { LEDGER_SHARDS: '5', LEDGER_PREVIOUS_SHARDS: '2' }, { persist });
       try {
         const again = await Promise.all(ids.map(async (id) => (await order(after, id)).json()));
         assert.ok(again.every((a) => PIXELS.every((p) => a.pixels[p].duplicate === true)), JSON.stringify(again[0]));
         // Signal: both pixels' ledgers counted every redelivery as a duplicate (no sleep).
-        await eventually(async () => {
-          for (const p of PIXELS) if (((await after.admin(`/t/stats?pixel=${p}`)).outcomes?.duplicate ?? 0) < ids.length) return false;
-          return true;
-        }, 30_000, 'the redeliveries counted as duplicates');
-        const t = tally('ledger re-sharded between deliveries', new Set((await purchases()).keys()), await purchases());
+        await atEveryPixel(after, duplicateCount, ids.length, 'the redeliveries counted as duplicates');
+        const t = tally('ledger re-sharded between deliveries', new Set((await purchases(sandbox)).keys()), await purchases(sandbox));
         assert.equal(t.duplicated, 0);
       } finally { await after.stop(); }
     } finally { sandbox.stop(); rmSync(persist, { recursive: true, force: true }); }
@@ -377,7 +415,7 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       assert.equal(big.status, 413);
       assert.equal((await big.json()).error.code, 'event_too_large');
       assert.ok(rest.every((r) => r.status === 204));
-      const expected = new Set(PIXELS.flatMap((p) => Array.from({ length: 50 }, (_, i) => `${p}/pool-${i}`)));
+      const expected = expectedBeacons('pool', 50);
       await eventually(async () => (await received(sandbox, 'pool-')).size === expected.size, 60_000, 'the pooled beacons');
       const t = tally('one oversized beacon in a pool', expected, await received(sandbox, 'pool-'));
       assert.equal(t.lost, 0);

@@ -84,6 +84,11 @@ fn receipt(id: &str, nonce: &str, outcome: Outcome) -> Receipt {
     }
 }
 
+/// Records one receipt of `nonce`'s copy.
+fn settle(s: &Mem, id: &str, nonce: &str, outcome: Outcome, now: i64) {
+    record(s, &[receipt(id, nonce, outcome)], now, &mut Vec::new()).expect("record");
+}
+
 fn count_rows(s: &Mem, table: &str) -> i64 {
     s.run(&format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new())
         .expect("count")[0]["n"]
@@ -104,13 +109,7 @@ fn a_message_delivered_twice_at_once_is_sent_by_one_attempt_only() {
         ClaimStatus::Busy { .. }
     ));
     // The first attempt's receipt settles it: the second copy, looking again, sends nothing.
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Sent)],
-        T0 + 20,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "n1", Outcome::Sent, T0 + 20);
     assert_eq!(
         claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 5000),
         ClaimStatus::Settled
@@ -133,13 +132,7 @@ fn a_vanished_attempt_leaves_a_claim_the_redelivery_takes_after_the_lease() {
 fn a_retry_takes_the_claim_back_at_once() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Retrying)],
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "n1", Outcome::Retrying, T0 + 10);
     assert!(is_send(claim_one(
         &s,
         item("e1", "n1"),
@@ -152,13 +145,7 @@ fn a_retry_takes_the_claim_back_at_once() {
 fn a_stray_copy_ahead_of_the_real_retry_in_one_batch_does_not_block_it() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Retrying)],
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "n1", Outcome::Retrying, T0 + 10);
     let got = claim(
         &s,
         &[item("e1", "stray"), item("e1", "n1")],
@@ -210,13 +197,7 @@ fn ingest_counts_are_added_once_whatever_the_redeliveries() {
             .count(),
         1
     );
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Retrying)],
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "n1", Outcome::Retrying, T0 + 10);
     let mut again = Vec::new();
     claim(&s, &[with_counts], Some("a2"), &[], T0 + 20, &mut again).expect("claim");
     assert_eq!(
@@ -232,27 +213,9 @@ fn ingest_counts_are_added_once_whatever_the_redeliveries() {
 fn a_receipt_never_overwrites_another_copys_claim_nor_a_final_outcome() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(
-        &s,
-        &[receipt("e1", "stray", Outcome::Rejected)],
-        T0 + 5,
-        &mut Vec::new(),
-    )
-    .expect("record");
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Sent)],
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("record");
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::Retrying)],
-        T0 + 20,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "stray", Outcome::Rejected, T0 + 5);
+    settle(&s, "e1", "n1", Outcome::Sent, T0 + 10);
+    settle(&s, "e1", "n1", Outcome::Retrying, T0 + 20);
     assert_eq!(receipts(&s, "e1").expect("rows")[0]["outcome"], "sent");
 }
 
@@ -260,13 +223,7 @@ fn a_receipt_never_overwrites_another_copys_claim_nor_a_final_outcome() {
 fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
-    record(
-        &s,
-        &[receipt("e1", "n1", Outcome::DeadLettered)],
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "n1", Outcome::DeadLettered, T0 + 10);
     let letter = Letter {
         key: item("e1", "n1").key,
         body: "{}".into(),
@@ -291,23 +248,11 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     );
     assert!(waiting(&s, None).expect("waiting").is_empty());
     // The replay fails again and is parked again: the next replay may take it.
-    record(
-        &s,
-        &[receipt("e1", "r1", Outcome::DeadLettered)],
-        T0 + 40,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "r1", Outcome::DeadLettered, T0 + 40);
     park(&s, &[letter], T0 + 40).expect("park");
     assert!(is_send(claim_one(&s, replay("r3"), Some("a5"), T0 + 50)));
     // A letter whose event was sent meanwhile is resolved without sending.
-    record(
-        &s,
-        &[receipt("e1", "r3", Outcome::Sent)],
-        T0 + 60,
-        &mut Vec::new(),
-    )
-    .expect("record");
+    settle(&s, "e1", "r3", Outcome::Sent, T0 + 60);
     assert_eq!(
         claim_one(&s, replay("r4"), Some("a6"), T0 + 70),
         ClaimStatus::Settled
