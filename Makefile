@@ -36,6 +36,7 @@ size:
 	@node tests/size-budget.mjs
 
 integration:
+	@node --test tests/docs.test.mjs
 	@rm -f tests/.artifacts/worker-logs.txt
 	@node --test --test-concurrency=1 --test-timeout=600000 tests/integration/
 

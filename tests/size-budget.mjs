@@ -14,7 +14,11 @@ const budgets = [
   // per-session test codes (+1.4 KiB); the next lever is the ~4 KB of core::fmt that std's panic
   // path keeps in the wasm (a no_std shim).
   { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 17.5 * KiB },
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 400 * KiB },
+  // 420 KiB (was 400) since the lease-based claim protocol, the fault-tolerant delivery paths,
+  // the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won back
+  // (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
+  // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 420 * KiB },
 ];
 let failed = false;
 const report = {};

@@ -250,17 +250,17 @@ test('the ledger never lets a stale non-final update reopen a final outcome', as
     const id = uid();
     const key = { event_name: 'AddToCart', event_id: id };
     const receipt = (outcome, attempts) => ({ key, outcome, reason: outcome === 'retrying' ? 'transient' : null, attempts, fbtrace_id: outcome === 'sent' ? 'T1' : null, nonce: 'n1' });
-    const claim = (nonce, attempt, at) => call({ op: 'claim', items: [{ key, nonce }], attempt, now_ms: at });
+    const claim = (nonce, attempt, at) => call({ claim: { items: [{ key, nonce }], attempt, now_ms: at } });
     const now = Date.now();
     const [first] = await claim('n1', 'a1', now);
-    assert.equal(first.status, 'send');
-    assert.equal((await claim('n1', 'a2', now + 1))[0].status, 'busy', 'the same message in a second invocation waits while the first holds the lease');
-    await call({ op: 'record', receipts: [receipt('sent', 1)], counts: [], now_ms: now });
-    await call({ op: 'record', receipts: [receipt('retrying', 1)], counts: [], now_ms: now + 1 });
-    const rows = await call({ op: 'receipts', event_id: id });
+    assert.ok(first.send?.lease_until_ms > now, JSON.stringify(first));
+    assert.ok((await claim('n1', 'a2', now + 1))[0].busy, 'the same message in a second invocation waits while the first holds the lease');
+    await call({ record: { receipts: [receipt('sent', 1)], counts: [], now_ms: now } });
+    await call({ record: { receipts: [receipt('retrying', 1)], counts: [], now_ms: now + 1 } });
+    const rows = await call({ receipts: { event_id: id } });
     assert.deepEqual([rows[0].outcome, rows[0].fbtrace_id], ['sent', 'T1']);
-    assert.deepEqual(await claim('n1', 'a3', now + 2), [{ status: 'settled' }], 'a redelivered message is not sent again');
-    assert.deepEqual(await claim('n2', 'a4', now + 3), [{ status: 'duplicate' }]);
+    assert.deepEqual(await claim('n1', 'a3', now + 2), ['settled'], 'a redelivered message is not sent again');
+    assert.deepEqual(await claim('n2', 'a4', now + 3), ['duplicate']);
   } finally { await worker.stop(); }
 });
 

@@ -163,9 +163,10 @@ pub struct Imported {
     pub source: Option<Source>,
 }
 
-/// A shard's answer for one copy.
+/// A shard's answer for one copy (externally tagged, `"duplicate"` or `{"send": {…}}`: an
+/// internally tagged enum would buffer every answer through serde's `Content`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     /// This copy holds the claim (and, unless it reserved, the lease until `lease_until_ms`).
     Send { lease_until_ms: i64 },
@@ -204,9 +205,9 @@ pub struct Letter {
     pub reason: String,
 }
 
-/// The ops of a shard.
+/// The ops of a shard (externally tagged, `{"claim": {…}}`: see [`ClaimStatus`]).
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Claims copies (one attempt: `attempt`, or a reservation when `None`).
     Claim {
@@ -248,7 +249,7 @@ pub enum Op {
         now_ms: i64,
     },
     /// Lists dead letters (ids, reasons, times).
-    DeadLetters,
+    DeadLetters {},
     /// The bodies of the letters waiting for replay (one event id, or all), unchanged: the
     /// replay copy takes each when it is claimed.
     Waiting {

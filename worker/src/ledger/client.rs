@@ -47,11 +47,9 @@ impl LedgerClient {
         ledger_shard(event_id, self.shards)
     }
 
-    async fn call_object<T: serde::de::DeserializeOwned>(
-        &self,
-        object: &str,
-        op: &Op,
-    ) -> Result<T> {
+    /// One op to one object, its answer as text. Not generic: the call's future (request,
+    /// deadline, body) is compiled once, whatever the answer's type.
+    async fn call_text(&self, object: &str, op: &Op) -> Result<String> {
         let stub = self.ns.id_from_name(object)?.get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();
@@ -62,12 +60,21 @@ impl LedgerClient {
             if resp.status_code() != 200 {
                 return Err(worker::Error::RustError("ledger_status".into()));
             }
-            resp.json::<T>().await
+            resp.text().await
         });
         match select(call, Box::pin(Delay::from(CALL_TIMEOUT))).await {
             Either::Left((r, _)) => r,
             Either::Right(_) => Err(worker::Error::RustError("ledger_timeout".into())),
         }
+    }
+
+    async fn call_object<T: serde::de::DeserializeOwned>(
+        &self,
+        object: &str,
+        op: &Op,
+    ) -> Result<T> {
+        let text = self.call_text(object, op).await?;
+        Ok(serde_json::from_str(&text)?)
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, shard: u32, op: &Op) -> Result<T> {
@@ -243,7 +250,7 @@ impl LedgerClient {
         let mut all = Vec::new();
         for shard in 0..self.shards {
             all.extend(
-                self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters)
+                self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters {})
                     .await?,
             );
         }

@@ -114,7 +114,7 @@ impl Ledger {
                 sql::park(&sql, &letters, now_ms)?;
                 json!({ "parked": letters.len() })
             }
-            Op::DeadLetters => Value::Array(sql::dead_letters(&sql)?),
+            Op::DeadLetters {} => Value::Array(sql::dead_letters(&sql)?),
             Op::Waiting { event_id } => {
                 serde_json::to_value(sql::waiting(&sql, event_id.as_deref())?)?
             }
