@@ -184,6 +184,15 @@ const TAKE_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_see
        nonce = excluded.nonce, lease = excluded.lease, lease_until_ms = excluded.lease_until_ms,
        updated_ms = excluded.updated_ms, keep_until_ms = MAX(events.keep_until_ms, excluded.keep_until_ms)";
 
+/// New claims only: a key already held is left alone (and not returned).
+const FRESH_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source,
+       lease, lease_until_ms, keep_until_ms)
+     SELECT j.value ->> 'k', j.value ->> 'n', j.value ->> 'i', ?, 'queued', ?, j.value ->> 'o', j.value ->> 's',
+       j.value ->> 'l', j.value ->> 'u', j.value ->> 'keep'
+       FROM json_each(?) AS j WHERE true
+     ON CONFLICT (key) DO NOTHING
+     RETURNING key";
+
 /// One holder as decided on in this call.
 struct Held {
     key: String,
@@ -231,7 +240,57 @@ pub fn claim<S: Sql>(
         )?;
     }
     let keys: Vec<String> = items.iter().map(|i| i.key.text()).collect();
-    let mut held: Vec<Held> = holders(sql, &keys)?
+    let lease_until_ms = if attempt.is_some() {
+        now_ms + LEASE_MS
+    } else {
+        0
+    };
+    let take_row = |n: usize| {
+        let item = &items[n];
+        TakeRow {
+            k: &keys[n],
+            n: &item.key.event_name,
+            i: &item.key.event_id,
+            o: &item.nonce,
+            s: item.source,
+            l: attempt,
+            u: lease_until_ms,
+            keep: now_ms + claim_retention_ms(item.source == Some(Source::Webhook)),
+        }
+    };
+    // The common case first, in one statement: keys the shard has never seen are taken as they
+    // are inserted (the first copy of each key in this call; replays go the long way, their
+    // letters must be handed over).
+    // Sorted vectors, not hash or tree sets: a shard's share of a batch can be a thousand
+    // events, and the sets measured +3.8 KB / +10 KB of gzipped wasm.
+    let mut seen: Vec<&str> = Vec::with_capacity(items.len());
+    let mut first = vec![false; items.len()];
+    for (n, key) in keys.iter().enumerate() {
+        if let Err(at) = seen.binary_search(&key.as_str()) {
+            seen.insert(at, key);
+            first[n] = !items[n].replay;
+        }
+    }
+    let firsts: Vec<usize> = (0..items.len()).filter(|n| first[*n]).collect();
+    let mut fresh: Vec<String> = if firsts.is_empty() {
+        Vec::new()
+    } else {
+        let rows: Vec<TakeRow> = firsts.iter().map(|n| take_row(*n)).collect();
+        sql.run(
+            FRESH_SQL,
+            vec![now_ms.into(), now_ms.into(), json_list(&rows)],
+        )?
+        .iter()
+        .filter_map(|r| text(r, "key").map(str::to_string))
+        .collect()
+    };
+    fresh.sort_unstable();
+    let is_fresh = |n: usize| first[n] && fresh.binary_search(&keys[n]).is_ok();
+    let others: Vec<String> = (0..items.len())
+        .filter(|n| !is_fresh(*n))
+        .map(|n| keys[n].clone())
+        .collect();
+    let mut held: Vec<Held> = holders(sql, &others)?
         .iter()
         .filter_map(|h| {
             Some(Held {
@@ -260,20 +319,28 @@ pub fn claim<S: Sql>(
         .filter_map(|r| text(r, "key").map(str::to_string))
         .collect()
     };
-    let lease_until_ms = if attempt.is_some() {
-        now_ms + LEASE_MS
-    } else {
-        0
-    };
     let mut statuses = Vec::with_capacity(items.len());
     let mut taken: Vec<usize> = Vec::new();
+    let mut taken_keys: Vec<&str> = Vec::new();
     let mut letters_done: Vec<&str> = Vec::new();
     for (n, (item, key)) in items.iter().zip(&keys).enumerate() {
         // A second copy of a key already taken in this call (one message delivered twice into
         // the same batch): the first copy sends it.
-        if taken.iter().any(|t| keys[*t] == *key) {
+        if taken_keys.binary_search(&key.as_str()).is_ok() {
             counts.push(Count::outcome(Outcome::Duplicate, "redelivered"));
             statuses.push(ClaimStatus::Duplicate);
+            continue;
+        }
+        if is_fresh(n) {
+            counts.extend(item.counts.iter().cloned());
+            if item.source == Some(Source::Webhook) {
+                counts.push(Count::order_seen());
+            }
+            taken.push(n);
+            if let Err(at) = taken_keys.binary_search(&key.as_str()) {
+                taken_keys.insert(at, key);
+            }
+            statuses.push(ClaimStatus::Send { lease_until_ms });
             continue;
         }
         let current = held.iter().position(|h| h.key == *key);
@@ -320,6 +387,9 @@ pub fn claim<S: Sql>(
                     None => held.push(row),
                 }
                 taken.push(n);
+                if let Err(at) = taken_keys.binary_search(&key.as_str()) {
+                    taken_keys.insert(at, key);
+                }
                 ClaimStatus::Send { lease_until_ms }
             }
             Decision::Duplicate => {
@@ -337,24 +407,13 @@ pub fn claim<S: Sql>(
         };
         statuses.push(status);
     }
-    if !taken.is_empty() {
-        let rows: Vec<TakeRow> = taken
-            .iter()
-            .map(|t| {
-                let item = &items[*t];
-                let order = item.source == Some(Source::Webhook);
-                TakeRow {
-                    k: &keys[*t],
-                    n: &item.key.event_name,
-                    i: &item.key.event_id,
-                    o: &item.nonce,
-                    s: item.source,
-                    l: attempt,
-                    u: lease_until_ms,
-                    keep: now_ms + claim_retention_ms(order),
-                }
-            })
-            .collect();
+    let rewritten: Vec<TakeRow> = taken
+        .iter()
+        .filter(|t| !is_fresh(**t))
+        .map(|t| take_row(*t))
+        .collect();
+    if !rewritten.is_empty() {
+        let rows = rewritten;
         sql.run(
             TAKE_SQL,
             vec![now_ms.into(), now_ms.into(), json_list(&rows)],
