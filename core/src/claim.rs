@@ -39,7 +39,7 @@ pub const LEASE_MS: i64 = 60_000;
 /// `lease_until − META_CLIENT_TIMEOUT_MS − RECEIPT_MARGIN_MS`.
 pub const RECEIPT_MARGIN_MS: i64 = 10_000;
 
-/// The longest a `Busy` copy waits before it looks again.
+/// The longest a `Busy` copy waits before it looks again while the lease is young.
 pub const BUSY_RETRY_MAX_SECS: u32 = 5;
 
 /// Browser events: Meta deduplicates within 48 hours; their claims (and receipts) are kept a
@@ -121,10 +121,19 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
     Decision::Take
 }
 
+/// How long a `Busy` copy waits: briefly while the lease is young (the other attempt is most
+/// likely about to finish), else until the lease ends (that attempt is slow or gone), so a few
+/// looks cover a whole lease well inside the platform's retries.
 fn busy(h: &Holder, now_ms: i64) -> Decision {
-    let secs = ((h.lease_until_ms - now_ms + 999) / 1000).clamp(1, i64::from(BUSY_RETRY_MAX_SECS));
+    let remaining_ms = h.lease_until_ms - now_ms;
+    let held_for_ms = LEASE_MS - remaining_ms;
+    let wait_ms = if held_for_ms < i64::from(BUSY_RETRY_MAX_SECS) * 1000 {
+        remaining_ms.min(i64::from(BUSY_RETRY_MAX_SECS) * 1000)
+    } else {
+        remaining_ms + 1000
+    };
     Decision::Busy {
-        retry_secs: secs as u32,
+        retry_secs: ((wait_ms + 999) / 1000).max(1) as u32,
     }
 }
 
@@ -189,6 +198,20 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_waits_briefly_on_a_young_lease_and_for_the_rest_of_an_old_one() {
+        let young = holder("n1", Outcome::Queued, Some("a1"), NOW + LEASE_MS - 1000);
+        assert_eq!(
+            decide(Some(&young), &ask("n1", Some("a2"))),
+            Decision::Busy { retry_secs: 5 }
+        );
+        let old = holder("n1", Outcome::Queued, Some("a1"), NOW + 20_000);
+        assert_eq!(
+            decide(Some(&old), &ask("n1", Some("a2"))),
+            Decision::Busy { retry_secs: 21 }
+        );
+    }
+
+    #[test]
     fn a_vanished_attempt_lease_ends_by_itself() {
         let h = holder("n1", Outcome::Queued, Some("a1"), NOW - 1);
         assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Take);
@@ -247,7 +270,7 @@ mod tests {
         // An attempt is sending the original right now: wait for it.
         r.replay = Some(true);
         let busy = holder("n1", Outcome::Retrying, Some("a1"), NOW + 3000);
-        assert_eq!(decide(Some(&busy), &r), Decision::Busy { retry_secs: 3 });
+        assert_eq!(decide(Some(&busy), &r), Decision::Busy { retry_secs: 4 });
     }
 
     #[test]

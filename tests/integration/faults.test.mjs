@@ -42,7 +42,7 @@ export default {
 // module retries it: two copies of each message).
 const FAULTY_ENTRY = `
 import Worker, { Ledger as RealLedger } from './index.js';
-const faults = { ledgerDown: null, consumerDies: 0, died: 0, queue: 'ok', queueCalls: 0, queueFailures: 0 };
+const faults = { ledgerDown: null, ledgerSlow: null, slowed: 0, consumerDies: 0, died: 0, queue: 'ok', queueCalls: 0, queueFailures: 0 };
 // Named as the runtime names its queue binding, which workers-rs checks.
 class WorkerQueue {
   constructor(inner) { this.inner = inner; }
@@ -64,6 +64,11 @@ export class Ledger extends RealLedger {
   async fetch(request) {
     const f = faults.ledgerDown;
     if (f && Date.now() < f.until && this.objectName.includes(f.match)) throw new Error('ledger unavailable (injected)');
+    const slow = faults.ledgerSlow;
+    if (slow && Date.now() < slow.until) {
+      faults.slowed++;
+      await new Promise((r) => setTimeout(r, slow.delayMs));
+    }
     return super.fetch(request);
   }
 }
@@ -73,6 +78,7 @@ export default class extends Worker {
     if (new URL(request.url).pathname === '/__faults') {
       const f = await request.json();
       if (f.ledgerDown) f.ledgerDown.until = Date.now() + f.ledgerDown.ms;
+      if (f.ledgerSlow) f.ledgerSlow.until = Date.now() + f.ledgerSlow.ms;
       Object.assign(faults, f);
       return Response.json(faults);
     }
@@ -111,7 +117,7 @@ async function startPlatform(sandbox, vars = {}, { capture = false, faultyEntry 
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
     queueProducers: { EVENTS: events, DEAD_LETTERS: 'capi-edge-dead-letters' },
     queueConsumers: {
-      ...(capture ? {} : { [events]: { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' } }),
+      ...(capture ? {} : { [events]: { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' } }),
       'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
     },
   };
@@ -356,6 +362,26 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       // Signal: the receipts say sent for every event (no sleep): nothing is still in flight.
       await atEveryPixel(w, sentCount, N, 'every receipt written');
       const t = tally('ledger down for 4 s', expected, await received(sandbox, 'outage-'));
+      assert.equal(t.lost, 0);
+      assert.equal(t.duplicated, 0);
+    } finally { await w.stop(); sandbox.stop(); }
+  });
+
+  test('ledger calls take longer than the Worker waits, for a while: every event is still delivered once', async () => {
+    const sandbox = await startSandbox();
+    const w = await startPlatform(sandbox, {}, { faultyEntry: true });
+    try {
+      const N = 500;
+      // 5 s per ledger call for 3 s: longer than the Worker's 4 s deadline, so the consumer gives
+      // up on those claims (a claim the ledger still applies leaves a lease that simply ends).
+      await w.faults({ ledgerSlow: { delayMs: 5000, ms: 3000 } });
+      await sendBeacons(w, 'slow', N);
+      const expected = expectedBeacons('slow', N);
+      await eventually(async () => (await received(sandbox, 'slow-')).size === expected.size, 150_000, 'every event after the slow ledger');
+      await atEveryPixel(w, sentCount, N, 'every receipt sent');
+      const { slowed } = await w.faults({});
+      assert.ok(slowed > 0, 'ledger calls were really slowed');
+      const t = tally('ledger calls slower than the deadline', expected, await received(sandbox, 'slow-'));
       assert.equal(t.lost, 0);
       assert.equal(t.duplicated, 0);
     } finally { await w.stop(); sandbox.stop(); }

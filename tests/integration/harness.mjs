@@ -67,7 +67,7 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
     ...(queues && {
       queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
       queueConsumers: {
-        'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'capi-edge-dead-letters' },
+        'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' },
         'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
       },
     }),
