@@ -157,6 +157,18 @@ test('with an allow-list, a visitor\'s unlisted test code is not attached; the e
   } finally { await single.stop(); }
 });
 
+test('many distinct test codes at once: at most 3 test-code requests per delivery round, every event still delivered with its code', async () => {
+  const codes = Array.from({ length: 9 }, (_, i) => `TEST90${i}`);
+  const events = codes.map((c) => event({ test_event_code: c }));
+  await Promise.all(events.map(async (b) => assert.equal((await beaconTo(worker, 'brand-c.test', b)).status, 204)));
+  for (const b of events) assert.equal((await arrived(b.event_id))._sandbox.test_event_code, b.test_event_code);
+  const got = (await sandbox.events()).server.filter((e) => codes.includes(e._sandbox.test_event_code));
+  assert.equal(new Set(got.map((e) => e._sandbox.fbtrace_id)).size, codes.length, 'one request per code');
+  const capped = await (await at('brand-c.test', '/t/stats?tenant=brand-c', bearer(ADMIN_TOKEN))).json();
+  const postponed = capped.reasons?.find((r) => r.outcome === 'retrying' && r.reason === 'test_codes_capped')?.count ?? 0;
+  assert.ok(postponed > 0, 'events beyond 3 codes in a round waited for a later one');
+});
+
 test('p.js, which carries the privacy modes, may be used for 6 minutes at most', async () => {
   const res = await at('brand-a.test', '/t/p.js');
   assert.equal(res.status, 200);
