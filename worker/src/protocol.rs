@@ -255,4 +255,9 @@ pub enum Op {
     Waiting {
         event_id: Option<String>,
     },
+    /// Housekeeping now, as the hourly alarm runs it: deletes what is past its retention at
+    /// `now_ms` (the alarm's clock; a test moves it forward). Never sent by the Worker.
+    Housekeep {
+        now_ms: i64,
+    },
 }

@@ -115,6 +115,10 @@ impl Ledger {
                 json!({ "parked": letters.len() })
             }
             Op::DeadLetters {} => Value::Array(sql::dead_letters(&sql)?),
+            Op::Housekeep { now_ms } => {
+                sql::housekeep(&sql, now_ms)?;
+                json!({ "housekept": true })
+            }
             Op::Waiting { event_id } => {
                 serde_json::to_value(sql::waiting(&sql, event_id.as_deref())?)?
             }
