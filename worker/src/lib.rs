@@ -88,50 +88,40 @@ fn to_js(answer: std::result::Result<Response, ApiError>) -> std::result::Result
 }
 
 /// The entry module's first call for a `POST`, before the body is read, with the request's URL
-/// and the headers a beacon needs as one value ([`BEACON_HEAD`], line by line): `undefined` when
-/// it is not a beacon (the request goes to [`fetch`]), an error `Response` (unknown host,
-/// origin, media type, declared length), or a [`BeaconTicket`] to rate-limit and read the body
-/// for.
+/// and headers: `undefined` when it is not a beacon (the request goes to [`fetch`]), an error
+/// `Response` (unknown host, origin, media type, declared length), or a [`BeaconTicket`] to
+/// rate-limit and read the body for. Headers are read only for a beacon, each once.
 #[wasm_bindgen(js_name = beaconGate)]
-pub fn beacon_gate(env: &Env, head: &str) -> std::result::Result<JsValue, JsValue> {
+pub fn beacon_gate(
+    env: &Env,
+    url: &str,
+    headers: &worker::web_sys::Headers,
+) -> std::result::Result<JsValue, JsValue> {
     let cfg = Config::from_env(env);
-    let mut lines = head.split('\n');
-    let Some(Ok(url)) = lines.next().map(Url::parse) else {
+    let Ok(url) = Url::parse(url) else {
         return Ok(JsValue::UNDEFINED);
     };
     if route(&cfg, url.path()) != Some("/e") {
         return Ok(JsValue::UNDEFINED);
     }
-    // In BEACON_HEAD's order; an absent header is an empty line.
-    let mut next = || lines.next().filter(|v| !v.is_empty()).map(str::to_string);
+    // `get` throws only for an invalid header name; these are constants.
+    let header = |name: &str| headers.get(name).ok().flatten();
     let head = ingest::Head {
         url,
-        origin: next(),
-        referer: next(),
-        ip: next(),
-        content_type: next(),
-        content_length: next(),
-        cookie: next(),
-        user_agent: next(),
-        sec_gpc: next(),
+        origin: header("origin"),
+        referer: header("referer"),
+        ip: header("cf-connecting-ip"),
+        content_type: header("content-type"),
+        content_length: header("content-length"),
+        cookie: header("cookie"),
+        user_agent: header("user-agent"),
+        sec_gpc: header("sec-gpc"),
     };
     match ingest::gate(&cfg, &head) {
         Ok(gated) => Ok(BeaconTicket { head, gated }.into()),
         Err(e) => to_js(Err(e)),
     }
 }
-
-/// The lines of `beaconGate`'s value after the URL (`BEACON_HEADERS` in worker/entry.mjs).
-pub const BEACON_HEAD: [&str; 8] = [
-    "origin",
-    "referer",
-    "cf-connecting-ip",
-    "content-type",
-    "content-length",
-    "cookie",
-    "user-agent",
-    "sec-gpc",
-];
 
 /// The entry module's second call, with the body (`undefined` when it was longer than
 /// `MAX_BEACON_BYTES`) and the rate limiter's answer (0 within or unbound, 1 over, 2 failed):
@@ -270,19 +260,4 @@ fn health_details(cfg: &Config, own: Option<&config::Tenant>, operator: bool) ->
         }
     }
     body
-}
-
-#[cfg(test)]
-mod tests {
-    /// `worker/entry.mjs` sends `beaconGate` the headers in the order Rust reads them.
-    #[test]
-    fn the_entry_module_sends_the_beacon_headers_rust_reads() {
-        let entry = include_str!("../entry.mjs");
-        let line = entry
-            .lines()
-            .find(|l| l.starts_with("const BEACON_HEADERS"))
-            .expect("BEACON_HEADERS in entry.mjs");
-        let names: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
-        assert_eq!(names, super::BEACON_HEAD);
-    }
 }
