@@ -25,7 +25,8 @@
 //! 6. A replay copy (fresh nonce, `replay`) takes an unsent claim from any holder — once per
 //!    parking of its dead letter: the ledger marks the letter taken in the same step.
 //! 7. A reservation (a webhook's synchronous claim, which only enqueues) takes the claim
-//!    without a lease; its message's consumer then takes the lease.
+//!    without a lease, for [`RESERVATION_MS`]; its message's consumer then takes the lease. A
+//!    reservation nobody leased by then is abandoned: another copy may take the event.
 //!
 //! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -38,6 +39,12 @@ pub const LEASE_MS: i64 = 60_000;
 /// The time a sender keeps for the receipt after Meta's answer: no request starts later than
 /// `lease_until − META_CLIENT_TIMEOUT_MS − RECEIPT_MARGIN_MS`.
 pub const RECEIPT_MARGIN_MS: i64 = 10_000;
+
+/// How long a webhook's reservation holds an event without a lease: its queue message is
+/// normally claimed within seconds. A reservation nobody took by then is abandoned (the answer
+/// that made it may never have reached the platform): another copy may take the event, and the
+/// reservation's own message, if it comes, finds a `Duplicate`.
+pub const RESERVATION_MS: i64 = 60_000;
 
 /// The longest a `Busy` copy waits before it looks again while the lease is young.
 pub const BUSY_RETRY_MAX_SECS: u32 = 5;
@@ -110,7 +117,15 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
         }
     }
     if h.nonce != ask.nonce {
-        return Decision::Duplicate;
+        let abandoned = h.lease.is_none()
+            && h.outcome == Outcome::Queued
+            && h.lease_until_ms > 0
+            && ask.now_ms >= h.lease_until_ms;
+        return if abandoned {
+            Decision::Take
+        } else {
+            Decision::Duplicate
+        };
     }
     if h.outcome.is_final() {
         return Decision::Settled;
@@ -249,6 +264,22 @@ mod tests {
             decide(Some(&reserved), &ask("n1", Some("a1"))),
             Decision::Take
         );
+    }
+
+    #[test]
+    fn a_reservation_nobody_leased_is_abandoned_after_a_while() {
+        let reserved = holder("n1", Outcome::Queued, None, NOW + 1);
+        assert_eq!(
+            decide(Some(&reserved), &ask("n2", None)),
+            Decision::Duplicate
+        );
+        let abandoned = holder("n1", Outcome::Queued, None, NOW);
+        assert_eq!(decide(Some(&abandoned), &ask("n2", None)), Decision::Take);
+        // Leased by its consumer, or settled: never abandoned.
+        let leased = holder("n1", Outcome::Queued, Some("a1"), NOW - 1);
+        assert_eq!(decide(Some(&leased), &ask("n2", None)), Decision::Duplicate);
+        let sent = holder("n1", Outcome::Sent, None, NOW - 1);
+        assert_eq!(decide(Some(&sent), &ask("n2", None)), Decision::Duplicate);
     }
 
     #[test]

@@ -65,6 +65,8 @@ export class Ledger extends RealLedger {
     const f = faults.ledgerDown;
     if (f && Date.now() < f.until && this.objectName.includes(f.match)) throw new Error('ledger unavailable (injected)');
     const slow = faults.ledgerSlow;
+    // The slow period starts with the first ledger call after it was set.
+    if (slow) slow.until ??= Date.now() + slow.ms;
     if (slow && Date.now() < slow.until) {
       faults.slowed++;
       await new Promise((r) => setTimeout(r, slow.delayMs));
@@ -78,7 +80,6 @@ export default class extends Worker {
     if (new URL(request.url).pathname === '/__faults') {
       const f = await request.json();
       if (f.ledgerDown) f.ledgerDown.until = Date.now() + f.ledgerDown.ms;
-      if (f.ledgerSlow) f.ledgerSlow.until = Date.now() + f.ledgerSlow.ms;
       Object.assign(faults, f);
       return Response.json(faults);
     }

@@ -225,7 +225,9 @@ async fn purchase_for_pixel(
                 attempts: 0,
                 fbtrace_id: None,
                 source: Some(Source::Webhook),
-                nonce: None,
+                // A nonce of its own: the receipt settles an order no copy has claimed, never
+                // one that another delivery of it holds (that copy's outcome stands).
+                nonce: Some(new_nonce()),
             };
             if !l.record(shard, vec![receipt], counts, now_ms).await {
                 return Err(ApiError::UpstreamUnavailable);
@@ -278,8 +280,16 @@ async fn purchase_for_pixel(
             delivery::log_event(&event, Outcome::Duplicate, None, None, 0);
             return Ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
         }
-        // Without the ledger the platform's redelivery is the safe retry.
-        ClaimStatus::Unavailable if ledger.is_some() => return Err(ApiError::UpstreamUnavailable),
+        // Without the ledger the platform's redelivery is the safe retry. The claim may still
+        // have been written after the Worker stopped waiting: it is given back, so the
+        // redelivery is not answered `duplicate` for a reservation no message carries (if this
+        // fails too, the reservation is abandoned after a minute: claim rule 7).
+        ClaimStatus::Unavailable => {
+            if let Some(l) = &ledger {
+                l.release(&key, &nonce).await;
+                return Err(ApiError::UpstreamUnavailable);
+            }
+        }
         _ => {}
     }
     if delivery::enqueue(env, &queued, 0).await {

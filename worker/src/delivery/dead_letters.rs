@@ -31,20 +31,28 @@ struct DeadLetterIn {
 
 /// Puts a body on the dead-letter queue; false if it refused it or is not bound.
 pub async fn to_queue_raw(env: &Env, body: String) -> bool {
-    match env.queue("DEAD_LETTERS") {
-        Ok(dlq) => dlq.send(body).await.is_ok(),
-        Err(_) => false,
-    }
+    let Ok(dlq) = env.queue("DEAD_LETTERS") else {
+        return false;
+    };
+    // Bounded like every other send: a hanging queue counts as a refusal.
+    let sending = Box::pin(async move { dlq.send(body).await.is_ok() });
+    let timeout = Box::pin(worker::Delay::from(std::time::Duration::from_millis(2000)));
+    matches!(
+        futures_util::future::select(sending, timeout).await,
+        futures_util::future::Either::Left((true, _))
+    )
 }
 
 /// Puts events on the dead-letter queue, one message each; false if any was refused.
 pub async fn to_queue(env: &Env, events: &[(&QueuedEvent, &str)]) -> bool {
-    let mut all = true;
     for (queued, reason) in events {
         let body = serde_json::to_string(&DeadLetterOut { queued, reason }).unwrap_or_default();
-        all &= to_queue_raw(env, body).await;
+        // The first refusal ends it: the rest would wait on the same failing queue.
+        if !to_queue_raw(env, body).await {
+            return false;
+        }
     }
-    all
+    true
 }
 
 /// The dead-letter queue's consumer: parks every event of each message in its shard (a

@@ -58,9 +58,11 @@ async fn keep(
     pixel_id: &str,
     events: Vec<(QueuedEvent, u32)>,
 ) {
+    // One refusal is enough: the queue is what failed (each try may wait 2 s), the rest are
+    // parked at once.
     let mut refused: Vec<QueuedEvent> = Vec::new();
     for (q, delay) in events {
-        if !super::enqueue(env, &q, delay).await {
+        if !refused.is_empty() || !super::enqueue(env, &q, delay).await {
             refused.push(q);
         }
     }

@@ -92,7 +92,12 @@ impl Ledger {
                 serde_json::to_value(statuses)?
             }
             Op::Release { key, nonce } => {
-                sql::release(&sql, &key.text(), &nonce)?;
+                sql::release(
+                    &sql,
+                    &key.text(),
+                    &nonce,
+                    worker::Date::now().as_millis() as i64,
+                )?;
                 json!({ "released": true })
             }
             Op::Record {

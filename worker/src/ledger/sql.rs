@@ -10,7 +10,9 @@
 use crate::protocol::{
     ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, Receipt, Source,
 };
-use capi_core::claim::{claim_retention_ms, decide, Ask, Decision, Holder, LEASE_MS};
+use capi_core::claim::{
+    claim_retention_ms, decide, Ask, Decision, Holder, LEASE_MS, RESERVATION_MS,
+};
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::Outcome;
 use capi_core::report;
@@ -240,10 +242,11 @@ pub fn claim<S: Sql>(
         )?;
     }
     let keys: Vec<String> = items.iter().map(|i| i.key.text()).collect();
+    // A reservation holds without a lease until it is taken or abandoned (claim rule 7).
     let lease_until_ms = if attempt.is_some() {
         now_ms + LEASE_MS
     } else {
-        0
+        now_ms + RESERVATION_MS
     };
     let take_row = |n: usize| {
         let item = &items[n];
@@ -439,10 +442,12 @@ pub fn claim<S: Sql>(
 }
 
 /// Gives back `key`'s claim if `nonce` still holds it and it is not final.
-pub fn release<S: Sql>(sql: &S, key: &str, nonce: &str) -> Result<(), S::Error> {
+pub fn release<S: Sql>(sql: &S, key: &str, nonce: &str, now_ms: i64) -> Result<(), S::Error> {
+    // Never a claim an attempt is sending under: its lease must have ended.
     sql.run(
-        "DELETE FROM events WHERE key = ? AND nonce = ? AND outcome IN ('queued', 'retrying')",
-        vec![key.into(), nonce.into()],
+        "DELETE FROM events WHERE key = ? AND nonce = ? AND outcome IN ('queued', 'retrying')
+           AND (lease IS NULL OR lease_until_ms <= ?)",
+        vec![key.into(), nonce.into(), now_ms.into()],
     )?;
     Ok(())
 }

@@ -301,7 +301,10 @@ fn claims_of_an_earlier_layout_are_honoured() {
 #[test]
 fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
     let s = shard();
+    // `orders/create`: reserved by the webhook, sent by its message's consumer.
     assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
+    assert!(is_send(claim_one(&s, order("o1", "n1"), Some("a1"), T0 + 10)));
+    settle(&s, "o1", "n1", Outcome::Sent, T0 + 20);
     assert!(is_send(claim_one(&s, item("b1", "n1"), Some("a1"), T0)));
     let three_days = T0 + 3 * DAY_MS;
     housekeep(&s, three_days).expect("housekeeping");
@@ -409,5 +412,45 @@ fn an_object_from_before_numbered_migrations_is_brought_up_to_date() {
         count_rows(&m, "events"),
         1,
         "an old order's claim is kept 90 days too"
+    );
+}
+
+#[test]
+fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
+    let s = shard();
+    // The webhook reserved it; its queued copy's consumer took the lease.
+    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
+    assert!(is_send(claim_one(
+        &s,
+        order("o1", "n1"),
+        Some("a1"),
+        T0 + 10
+    )));
+    release(&s, &order("o1", "n1").key.text(), "n1", T0 + 20).expect("release");
+    // A redelivery of the webhook is still a duplicate: the consumer is sending it.
+    assert_eq!(
+        claim_one(&s, order("o1", "n2"), None, T0 + 30),
+        ClaimStatus::Duplicate
+    );
+    // A reservation nobody leased is given back.
+    assert!(is_send(claim_one(&s, order("o2", "n1"), None, T0)));
+    release(&s, &order("o2", "n1").key.text(), "n1", T0 + 20).expect("release");
+    assert!(is_send(claim_one(&s, order("o2", "n2"), None, T0 + 30)));
+}
+
+#[test]
+fn a_reservation_whose_message_never_came_is_taken_by_the_redelivery() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
+    assert_eq!(
+        claim_one(&s, order("o1", "n2"), None, T0 + 1000),
+        ClaimStatus::Duplicate
+    );
+    let later = T0 + capi_core::claim::RESERVATION_MS;
+    assert!(is_send(claim_one(&s, order("o1", "n3"), None, later)));
+    // The first reservation's message, arriving late, is the duplicate now.
+    assert_eq!(
+        claim_one(&s, order("o1", "n1"), Some("a1"), later + 10),
+        ClaimStatus::Duplicate
     );
 }
