@@ -303,7 +303,12 @@ fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
     let s = shard();
     // `orders/create`: reserved by the webhook, sent by its message's consumer.
     assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
-    assert!(is_send(claim_one(&s, order("o1", "n1"), Some("a1"), T0 + 10)));
+    assert!(is_send(claim_one(
+        &s,
+        order("o1", "n1"),
+        Some("a1"),
+        T0 + 10
+    )));
     settle(&s, "o1", "n1", Outcome::Sent, T0 + 20);
     assert!(is_send(claim_one(&s, item("b1", "n1"), Some("a1"), T0)));
     let three_days = T0 + 3 * DAY_MS;
