@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod config;
 mod cookies;
+mod deadline;
 mod delivery;
 mod demo;
 mod error;

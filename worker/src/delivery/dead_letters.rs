@@ -35,11 +35,9 @@ pub async fn to_queue_raw(env: &Env, body: String) -> bool {
         return false;
     };
     // Bounded like every other send: a hanging queue counts as a refusal.
-    let sending = Box::pin(async move { dlq.send(body).await.is_ok() });
-    let timeout = Box::pin(worker::Delay::from(std::time::Duration::from_millis(2000)));
     matches!(
-        futures_util::future::select(sending, timeout).await,
-        futures_util::future::Either::Left((true, _))
+        crate::deadline::within(super::QUEUE_SEND_TIMEOUT, dlq.send(body)).await,
+        Some(Ok(()))
     )
 }
 

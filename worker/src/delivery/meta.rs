@@ -2,9 +2,8 @@
 
 use capi_core::delivery::META_CLIENT_TIMEOUT_MS;
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
-use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 
@@ -29,16 +28,14 @@ pub async fn post(url: &str, body: String) -> MetaAnswer {
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
-    let sending = Box::pin(async move { fetch.send_with_signal(&signal).await });
-    let timeout = Box::pin(Delay::from(META_TIMEOUT));
-    match select(sending, timeout).await {
-        Either::Left((Ok(mut resp), _)) => {
+    match crate::deadline::within(META_TIMEOUT, fetch.send_with_signal(&signal)).await {
+        Some(Ok(mut resp)) => {
             let status = resp.status_code();
             let text = resp.text().await.unwrap_or_default();
             meta_answer(status, &text)
         }
-        Either::Left((Err(_), _)) => transient,
-        Either::Right(_) => {
+        Some(Err(_)) => transient,
+        None => {
             controller.abort();
             transient
         }

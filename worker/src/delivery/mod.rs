@@ -31,6 +31,9 @@ use worker::{Date, Env, MessageBuilder, QueueContentType};
 /// answer that says it was taken.
 pub const MAX_MESSAGE_BYTES: usize = 120_000;
 
+/// The longest a queue send may take before it counts as refused.
+pub const QUEUE_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2000);
+
 /// One queue message: an event to deliver and/or counts to add to `/t/stats`. The access token
 /// is not in it: the consumer reads it from configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,15 +175,13 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
     }
     // Bounded: a send that hangs counts as refused (if it stored the message after all, the
     // copies share one claim).
-    let sending = Box::pin(async move { q.send(msg.build()).await });
-    let timeout = Box::pin(worker::Delay::from(std::time::Duration::from_millis(2000)));
-    match futures_util::future::select(sending, timeout).await {
-        futures_util::future::Either::Left((Ok(()), _)) => true,
-        futures_util::future::Either::Left((Err(e), _)) => {
+    match crate::deadline::within(QUEUE_SEND_TIMEOUT, q.send(msg.build())).await {
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
             log::error("queue_send_failed", &[("error", log::kind_of(&e).into())]);
             false
         }
-        futures_util::future::Either::Right(_) => {
+        None => {
             log::error("queue_send_failed", &[("error", "timeout".into())]);
             false
         }

@@ -6,10 +6,10 @@ use crate::config::{Config, PreviousLayout};
 use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, Receipt};
 use capi_core::delivery::ledger_shard;
 use capi_core::report;
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use worker::{Delay, Env, Method, Request, RequestInit, Result};
+use worker::{Env, Method, Request, RequestInit, Result};
 
 /// The longest the Worker waits for one ledger call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
@@ -47,6 +47,18 @@ impl LedgerClient {
         ledger_shard(event_id, self.shards)
     }
 
+    /// `items` grouped by the shard of their event.
+    fn by_shard<T>(&self, items: Vec<T>, key: impl Fn(&T) -> &EventKey) -> BTreeMap<u32, Vec<T>> {
+        let mut groups: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+        for item in items {
+            groups
+                .entry(self.shard_of(&key(&item).event_id))
+                .or_default()
+                .push(item);
+        }
+        groups
+    }
+
     /// One op to one object, its answer as text. Not generic: the call's future (request,
     /// deadline, body) is compiled once, whatever the answer's type.
     async fn call_text(&self, object: &str, op: &Op) -> Result<String> {
@@ -55,17 +67,16 @@ impl LedgerClient {
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(body.into()));
         let req = Request::new_with_init("https://ledger/", &init)?;
-        let call = Box::pin(async move {
+        let call = async move {
             let mut resp = stub.fetch_with_request(req).await?;
             if resp.status_code() != 200 {
                 return Err(worker::Error::RustError("ledger_status".into()));
             }
             resp.text().await
-        });
-        match select(call, Box::pin(Delay::from(CALL_TIMEOUT))).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(worker::Error::RustError("ledger_timeout".into())),
-        }
+        };
+        crate::deadline::within(CALL_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|| Err(worker::Error::RustError("ledger_timeout".into())))
     }
 
     async fn call_object<T: serde::de::DeserializeOwned>(
@@ -183,13 +194,7 @@ impl LedgerClient {
         mut counts: BTreeMap<u32, Vec<Count>>,
         now_ms: u64,
     ) -> bool {
-        let mut by_shard: BTreeMap<u32, Vec<Receipt>> = BTreeMap::new();
-        for r in receipts {
-            by_shard
-                .entry(self.shard_of(&r.key.event_id))
-                .or_default()
-                .push(r);
-        }
+        let mut by_shard = self.by_shard(receipts, |r| &r.key);
         for shard in counts.keys() {
             by_shard.entry(*shard).or_default();
         }
@@ -228,13 +233,7 @@ impl LedgerClient {
 
     /// Parks dead letters in their events' shards; false if any shard failed.
     pub async fn park(&self, letters: Vec<Letter>, now_ms: u64) -> bool {
-        let mut by_shard: BTreeMap<u32, Vec<Letter>> = BTreeMap::new();
-        for l in letters {
-            by_shard
-                .entry(self.shard_of(&l.key.event_id))
-                .or_default()
-                .push(l);
-        }
+        let by_shard = self.by_shard(letters, |l| &l.key);
         let calls = by_shard.into_iter().map(|(shard, letters)| async move {
             let op = Op::Park {
                 letters,

@@ -84,6 +84,12 @@ fn receipt(id: &str, nonce: &str, outcome: Outcome) -> Receipt {
     }
 }
 
+/// An order's webhook reserves it at T0 and its queued copy's consumer leases it 10 ms later.
+fn reserved_then_leased(s: &Mem, id: &str, nonce: &str) {
+    assert!(is_send(claim_one(s, order(id, nonce), None, T0)));
+    assert!(is_send(claim_one(s, order(id, nonce), Some("a1"), T0 + 10)));
+}
+
 /// Records one receipt of `nonce`'s copy.
 fn settle(s: &Mem, id: &str, nonce: &str, outcome: Outcome, now: i64) {
     record(s, &[receipt(id, nonce, outcome)], now, &mut Vec::new()).expect("record");
@@ -302,13 +308,7 @@ fn claims_of_an_earlier_layout_are_honoured() {
 fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
     let s = shard();
     // `orders/create`: reserved by the webhook, sent by its message's consumer.
-    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
-    assert!(is_send(claim_one(
-        &s,
-        order("o1", "n1"),
-        Some("a1"),
-        T0 + 10
-    )));
+    reserved_then_leased(&s, "o1", "n1");
     settle(&s, "o1", "n1", Outcome::Sent, T0 + 20);
     assert!(is_send(claim_one(&s, item("b1", "n1"), Some("a1"), T0)));
     let three_days = T0 + 3 * DAY_MS;
@@ -424,13 +424,7 @@ fn an_object_from_before_numbered_migrations_is_brought_up_to_date() {
 fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
     let s = shard();
     // The webhook reserved it; its queued copy's consumer took the lease.
-    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
-    assert!(is_send(claim_one(
-        &s,
-        order("o1", "n1"),
-        Some("a1"),
-        T0 + 10
-    )));
+    reserved_then_leased(&s, "o1", "n1");
     release(&s, &order("o1", "n1").key.text(), "n1", T0 + 20).expect("release");
     // A redelivery of the webhook is still a duplicate: the consumer is sending it.
     assert_eq!(
