@@ -15,6 +15,7 @@ pub mod hash;
 pub mod meta_answer;
 pub mod meta_rules;
 pub mod normalize;
+pub mod offline;
 pub mod origin;
 pub mod privacy;
 pub mod report;

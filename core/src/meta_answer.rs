@@ -105,9 +105,98 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
     }
 }
 
+/// The event a rejected request's answer blames, by its index in `data`: Meta names it as
+/// `data[3]` (as the sandbox does) in the error's `error_user_msg`, `message`, `error_user_title`
+/// or `error_data`. `None` when the answer names no event: the caller must then split the batch
+/// to find it (Meta rejects the whole request for one bad event, D-USE).
+pub fn rejected_event_index(body: &str) -> Option<usize> {
+    let json: Value = serde_json::from_str(body).ok()?;
+    let err = json.get("error")?;
+    [
+        "error_user_msg",
+        "message",
+        "error_user_title",
+        "error_data",
+    ]
+    .iter()
+    .filter_map(|k| err.get(*k))
+    .map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+    .find_map(|text| data_index(&text))
+}
+
+/// The first `data[N]` in `text`.
+fn data_index(text: &str) -> Option<usize> {
+    text.match_indices("data[").find_map(|(at, m)| {
+        let rest = &text[at + m.len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        rest[digits..]
+            .starts_with(']')
+            .then(|| rest[..digits].parse().ok())
+            .flatten()
+    })
+}
+
+/// Meta's own words for a rejection, for the person who sent the request (`capi-edge send`'s
+/// summary): `error_user_title: error_user_msg`, else `message`, without the `data[N]: ` that
+/// names the event, at most 200 characters. Only shown where every value sent was hashed, so
+/// what Meta quotes back holds no contact data; the Worker never shows it.
+pub fn rejection_text(body: &str) -> Option<String> {
+    let json: Value = serde_json::from_str(body).ok()?;
+    let err = json.get("error")?;
+    let field = |k: &str| {
+        err.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let text = match (field("error_user_title"), field("error_user_msg")) {
+        (Some(title), Some(msg)) => format!("{title}: {}", without_index(msg)),
+        (None, Some(msg)) => without_index(msg).to_string(),
+        (Some(title), None) => title.to_string(),
+        (None, None) => field("message")?.to_string(),
+    };
+    Some(text.chars().take(200).collect())
+}
+
+/// `text` without a leading `data[N]: `.
+fn without_index(text: &str) -> &str {
+    text.strip_prefix("data[")
+        .and_then(|rest| rest.split_once("]: "))
+        .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(text, |(_, rest)| rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejection_names_its_event_by_index() {
+        let sandbox = r#"{"error":{"message":"Invalid parameter","type":"OAuthException","code":100,"error_user_title":"event_time_too_old","error_user_msg":"data[17]: event_time is more than 7 days in the past","fbtrace_id":"x"}}"#;
+        assert_eq!(rejected_event_index(sandbox), Some(17));
+        assert_eq!(
+            rejection_text(sandbox).as_deref(),
+            Some("event_time_too_old: event_time is more than 7 days in the past")
+        );
+        let in_data = r#"{"error":{"code":100,"message":"Invalid parameter","error_data":{"blame_field_specs":[["data[3]","event_time"]]}}}"#;
+        assert_eq!(rejected_event_index(in_data), Some(3));
+        assert_eq!(
+            rejection_text(in_data).as_deref(),
+            Some("Invalid parameter")
+        );
+        for none in [
+            r#"{"error":{"code":100,"message":"Invalid parameter"}}"#,
+            r#"{"error":{"code":100,"message":"data[]: x data[x]"}}"#,
+            "not json",
+        ] {
+            assert_eq!(rejected_event_index(none), None, "{none}");
+        }
+        assert_eq!(without_index("data[2]: bad"), "bad");
+        assert_eq!(without_index("data[a]: bad"), "data[a]: bad");
+    }
 
     #[test]
     fn answers_are_classified_like_meta_documents() {

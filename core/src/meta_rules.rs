@@ -9,6 +9,25 @@ use crate::normalize::Field;
 use crate::{MAX_EVENTS_PER_REQUEST, MAX_EVENT_AGE_SECS};
 use serde_json::Value;
 
+/// Seconds Meta accepts a `physical_store` event after it happened (D-USE, D-OFF: store sales
+/// may be uploaded within 62 days).
+pub const MAX_PHYSICAL_STORE_EVENT_AGE_SECS: i64 = 62 * 24 * 3600;
+
+/// How old an event of this `action_source` may be when Meta receives it: 62 days for
+/// `physical_store`, 7 days for every other source (D-SE, D-OFF).
+pub fn max_event_age_secs(action_source: &str) -> i64 {
+    if action_source == "physical_store" {
+        MAX_PHYSICAL_STORE_EVENT_AGE_SECS
+    } else {
+        MAX_EVENT_AGE_SECS
+    }
+}
+
+/// Whether Meta still takes an event of `action_source` that happened at `event_time`.
+pub fn is_within_window(action_source: &str, event_time: i64, now_secs: i64) -> bool {
+    event_time >= now_secs - max_event_age_secs(action_source)
+}
+
 /// Meta's `action_source` values (D-SE).
 pub const ACTION_SOURCES: &[&str] = &[
     "email",
@@ -105,12 +124,16 @@ pub fn check_event(event: &Value, now_secs: i64) -> Result<(), Violation> {
                 "event_time must be an integer (Unix seconds)".into(),
             )
         })?;
-    if t < now_secs - MAX_EVENT_AGE_SECS {
+    let source = str_field("action_source").unwrap_or_default();
+    if !is_within_window(source, t, now_secs) {
         return Err(Violation {
             code: 100,
             subcode: Some(2804003),
             rule: "event_time_too_old",
-            message: "event_time is more than 7 days in the past".into(),
+            message: format!(
+                "event_time is more than {} days in the past",
+                max_event_age_secs(source) / 86_400
+            ),
         });
     }
     if t > now_secs + 60 {
@@ -213,8 +236,21 @@ pub fn check_event(event: &Value, now_secs: i64) -> Result<(), Violation> {
             "user_data has only keys that cannot match on their own".into(),
         ));
     }
+    let cd = event.get("custom_data");
+    // Meta (since April 2026): every `contents` item names its product by `id`.
+    if let Some(contents) = cd.and_then(|c| c.get("contents")) {
+        let message = match contents.as_array() {
+            Some(items) => items
+                .iter()
+                .position(|item| !has_content_id(item))
+                .map(|i| format!("custom_data.contents[{i}] has no id")),
+            None => Some("custom_data.contents must be a list of items with an id".into()),
+        };
+        if let Some(message) = message {
+            return Err(Violation::param("contents_item_missing_id", message));
+        }
+    }
     if str_field("event_name") == Some("Purchase") {
-        let cd = event.get("custom_data");
         let value_ok = cd
             .and_then(|c| c.get("value"))
             .is_some_and(Value::is_number);
@@ -230,6 +266,15 @@ pub fn check_event(event: &Value, now_secs: i64) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+/// A `contents` item with a non-empty `id` (a string or a number).
+fn has_content_id(item: &Value) -> bool {
+    match item.get("id") {
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(Value::Number(_)) => true,
+        _ => false,
+    }
 }
 
 /// A hashed user_data value: 64 lowercase hex, or a Parameter Builder `<hex>.<appendix>`.
@@ -314,6 +359,21 @@ mod tests {
                 Box::new(|e| e["action_source"] = json!("web")),
             ),
             (
+                "contents_item_missing_id",
+                Box::new(|e| {
+                    e["custom_data"]["contents"] =
+                        json!([{"id": "sku-1", "quantity": 1}, {"quantity": 2}])
+                }),
+            ),
+            (
+                "contents_item_missing_id",
+                Box::new(|e| e["custom_data"]["contents"] = json!([{"id": " "}])),
+            ),
+            (
+                "contents_item_missing_id",
+                Box::new(|e| e["custom_data"]["contents"] = json!("sku-1")),
+            ),
+            (
                 "weak_user_data",
                 Box::new(|e| {
                     e["user_data"] =
@@ -326,6 +386,59 @@ mod tests {
             mutate(&mut e);
             assert_eq!(check_event(&e, NOW).map_err(|v| v.rule), Err(rule));
         }
+    }
+
+    #[test]
+    fn contents_items_need_an_id() {
+        let mut e = ok_event();
+        e["custom_data"]["contents"] = json!([{"id": "sku-1", "quantity": 2}, {"id": 42}]);
+        assert_eq!(check_event(&e, NOW), Ok(()));
+        e["custom_data"]["contents"] = json!([{"id": "sku-1"}, {"quantity": 2}]);
+        let v = check_event(&e, NOW).err();
+        assert_eq!(v.as_ref().map(|v| v.rule), Some("contents_item_missing_id"));
+        assert_eq!(
+            v.map(|v| v.message),
+            Some("custom_data.contents[1] has no id".into())
+        );
+    }
+
+    #[test]
+    fn physical_store_events_may_be_62_days_old_others_7() {
+        let day = 86_400;
+        assert_eq!(max_event_age_secs("physical_store"), 62 * day);
+        for source in [
+            "website",
+            "phone_call",
+            "system_generated",
+            "email",
+            "other",
+            "",
+        ] {
+            assert_eq!(max_event_age_secs(source), 7 * day, "{source}");
+        }
+        assert!(is_within_window("physical_store", NOW - 62 * day, NOW));
+        assert!(!is_within_window("physical_store", NOW - 62 * day - 1, NOW));
+        assert!(is_within_window("phone_call", NOW - 7 * day, NOW));
+        assert!(!is_within_window("phone_call", NOW - 7 * day - 1, NOW));
+
+        let mut store = ok_event();
+        store["action_source"] = json!("physical_store");
+        store["event_time"] = json!(NOW - 30 * day);
+        assert_eq!(check_event(&store, NOW), Ok(()));
+        store["event_time"] = json!(NOW - 63 * day);
+        let v = check_event(&store, NOW).err();
+        assert_eq!(v.as_ref().map(|v| v.rule), Some("event_time_too_old"));
+        assert_eq!(
+            v.map(|v| v.message),
+            Some("event_time is more than 62 days in the past".into())
+        );
+        let mut call = ok_event();
+        call["action_source"] = json!("phone_call");
+        call["event_time"] = json!(NOW - 8 * day);
+        assert_eq!(
+            check_event(&call, NOW).map_err(|v| v.rule),
+            Err("event_time_too_old")
+        );
     }
 
     #[test]
