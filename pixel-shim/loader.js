@@ -48,7 +48,7 @@ import { initSync, start, command } from './capi_pixel.js';
     }
     if (consent == 'denied') return;
     if (!ready || (optIn && !consent)) { held.push(a); return; }
-    return command(base + '/e', [].slice.call(a), (consent ? 1 : 0) | (gpc ? 4 : 0), test);
+    return command(base + '/e', a[0], a[1], a[2], (consent ? 1 : 0) | (gpc ? 4 : 0), test);
   }
 
   // Starts tracking once the wasm is ready and consent allows it, then sends what waited.

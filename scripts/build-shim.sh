@@ -22,7 +22,7 @@ wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers --en
   "$tmp/capi_pixel_bg.wasm" -o build/shim/p.wasm
 version=$(sha256sum build/shim/p.wasm | cut -c1-12)
 sed "s/__WASM_VERSION__/$version/" pixel-shim/loader.js > "$tmp/loader.js"
-esbuild "$tmp/loader.js" --bundle --minify --format=iife --target=es2017 --log-level=warning --log-override:empty-import-meta=silent --outfile=build/shim/p.js
+esbuild "$tmp/loader.js" --bundle --minify --format=iife --target=es2017 --log-level=warning --log-override:empty-import-meta=silent --log-override:duplicate-object-key=silent --outfile=build/shim/p.js
 rm -rf "$tmp"
 # The Worker writes its privacy modes over this exact literal when serving p.js.
 grep -q '"__CAPI_MODES__"' build/shim/p.js || { echo 'build-shim: the "__CAPI_MODES__" literal did not survive bundling' >&2; exit 1; }

@@ -2,6 +2,7 @@
 //! Worker reads them back) is `capi_rules`; this module only knows the browser's cookie jar.
 
 use crate::ffi;
+use alloc::string::String;
 use capi_rules::{cookie_value, is_ip_address, subdomain_index};
 
 /// A UUIDv7 (RFC 9562): 48-bit Unix ms, then 74 random bits from `crypto.getRandomValues`.

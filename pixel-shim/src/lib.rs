@@ -3,10 +3,18 @@
 //!
 //! Kept tiny on purpose: no serde, no `format!`, no panicking paths; JSON via `JSON.stringify`.
 //! All JavaScript interop is in `ffi`.
+//!
+//! `no_std` in the browser: std's panic path formats its message (~4 KB of `core::fmt` in the
+//! wasm, kept even with `panic = "abort"`); here a panic is a bare `unreachable` trap instead.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
 
 mod ffi;
 mod ids;
 
+use alloc::string::String;
 use capi_rules::cookie_value;
 use wasm_bindgen::prelude::*;
 
@@ -21,6 +29,14 @@ pub const GPC: u8 = 4;
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+// No message, no formatting: the shim has no panicking paths by design, and a trap only ends
+// this call (the page and Meta's pixel carry on).
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 /// Called by the loader before Meta's pixel loads, once tracking is allowed (never while
 /// consent is pending or refused): makes sure a valid `_fbp` (and `_fbc` when the URL has a new
@@ -56,38 +72,41 @@ pub fn start() {
 /// `capi('trackCustom', 'MyEvent', {...})`, or on the thank-you page
 /// `capi('purchase', {order_id, value, currency, ...})`, whose `event_id` is derived from the
 /// order id exactly as the Worker derives it from the order webhook (`purchase:<order_id>`),
-/// so the two copies deduplicate. `privacy` is what the loader knows of the visitor's choices,
-/// as bits: [`CONSENT_GRANTED`], [`GPC`] (the loader sends nothing once consent is refused). Returns the event's id
-/// (undefined if ignored).
+/// so the two copies deduplicate. `method`, `arg1` and `arg2` are the command's arguments as the
+/// page gave them. `privacy` is what the loader knows of the visitor's choices, as bits:
+/// [`CONSENT_GRANTED`], [`GPC`] (the loader sends nothing once consent is refused). Returns the
+/// event's id (undefined if ignored).
 #[wasm_bindgen]
 pub fn command(
     endpoint: &str,
-    args: js_sys::Array,
+    method: &JsValue,
+    arg1: &JsValue,
+    arg2: &JsValue,
     privacy: u8,
     test_code: &str,
 ) -> Option<String> {
-    let method = args.get(0).as_string()?;
+    let method = method.as_string()?;
     let (method, name, params, event_id) = if method == "purchase" {
-        let params = ffi::params_or_empty(args.get(1));
-        let order_id = ffi::text_field(&params, "order_id")?;
+        let params = ffi::params_or_empty(arg1);
+        let order_id = ffi::non_blank_text_field(&params, "order_id")?;
         (
-            String::from("track"),
+            "track",
             String::from("Purchase"),
             params,
             capi_rules::event_id_for_order(&order_id),
         )
     } else if method == "track" || method == "trackCustom" {
-        let name = args.get(1).as_string().filter(|n| !n.is_empty())?;
+        let name = arg1.as_string().filter(|n| !n.is_empty())?;
         (
-            method,
+            method.as_str(),
             name,
-            ffi::params_or_empty(args.get(2)),
+            ffi::params_or_empty(arg2),
             ids::uuid_v7(ffi::now_ms() as u64)?,
         )
     } else {
         return None;
     };
-    ffi::call_fbq(&method, &name, &params, &event_id);
+    ffi::call_fbq(method, &name, &params, &event_id);
     send(endpoint, &name, &event_id, &params, privacy, test_code);
     Some(event_id)
 }
@@ -97,36 +116,31 @@ fn send(endpoint: &str, name: &str, event_id: &str, params: &JsValue, privacy: u
     let (href, referrer) = (ffi::href(), ffi::referrer());
     let cookies = ffi::cookies();
     let beacon = ffi::object();
-    ffi::set(&beacon, "event_name", &JsValue::from_str(name));
-    ffi::set(&beacon, "event_id", &JsValue::from_str(event_id));
-    ffi::set(&beacon, "event_source_url", &JsValue::from_str(&href));
+    ffi::set_str(&beacon, "event_name", name);
+    ffi::set_str(&beacon, "event_id", event_id);
+    ffi::set_str(&beacon, "event_source_url", &href);
     if !referrer.is_empty() {
-        ffi::set(&beacon, "referrer_url", &JsValue::from_str(&referrer));
+        ffi::set_str(&beacon, "referrer_url", &referrer);
     }
-    ffi::set(
-        &beacon,
-        "event_time_ms",
-        &JsValue::from_f64(ffi::now_ms().floor()),
-    );
+    // Whole milliseconds (`Date.now()` already is; the cast is `floor` for a positive time).
+    let ms = ffi::now_ms() as u64;
+    ffi::set_num(&beacon, "event_time_ms", ms as f64);
     // The Worker's consent gate reads these (absent = consent unknown / no GPC signal).
     if privacy & CONSENT_GRANTED != 0 {
-        ffi::set(&beacon, "consent", &JsValue::from_str("granted"));
+        ffi::set_str(&beacon, "consent", "granted");
     }
     if privacy & GPC != 0 {
         ffi::set(&beacon, "gpc", &JsValue::TRUE);
     }
     // This browser session's Events Manager test code (`?capi_test=CODE`), checked by the loader.
     if !test.is_empty() {
-        ffi::set(&beacon, "test_event_code", &JsValue::from_str(test));
+        ffi::set_str(&beacon, "test_event_code", test);
     }
     for (key, cookie) in [("fbp", "_fbp"), ("fbc", "_fbc")] {
         if let Some(v) = cookie_value(&cookies, cookie) {
-            ffi::set(&beacon, key, &JsValue::from_str(v));
+            ffi::set_str(&beacon, key, v);
         }
     }
     ffi::set(&beacon, "custom_data", params);
-    let Some(body) = ffi::to_json(&beacon) else {
-        return;
-    };
-    ffi::post_beacon(endpoint, &body);
+    ffi::post_beacon(endpoint, &beacon);
 }
