@@ -27,6 +27,11 @@
 //! 7. A reservation (a webhook's synchronous claim, which only enqueues) takes the claim
 //!    without a lease, for [`RESERVATION_MS`]; its message's consumer then takes the lease. A
 //!    reservation nobody leased by then is abandoned: another copy may take the event.
+//! 8. An order's cancellation (or refund in full) settles its Purchase `ignored / cancelled` when
+//!    the Purchase was not delivered and no attempt is sending it: unclaimed (the cancellation
+//!    came first), reserved, waiting, retrying or dead-lettered. Every copy after that finds a
+//!    final state. While an attempt holds the lease the cancellation waits ([`purchase_state`]:
+//!    `InFlight`, the platform redelivers it); once the Purchase was sent it is a refund.
 //!
 //! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -152,6 +157,44 @@ fn busy(h: &Holder, now_ms: i64) -> Decision {
     }
 }
 
+/// What an order's cancellation or refund finds of its Purchase (rule 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseState {
+    /// No claim: the order was never reported (or its cancellation came first).
+    Unknown,
+    /// Claimed and not final, and no attempt is sending it: it can still be held back.
+    Pending,
+    /// An attempt holds the lease: look again after `retry_secs`.
+    InFlight { retry_secs: u32 },
+    /// Sent: Meta has it.
+    Delivered,
+    /// Final without being sent (ignored, cancelled, rejected, expired).
+    NotSent,
+}
+
+impl PurchaseState {
+    /// Whether a cancellation may settle the Purchase now.
+    pub fn cancellable(self) -> bool {
+        matches!(self, PurchaseState::Unknown | PurchaseState::Pending)
+    }
+}
+
+/// The state of an order's Purchase against its claim's holder.
+pub fn purchase_state(holder: Option<&Holder>, now_ms: i64) -> PurchaseState {
+    let Some(h) = holder else {
+        return PurchaseState::Unknown;
+    };
+    match h.outcome {
+        Outcome::Sent => PurchaseState::Delivered,
+        o if is_done(o) => PurchaseState::NotSent,
+        _ if h.lease.is_some() && h.lease_until_ms > now_ms => match busy(h, now_ms) {
+            Decision::Busy { retry_secs } => PurchaseState::InFlight { retry_secs },
+            _ => PurchaseState::InFlight { retry_secs: 1 },
+        },
+        _ => PurchaseState::Pending,
+    }
+}
+
 /// Whether a lease holder may start a request to Meta at `now_ms` (rule 1).
 pub fn may_start_send(lease_until_ms: i64, now_ms: i64) -> bool {
     now_ms + crate::delivery::META_CLIENT_TIMEOUT_MS as i64 + RECEIPT_MARGIN_MS < lease_until_ms
@@ -194,6 +237,51 @@ mod tests {
             replay: None,
             now_ms: NOW,
         }
+    }
+
+    #[test]
+    fn a_cancellation_holds_back_a_purchase_nobody_is_sending() {
+        assert_eq!(purchase_state(None, NOW), PurchaseState::Unknown);
+        for (h, want) in [
+            // Reserved by the webhook, waiting on the queue, retrying: held back.
+            (
+                holder("n1", Outcome::Queued, None, NOW + RESERVATION_MS),
+                PurchaseState::Pending,
+            ),
+            (
+                holder("n1", Outcome::Retrying, None, 0),
+                PurchaseState::Pending,
+            ),
+            (
+                holder("n1", Outcome::DeadLettered, None, 0),
+                PurchaseState::Pending,
+            ),
+            // A lease that ended with its attempt.
+            (
+                holder("n1", Outcome::Queued, Some("a1"), NOW - 1),
+                PurchaseState::Pending,
+            ),
+            (
+                holder("n1", Outcome::Queued, Some("a1"), NOW + LEASE_MS),
+                PurchaseState::InFlight { retry_secs: 5 },
+            ),
+            (
+                holder("n1", Outcome::Sent, None, 0),
+                PurchaseState::Delivered,
+            ),
+            (
+                holder("n1", Outcome::Ignored, None, 0),
+                PurchaseState::NotSent,
+            ),
+            (
+                holder("n1", Outcome::Rejected, None, 0),
+                PurchaseState::NotSent,
+            ),
+        ] {
+            assert_eq!(purchase_state(Some(&h), NOW), want, "{h:?}");
+        }
+        assert!(PurchaseState::Unknown.cancellable() && PurchaseState::Pending.cancellable());
+        assert!(!PurchaseState::Delivered.cancellable());
     }
 
     #[test]

@@ -81,7 +81,7 @@ const LDU: &[(&str, LduMode)] = &[
 ];
 
 /// The value of a setting (absent or empty = default); undocumented = the setting's name.
-fn pick<T: Copy + Default>(
+pub(crate) fn pick<T: Copy + Default>(
     value: Option<&str>,
     setting: &'static str,
     table: &[(&'static str, T)],

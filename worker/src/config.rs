@@ -13,6 +13,7 @@
 use crate::error::ApiError;
 use capi_core::event::DEFAULT_API_VERSION;
 use capi_core::privacy::{InvalidSetting, Modes};
+use capi_core::webhook::lifecycle::OrderSettings;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -61,6 +62,9 @@ pub struct Tenant {
     pub cookie_domain: Option<String>,
     /// `CUSTOMER_DATA`, `CONSENT`, `GPC`, `LDU`; an undocumented value is an error.
     pub modes: Result<Modes, InvalidSetting>,
+    /// `PURCHASE_ON`, `REFUNDS`, `RENEWALS`, `OFFLINE_ORDERS`, `ORDER_VALUE`; an undocumented
+    /// value is an error.
+    pub orders: Result<OrderSettings, InvalidSetting>,
     /// Webhook secrets by platform (`shopify`, `woocommerce`, `stripe`, `order`), each may hold
     /// two values, comma separated, for rotation.
     webhook_secrets: Vec<(&'static str, String)>,
@@ -127,6 +131,16 @@ struct TenantIn {
     gpc: Option<String>,
     #[serde(default)]
     ldu: Option<String>,
+    #[serde(default)]
+    purchase_on: Option<String>,
+    #[serde(default)]
+    refunds: Option<String>,
+    #[serde(default)]
+    renewals: Option<String>,
+    #[serde(default)]
+    offline_orders: Option<String>,
+    #[serde(default)]
+    order_value: Option<String>,
     /// Platform → the name of the secret holding its webhook secret.
     #[serde(default)]
     webhook_secrets: std::collections::BTreeMap<String, String>,
@@ -178,7 +192,10 @@ impl Config {
                         &[
                             ("tenant", t.id.clone().into()),
                             ("errors", t.errors.clone().into()),
-                            ("invalid_setting", t.modes.err().map(|e| e.0).into()),
+                            (
+                                "invalid_setting",
+                                t.modes.and(t.orders).err().map(|e| e.0).into(),
+                            ),
                         ],
                     );
                 }
@@ -267,7 +284,7 @@ impl Config {
 impl Tenant {
     /// The tenant if its configuration can be read, else `not_configured` naming what is wrong.
     pub fn usable(&self) -> Result<&Tenant, ApiError> {
-        if let Err(InvalidSetting(name)) = self.modes {
+        if let Err(InvalidSetting(name)) = self.modes.and(self.orders) {
             return Err(ApiError::InvalidSetting(name));
         }
         if !self.errors.is_empty() || self.pixels.is_empty() {
@@ -336,6 +353,13 @@ fn single_shop(var: &dyn Fn(&str) -> Option<String>) -> Tenant {
             var("CONSENT").as_deref(),
             var("GPC").as_deref(),
             var("LDU").as_deref(),
+        ),
+        orders: OrderSettings::parse(
+            var("PURCHASE_ON").as_deref(),
+            var("REFUNDS").as_deref(),
+            var("RENEWALS").as_deref(),
+            var("OFFLINE_ORDERS").as_deref(),
+            var("ORDER_VALUE").as_deref(),
         ),
         webhook_secrets: PLATFORMS
             .iter()
@@ -456,6 +480,13 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
                 t.consent.as_deref(),
                 t.gpc.as_deref(),
                 t.ldu.as_deref(),
+            ),
+            orders: OrderSettings::parse(
+                t.purchase_on.as_deref(),
+                t.refunds.as_deref(),
+                t.renewals.as_deref(),
+                t.offline_orders.as_deref(),
+                t.order_value.as_deref(),
             ),
             webhook_secrets,
             admin_token,

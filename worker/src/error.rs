@@ -27,6 +27,10 @@ pub enum ApiError {
     BadWebhook(&'static str),
     /// Meta could not take the event now; the webhook's platform should redeliver later.
     UpstreamUnavailable,
+    /// A cancellation found its order's Purchase being sent: redeliver after `retry_secs`.
+    PurchaseInFlight {
+        retry_secs: u32,
+    },
     /// An admin route's query parameter is unusable; the message says which.
     BadQuery(&'static str),
     /// `/t/receipts` or `/t/stats` without the right bearer token.
@@ -89,6 +93,11 @@ impl ApiError {
                 "meta_unavailable",
                 "the Conversions API is not reachable now; redeliver later".into(),
             ),
+            ApiError::PurchaseInFlight { .. } => (
+                503,
+                "purchase_in_flight",
+                "the order's Purchase is being sent now; redeliver later".into(),
+            ),
             ApiError::Unauthorized => (
                 401,
                 "unauthorized",
@@ -135,12 +144,17 @@ impl ApiError {
             crate::log::error("runtime_error", &[("error", crate::log::kind_of(e).into())]);
         }
         let (status, code, message) = self.parts();
+        let retry_after = match &self {
+            ApiError::PurchaseInFlight { retry_secs } => Some(*retry_secs),
+            ApiError::RateLimited => Some(60),
+            _ => None,
+        };
         let body = serde_json::json!({"error": {"code": code, "message": message}});
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set("cache-control", "no-store")?;
-        if status == 429 {
-            headers.set("retry-after", "60")?;
+        if let Some(secs) = retry_after {
+            headers.set("retry-after", &secs.to_string())?;
         }
         Ok(Response::from_bytes(body.to_string().into_bytes())?
             .with_status(status)

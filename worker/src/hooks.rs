@@ -1,19 +1,23 @@
-//! `POST /t/hooks/{shopify,woocommerce,stripe,order}`: signed order webhooks → one Purchase.
+//! `POST /t/hooks/{shopify,woocommerce,stripe,order}`: signed order webhooks → one Purchase per
+//! order, and the rest of its life (cancellations, refunds, renewals).
 //!
 //! Order of work: read the raw body, verify its signature (constant time, up to two secrets),
-//! only then parse; map to a Purchase in `capi-core`; claim it in the ledger; hand it to
-//! delivery (the queue) and answer. If neither the queue nor Meta can take it, the claim is
-//! given back and the answer is 503, so the platform's own retries redeliver it.
+//! only then parse; plan what the order asks for in `capi-core` (`webhook::lifecycle`); claim
+//! each event in the ledger; hand it to delivery (the queue) and answer. If neither the queue
+//! nor Meta can take it, the claim is given back and the answer is 503, so the platform's own
+//! retries redeliver it.
 
 use crate::config::{Config, Tenant, PLATFORMS};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::ledger::LedgerClient;
 use crate::log;
-use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, Receipt, Source};
+use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, PurchaseAnswer, Receipt, Source};
 use capi_core::delivery::{presend_check, Outcome};
+use capi_core::privacy::InvalidSetting;
+use capi_core::webhook::lifecycle::{self, Carried, OrderSettings, Plan, Refunds, TenantMode};
 use capi_core::webhook::signature::{self, SignatureError};
-use capi_core::webhook::{self, purchase_event, PayloadError, Webhook};
+use capi_core::webhook::{self, PayloadError, Webhook};
 use serde_json::json;
 use worker::{Date, Env, Request, Response};
 
@@ -142,6 +146,9 @@ pub async fn hook(
         }
     };
     let modes = tenant.privacy()?;
+    let settings = tenant
+        .orders
+        .map_err(|InvalidSetting(name)| ApiError::InvalidSetting(name))?;
     // The page is the order's shop's, never the host the webhook was posted to (an agency's
     // shared host): the rule is `webhook::fallback_source_url`'s, these are its facts.
     let own = req.url()?.origin().ascii_serialization();
@@ -155,27 +162,41 @@ pub async fn hook(
         tenant_host: tenant.hosts.first().map(String::as_str),
         request_origin: &own,
     });
-    let built = purchase_event(&order, &source_url, now_ms, &modes);
-    log::dropped(&built.event.event_id, &built.dropped);
-    // The order's Purchase goes to every pixel of the tenant, each with its own claim.
+    let mode = if tenant.test_event_code.is_some() {
+        TenantMode::Testing
+    } else {
+        TenantMode::Live
+    };
+    let plan = lifecycle::plan(&order, &settings, mode, &source_url, now_ms, &modes);
+    if let Some(built) = &plan.event {
+        log::dropped(&built.event.event_id, &built.dropped);
+    }
+    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() {
+        let reason = plan.skipped.unwrap_or("nothing_to_report");
+        return ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
+    }
+    // The order goes to every pixel of the tenant, each with its own claims.
     let mut answers = serde_json::Map::new();
     let mut first: Option<serde_json::Value> = None;
-    let mut unavailable = 0;
+    let mut failed: Option<ApiError> = None;
     for pixel in &tenant.pixels {
-        match purchase_for_pixel(cfg, env, &tenant.id, &pixel.id, &built, now_ms).await {
+        match order_for_pixel(cfg, env, &tenant.id, &pixel.id, &plan, &settings, now_ms).await {
             Ok(answer) => {
                 answers.insert(pixel.id.clone(), answer.clone());
                 first.get_or_insert(answer);
             }
-            Err(_) => {
-                unavailable += 1;
+            Err(e) => {
                 answers.insert(pixel.id.clone(), json!({"unavailable": true}));
+                failed.get_or_insert(e);
             }
         }
     }
     // 503 whenever a pixel could not take it: the platform's redelivery then reaches every
     // pixel again, and the pixels that did take it answer `duplicate` to it.
-    let Some(mut answer) = first.filter(|_| unavailable == 0) else {
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let Some(mut answer) = first else {
         return Err(ApiError::UpstreamUnavailable);
     };
     if tenant.pixels.len() > 1 {
@@ -184,15 +205,111 @@ pub async fn hook(
     ok(answer)
 }
 
-/// One pixel's share of an order: settle it (privacy, expiry, Meta's rules) with a receipt, or
-/// claim it synchronously (a redelivery is answered `duplicate`) and hand it to delivery.
-/// `Err` when neither the ledger nor delivery could take it.
-async fn purchase_for_pixel(
+/// One pixel's share of an order webhook: its event (the Purchase, a renewal, a trial start),
+/// then what a cancellation or refund finds of the Purchase (claim rule 8): held back if it was
+/// not delivered and nobody is sending it, a refund event per refund once it is delivered or on
+/// its way (`REFUNDS = event`), a 503 while an attempt is sending it.
+async fn order_for_pixel(
+    cfg: &Config,
+    env: &Env,
+    tenant_id: &str,
+    pixel_id: &str,
+    plan: &Plan,
+    settings: &OrderSettings,
+    now_ms: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let mut answer = json!({"ok": true, "event_id": plan.purchase_id});
+    if let Some(built) = &plan.event {
+        // The order's own Purchase is reconciled as an order; renewals and trials are not.
+        let purchase = built.event.event_id == plan.purchase_id;
+        let source = if purchase {
+            Source::Webhook
+        } else {
+            Source::OrderUpdate
+        };
+        let carried = (purchase && settings.refunds == Refunds::Event)
+            .then(|| serde_json::to_string(&Carried::of(&built.event)).ok())
+            .flatten();
+        answer = event_for_pixel(
+            cfg, env, tenant_id, pixel_id, built, source, carried, now_ms,
+        )
+        .await?;
+    }
+    if !plan.cancels && plan.refunds.is_empty() {
+        return Ok(answer);
+    }
+    let ledger = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id)
+        .ok_or(ApiError::UpstreamUnavailable)?;
+    let key = EventKey {
+        event_name: "Purchase".into(),
+        event_id: plan.purchase_id.clone(),
+    };
+    let state = ledger
+        .purchase(&key, plan.cancels, now_ms)
+        .await
+        .ok_or(ApiError::UpstreamUnavailable)?;
+    let (name, carried, refunds) = match state {
+        PurchaseAnswer::InFlight { retry_secs } => {
+            return Err(ApiError::PurchaseInFlight { retry_secs })
+        }
+        PurchaseAnswer::Unknown | PurchaseAnswer::Pending { .. } if plan.cancels => {
+            log::info(
+                "purchase_cancelled",
+                &[("event_id", plan.purchase_id.clone().into())],
+            );
+            answer["cancelled"] = true.into();
+            ("cancelled", None, false)
+        }
+        PurchaseAnswer::Unknown => ("unknown", None, false),
+        PurchaseAnswer::NotSent => ("not_sent", None, false),
+        PurchaseAnswer::Pending { carried } => ("pending", carried, true),
+        PurchaseAnswer::Delivered { carried } => ("delivered", carried, true),
+    };
+    answer["purchase"] = name.into();
+    if !refunds || plan.refunds.is_empty() {
+        return Ok(answer);
+    }
+    let carried: Option<Carried> = carried.and_then(|c| serde_json::from_str(&c).ok());
+    let mut sent = Vec::with_capacity(plan.refunds.len());
+    for refund in &plan.refunds {
+        let mut refund = refund.clone();
+        // The keys (and privacy verdict) the Purchase was delivered with, when the ledger kept
+        // them: a refund's own payload may name no customer (Shopify `refunds/create`).
+        if let Some(c) = carried.clone() {
+            c.apply(&mut refund.event);
+            refund.ignored = None;
+            refund.dropped.clear();
+        }
+        sent.push(
+            event_for_pixel(
+                cfg,
+                env,
+                tenant_id,
+                pixel_id,
+                &refund,
+                Source::OrderUpdate,
+                None,
+                now_ms,
+            )
+            .await?,
+        );
+    }
+    answer["refunds"] = sent.into();
+    Ok(answer)
+}
+
+/// One event of an order for one pixel: settle it (privacy, a test order, expiry, Meta's rules)
+/// with a receipt, or claim it synchronously (a redelivery is answered `duplicate`) and hand it
+/// to delivery. `Err` when neither the ledger nor delivery could take it.
+#[allow(clippy::too_many_arguments)]
+async fn event_for_pixel(
     cfg: &Config,
     env: &Env,
     tenant_id: &str,
     pixel_id: &str,
     built: &capi_core::webhook::PurchaseEvent,
+    source: Source,
+    carried: Option<String>,
     now_ms: u64,
 ) -> Result<serde_json::Value, ApiError> {
     let event = built.event.clone();
@@ -224,7 +341,7 @@ async fn purchase_for_pixel(
                 reason: Some(reason.into()),
                 attempts: 0,
                 fbtrace_id: None,
-                source: Some(Source::Webhook),
+                source: Some(source),
                 // A nonce of its own: the receipt settles an order no copy has claimed, never
                 // one that another delivery of it holds (that copy's outcome stands).
                 nonce: Some(new_nonce()),
@@ -245,7 +362,7 @@ async fn purchase_for_pixel(
         attempt: 0,
         nonce: nonce.clone(),
         counts: Vec::new(),
-        source: Some(Source::Webhook),
+        source: Some(source),
         test_event_code: None,
         replay: false,
     };
@@ -263,9 +380,10 @@ async fn purchase_for_pixel(
                 vec![ClaimItem {
                     key: key.clone(),
                     nonce: nonce.clone(),
-                    source: Some(Source::Webhook),
+                    source: Some(source),
                     replay: false,
                     counts,
+                    carried,
                 }],
                 None,
                 now_ms,

@@ -28,8 +28,16 @@ pub fn key_text(event_name: &str, event_id: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// A verified order webhook.
+    /// A verified order webhook: the order's Purchase (counted by reconciliation).
     Webhook,
+    /// A verified webhook's later event of an order (a refund, a renewal, a trial start): kept
+    /// as long as orders, not counted as an order.
+    OrderUpdate,
+}
+
+/// Whether a claim of this source is an order's (kept [`capi_core::claim::ORDER_CLAIM_DAYS`]).
+pub fn is_order_source(source: Option<Source>) -> bool {
+    source.is_some()
 }
 
 /// What a count row counts (never a value).
@@ -150,6 +158,26 @@ pub struct ClaimItem {
     /// What ingest counted for this copy: added once, when this nonce first takes the claim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counts: Vec<Count>,
+    /// An order's match keys, kept with its Purchase's claim for its refunds
+    /// (`capi_core::webhook::lifecycle::Carried`, JSON; only with `REFUNDS = event`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<String>,
+}
+
+/// What an order's cancellation or refund finds of its Purchase (`capi_core::claim` rule 8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseAnswer {
+    /// No claim (with `cancel`: now settled `ignored / cancelled`).
+    Unknown,
+    /// Claimed, not delivered, nobody sending it (with `cancel`: now settled).
+    Pending { carried: Option<String> },
+    /// An attempt is sending it: ask again after `retry_secs`.
+    InFlight { retry_secs: u32 },
+    /// Sent.
+    Delivered { carried: Option<String> },
+    /// Settled without being sent.
+    NotSent,
 }
 
 /// The claim's holder as an earlier shard layout has it (`LEDGER_PREVIOUS_SHARDS`): imported
@@ -222,6 +250,13 @@ pub enum Op {
     Release {
         key: EventKey,
         nonce: String,
+    },
+    /// The state of an order's Purchase; with `cancel`, settles it `ignored / cancelled` when
+    /// it was not delivered and nobody is sending it (`capi_core::claim` rule 8).
+    Purchase {
+        key: EventKey,
+        cancel: bool,
+        now_ms: i64,
     },
     /// Records receipts and counts.
     Record {

@@ -6,6 +6,7 @@
 //!
 //! Long on purpose: the order model and the one Purchase builder that every platform module shares.
 
+pub mod lifecycle;
 pub mod order;
 pub mod shopify;
 pub mod signature;
@@ -17,6 +18,7 @@ use crate::event::{ServerEvent, UserData};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_url, is_valid_fbp};
 use crate::normalize::{self, Field};
 use crate::privacy::{self, Consent, CustomerData, Modes, Verdict};
+pub use lifecycle::{Channel, Kind, Refund, Stage};
 use serde_json::{json, Map, Value};
 
 /// The `event_id` of an order's Purchase, on both sides: the webhook and the thank-you page's
@@ -70,6 +72,31 @@ pub struct Order {
     pub consent: Consent,
     /// A Global Privacy Control signal recorded with the order (`gpc`).
     pub gpc: bool,
+    /// How far the order has come (placed, paid, cancelled, refunded); see `lifecycle`.
+    pub stage: Stage,
+    /// An order, a subscription renewal or a trial start.
+    pub kind: Kind,
+    /// Where it happened (online, a store, staff or the system, the phone).
+    pub channel: Channel,
+    /// A test order (Shopify `test: true`, Stripe `livemode: false`).
+    pub test: bool,
+    /// Refunds the payload names (each sent once with `REFUNDS = event`).
+    pub refunds: Vec<Refund>,
+    /// Shipping and tax within `value`, where the platform states them (`ORDER_VALUE = net`).
+    pub shipping: Option<f64>,
+    pub tax: Option<f64>,
+    /// The subscription an invoice belongs to (Stripe `sub_…`).
+    pub subscription_id: Option<String>,
+    /// `new` or `returning`, from the platform's count of the customer's orders.
+    pub customer_type: Option<&'static str>,
+}
+
+/// `customer_type` from a count of the customer's orders, this one included.
+pub fn customer_type(orders_count: Option<u64>) -> Option<&'static str> {
+    match orders_count? {
+        0 | 1 => Some("new"),
+        _ => Some("returning"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +176,14 @@ fn as_rfc3339(s: &str) -> Option<String> {
     };
     let date = date.replace('/', "-");
     Some(format!("{date}T{time}{fraction}{offset}"))
+}
+
+/// A nested field of a JSON object (`null` counts as absent).
+pub fn pointer<'a>(o: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(o.get(*first)?, |v, k| v.get(*k))
+        .filter(|v| !v.is_null())
 }
 
 /// An absolute http(s) URL with a host, at most 2,048 characters (as beacons are held to), as
@@ -309,6 +344,9 @@ pub fn purchase_event(
     custom_data.insert("value".into(), json!(order.value));
     custom_data.insert("currency".into(), json!(order.currency));
     custom_data.insert("order_id".into(), json!(order.order_id));
+    if let Some(t) = order.customer_type {
+        custom_data.insert("customer_type".into(), json!(t));
+    }
     if !order.contents.is_empty() {
         let contents: Vec<Value> = order
             .contents

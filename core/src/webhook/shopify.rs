@@ -1,23 +1,54 @@
-//! Shopify order webhooks (`orders/create`, `orders/paid`; Admin REST order payload).
+//! Shopify order webhooks (Admin REST order payload): `orders/create`, `orders/paid`,
+//! `orders/updated`, `orders/cancelled` and `refunds/create`.
 
 use super::{
-    amount, currency, iso8601_secs, json_object, keyed_value, line_items, shop_origin_url, text,
-    Order, PayloadError, Webhook,
+    amount, currency, customer_type, iso8601_secs, json_object, keyed_value, line_items, pointer,
+    shop_origin_url, text, Channel, Order, PayloadError, Refund, Stage, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// Topics reported as a Purchase. Both name the same order, so the ledger sends it once.
-const PURCHASE_TOPICS: &[&str] = &["orders/create", "orders/paid"];
+/// Topics whose payload is the order. They all name the same order, so the ledger sends its
+/// Purchase once.
+const ORDER_TOPICS: &[&str] = &[
+    "orders/create",
+    "orders/paid",
+    "orders/updated",
+    "orders/cancelled",
+];
 
 /// Maps a verified Shopify webhook to an order. `topic` is `X-Shopify-Topic`.
 pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
-    if !PURCHASE_TOPICS.contains(&topic) {
+    if topic == "refunds/create" {
+        return refund_webhook(&json_object(body)?);
+    }
+    if !ORDER_TOPICS.contains(&topic) {
         return Ok(Webhook::Ignored {
             reason: "topic_not_reported",
         });
     }
     let o = json_object(body)?;
+    let financial = o.get("financial_status").and_then(Value::as_str);
+    let stage = if topic == "orders/cancelled"
+        || pointer(&o, &["cancelled_at"]).is_some()
+        || matches!(financial, Some("refunded" | "voided"))
+    {
+        Stage::Cancelled
+    } else if topic == "orders/paid"
+        || matches!(
+            financial,
+            Some("paid" | "partially_paid" | "partially_refunded")
+        )
+    {
+        Stage::Paid
+    } else {
+        Stage::Created
+    };
+    let channel = match o.get("source_name").and_then(Value::as_str) {
+        Some("pos") => Channel::Store,
+        Some("shopify_draft_order") => Channel::System,
+        _ => Channel::Online,
+    };
     let order_id = text(o.get("id")).ok_or(PayloadError("order id is missing"))?;
     let value = amount(o.get("total_price"))
         .ok_or(PayloadError("total_price is missing or not a number"))?;
@@ -69,12 +100,79 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         contents,
         consent: note("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
         gpc: gpc_flag(note("gpc").map(Value::String).as_ref()),
+        stage,
+        channel,
+        test: o.get("test").and_then(Value::as_bool).unwrap_or(false),
+        refunds: o
+            .get("refunds")
+            .and_then(Value::as_array)
+            .map(|rs| rs.iter().filter_map(refund).collect())
+            .unwrap_or_default(),
+        shipping: amount(get(&["total_shipping_price_set", "shop_money", "amount"])),
+        tax: amount(o.get("total_tax")),
+        customer_type: customer_type(
+            get(&["customer", "orders_count"])
+                .or_else(|| get(&["customer", "number_of_orders"]))
+                .and_then(|n| n.as_u64().or_else(|| text(Some(n))?.parse().ok())),
+        ),
+        ..Order::default()
     })))
 }
 
-fn pointer<'a>(o: &'a serde_json::Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(o.get(*first)?, |v, k| v.get(*k))
-        .filter(|v| !v.is_null())
+/// One refund of a payload (`refunds[]` of an order, or `refunds/create`'s body): its id and
+/// the money refunded, successful refund transactions first, else the refunded lines.
+fn refund(r: &Value) -> Option<Refund> {
+    let id = text(r.get("id"))?;
+    let transactions = r.get("transactions").and_then(Value::as_array);
+    let refunded: Vec<f64> = transactions
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t.get("kind").and_then(Value::as_str) == Some("refund")
+                && t.get("status").and_then(Value::as_str) != Some("failure")
+                && t.get("status").and_then(Value::as_str) != Some("error")
+        })
+        .filter_map(|t| amount(t.get("amount")))
+        .collect();
+    let amount: f64 = if refunded.is_empty() {
+        r.get("refund_line_items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|li| {
+                amount(li.get("subtotal")).unwrap_or(0.0)
+                    + amount(li.get("total_tax")).unwrap_or(0.0)
+            })
+            .sum()
+    } else {
+        refunded.iter().sum()
+    };
+    Some(Refund {
+        id,
+        amount: (amount * 1000.0).round() / 1000.0,
+        created_at: text(r.get("created_at")).and_then(|t| iso8601_secs(&t)),
+    })
+}
+
+/// `refunds/create`: a refund of an order, which its body names by id only (no customer: the
+/// refund event carries the keys its Purchase was delivered with).
+fn refund_webhook(r: &Map<String, Value>) -> Result<Webhook, PayloadError> {
+    let order_id = text(r.get("order_id")).ok_or(PayloadError("order_id is missing"))?;
+    let body = Value::Object(r.clone());
+    let refund = refund(&body).ok_or(PayloadError("refund id is missing"))?;
+    let currency = r
+        .get("transactions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|t| t.get("currency"))
+        .or_else(|| body.pointer("/refund_line_items/0/subtotal_set/shop_money/currency_code"));
+    Ok(Webhook::Order(Box::new(Order {
+        order_id,
+        value: refund.amount,
+        currency: super::currency(currency)?,
+        stage: Stage::RefundOnly,
+        refunds: vec![refund],
+        ..Order::default()
+    })))
 }

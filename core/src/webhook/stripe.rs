@@ -1,8 +1,11 @@
-//! Stripe Checkout webhooks (`checkout.session.completed`, `…async_payment_succeeded`).
+//! Stripe webhooks: Checkout Sessions, payment intents, refunds and subscription invoices.
 
-use super::{currency, http_url, json_object, meta_value, text, Order, PayloadError, Webhook};
+use super::{
+    currency, http_url, json_object, meta_value, pointer, text, Channel, Kind, Order, PayloadError,
+    Refund, Stage, Webhook,
+};
 use crate::privacy::{gpc_flag, Consent};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Stripe amounts are integers in the currency's minor unit; this is its exponent (Stripe's
 /// docs: zero-decimal and three-decimal currencies; everything else has two decimals).
@@ -22,8 +25,18 @@ pub fn minor_unit_exponent(currency: &str) -> i32 {
     }
 }
 
-/// Maps a verified Stripe event to an order: the Checkout Session once it is paid.
-/// The order id is `client_reference_id` when the shop set one, else the session id.
+/// Maps a verified Stripe event to an order:
+/// - Checkout Sessions: `checkout.session.completed` (placed; paid unless `unpaid`),
+///   `…async_payment_succeeded` (paid), `…async_payment_failed` and `…expired` (cancelled). The
+///   order id is `client_reference_id`, else `metadata.order_id`, else (subscriptions) the
+///   subscription id, else the session id.
+/// - `payment_intent.succeeded` (paid) and `charge.refunded` (a refund; in full it cancels):
+///   only with the order's id in their `metadata` (`order_id`), which Checkout does not copy
+///   there by itself; without it they are acknowledged and ignored.
+/// - `invoice.paid`: a subscription's first invoice is its Purchase (a trial start when it is
+///   0), each later cycle a renewal.
+///
+/// `livemode: false` marks a test order.
 pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
     let event = json_object(body)?;
     let kind = event
@@ -35,45 +48,80 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         .and_then(|d| d.get("object"))
         .and_then(Value::as_object)
         .ok_or(PayloadError("data.object is missing"))?;
-    match kind {
+    let mut order = match kind {
         "checkout.session.completed"
-            if s.get("payment_status").and_then(Value::as_str) != Some("paid") =>
-        {
-            // Delayed payment methods: reported on checkout.session.async_payment_succeeded.
-            return Ok(Webhook::Ignored {
-                reason: "payment_not_yet_paid",
-            });
-        }
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {}
-        _ => {
-            return Ok(Webhook::Ignored {
-                reason: "event_type_not_reported",
-            })
-        }
+        | "checkout.session.async_payment_succeeded"
+        | "checkout.session.async_payment_failed"
+        | "checkout.session.expired" => session(kind, s)?,
+        "payment_intent.succeeded" => match payment_intent(s)? {
+            Some(o) => o,
+            None => return ignored("no_order_id_in_metadata"),
+        },
+        "charge.refunded" => match charge_refund(s, &event)? {
+            Some(o) => o,
+            None => return ignored("no_order_id_in_metadata"),
+        },
+        "invoice.paid" => match invoice(s)? {
+            Some(o) => o,
+            None => return ignored("invoice_not_reported"),
+        },
+        _ => return ignored("event_type_not_reported"),
+    };
+    order.test = event.get("livemode").and_then(Value::as_bool) == Some(false);
+    if order.created_at.is_none() {
+        order.created_at = event.get("created").and_then(Value::as_i64);
     }
-    let order_id = text(s.get("client_reference_id"))
-        .or_else(|| text(s.get("id")))
-        .ok_or(PayloadError("session id is missing"))?;
-    let currency = currency(s.get("currency"))?;
-    let minor = s
-        .get("amount_total")
+    Ok(Webhook::Order(Box::new(order)))
+}
+
+fn ignored(reason: &'static str) -> Result<Webhook, PayloadError> {
+    Ok(Webhook::Ignored { reason })
+}
+
+/// An amount in the currency's minor unit as a value.
+fn major(minor: i64, currency: &str) -> f64 {
+    minor as f64 / 10f64.powi(minor_unit_exponent(currency))
+}
+
+fn minor_amount(o: &Map<String, Value>, key: &str) -> Result<i64, PayloadError> {
+    o.get(key)
         .and_then(Value::as_i64)
         .filter(|a| *a >= 0)
-        .ok_or(PayloadError("amount_total is missing"))?;
-    let value = minor as f64 / 10f64.powi(minor_unit_exponent(&currency));
-    let details = s.get("customer_details");
-    let detail = |k: &str| text(details.and_then(|d| d.get(k)));
-    let address = |k: &str| {
-        text(
-            details
-                .and_then(|d| d.get("address"))
-                .and_then(|a| a.get(k)),
-        )
-    };
-    let metadata = s.get("metadata").and_then(Value::as_object);
+        .ok_or(PayloadError("amount is missing"))
+}
+
+/// The order id the shop put in an object's `metadata`.
+fn metadata_order_id(o: &Map<String, Value>) -> Option<String> {
+    let metadata = o.get("metadata").and_then(Value::as_object);
+    text(meta_value(metadata, "order_id"))
+        .or_else(|| text(meta_value(metadata, "client_reference_id")))
+}
+
+/// Browser facts and consent the shop put in `metadata` (Stripe knows nothing of the browser).
+fn with_metadata(mut order: Order, o: &Map<String, Value>) -> Order {
+    let metadata = o.get("metadata").and_then(Value::as_object);
     let meta = |k: &str| text(meta_value(metadata, k));
-    // Stripe has one `name`; the first word is the first name, the rest the last name.
-    let name = detail("name");
+    order.client_ip = meta("client_ip_address");
+    order.user_agent = meta("client_user_agent");
+    order.fbp = meta("fbp");
+    order.fbc = meta("fbc");
+    order.event_source_url = meta("event_source_url")
+        .and_then(|u| http_url(&u))
+        .map(String::from);
+    order.consent = Consent::from_json(meta_value(metadata, "consent"));
+    order.gpc = gpc_flag(meta_value(metadata, "gpc"));
+    order
+}
+
+/// Customer fields as Stripe's objects spell them: `email`, `name` (split into first and last
+/// name at the first space), `phone` and `address`.
+fn with_customer(
+    mut order: Order,
+    email: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    address: Option<&Value>,
+) -> Order {
     let (first_name, last_name) = match name.as_deref().map(|n| n.split_once(' ')) {
         Some(Some((f, l))) => (
             Some(f.to_string()),
@@ -82,38 +130,208 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         Some(None) => (name.clone(), None),
         None => (None, None),
     };
-    Ok(Webhook::Order(Box::new(Order {
+    let part = |k: &str| text(address.and_then(|a| a.get(k)));
+    order.email = email;
+    order.phone = phone;
+    order.first_name = first_name;
+    order.last_name = last_name;
+    order.city = part("city");
+    order.state = part("state");
+    order.zip = part("postal_code");
+    order.country = part("country");
+    order
+}
+
+fn session(kind: &str, s: &Map<String, Value>) -> Result<Order, PayloadError> {
+    let subscription = text(s.get("subscription"));
+    let order_id = text(s.get("client_reference_id"))
+        .or_else(|| metadata_order_id(s))
+        .or_else(|| subscription.clone())
+        .or_else(|| text(s.get("id")))
+        .ok_or(PayloadError("session id is missing"))?;
+    let currency = currency(s.get("currency"))?;
+    let minor = minor_amount(s, "amount_total")?;
+    let stage = match kind {
+        "checkout.session.async_payment_failed" | "checkout.session.expired" => Stage::Cancelled,
+        _ if s.get("payment_status").and_then(Value::as_str) == Some("unpaid") => Stage::Created,
+        _ => Stage::Paid,
+    };
+    let details = s.get("customer_details");
+    let detail = |k: &str| text(details.and_then(|d| d.get(k)));
+    let order = Order {
         order_id,
-        value,
+        value: major(minor, &currency),
         currency,
-        created_at: s
-            .get("created")
-            .and_then(Value::as_i64)
-            .or_else(|| event.get("created").and_then(Value::as_i64)),
-        email: detail("email"),
-        phone: detail("phone"),
-        first_name,
-        last_name,
-        city: address("city"),
-        state: address("state"),
-        zip: address("postal_code"),
-        country: address("country"),
+        created_at: s.get("created").and_then(Value::as_i64),
         customer_id: text(s.get("customer")),
-        // Stripe knows nothing of the browser: the shop puts these into the session's metadata.
-        client_ip: meta("client_ip_address"),
-        user_agent: meta("client_user_agent"),
-        fbp: meta("fbp"),
-        fbc: meta("fbc"),
-        landing_url: None,
-        event_source_url: meta("event_source_url")
-            .and_then(|u| http_url(&u))
-            .map(String::from),
-        // Stripe names no shop it can vouch for (`success_url` is whatever the caller set).
-        shop_url: None,
-        contents: Vec::new(),
-        consent: Consent::from_json(meta_value(metadata, "consent")),
-        gpc: gpc_flag(meta_value(metadata, "gpc")),
-    })))
+        stage,
+        // A subscription that starts with a free trial: nothing is paid yet.
+        kind: if subscription.is_some() && minor == 0 {
+            Kind::Trial
+        } else {
+            Kind::Purchase
+        },
+        subscription_id: subscription,
+        ..Order::default()
+    };
+    let order = with_customer(
+        order,
+        detail("email"),
+        detail("name"),
+        detail("phone"),
+        details.and_then(|d| d.get("address")),
+    );
+    Ok(with_metadata(order, s))
+}
+
+fn payment_intent(p: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
+    let Some(order_id) = metadata_order_id(p) else {
+        return Ok(None);
+    };
+    let currency = currency(p.get("currency"))?;
+    let minor = p
+        .get("amount_received")
+        .and_then(Value::as_i64)
+        .map_or_else(|| minor_amount(p, "amount"), Ok)?;
+    let shipping = p.get("shipping");
+    let order = Order {
+        order_id,
+        value: major(minor, &currency),
+        currency,
+        created_at: p.get("created").and_then(Value::as_i64),
+        customer_id: text(p.get("customer")),
+        ..Order::default()
+    };
+    let order = with_customer(
+        order,
+        text(p.get("receipt_email")),
+        text(shipping.and_then(|s| s.get("name"))),
+        text(shipping.and_then(|s| s.get("phone"))),
+        shipping.and_then(|s| s.get("address")),
+    );
+    Ok(Some(with_metadata(order, p)))
+}
+
+/// `charge.refunded`: the refund this event reports (the newest of `refunds.data` when Stripe
+/// expanded it, else the growth of `amount_refunded` since `previous_attributes`), in full
+/// (`refunded: true`) a cancellation.
+fn charge_refund(
+    c: &Map<String, Value>,
+    event: &Map<String, Value>,
+) -> Result<Option<Order>, PayloadError> {
+    let Some(order_id) = metadata_order_id(c) else {
+        return Ok(None);
+    };
+    let currency = currency(c.get("currency"))?;
+    let refunded = minor_amount(c, "amount_refunded")?;
+    let newest = c
+        .get("refunds")
+        .and_then(|r| r.get("data"))
+        .and_then(Value::as_array)
+        .and_then(|d| d.first());
+    let before = event
+        .get("data")
+        .and_then(|d| d.get("previous_attributes"))
+        .and_then(|p| p.get("amount_refunded"))
+        .and_then(Value::as_i64);
+    let (id, minor) = match (newest, before) {
+        (Some(r), _) => (
+            text(r.get("id")).ok_or(PayloadError("refund id is missing"))?,
+            r.get("amount").and_then(Value::as_i64).unwrap_or(refunded),
+        ),
+        (None, before) => (
+            format!("{}@{refunded}", text(c.get("id")).unwrap_or_default()),
+            refunded - before.unwrap_or(0),
+        ),
+    };
+    let billing = c.get("billing_details");
+    let field = |k: &str| text(billing.and_then(|b| b.get(k)));
+    let full = c.get("refunded").and_then(Value::as_bool) == Some(true);
+    let order = Order {
+        order_id,
+        value: major(minor_amount(c, "amount")?, &currency),
+        created_at: c.get("created").and_then(Value::as_i64),
+        customer_id: text(c.get("customer")),
+        stage: if full {
+            Stage::Cancelled
+        } else {
+            Stage::RefundOnly
+        },
+        refunds: vec![Refund {
+            id,
+            amount: major(minor.max(0), &currency),
+            created_at: event.get("created").and_then(Value::as_i64),
+        }],
+        currency,
+        ..Order::default()
+    };
+    let order = with_customer(
+        order,
+        field("email"),
+        field("name"),
+        field("phone"),
+        billing.and_then(|b| b.get("address")),
+    );
+    Ok(Some(with_metadata(order, c)))
+}
+
+/// `invoice.paid`: `subscription_create` is the subscription's first order (a trial start when
+/// nothing was paid), `subscription_cycle` a renewal; other invoices are not reported.
+fn invoice(i: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
+    let subscription = text(i.get("subscription")).or_else(|| {
+        text(pointer(
+            i,
+            &["parent", "subscription_details", "subscription"],
+        ))
+    });
+    let Some(subscription) = subscription else {
+        return Ok(None);
+    };
+    let currency = currency(i.get("currency"))?;
+    let minor = minor_amount(i, "amount_paid")?;
+    let sub_metadata = pointer(i, &["subscription_details", "metadata"])
+        .or_else(|| pointer(i, &["parent", "subscription_details", "metadata"]))
+        .and_then(Value::as_object);
+    let (kind, order_id) = match i.get("billing_reason").and_then(Value::as_str) {
+        Some("subscription_create") => (
+            if minor == 0 {
+                Kind::Trial
+            } else {
+                Kind::Purchase
+            },
+            text(meta_value(sub_metadata, "order_id"))
+                .or_else(|| metadata_order_id(i))
+                .unwrap_or_else(|| subscription.clone()),
+        ),
+        Some("subscription_cycle") => (
+            Kind::Renewal,
+            text(i.get("id")).ok_or(PayloadError("invoice id is missing"))?,
+        ),
+        _ => return Ok(None),
+    };
+    let order = Order {
+        order_id,
+        value: major(minor, &currency),
+        currency,
+        created_at: i.get("created").and_then(Value::as_i64),
+        customer_id: text(i.get("customer")),
+        kind,
+        channel: if kind == Kind::Renewal {
+            Channel::System
+        } else {
+            Channel::Online
+        },
+        subscription_id: Some(subscription),
+        ..Order::default()
+    };
+    let order = with_customer(
+        order,
+        text(i.get("customer_email")),
+        text(i.get("customer_name")),
+        text(i.get("customer_phone")),
+        i.get("customer_address"),
+    );
+    Ok(Some(with_metadata(order, i)))
 }
 
 #[cfg(test)]

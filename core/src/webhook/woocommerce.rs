@@ -1,14 +1,23 @@
 //! WooCommerce order webhooks (`order.created`, `order.updated`; REST API v3 order shape).
 
 use super::{
-    amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Order,
-    PayloadError, Webhook,
+    amount, currency, iso8601_secs, json_object, keyed_value, line_items, text, Channel, Order,
+    PayloadError, Refund, Stage, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
-/// Order statuses that mean the customer has paid (or payment is on its way).
-const PAID_STATUSES: &[&str] = &["processing", "completed", "on-hold"];
+/// An order's status as a stage: `on-hold` is placed (awaiting an offline payment), `processing`
+/// and `completed` are paid, `cancelled`, `refunded` and `failed` end it. `pending` (the buyer
+/// is still at the payment gateway) and drafts are no order yet.
+fn stage(status: &str) -> Option<Stage> {
+    match status {
+        "on-hold" => Some(Stage::Created),
+        "processing" | "completed" => Some(Stage::Paid),
+        "cancelled" | "refunded" | "failed" => Some(Stage::Cancelled),
+        _ => None,
+    }
+}
 
 /// WooCommerce's creation ping: a form-encoded `webhook_id=N` body that must get a 2xx.
 pub fn is_ping(body: &[u8]) -> bool {
@@ -25,11 +34,11 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
     }
     let o = json_object(body)?;
     let status = o.get("status").and_then(Value::as_str).unwrap_or("");
-    if !PAID_STATUSES.contains(&status) {
+    let Some(stage) = stage(status) else {
         return Ok(Webhook::Ignored {
             reason: "order_not_paid",
         });
-    }
+    };
     let order_id = text(o.get("id")).ok_or(PayloadError("order id is missing"))?;
     let value = amount(o.get("total")).ok_or(PayloadError("total is missing or not a number"))?;
     let currency = currency(o.get("currency"))?;
@@ -69,5 +78,30 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         contents,
         consent: meta("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
         gpc: gpc_flag(meta("gpc").map(Value::String).as_ref()),
+        stage,
+        channel: match o.get("created_via").and_then(Value::as_str) {
+            Some("admin") => Channel::System,
+            Some("pos") => Channel::Store,
+            _ => Channel::Online,
+        },
+        // `refunds: [{id, reason, total: "-10.00"}]`: the total is negative.
+        refunds: o
+            .get("refunds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                Some(Refund {
+                    id: text(r.get("id"))?,
+                    amount: amount(Some(&Value::String(
+                        text(r.get("total"))?.trim_start_matches('-').into(),
+                    )))?,
+                    created_at: None,
+                })
+            })
+            .collect(),
+        shipping: amount(o.get("shipping_total")),
+        tax: amount(o.get("total_tax")),
+        ..Order::default()
     })))
 }

@@ -84,6 +84,7 @@ pub async fn deliver_pixel(
                         source: q.source,
                         replay: q.replay,
                         counts: q.counts.clone(),
+                        carried: None,
                     })
                 })
                 .collect();

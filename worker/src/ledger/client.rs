@@ -3,7 +3,9 @@
 //! unavailable), and the previous layout's claims while `LEDGER_PREVIOUS_SHARDS` is set.
 
 use crate::config::{Config, PreviousLayout};
-use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, Receipt};
+use crate::protocol::{
+    ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, PurchaseAnswer, Receipt,
+};
 use capi_core::delivery::ledger_shard;
 use capi_core::report;
 use futures_util::future::join_all;
@@ -166,6 +168,25 @@ impl LedgerClient {
             self.call::<serde_json::Value>(self.shard_of(&key.event_id), &op)
                 .await,
         );
+    }
+
+    /// The state of an order's Purchase; with `cancel`, holds it back if it may be (claim rule
+    /// 8). `None` when the ledger could not be reached.
+    pub async fn purchase(
+        &self,
+        key: &EventKey,
+        cancel: bool,
+        now_ms: u64,
+    ) -> Option<PurchaseAnswer> {
+        let op = Op::Purchase {
+            key: key.clone(),
+            cancel,
+            now_ms: now_ms as i64,
+        };
+        Self::logged(
+            "purchase",
+            self.call(self.shard_of(&key.event_id), &op).await,
+        )
     }
 
     /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.

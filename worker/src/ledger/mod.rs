@@ -100,6 +100,16 @@ impl Ledger {
                 )?;
                 json!({ "released": true })
             }
+            Op::Purchase {
+                key,
+                cancel,
+                now_ms,
+            } => {
+                let mut counts = Vec::new();
+                let answer = sql::purchase(&sql, &key, cancel, now_ms, &mut counts)?;
+                sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
+                serde_json::to_value(answer)?
+            }
             Op::Record {
                 receipts,
                 mut counts,

@@ -8,10 +8,12 @@
 //! Long on purpose: every statement a shard runs, in one place, beside the migrations they rely on.
 
 use crate::protocol::{
-    ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, Receipt, Source,
+    is_order_source, ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, PurchaseAnswer,
+    Receipt, Source,
 };
 use capi_core::claim::{
-    claim_retention_ms, decide, Ask, Decision, Holder, LEASE_MS, RESERVATION_MS,
+    claim_retention_ms, decide, purchase_state, Ask, Decision, Holder, PurchaseState, LEASE_MS,
+    RESERVATION_MS,
 };
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::Outcome;
@@ -90,6 +92,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE dead_letters ADD COLUMN replay_nonce TEXT",
         "CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (parked_ms)",
     ],
+    // 4: an order's match keys for its refunds (`REFUNDS = event` only).
+    &["ALTER TABLE events ADD COLUMN carried TEXT"],
 ];
 
 /// Brings a shard's schema to the current version.
@@ -224,7 +228,7 @@ pub fn claim<S: Sql>(
         let Some((name, id)) = im.key.split_once('\n') else {
             continue;
         };
-        let order = im.source == Some(Source::Webhook);
+        let order = is_order_source(im.source);
         sql.run(
             "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -236,7 +240,11 @@ pub fn claim<S: Sql>(
                 im.outcome.as_str().into(),
                 now_ms.into(),
                 im.nonce.clone().unwrap_or_default().into(),
-                im.source.map_or("", |_| report::WEBHOOK).into(),
+                im.source
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+                    .into(),
                 (im.first_seen_ms + claim_retention_ms(order)).into(),
             ],
         )?;
@@ -258,7 +266,7 @@ pub fn claim<S: Sql>(
             s: item.source,
             l: attempt,
             u: lease_until_ms,
-            keep: now_ms + claim_retention_ms(item.source == Some(Source::Webhook)),
+            keep: now_ms + claim_retention_ms(is_order_source(item.source)),
         }
     };
     // The common case first, in one statement: keys the shard has never seen are taken as they
@@ -422,6 +430,18 @@ pub fn claim<S: Sql>(
             vec![now_ms.into(), now_ms.into(), json_list(&rows)],
         )?;
     }
+    for &t in &taken {
+        if let Some(carried) = &items[t].carried {
+            sql.run(
+                "UPDATE events SET carried = ? WHERE key = ? AND nonce = ?",
+                vec![
+                    carried.as_str().into(),
+                    keys[t].as_str().into(),
+                    items[t].nonce.as_str().into(),
+                ],
+            )?;
+        }
+    }
     if !letters_done.is_empty() {
         // The letter is taken by this replay copy: a second replay of the same parking finds
         // it taken; a new parking (the replay failed too) makes it wait again.
@@ -439,6 +459,82 @@ pub fn claim<S: Sql>(
         }
     }
     Ok(statuses)
+}
+
+/// The state of an order's Purchase (`key`); with `cancel`, settles it `ignored / cancelled`
+/// when it may be (claim rule 8), counting the order's outcome for reconciliation.
+pub fn purchase<S: Sql>(
+    sql: &S,
+    key: &crate::protocol::EventKey,
+    cancel: bool,
+    now_ms: i64,
+    counts: &mut Vec<Count>,
+) -> Result<PurchaseAnswer, S::Error> {
+    let text_key = key.text();
+    let rows = sql.run(
+        "SELECT nonce, outcome, lease, lease_until_ms, carried FROM events WHERE key = ?",
+        vec![text_key.as_str().into()],
+    )?;
+    let row = rows.first();
+    let outcome = row
+        .and_then(|r| r.get("outcome"))
+        .and_then(|o| serde_json::from_value::<Outcome>(o.clone()).ok());
+    let holder = row.zip(outcome).map(|(r, outcome)| Holder {
+        nonce: text(r, "nonce").unwrap_or(""),
+        outcome,
+        lease: text(r, "lease"),
+        lease_until_ms: int(r, "lease_until_ms"),
+    });
+    let state = purchase_state(holder.as_ref(), now_ms);
+    let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
+    if cancel && state.cancellable() {
+        const CANCELLED: &str = "cancelled";
+        if state == PurchaseState::Unknown {
+            // The cancellation came first: the order's Purchase, if it comes, is a duplicate.
+            counts.push(Count::order_seen());
+        }
+        sql.run(
+            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, reason, updated_ms, nonce, source,
+                keep_until_ms)
+             VALUES (?, ?, ?, ?, 'ignored', ?, ?, 'cancellation', 'webhook', ?)
+             ON CONFLICT (key) DO UPDATE SET outcome = 'ignored', reason = excluded.reason, lease = NULL,
+               lease_until_ms = 0, updated_ms = excluded.updated_ms",
+            vec![
+                text_key.as_str().into(),
+                key.event_name.as_str().into(),
+                key.event_id.as_str().into(),
+                now_ms.into(),
+                CANCELLED.into(),
+                now_ms.into(),
+                (now_ms + claim_retention_ms(true)).into(),
+            ],
+        )?;
+        counts.push(Count::outcome(Outcome::Ignored, CANCELLED));
+        let first_seen = sql
+            .run(
+                "SELECT first_seen_ms FROM events WHERE key = ?",
+                vec![text_key.as_str().into()],
+            )?
+            .first()
+            .map_or(now_ms, |r| int(r, "first_seen_ms"));
+        add_counts(
+            sql,
+            &[Count {
+                kind: CountKind::Order,
+                name: Outcome::Ignored.as_str().into(),
+                reason: CANCELLED.into(),
+                n: 1,
+            }],
+            first_seen / DAY_MS,
+        )?;
+    }
+    Ok(match state {
+        PurchaseState::Unknown => PurchaseAnswer::Unknown,
+        PurchaseState::Pending => PurchaseAnswer::Pending { carried },
+        PurchaseState::InFlight { retry_secs } => PurchaseAnswer::InFlight { retry_secs },
+        PurchaseState::Delivered => PurchaseAnswer::Delivered { carried },
+        PurchaseState::NotSent => PurchaseAnswer::NotSent,
+    })
 }
 
 /// Gives back `key`'s claim if `nonce` still holds it and it is not final.
@@ -530,7 +626,7 @@ pub fn record<S: Sql>(
             f: r.fbtrace_id.as_deref(),
             s: r.source,
             h: r.nonce.as_deref(),
-            keep: now_ms + claim_retention_ms(r.source == Some(Source::Webhook)),
+            keep: now_ms + claim_retention_ms(is_order_source(r.source)),
         })
         .collect();
     let written = sql.run(

@@ -58,6 +58,7 @@ fn item(id: &str, nonce: &str) -> ClaimItem {
         source: None,
         replay: false,
         counts: Vec::new(),
+        carried: None,
     }
 }
 
@@ -452,4 +453,69 @@ fn a_reservation_whose_message_never_came_is_taken_by_the_redelivery() {
         claim_one(&s, order("o1", "n1"), Some("a1"), later + 10),
         ClaimStatus::Duplicate
     );
+}
+
+fn cancel(s: &Mem, id: &str, now: i64) -> PurchaseAnswer {
+    purchase(s, &item(id, "x").key, true, now, &mut Vec::new()).expect("purchase")
+}
+
+#[test]
+fn a_cancellation_before_the_order_holds_its_purchase_back() {
+    let s = shard();
+    assert_eq!(cancel(&s, "o1", T0), PurchaseAnswer::Unknown);
+    // `orders/create` arrives after `orders/cancelled`: never sent.
+    assert_eq!(
+        claim_one(&s, order("o1", "n1"), None, T0 + 10),
+        ClaimStatus::Duplicate
+    );
+    let r = &receipts(&s, "o1").expect("receipts")[0];
+    assert_eq!(
+        (r["outcome"].as_str(), r["reason"].as_str()),
+        (Some("ignored"), Some("cancelled"))
+    );
+}
+
+#[test]
+fn a_cancellation_settles_a_waiting_or_retrying_purchase_but_waits_for_a_send() {
+    let s = shard();
+    // Reserved by its webhook, waiting on the queue: its message then finds it settled.
+    assert!(is_send(claim_one(&s, order("o2", "n2"), None, T0)));
+    assert!(matches!(
+        cancel(&s, "o2", T0 + 1),
+        PurchaseAnswer::Pending { .. }
+    ));
+    assert_eq!(
+        claim_one(&s, order("o2", "n2"), Some("a1"), T0 + 2),
+        ClaimStatus::Settled
+    );
+    // Leased by an attempt: the cancellation waits, nothing changes.
+    assert!(is_send(claim_one(&s, order("o3", "n3"), Some("a1"), T0)));
+    assert!(matches!(
+        cancel(&s, "o3", T0 + 1),
+        PurchaseAnswer::InFlight { .. }
+    ));
+    // Meta answered 500: retrying, the lease ended; now it is held back.
+    settle(&s, "o3", "n3", Outcome::Retrying, T0 + 2);
+    assert!(matches!(
+        cancel(&s, "o3", T0 + 3),
+        PurchaseAnswer::Pending { .. }
+    ));
+    assert_eq!(
+        claim_one(&s, order("o3", "n3"), Some("a2"), T0 + 4),
+        ClaimStatus::Settled
+    );
+    // Delivered: a refund, with the keys kept for it.
+    let with_keys = ClaimItem {
+        carried: Some("{\"user_data\":{}}".into()),
+        ..order("o4", "n4")
+    };
+    assert!(is_send(claim_one(&s, with_keys, Some("a1"), T0)));
+    settle(&s, "o4", "n4", Outcome::Sent, T0 + 1);
+    assert_eq!(
+        cancel(&s, "o4", T0 + 2),
+        PurchaseAnswer::Delivered {
+            carried: Some("{\"user_data\":{}}".into())
+        }
+    );
+    assert_eq!(receipts(&s, "o4").expect("receipts")[0]["outcome"], "sent");
 }
