@@ -220,3 +220,83 @@ fn generic_order_becomes_a_purchase() {
         webhook::order::webhook(b"{\"order_id\":\"1\",\"value\":-1,\"currency\":\"EUR\"}").is_err()
     );
 }
+
+#[test]
+fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
+    use webhook::{Kind, Stage};
+    let shopify = |topic: &str, name: &str| {
+        order(webhook::shopify::webhook(topic, &fixture(name)).expect("parses"))
+    };
+    let r = shopify("refunds/create", "shopify-refunds-create.json");
+    assert_eq!(
+        (r.order_id.as_str(), r.stage, r.currency.as_str()),
+        ("820982911946154508", Stage::RefundOnly, "USD")
+    );
+    assert_eq!(
+        (r.refunds[0].id.as_str(), r.refunds[0].amount),
+        ("509562969", 41.94),
+        "the successful refund transaction, not the line subtotal"
+    );
+    let c = shopify("orders/cancelled", "shopify-orders-cancelled.json");
+    assert_eq!(c.stage, Stage::Cancelled);
+    assert_eq!(
+        (c.refunds[0].id.as_str(), c.refunds[0].amount),
+        ("509562970", 403.0)
+    );
+    assert!(
+        c.email.is_some(),
+        "a cancellation carries the order's customer"
+    );
+    assert_eq!(
+        shopify("orders/create", "shopify-orders-create.json").stage,
+        Stage::Paid,
+        "financial_status paid"
+    );
+    let w = order(
+        webhook::woocommerce::webhook("order.updated", &fixture("woocommerce-order-refunded.json"))
+            .expect("parses"),
+    );
+    assert_eq!(w.stage, Stage::Cancelled);
+    assert_eq!(
+        (w.refunds[0].id.as_str(), w.refunds[0].amount),
+        ("728", 29.35)
+    );
+    let stripe = |name: &str| order(webhook::stripe::webhook(&fixture(name)).expect("parses"));
+    let ch = stripe("stripe-charge-refunded.json");
+    assert_eq!(
+        (ch.order_id.as_str(), ch.stage),
+        ("order-5001", Stage::RefundOnly)
+    );
+    assert_eq!(
+        (ch.refunds[0].id.as_str(), ch.refunds[0].amount),
+        ("ch_3QGxZA2eZvKYlo2C1abcdEFG@1500", 1500.0)
+    );
+    let pi = stripe("stripe-payment-intent-succeeded.json");
+    assert_eq!(
+        (pi.order_id.as_str(), pi.value, pi.stage),
+        ("order-5001", 4990.0, Stage::Paid)
+    );
+    let first = stripe("stripe-invoice-paid.json");
+    assert_eq!(
+        (first.order_id.as_str(), first.kind, first.value),
+        ("sub_1QHa0b2eZvKYlo2Cmonthly", Kind::Purchase, 12.0)
+    );
+    let renewal = stripe("stripe-invoice-paid-renewal.json");
+    assert_eq!(
+        (renewal.order_id.as_str(), renewal.kind),
+        ("in_1QJr7c2eZvKYlo2Crenew002", Kind::Renewal)
+    );
+    assert_eq!(
+        renewal.subscription_id.as_deref(),
+        Some("sub_1QHa0b2eZvKYlo2Cmonthly")
+    );
+    let expired = stripe("stripe-checkout-session-expired.json");
+    assert_eq!(
+        (expired.order_id.as_str(), expired.stage),
+        ("order-5002", Stage::Cancelled)
+    );
+    assert!(
+        !stripe("stripe-checkout-session-completed.json").test,
+        "livemode: true"
+    );
+}
