@@ -18,7 +18,7 @@ tmp=build/shim-tmp
 rm -rf "$tmp" && mkdir -p "$tmp" build/shim
 wasm-bindgen --target web --no-typescript --out-dir "$tmp" target/wasm32-unknown-unknown/release/capi_pixel.wasm
 # --low-memory-unused: Rust's data and stack start at 1 MiB, so addresses below 1 KiB are never used (-130 B gzip).
-wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers --strip-target-features --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
   "$tmp/capi_pixel_bg.wasm" -o build/shim/p.wasm
 version=$(sha256sum build/shim/p.wasm | cut -c1-12)
 sed "s/__WASM_VERSION__/$version/" pixel-shim/loader.js > "$tmp/loader.js"
