@@ -6,7 +6,7 @@ mod payload_cmd;
 mod replay_cmd;
 mod report_cmd;
 mod sandbox;
-mod send_cmd;
+mod send;
 
 use std::process::ExitCode;
 
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Some("report") => report_cmd::run(&args[1..]),
         Some("replay") => replay_cmd::run(&args[1..]),
         Some("sandbox") => sandbox::run(&args[1..]),
-        Some("send") => send_cmd::run(&args[1..]),
+        Some("send") => send::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())

@@ -295,3 +295,37 @@ test('--dry-run sends nothing and prints hashed request bodies, one per batch', 
   assert.equal(summaryOf(stderr).sent, exported.good.size);
   assert.match(stderr, /dry run, nothing sent/);
 });
+
+test('bad input gets a clear error, never a panic, and never echoes the file', async () => {
+  const path = (name, text) => { const p = join(dir, name); writeFileSync(p, text); return p; };
+  const refused = async (args, expected, env) => {
+    const { code, stdout, stderr } = await send(args, env && { env });
+    assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+    assert.match(stderr, expected);
+    assert.ok(!/panicked|RUST_BACKTRACE/.test(stderr), stderr);
+    assert.ok(!/jane|@/i.test(stderr + stdout), 'the file is not echoed');
+    return stderr;
+  };
+  await sandbox.reset();
+  const headerless = path('headerless.csv', `jane@example.com,${NOW},Purchase\n`);
+  await refused(sandboxArgs(headerless), /the first row must be a header/);
+  await refused(sandboxArgs(path('twice.csv', `email,E-Mail,event_time,event_name\njane@example.com,x@y.z,${NOW},Lead\n`)), /"email" and "E-Mail" both hold em/);
+  await refused(sandboxArgs(path('no-time.csv', 'email,event_name\njane@example.com,Lead\n')), /no event_time column/);
+  const good = path('one.csv', `email,event_time,event_name\njane@example.com,${NOW - 60},Lead\n`);
+  await refused(sandboxArgs(good), /set META_ACCESS_TOKEN/, {});
+  await refused([...sandboxArgs(good), '--token', 'secret-on-the-command-line'], /environment only/);
+  await refused(sandboxArgs(good, '--state', headerless), /not a capi-edge send record/);
+  assert.equal(readFileSync(headerless, 'utf8'), `jane@example.com,${NOW},Purchase\n`, 'a wrong --state is left as it was');
+  await refused(sandboxArgs(path('sales.xlsx', 'PK')), /pass --format csv or --format jsonl/);
+  await refused(sandboxArgs(good, '--action-source', 'store'), /--action-source must be one of Meta's values/);
+  await refused(sandboxArgs(join(dir, 'missing.csv')), /missing\.csv: No such file/);
+  // Two runs of one file at once: the second is refused while the first holds the state file
+  // (the first is waiting to retry a failed request: it has read the state file by then).
+  await sandbox.faults({ fail_next: 1, kinds: ['500'] });
+  const first = start(sandboxArgs(good));
+  await eventually(async () => (await sandbox.events()).summary.injected_faults > 0, 5_000, 'the first run to send');
+  await refused(sandboxArgs(good), /in use by another capi-edge send/);
+  assert.equal((await first.done).code, 0);
+  await sandbox.faults({});
+  assert.equal((await sandbox.events()).server.length, 1, 'sent once');
+});
