@@ -18,6 +18,7 @@ pub mod normalize;
 pub mod offline;
 pub mod origin;
 pub mod privacy;
+pub mod quality;
 pub mod report;
 pub mod webhook;
 pub mod website;

@@ -44,3 +44,32 @@ fn every_vector_normalizes_and_hashes_as_published() {
         }
     }
 }
+
+/// The match-quality estimate's known answers (`tests/data/match_quality.json`).
+#[test]
+fn match_quality_estimates_follow_the_published_priorities() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/match_quality.json"
+    ))
+    .expect("vectors");
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&text).expect("json");
+    for c in &cases {
+        let name = c["name"].as_str().unwrap_or_default();
+        let e = capi_core::quality::estimate_event(c["user_data"].as_object().expect("object"));
+        assert_eq!(e.score, c["score"].as_f64().expect("score"), "{name}");
+        assert_eq!(e.rating, c["rating"].as_str().expect("rating"), "{name}");
+        let list = |k: &str| -> Vec<String> {
+            c.get(k)
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(e.missing, list("missing"), "{name}");
+        assert_eq!(e.invalid, list("invalid"), "{name}");
+    }
+}
