@@ -335,6 +335,36 @@ fn graph_events(
                 &json!({"error": {"message": "Service temporarily unavailable", "code": 2, "is_transient": true, "fbtrace_id": trace}}),
             )
         }
+        // Causes that will not fix themselves (the Worker holds the events and raises an
+        // incident), as Meta answers them.
+        Some("token_expired") => {
+            return respond_json(
+                request,
+                400,
+                &json!({"error": {"message": "Error validating access token: Session has expired.", "type": "OAuthException", "code": 190, "error_subcode": 463, "fbtrace_id": trace}}),
+            )
+        }
+        Some("permission") => {
+            return respond_json(
+                request,
+                403,
+                &json!({"error": {"message": "(#200) Permissions error", "type": "OAuthException", "code": 200, "fbtrace_id": trace}}),
+            )
+        }
+        Some("pixel_deleted") => {
+            return respond_json(
+                request,
+                400,
+                &json!({"error": {"message": format!("Unsupported post request. Object with ID '{pixel}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."), "type": "GraphMethodException", "code": 100, "error_subcode": 33, "fbtrace_id": trace}}),
+            )
+        }
+        Some("version_retired") => {
+            return respond_json(
+                request,
+                400,
+                &json!({"error": {"message": "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest version.", "type": "OAuthException", "code": 2635, "fbtrace_id": trace}}),
+            )
+        }
         Some(_) => {
             return respond_json(
                 request,
