@@ -1,5 +1,6 @@
 //! `capi-edge`: hash customer data the way Meta wants it, print the exact CAPI request for a
-//! beacon, and run a local stand-in for Meta's Conversions API.
+//! beacon, send offline conversions from a file, and run a local stand-in for Meta's
+//! Conversions API.
 
 mod hash_cmd;
 mod payload_cmd;
@@ -30,6 +31,19 @@ USAGE:
                   [--token-env ADMIN_TOKEN]
                                       re-drives the Worker's dead letters (POST /t/replay) once
                                       their cause is fixed; the admin token comes from the env
+  capi-edge send FILE --pixel ID [--format csv|jsonl] [--delimiter C]
+                 [--action-source physical_store] [--event-name NAME] [--default-country CC]
+                 [--url https://graph.facebook.com] [--api-version V] [--test-event-code CODE]
+                 [--token-env META_ACCESS_TOKEN] [--app-secret-env META_APP_SECRET]
+                 [--state FILE.capi-state] [--batch-size 1000] [--max-attempts 5]
+                 [--dry-run [--out FILE]]
+                                      offline and CRM conversions (store sales, phone orders,
+                                      lead stages) from CSV or JSON Lines, one event per row:
+                                      contact data normalized and hashed here, Meta's rules and
+                                      windows checked (rows Meta would refuse are skipped),
+                                      batches of <= 1,000 with retries; resumable, nothing sent
+                                      twice (the state file); --dry-run prints the request bodies
+                                      instead; a summary on stderr. Token from the env only
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";

@@ -353,7 +353,10 @@ pub fn offline_event(
         .map_err(|_| Skip::new("unserializable", "the event could not be written as JSON"))?;
     check_event(&json, now_secs).map_err(|v| Skip {
         reason: v.rule,
-        message: v.message,
+        message: match v.rule {
+            "user_data_missing" => "no contact field is left after normalization".into(),
+            _ => v.message,
+        },
     })?;
     Ok(OfflineEvent { event, dropped })
 }

@@ -281,6 +281,28 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_header_table_is_the_column_table() {
+        let docs = include_str!("../../../docs/sandbox-and-cli.md");
+        let rows: Vec<(&str, Vec<&str>)> = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("| field (Meta's name) |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split(" | ").collect();
+                let name = cells[0].trim_start_matches("| ").trim_matches('`');
+                let spellings = cells[1].split(", ").map(|s| s.trim_matches('`')).collect();
+                (name, spellings)
+            })
+            .collect();
+        let table: Vec<(&str, Vec<&str>)> = capi_core::offline::COLUMNS
+            .iter()
+            .map(|(c, names)| (c.name(), names.to_vec()))
+            .collect();
+        assert_eq!(rows, table);
+    }
+
+    #[test]
     fn names_that_may_be_data_are_not_printed() {
         let names: BTreeSet<String> = ["notes", "jane@example.com", "4155551234", "store"]
             .into_iter()

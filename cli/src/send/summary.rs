@@ -101,13 +101,9 @@ impl Summary {
                 ""
             }
         ));
-        let (verb, what) = if opts.dry_run {
-            ("would send", "request body")
-        } else {
-            ("sent", "request")
-        };
+        let verb = if opts.dry_run { "would send" } else { "sent" };
         line(format!(
-            "  {:<26}{:>7}   in {} {what}(s){}",
+            "  {:<26}{:>7}   in {} request(s){}",
             verb,
             self.sent,
             self.requests,
