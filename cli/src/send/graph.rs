@@ -83,9 +83,16 @@ impl Graph {
             };
             match answer {
                 (MetaAnswer::Accepted { .. }, _) => {
-                    log.record(&events)?;
                     summary.sent += events.len() as u64;
                     self.unexplained = 0;
+                    if let Err(e) = log.record(&events) {
+                        summary.unsent += stack.iter().map(Vec::len).sum::<usize>() as u64;
+                        return Err(format!(
+                            "{e}: the last {} event(s) Meta acknowledged could not be recorded, \
+                             so a later run of this file would send them again",
+                            events.len()
+                        ));
+                    }
                 }
                 (MetaAnswer::Rejected { code, subcode, .. }, body) => {
                     let text = rejection_text(&body).unwrap_or_else(|| "no message".into());
