@@ -106,5 +106,61 @@ pub fn table(r: &Value) -> Result<String, String> {
             );
         }
     }
+    if let Some(q) = r["quality"].as_object().filter(|q| !q.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nEstimated match quality (an estimate from the keys present, not Meta's score)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:<10} {:<26} what would add it",
+            "event", "estimate", "missing (share of events)"
+        );
+        for (name, e) in q {
+            let score = format!(
+                "{:.1} {}",
+                e["estimated_score"].as_f64().unwrap_or(0.0),
+                e["rating"].as_str().unwrap_or("")
+            );
+            let missing = e["missing"].as_array().cloned().unwrap_or_default();
+            if missing.is_empty() {
+                let _ = writeln!(out, "{name:<22} {score:<10} -");
+            }
+            for (i, m) in missing.iter().enumerate() {
+                let key = format!(
+                    "{} ({:.0} %)",
+                    m["key"].as_str().unwrap_or(""),
+                    m["share"].as_f64().unwrap_or(0.0) * 100.0
+                );
+                let (n, s) = if i == 0 {
+                    (name.as_str(), score.as_str())
+                } else {
+                    ("", "")
+                };
+                let _ = writeln!(
+                    out,
+                    "{n:<22} {s:<10} {key:<26} {}",
+                    m["advice"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    if let Some(incidents) = r["incidents"].as_array().filter(|i| !i.is_empty()) {
+        let _ = writeln!(out, "\nincidents (delivery stopped until someone acts)");
+        for i in incidents {
+            let _ = writeln!(
+                out,
+                "{:<22} code {:<5} {} events held, {}",
+                i["cause"].as_str().unwrap_or("?"),
+                i["code"],
+                i["held"],
+                if i["closed_ms"].is_null() {
+                    "open"
+                } else {
+                    "ended"
+                }
+            );
+        }
+    }
     Ok(out)
 }

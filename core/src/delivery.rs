@@ -175,9 +175,11 @@ pub enum Step {
     Split,
     /// Meta rejected a batch of one: that event is `rejected`.
     RejectOne,
-    /// Transient failure: retry later. `slow` for token/permission errors, which need a human
-    /// and must not hammer Meta.
-    Retry { slow: bool },
+    /// Transient failure: retry later.
+    Retry,
+    /// A cause that will not fix itself: hold the events (parked for replay, never dropped) and
+    /// raise the incident.
+    Hold(crate::meta_answer::Incident),
 }
 
 pub fn step_for(answer: &MetaAnswer, batch_len: usize) -> Step {
@@ -185,8 +187,8 @@ pub fn step_for(answer: &MetaAnswer, batch_len: usize) -> Step {
         MetaAnswer::Accepted { .. } => Step::Sent,
         MetaAnswer::Rejected { .. } if batch_len > 1 => Step::Split,
         MetaAnswer::Rejected { .. } => Step::RejectOne,
-        MetaAnswer::Transient { .. } => Step::Retry { slow: false },
-        MetaAnswer::Unauthorized { .. } => Step::Retry { slow: true },
+        MetaAnswer::Transient { .. } => Step::Retry,
+        MetaAnswer::Blocked { cause, .. } => Step::Hold(*cause),
     }
 }
 
@@ -242,17 +244,18 @@ mod tests {
                 },
                 5
             ),
-            Step::Retry { slow: false }
+            Step::Retry
         );
         assert_eq!(
             step_for(
-                &MetaAnswer::Unauthorized {
+                &MetaAnswer::Blocked {
+                    cause: crate::meta_answer::Incident::TokenInvalid,
                     code: 190,
                     fbtrace_id: None
                 },
                 5
             ),
-            Step::Retry { slow: true }
+            Step::Hold(crate::meta_answer::Incident::TokenInvalid)
         );
     }
 

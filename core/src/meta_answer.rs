@@ -15,8 +15,10 @@ pub enum MetaAnswer {
         code: Option<i64>,
         fbtrace_id: Option<String>,
     },
-    /// The token or its permissions are wrong: keep the events, retry slowly, alert.
-    Unauthorized {
+    /// A cause that will not fix itself (an expired token, a missing permission, a deleted
+    /// pixel, a retired API version): hold the events for replay and raise an incident.
+    Blocked {
+        cause: Incident,
         code: i64,
         fbtrace_id: Option<String>,
     },
@@ -35,7 +37,7 @@ impl MetaAnswer {
             MetaAnswer::Accepted { .. } => None,
             MetaAnswer::Transient { code: Some(c), .. } => Some(format!("transient_code_{c}")),
             MetaAnswer::Transient { code: None, .. } => Some("transient".into()),
-            MetaAnswer::Unauthorized { code, .. } => Some(format!("unauthorized_code_{code}")),
+            MetaAnswer::Blocked { cause, .. } => Some(cause.as_str().into()),
             MetaAnswer::Rejected { code, subcode, .. } => {
                 Some(format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0)))
             }
@@ -47,8 +49,70 @@ impl MetaAnswer {
         match self {
             MetaAnswer::Accepted { fbtrace_id, .. }
             | MetaAnswer::Transient { fbtrace_id, .. }
-            | MetaAnswer::Unauthorized { fbtrace_id, .. }
+            | MetaAnswer::Blocked { fbtrace_id, .. }
             | MetaAnswer::Rejected { fbtrace_id, .. } => fbtrace_id.clone(),
+        }
+    }
+}
+
+/// Why delivery to a pixel stopped until someone acts (meta-capi.md §7: codes 190, 10,
+/// 200–299 are not retryable; 100/33 names an object that does not exist; 2635 a retired API
+/// version — v24 retired on 2026-11-10).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Incident {
+    /// Code 190: the access token expired or was revoked.
+    TokenInvalid,
+    /// Code 10 or 200–299: the token lacks a permission on the pixel.
+    PermissionMissing,
+    /// Code 100, subcode 33: the pixel (dataset) does not exist or is not the token's.
+    PixelNotFound,
+    /// Code 2635: the Graph API version is retired.
+    ApiVersionRetired,
+}
+
+impl Incident {
+    pub const ALL: [Incident; 4] = [
+        Incident::TokenInvalid,
+        Incident::PermissionMissing,
+        Incident::PixelNotFound,
+        Incident::ApiVersionRetired,
+    ];
+
+    /// The incident a Graph error code (and subcode) means, if any.
+    pub fn of(code: i64, subcode: Option<i64>) -> Option<Incident> {
+        match (code, subcode) {
+            (190, _) => Some(Incident::TokenInvalid),
+            (10 | 200..=299, _) => Some(Incident::PermissionMissing),
+            (100, Some(33)) => Some(Incident::PixelNotFound),
+            (2635, _) => Some(Incident::ApiVersionRetired),
+            _ => None,
+        }
+    }
+
+    /// The stable name: receipts' reason, counters, `/t/health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Incident::TokenInvalid => "token_invalid",
+            Incident::PermissionMissing => "permission_missing",
+            Incident::PixelNotFound => "pixel_not_found",
+            Incident::ApiVersionRetired => "api_version_retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Incident> {
+        Incident::ALL.into_iter().find(|i| i.as_str() == s)
+    }
+
+    /// What is wrong, and what fixes it, for the alert and `/t/health`.
+    pub fn what_to_do(self) -> &'static str {
+        match self {
+            Incident::TokenInvalid => "Meta refuses the access token (expired or revoked): generate a new one in Events Manager → Settings → Conversions API and store it with `wrangler secret put`",
+            Incident::PermissionMissing => "the access token lacks a permission on this pixel: grant the system user access to the dataset in Business Settings, or generate the token from the pixel's Events Manager",
+            Incident::PixelNotFound => "Meta says the pixel does not exist for this token: check the pixel id (PIXEL_ID / TENANTS pixels) and that the pixel was not deleted",
+            Incident::ApiVersionRetired => "the Graph API version is retired: set META_API_VERSION to a current version (or remove it to use capi-edge's default)",
         }
     }
 }
@@ -85,7 +149,8 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
             MetaAnswer::Transient { code, fbtrace_id }
         }
         Some(c) if TRANSIENT_CODES.contains(&c) => MetaAnswer::Transient { code, fbtrace_id },
-        Some(c @ (190 | 10 | 200..=299)) => MetaAnswer::Unauthorized {
+        Some(c) if Incident::of(c, subcode).is_some() => MetaAnswer::Blocked {
+            cause: Incident::of(c, subcode).unwrap_or(Incident::TokenInvalid),
             code: c,
             fbtrace_id,
         },
@@ -94,7 +159,8 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
             subcode,
             fbtrace_id,
         },
-        None if status == 401 || status == 403 => MetaAnswer::Unauthorized {
+        None if status == 401 || status == 403 => MetaAnswer::Blocked {
+            cause: Incident::TokenInvalid,
             code: 190,
             fbtrace_id,
         },
@@ -225,9 +291,30 @@ mod tests {
             meta_answer(400, r#"{"error":{"code":100,"is_transient":true}}"#),
             MetaAnswer::Transient { .. }
         ));
+        for (body, cause) in [
+            (
+                r#"{"error":{"code":190,"error_subcode":463}}"#,
+                Incident::TokenInvalid,
+            ),
+            (r#"{"error":{"code":200}}"#, Incident::PermissionMissing),
+            (r#"{"error":{"code":10}}"#, Incident::PermissionMissing),
+            (
+                r#"{"error":{"code":100,"error_subcode":33}}"#,
+                Incident::PixelNotFound,
+            ),
+            (r#"{"error":{"code":2635}}"#, Incident::ApiVersionRetired),
+        ] {
+            assert!(
+                matches!(meta_answer(400, body), MetaAnswer::Blocked { cause: c, .. } if c == cause),
+                "{body}"
+            );
+        }
         assert!(matches!(
-            meta_answer(400, r#"{"error":{"code":190}}"#),
-            MetaAnswer::Unauthorized { code: 190, .. }
+            meta_answer(401, "not json"),
+            MetaAnswer::Blocked {
+                cause: Incident::TokenInvalid,
+                ..
+            }
         ));
         assert!(matches!(
             meta_answer(400, r#"{"error":{"code":100,"error_subcode":2804001}}"#),

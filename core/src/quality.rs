@@ -196,7 +196,7 @@ pub fn advice(key: &str, event_name: &str, data_controls_on: bool) -> &'static s
             "turn on data controls (CUSTOMER_DATA = hashed) after your privacy review"
         }
         "em" | "ph" | "fn" | "ln" | "ct" | "st" | "zp" | "country" | "db" if order => {
-            "connect the order webhooks: orders carry the customer's contact data"
+            "the orders carry none: collect it at checkout, or pass it in the order webhook's customer"
         }
         "em" | "ph" | "fn" | "ln" | "ct" | "st" | "zp" | "country" | "db" => {
             "pass the shopper's email or phone as user_data on events where you know it (logged in, checkout)"

@@ -27,6 +27,13 @@ pub const COVERAGE_KEYS: &[&str] = &[
     "client_ip_address",
     "client_user_agent",
     "external_id",
+    "fn",
+    "ln",
+    "db",
+    "ct",
+    "st",
+    "zp",
+    "country",
 ];
 
 /// Meta's standard event names; any other name counts as `custom` (bounded rows).
@@ -72,6 +79,13 @@ pub fn coverage_of(event: &crate::event::ServerEvent) -> Vec<&'static str> {
         u.client_ip_address.is_some(),
         u.client_user_agent.is_some(),
         u.external_id.is_some(),
+        u.first_name.is_some(),
+        u.ln.is_some(),
+        u.db.is_some(),
+        u.ct.is_some(),
+        u.st.is_some(),
+        u.zp.is_some(),
+        u.country.is_some(),
     ];
     COVERAGE_KEYS
         .iter()

@@ -46,6 +46,12 @@ test('the report reconciles webhook orders with what Meta received, and says why
   assert.equal(report.coverage.Purchase.events, 3);
   assert.equal(report.coverage.Purchase.em, 3, 'coverage counts keys, never values');
   assert.ok(!JSON.stringify(report).includes('example.com'));
+  // Email, IP and user agent on every Purchase: 3 + 0.5 + 0.5 of 10 points (core/src/quality.rs).
+  assert.equal(report.quality.Purchase.estimated_score, 4);
+  assert.equal(report.quality.Purchase.rating, 'ok');
+  assert.deepEqual(report.quality.Purchase.missing.map((m) => [m.key, m.share]), [['ph', 0], ['external_id', 0], ['fbc', 0]]);
+  assert.match(report.quality.Purchase.missing[0].advice, /checkout/);
+  assert.deepEqual(report.incidents, [], 'no incident');
 
   const page = await admin(`/t/report?from=${today}&to=${today}&format=html`);
   assert.match(page.headers.get('content-type'), /text\/html/);
@@ -56,6 +62,9 @@ test('the report reconciles webhook orders with what Meta received, and says why
   const cli = spawnSync(cliPath(), ['report'], { input: JSON.stringify(report), encoding: 'utf8' });
   assert.equal(cli.status, 0, cli.stderr);
   assert.match(cli.stdout, new RegExp(`${today}\\s+5\\s+3\\s+1\\s+0\\s+1\\s+0\\s+0\\s+80\\.0 %\\s+consent_refused 1`));
+  assert.match(cli.stdout, /Estimated match quality/);
+  assert.match(cli.stdout, /Purchase\s+4\.0 ok\s+ph \(0 %\)\s+the orders carry none/);
+  assert.match(html, /Estimated match quality/);
 
   for (const q of ['?from=2026-13-01', '?from=yesterday', '?from=2026-01-10&to=2026-01-01', '?from=2025-01-01&to=2026-01-01']) {
     const res = await admin(`/t/report${q}`);

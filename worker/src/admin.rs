@@ -21,6 +21,15 @@ fn authorized<'a>(
     cfg: &'a Config,
     env: &Env,
 ) -> Result<(LedgerClient, &'a str), ApiError> {
+    authorized_tenant(req, cfg, env).map(|(l, p, _)| (l, p))
+}
+
+/// As [`authorized`], with the tenant.
+fn authorized_tenant<'a>(
+    req: &Request,
+    cfg: &'a Config,
+    env: &Env,
+) -> Result<(LedgerClient, &'a str, &'a crate::config::Tenant), ApiError> {
     let url = req.url()?;
     let param = |k: &str| {
         url.query_pairs()
@@ -54,7 +63,7 @@ fn authorized<'a>(
     };
     let ledger = LedgerClient::for_pixel(env, cfg, &tenant.id, &pixel.id)
         .ok_or(ApiError::NotConfigured("LEDGER"))?;
-    Ok((ledger, &pixel.id))
+    Ok((ledger, &pixel.id, tenant))
 }
 
 fn no_store(v: &Value) -> Answer {
@@ -171,7 +180,7 @@ fn date_of(day: i64) -> String {
 /// rejected, expired, dead-lettered, still retrying) — and match coverage per event name.
 /// Default range: the last 7 days. At most 92 days (what the ledger keeps).
 pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
-    let (ledger, pixel) = authorized(req, cfg, env)?;
+    let (ledger, pixel, tenant) = authorized_tenant(req, cfg, env)?;
     let url = req.url()?;
     let param = |k: &str| {
         url.query_pairs()
@@ -207,7 +216,13 @@ pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
             v
         })
         .collect();
-    let body = json!({"pixel_id": pixel, "from": date_of(from), "to": date_of(to), "days": days, "coverage": report.coverage});
+    let data_controls = tenant
+        .modes
+        .is_ok_and(|m| m.customer_data != capi_core::privacy::CustomerData::Off);
+    let quality = quality_of(&report.coverage, data_controls);
+    let incidents = ledger.incidents().await.unwrap_or_default();
+    let body = json!({"pixel_id": pixel, "from": date_of(from), "to": date_of(to), "days": days,
+        "coverage": report.coverage, "quality": quality, "incidents": incidents});
     if param("format").as_deref() == Some("html") {
         let mut resp = Response::from_html(report_html(&body))?;
         resp.headers_mut().set("cache-control", "no-store")?;
@@ -218,6 +233,32 @@ pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
         return Ok(resp);
     }
     no_store(&body)
+}
+
+/// Per event name: the estimated match quality from the coverage shares
+/// (`capi_core::quality`), and the missing keys worth the most with what would add them.
+fn quality_of(
+    coverage: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
+    data_controls: bool,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, counts) in coverage {
+        let e = capi_core::quality::estimate_shares(counts);
+        let events = counts.get("events").copied().unwrap_or(0).max(1) as f64;
+        let missing: Vec<Value> = e
+            .missing
+            .iter()
+            .map(|k| {
+                json!({"key": k, "share": counts.get(*k).copied().unwrap_or(0) as f64 / events,
+                    "advice": capi_core::quality::advice(k, name, data_controls)})
+            })
+            .collect();
+        out.insert(
+            name.clone(),
+            json!({"estimated_score": e.score, "rating": e.rating, "missing": missing}),
+        );
+    }
+    Value::Object(out)
 }
 
 /// Escapes text for HTML (the report holds dates, counts and reason names only, but a page
@@ -288,6 +329,46 @@ fn report_html(r: &Value) -> String {
             ));
         }
     }
+    let mut quality = String::new();
+    if let Some(q) = r["quality"].as_object() {
+        for (name, e) in q {
+            let missing = e["missing"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .map(|k| {
+                            format!(
+                                "<li><b>{}</b> ({:.0} %): {}</li>",
+                                esc(k["key"].as_str().unwrap_or("")),
+                                k["share"].as_f64().unwrap_or(0.0) * 100.0,
+                                esc(k["advice"].as_str().unwrap_or(""))
+                            )
+                        })
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            quality.push_str(&format!(
+                "<tr><td>{}</td><td>{:.1} ({})</td><td style=\"text-align:left\"><ul>{missing}</ul></td></tr>",
+                esc(name),
+                e["estimated_score"].as_f64().unwrap_or(0.0),
+                esc(e["rating"].as_str().unwrap_or(""))
+            ));
+        }
+    }
+    let mut incidents = String::new();
+    for i in r["incidents"].as_array().into_iter().flatten() {
+        incidents.push_str(&format!(
+            "<li><b>{}</b> (Meta code {}): {} events held, {}</li>",
+            esc(i["cause"].as_str().unwrap_or("")),
+            i["code"],
+            i["held"],
+            if i["closed_ms"].is_null() {
+                "open"
+            } else {
+                "ended"
+            }
+        ));
+    }
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>capi-edge report</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body>
@@ -296,6 +377,9 @@ fn report_html(r: &Value) -> String {
 <table><tr><th>day</th><th>orders</th><th>sent</th><th>ignored (reason)</th><th>rejected</th><th>expired</th><th>dead-lettered</th><th>retrying</th><th>accuracy</th></tr>{rows}</table>
 <h2>Match coverage (events sent)</h2>
 <table><tr><th>event</th><th>events</th><th>fbp</th><th>fbc</th><th>email</th><th>phone</th><th>IP</th><th>user agent</th><th>external id</th></tr>{coverage}</table>
+<h2>Estimated match quality</h2><p>An estimate from the keys present (docs/operating.md), not Meta's score.</p>
+<table><tr><th>event</th><th>estimate (0–10)</th><th>missing keys worth the most</th></tr>{quality}</table>
+<h2>Incidents</h2><ul>{incidents}</ul>
 </body></html>"#,
         pixel = esc(r["pixel_id"].as_str().unwrap_or("")),
         from = esc(r["from"].as_str().unwrap_or("")),

@@ -70,6 +70,8 @@ pub struct Tenant {
     webhook_secrets: Vec<(&'static str, String)>,
     /// Bearer token for this tenant's admin routes.
     pub admin_token: Option<String>,
+    /// Where incidents are announced (`ALERT_WEBHOOK`, a secret: a Slack-compatible URL).
+    pub alert_webhook: Option<String>,
     pub test_event_code: Option<String>,
     /// The only session test codes (`?capi_test=CODE`) attached to events
     /// (`TEST_EVENT_CODES`, comma separated; TENANTS `test_event_codes`). Empty: any code of
@@ -147,6 +149,9 @@ struct TenantIn {
     /// The name of the secret holding this tenant's admin token.
     #[serde(default)]
     admin_token: Option<String>,
+    /// The name of the secret holding this tenant's alert webhook URL.
+    #[serde(default)]
+    alert_webhook: Option<String>,
     #[serde(default)]
     test_event_code: Option<String>,
     #[serde(default)]
@@ -366,6 +371,7 @@ fn single_shop(var: &dyn Fn(&str) -> Option<String>) -> Tenant {
             .filter_map(|(p, name)| var(name).map(|v| (*p, v)))
             .collect(),
         admin_token: None,
+        alert_webhook: var("ALERT_WEBHOOK"),
         test_event_code: var("TEST_EVENT_CODE"),
         test_event_codes: var("TEST_EVENT_CODES")
             .map(|v| code_list(v.split(',')))
@@ -455,6 +461,10 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
             .admin_token
             .as_deref()
             .and_then(|n| secret("admin token", n));
+        let alert_webhook = t
+            .alert_webhook
+            .as_deref()
+            .and_then(|n| secret("alert webhook", n));
         errors.append(&mut missing);
         if unknown_platform {
             errors.push("webhook_secrets keys are shopify, woocommerce, stripe or order".into());
@@ -490,6 +500,7 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
             ),
             webhook_secrets,
             admin_token,
+            alert_webhook,
             test_event_code: t.test_event_code,
             test_event_codes: code_list(t.test_event_codes.iter().map(String::as_str)),
             errors,

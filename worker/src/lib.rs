@@ -10,6 +10,7 @@ mod delivery;
 mod demo;
 mod error;
 mod hooks;
+mod incident;
 mod ingest;
 mod ledger;
 mod log;
@@ -49,7 +50,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             None => Err(ApiError::NotFound),
         },
         (Method::Options, "/e") => ingest::preflight(&req, &cfg),
-        (Method::Get | Method::Head, "/health") => health(&req, &cfg),
+        (Method::Get | Method::Head, "/health") => health(&req, &cfg, &env).await,
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
         (Method::Get, "/report") => admin::report(&req, &cfg, &env).await,
         (Method::Get, "/dead-letters") => admin::dead_letters(&req, &cfg, &env).await,
@@ -189,7 +190,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
 /// agency's clients to anyone. With that tenant's admin token: its configuration and errors
 /// (setting and secret names, never a value). With the operator's `ADMIN_TOKEN`: every tenant.
 /// A bearer token that matches neither is refused (401).
-fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError> {
+async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<Response, ApiError> {
     use capi_core::webhook::signature::bearer_matches;
     let host = req.url()?.host_str().unwrap_or("").to_string();
     let own = cfg.host_tenant(&host);
@@ -209,13 +210,40 @@ fn health(req: &Request, cfg: &Config) -> std::result::Result<Response, ApiError
     }
     let ok = own.is_some_and(|t| t.usable().is_ok());
     let body = if operator || tenant_admin {
-        health_details(cfg, own, operator)
+        let mut body = health_details(cfg, own, operator);
+        if let Some(t) = own {
+            body["incidents"] = open_incidents(cfg, env, t).await.into();
+        }
+        body
     } else {
         serde_json::json!({ "ok": ok })
     };
     let mut resp = Response::from_json(&body)?;
     resp.headers_mut().set("cache-control", "no-store")?;
     Ok(resp)
+}
+
+/// The tenant's open incidents, per pixel: why delivery stopped and what fixes it.
+async fn open_incidents(cfg: &Config, env: &Env, t: &config::Tenant) -> Vec<serde_json::Value> {
+    let mut open = Vec::new();
+    for p in &t.pixels {
+        let Some(l) = ledger::LedgerClient::for_pixel(env, cfg, &t.id, &p.id) else {
+            continue;
+        };
+        for i in l.incidents().await.unwrap_or_default() {
+            if i["closed_ms"].is_null() {
+                let cause = i["cause"]
+                    .as_str()
+                    .and_then(capi_core::meta_answer::Incident::parse);
+                open.push(
+                    serde_json::json!({"pixel_id": p.id, "cause": i["cause"], "code": i["code"],
+                    "opened_ms": i["opened_ms"], "events_held": i["held"],
+                    "what_to_do": cause.map_or("", |c| c.what_to_do())}),
+                );
+            }
+        }
+    }
+    open
 }
 
 /// The health details an admin sees: the host's tenant (configured, privacy modes) and what is

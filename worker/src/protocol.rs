@@ -258,6 +258,19 @@ pub enum Op {
         cancel: bool,
         now_ms: i64,
     },
+    /// Raises an incident (or adds `held` events to the open one): `{"opened": bool}`.
+    IncidentOpen {
+        cause: capi_core::meta_answer::Incident,
+        code: i64,
+        held: i64,
+        now_ms: i64,
+    },
+    /// Ends the open incidents: the ones it ended.
+    IncidentClose {
+        now_ms: i64,
+    },
+    /// The incidents, open first.
+    Incidents {},
     /// Records receipts and counts.
     Record {
         receipts: Vec<Receipt>,

@@ -127,12 +127,13 @@ impl Graph {
                         }
                     }
                 }
-                (MetaAnswer::Unauthorized { code, .. }, _) => {
+                (MetaAnswer::Blocked { cause, code, .. }, _) => {
                     summary.unsent +=
                         (events.len() + stack.iter().map(Vec::len).sum::<usize>()) as u64;
                     return Err(format!(
-                        "Meta refused the access token or its permissions (code {code}): \
-                         check {} and the pixel id",
+                        "Meta refused the request (code {code}, {}): {} (the token comes from {})",
+                        cause.as_str(),
+                        cause.what_to_do(),
                         self.token_env
                     ));
                 }

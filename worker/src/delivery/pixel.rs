@@ -14,6 +14,7 @@ use crate::protocol::{ClaimItem, ClaimStatus, Count, Letter, Receipt};
 use capi_core::claim::may_start_send;
 use capi_core::delivery::{next_attempt, presend_check, step_for, NextAttempt, Outcome, Step};
 use capi_core::event::{events_url, request_body, ServerEvent};
+use capi_core::meta_answer::{Incident, MetaAnswer};
 use capi_core::report::coverage_of;
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::join_all;
@@ -151,6 +152,8 @@ pub async fn deliver_pixel(
         }
     }
 
+    let mut held: Option<(Incident, i64)> = None;
+    let mut accepted = false;
     // 3. Send: requests of at most 1,000 per test code; a rejected request is split until the
     //    bad event stands alone; no request starts once the lease (or the deadline) is too near.
     match token {
@@ -262,22 +265,37 @@ pub async fn deliver_pixel(
                             }
                         }
                     }
-                    Step::Retry { slow } => {
+                    Step::Retry => {
                         let reason = answer.reason().unwrap_or_else(|| "transient".into());
-                        if slow {
-                            log::error(
-                                "meta_unauthorized",
-                                &[
-                                    ("reason", reason.clone().into()),
-                                    ("hint", "check META_ACCESS_TOKEN and the pixel's permissions; events are kept and retried slowly".into()),
-                                ],
-                            );
-                        }
                         for i in group {
                             receipt[i] = true;
-                            results[i] = Some(failed(cfg, &items[i], slow, reason.clone()));
+                            results[i] = Some(failed(cfg, &items[i], false, reason.clone()));
                         }
                     }
+                    // Held for replay (parked below), never dropped; the incident is raised
+                    // once the letters are kept.
+                    Step::Hold(cause) => {
+                        for i in group {
+                            if let Some(e) = &items[i].event {
+                                receipt[i] = true;
+                                results[i] = Some(settle(
+                                    e,
+                                    Outcome::DeadLettered,
+                                    Some(cause.as_str().into()),
+                                    answer.fbtrace_id(),
+                                    items[i].attempt + 1,
+                                ));
+                            }
+                        }
+                        let code = match &answer {
+                            MetaAnswer::Blocked { code, .. } => *code,
+                            _ => 0,
+                        };
+                        held = Some((cause, code));
+                    }
+                }
+                if matches!(answer, MetaAnswer::Accepted { .. }) {
+                    accepted = true;
                 }
             }
         }
@@ -327,6 +345,16 @@ pub async fn deliver_pixel(
                 };
             }
         }
+    }
+
+    // An incident is raised once its events are held, and looked at again once Meta takes
+    // events from this pixel (`incident.rs`).
+    if let Some(l) = &ledger {
+        let n = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::DeadLettered)
+            .count();
+        crate::incident::after_round(cfg, env, l, tenant_id, pixel_id, held, n, accepted).await;
     }
 
     // 5. Receipts (and what ingest counted for messages without an event), before any ack.

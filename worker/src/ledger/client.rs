@@ -189,6 +189,37 @@ impl LedgerClient {
         )
     }
 
+    /// Raises an incident in the pixel's shard 0; `Some(true)` when it opened now.
+    pub async fn incident_open(
+        &self,
+        cause: capi_core::meta_answer::Incident,
+        code: i64,
+        held: usize,
+        now_ms: u64,
+    ) -> Option<bool> {
+        let op = Op::IncidentOpen {
+            cause,
+            code,
+            held: held as i64,
+            now_ms: now_ms as i64,
+        };
+        Self::logged("incident", self.call::<serde_json::Value>(0, &op).await)
+            .map(|v| v["opened"].as_bool() == Some(true))
+    }
+
+    /// Ends the pixel's open incidents; the ones it ended.
+    pub async fn incident_close(&self, now_ms: u64) -> Vec<serde_json::Value> {
+        let op = Op::IncidentClose {
+            now_ms: now_ms as i64,
+        };
+        Self::logged("incident", self.call(0, &op).await).unwrap_or_default()
+    }
+
+    /// The pixel's incidents, open first.
+    pub async fn incidents(&self) -> Result<Vec<serde_json::Value>> {
+        self.call(0, &Op::Incidents {}).await
+    }
+
     /// Records receipts and counts (all for `shard`) in one call; false if the ledger failed.
     pub async fn record(
         &self,

@@ -110,6 +110,16 @@ impl Ledger {
                 sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
                 serde_json::to_value(answer)?
             }
+            Op::IncidentOpen {
+                cause,
+                code,
+                held,
+                now_ms,
+            } => {
+                json!({ "opened": sql::incident_open(&sql, cause.as_str(), code, held, now_ms)? })
+            }
+            Op::IncidentClose { now_ms } => Value::Array(sql::incident_close(&sql, now_ms)?),
+            Op::Incidents {} => Value::Array(sql::incidents(&sql)?),
             Op::Record {
                 receipts,
                 mut counts,

@@ -94,7 +94,15 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 4: an order's match keys for its refunds (`REFUNDS = event` only).
     &["ALTER TABLE events ADD COLUMN carried TEXT"],
+    // 5: incidents (kept by a pixel's shard 0): delivery stopped for a cause that will not fix
+    // itself.
+    &["CREATE TABLE IF NOT EXISTS incidents (cause TEXT PRIMARY KEY, code INTEGER NOT NULL,
+         opened_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
+         closed_ms INTEGER)"],
 ];
+
+/// Closed incidents are kept this long (`/t/health`, the report).
+pub const INCIDENT_RETENTION_MS: i64 = 30 * DAY_MS;
 
 /// Brings a shard's schema to the current version.
 pub fn migrate<S: Sql>(sql: &S) -> Result<(), S::Error> {
@@ -537,6 +545,49 @@ pub fn purchase<S: Sql>(
     })
 }
 
+/// Raises (or adds to) an incident; `true` when it opens now (none of this cause was open).
+pub fn incident_open<S: Sql>(
+    sql: &S,
+    cause: &str,
+    code: i64,
+    held: i64,
+    now_ms: i64,
+) -> Result<bool, S::Error> {
+    let open = !sql
+        .run(
+            "SELECT cause FROM incidents WHERE cause = ? AND closed_ms IS NULL",
+            vec![cause.into()],
+        )?
+        .is_empty();
+    sql.run(
+        "INSERT INTO incidents (cause, code, opened_ms, last_ms, held) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (cause) DO UPDATE SET code = excluded.code, last_ms = excluded.last_ms,
+           held = CASE WHEN incidents.closed_ms IS NULL THEN incidents.held + excluded.held ELSE excluded.held END,
+           opened_ms = CASE WHEN incidents.closed_ms IS NULL THEN incidents.opened_ms ELSE excluded.opened_ms END,
+           closed_ms = NULL",
+        vec![cause.into(), code.into(), now_ms.into(), now_ms.into(), held.into()],
+    )?;
+    Ok(!open)
+}
+
+/// Ends the open incidents (Meta took events again); returns them.
+pub fn incident_close<S: Sql>(sql: &S, now_ms: i64) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "UPDATE incidents SET closed_ms = ? WHERE closed_ms IS NULL
+         RETURNING cause, code, opened_ms, last_ms, held, closed_ms",
+        vec![now_ms.into()],
+    )
+}
+
+/// The incidents, open first.
+pub fn incidents<S: Sql>(sql: &S) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        "SELECT cause, code, opened_ms, last_ms, held, closed_ms FROM incidents
+          ORDER BY closed_ms IS NOT NULL, opened_ms DESC",
+        Vec::new(),
+    )
+}
+
 /// Gives back `key`'s claim if `nonce` still holds it and it is not final.
 pub fn release<S: Sql>(sql: &S, key: &str, nonce: &str, now_ms: i64) -> Result<(), S::Error> {
     // Never a claim an attempt is sending under: its lease must have ended.
@@ -721,6 +772,10 @@ pub fn housekeep<S: Sql>(sql: &S, now_ms: i64) -> Result<(), S::Error> {
     sql.run(
         "DELETE FROM daily_counts WHERE day < ?",
         vec![(now_ms / DAY_MS - REPORT_RETENTION_DAYS + 1).into()],
+    )?;
+    sql.run(
+        "DELETE FROM incidents WHERE closed_ms < ?",
+        vec![(now_ms - INCIDENT_RETENTION_MS).into()],
     )?;
     Ok(())
 }

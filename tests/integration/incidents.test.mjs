@@ -1,0 +1,87 @@
+// Delivery that breaks for a reason that will not fix itself, per cause, in the real runtime:
+// the sandbox answers as Meta does (expired token, missing permission, deleted pixel, retired
+// API version); the Worker holds the events, opens one incident (shown by /t/health, announced
+// once to ALERT_WEBHOOK), and after the fix a replay delivers each held event once and the
+// incident's end is announced once. Counted at the sandbox and at the alert receiver.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { createHmac } from 'node:crypto';
+import { startSandbox, startWorker, eventually, ADMIN_TOKEN } from './harness.mjs';
+
+const cleanup = [];
+after(async () => { for (const c of cleanup.reverse()) await c(); });
+
+/** A Slack-style incoming webhook on 127.0.0.1 that keeps what it is sent. */
+async function alertReceiver() {
+  const got = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => { got.push(JSON.parse(body)); res.end('ok'); });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.push(() => new Promise((r) => server.close(r)));
+  return { url: `http://127.0.0.1:${server.address().port}/hook`, got };
+}
+
+const CAUSES = [
+  ['token_expired', 'token_invalid', 190],
+  ['permission', 'permission_missing', 200],
+  ['pixel_deleted', 'pixel_not_found', 100],
+  ['version_retired', 'api_version_retired', 2635],
+];
+
+async function scenario([fault, cause, code]) {
+  const sandbox = await startSandbox();
+  cleanup.push(async () => sandbox.stop());
+  const alerts = await alertReceiver();
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret', ALERT_WEBHOOK: alerts.url });
+  cleanup.push(() => worker.stop());
+  const admin = (path, init = {}) => worker.fetch(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  const order = (id) => {
+    const body = JSON.stringify({ order_id: id, value: 10, currency: 'EUR', fbp: 'fb.1.1700000000000.42', client_user_agent: 'Mozilla/5.0', client_ip_address: '8.8.8.8' });
+    return worker.fetch('/t/hooks/order', { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  };
+  const held = async (id) => {
+    const r = (await (await admin(`/t/receipts/purchase:${id}`)).json()).receipts?.[0];
+    return r?.outcome === 'dead_lettered' && r.reason === cause;
+  };
+
+  await sandbox.faults({ kinds: [fault], error_rate: 1 });
+  const ids = Array.from({ length: 5 }, (_, i) => `${fault}-${i}`);
+  for (const id of ids.slice(0, 3)) assert.equal((await order(id)).status, 200);
+  for (const id of ids.slice(0, 3)) await eventually(() => held(id), 15_000, `${id} held`);
+  // More events while the incident is open: held too, no second alert.
+  for (const id of ids.slice(3)) assert.equal((await order(id)).status, 200);
+  for (const id of ids.slice(3)) await eventually(() => held(id), 15_000, `${id} held`);
+  await eventually(() => alerts.got.length >= 1, 10_000, 'the alert');
+  const health = await (await admin('/t/health')).json();
+  assert.equal(health.incidents.length, 1, JSON.stringify(health.incidents));
+  assert.deepEqual([health.incidents[0].cause, health.incidents[0].code, health.incidents[0].events_held], [cause, code, 5]);
+  assert.match(health.incidents[0].what_to_do, /\w/);
+  assert.equal((await worker.fetch('/t/health').then((r) => r.json())).incidents, undefined, 'not without a token');
+  assert.equal((await sandbox.events()).server.length, 0, 'Meta took nothing');
+
+  // The fix, then a replay: each held event delivered once; the end announced once.
+  await sandbox.faults({});
+  const replay = await (await admin('/t/replay', { method: 'POST' })).json();
+  assert.equal(replay.replayed, 5);
+  await eventually(async () => (await sandbox.events()).server.length >= 5, 15_000, 'the replayed events');
+  await eventually(() => alerts.got.length >= 2, 10_000, 'the end of the incident');
+  // A marker order after everything: had anything gone twice, it would have arrived by now.
+  assert.equal((await order(`${fault}-marker`)).status, 200);
+  await eventually(async () => (await sandbox.events()).server.some((e) => e.event_id === `purchase:${fault}-marker`), 15_000, 'the marker');
+  const sent = (await sandbox.events()).server.map((e) => e.event_id).sort();
+  assert.deepEqual(sent, [...ids, `${fault}-marker`].map((id) => `purchase:${id}`).sort());
+  assert.deepEqual(alerts.got.map((a) => [a.capi_edge.state, a.capi_edge.cause, a.capi_edge.pixel_id]),
+    [['open', cause, '987654321012345'], ['resolved', cause, '987654321012345']]);
+  assert.match(alerts.got[0].text, /held, not lost/);
+  assert.ok(!JSON.stringify(alerts.got).includes('test-token-secret-value'), 'no secret in an alert');
+  assert.deepEqual((await (await admin('/t/health')).json()).incidents, []);
+}
+
+test('each cause that will not fix itself: events held, one incident, one alert each way, replay delivers each once', async () => {
+  // The four causes run side by side, each against its own sandbox and Worker.
+  await Promise.all(CAUSES.map(scenario));
+});

@@ -1,0 +1,171 @@
+//! Incidents: delivery to a pixel stopped for a cause that will not fix itself — an expired or
+//! revoked token (code 190), a missing permission (10, 200–299), a deleted pixel (100/33), a
+//! retired API version (2635). Delivery holds the events (parked for replay, never dropped:
+//! `delivery/pixel.rs`); this module raises the incident in the pixel's ledger (shard 0), which
+//! says whether it is new, announces it once to the tenant's `ALERT_WEBHOOK`, and ends it —
+//! announced once more — when Meta takes this pixel's events again. `/t/health` and the report
+//! show the open ones.
+//!
+//! Ending costs a ledger call, so an isolate looks at most once a minute per pixel after a
+//! successful send, and at once after it saw the pixel's events held.
+
+use crate::config::Config;
+use crate::ledger::LedgerClient;
+use crate::log;
+use capi_core::meta_answer::Incident;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::time::Duration;
+use worker::{Date, Env, Fetch, Headers, Method, Request, RequestInit};
+
+/// How often an isolate asks whether a pixel's incidents ended, while it sends.
+const CHECK_EVERY_MS: u64 = 60_000;
+/// The longest an alert's POST may take.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(3);
+
+thread_local! {
+    /// Per `{tenant}/{pixel}`: when this isolate last looked, and whether it held events since.
+    static LOOKED: RefCell<Vec<(String, u64, bool)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether to look for ended incidents now (and note that it is looked at).
+fn due(pixel_key: &str, now_ms: u64, held: bool) -> bool {
+    LOOKED.with(|l| {
+        let mut l = l.borrow_mut();
+        let at = match l.iter().position(|(k, _, _)| k == pixel_key) {
+            Some(at) => at,
+            None => {
+                l.push((pixel_key.to_string(), 0, true));
+                l.len() - 1
+            }
+        };
+        let entry = &mut l[at];
+        if held {
+            entry.2 = true;
+            return false;
+        }
+        let due = entry.2 || now_ms.saturating_sub(entry.1) >= CHECK_EVERY_MS;
+        if due {
+            *entry = (pixel_key.to_string(), now_ms, false);
+        }
+        due
+    })
+}
+
+/// After one round of delivery to a pixel: raise the incident of the events it held, or end the
+/// pixel's incidents once Meta took events again.
+#[allow(clippy::too_many_arguments)]
+pub async fn after_round(
+    cfg: &Config,
+    env: &Env,
+    ledger: &LedgerClient,
+    tenant_id: &str,
+    pixel_id: &str,
+    held: Option<(Incident, i64)>,
+    held_events: usize,
+    accepted: bool,
+) {
+    let now_ms = Date::now().as_millis();
+    let key = format!("{tenant_id}/{pixel_id}");
+    if let Some((cause, code)) = held {
+        due(&key, now_ms, true);
+        log::error(
+            "meta_incident",
+            &[
+                ("tenant", tenant_id.into()),
+                ("pixel_id", pixel_id.into()),
+                ("cause", cause.as_str().into()),
+                ("code", code.into()),
+                ("events_held", held_events.into()),
+                ("hint", cause.what_to_do().into()),
+            ],
+        );
+        if ledger.incident_open(cause, code, held_events, now_ms).await == Some(true) {
+            let row = json!({"cause": cause.as_str(), "code": code, "opened_ms": now_ms, "held": held_events});
+            announce(cfg, env, tenant_id, pixel_id, &row, "open").await;
+        }
+    }
+    if accepted && due(&key, now_ms, false) {
+        for row in ledger.incident_close(now_ms).await {
+            log::info(
+                "meta_incident_ended",
+                &[
+                    ("tenant", tenant_id.into()),
+                    ("pixel_id", pixel_id.into()),
+                    ("cause", row["cause"].clone()),
+                ],
+            );
+            announce(cfg, env, tenant_id, pixel_id, &row, "resolved").await;
+        }
+    }
+}
+
+/// The alert's body: Slack's `text`, and the same facts as fields for any other receiver.
+pub fn alert_body(tenant_id: &str, pixel_id: &str, row: &Value, state: &str) -> Value {
+    let cause = row["cause"].as_str().and_then(Incident::parse);
+    let what = cause.map_or("", Incident::what_to_do);
+    let held = row["held"].as_i64().unwrap_or(0);
+    let text = match state {
+        "open" => format!(
+            ":rotating_light: capi-edge: Meta stopped taking events for pixel {pixel_id} (shop {tenant_id}): {}. {what}. Events are held, not lost: once it is fixed, run `capi-edge replay` (POST /t/replay).",
+            row["cause"].as_str().unwrap_or("")
+        ),
+        _ => format!(
+            ":white_check_mark: capi-edge: Meta takes events for pixel {pixel_id} (shop {tenant_id}) again ({} ended; {held} events were held: replay them with `capi-edge replay` if you have not).",
+            row["cause"].as_str().unwrap_or("")
+        ),
+    };
+    json!({
+        "text": text,
+        "capi_edge": {
+            "state": state,
+            "tenant": tenant_id,
+            "pixel_id": pixel_id,
+            "cause": row["cause"],
+            "code": row["code"],
+            "opened_ms": row["opened_ms"],
+            "closed_ms": row.get("closed_ms").cloned().unwrap_or(Value::Null),
+            "events_held": held,
+        }
+    })
+}
+
+/// POSTs the alert to the tenant's `ALERT_WEBHOOK` (if set), bounded in time; the URL is a
+/// secret and never logged.
+async fn announce(
+    cfg: &Config,
+    env: &Env,
+    tenant_id: &str,
+    pixel_id: &str,
+    row: &Value,
+    state: &str,
+) {
+    let _ = env;
+    let Some(url) = cfg.tenant(tenant_id).and_then(|t| t.alert_webhook.clone()) else {
+        return;
+    };
+    let body = alert_body(tenant_id, pixel_id, row, state).to_string();
+    let sent = async {
+        let headers = Headers::new();
+        headers.set("content-type", "application/json").ok()?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let req = Request::new_with_init(&url, &init).ok()?;
+        let resp = Fetch::Request(req).send().await.ok()?;
+        (200..300).contains(&resp.status_code()).then_some(())
+    };
+    let ok = crate::deadline::within(ALERT_TIMEOUT, sent)
+        .await
+        .flatten()
+        .is_some();
+    log::info(
+        if ok { "alert_sent" } else { "alert_failed" },
+        &[
+            ("tenant", tenant_id.into()),
+            ("pixel_id", pixel_id.into()),
+            ("state", state.into()),
+        ],
+    );
+}
