@@ -1,8 +1,12 @@
-// The baseline relay for `make bench`: a DIY Conversions API relay built the way a merchant
-// would build one. Node `http` + Meta's `facebook-nodejs-business-sdk` (pinned in
-// bench/package.json), one Graph POST per beacon, answering 204 before the POST is made.
+// The baselines for `make bench`: a DIY Conversions API relay built the way a merchant would
+// build one. Node `http` + Meta's `facebook-nodejs-business-sdk` (pinned in bench/package.json),
+// answering 204 before anything is sent, then
+// - one Graph POST per beacon (the default), or
+// - with BATCH_MS=50, as a careful engineer writes it: events collected and sent in one
+//   EventRequest every 50 ms, or as soon as 1,000 are waiting (Meta's limit per request). Not
+//   durable: a crash loses what waits, nothing deduplicates or retries — a floor, not a peer.
 //
-//   META_GRAPH_URL=http://127.0.0.1:PORT node bench/relay.mjs
+//   META_GRAPH_URL=http://127.0.0.1:PORT [BATCH_MS=50] node bench/relay.mjs
 //
 // Listens on 127.0.0.1 (PORT env or a free port) and prints {"relay": URL} once ready.
 // GET /stats answers {"accepted", "sent", "failed", "in_flight"}.
@@ -24,6 +28,29 @@ if (!GRAPH) throw new Error('META_GRAPH_URL is required (the sandbox URL)');
 Object.defineProperty(FacebookAdsApi, 'GRAPH', { get: () => GRAPH, configurable: true });
 
 const stats = { accepted: 0, sent: 0, failed: 0, in_flight: 0 };
+const BATCH_MS = Number(process.env.BATCH_MS ?? 0);
+const BATCH_MAX = 1000;
+let waiting = [];
+let timer = null;
+
+/** Sends `events` in one EventRequest. */
+function send(events) {
+  stats.in_flight += events.length;
+  return new EventRequest(TOKEN, PIXEL_ID)
+    .setEvents(events)
+    .execute()
+    .then(() => { stats.sent += events.length; })
+    .catch(() => { stats.failed += events.length; })
+    .finally(() => { stats.in_flight -= events.length; });
+}
+
+function flush() {
+  clearTimeout(timer);
+  timer = null;
+  const events = waiting;
+  waiting = [];
+  if (events.length) send(events);
+}
 
 function relay(beacon, req) {
   const u = beacon.user_data ?? {};
@@ -56,13 +83,10 @@ function relay(beacon, req) {
     .setActionSource('website')
     .setUserData(userData)
     .setCustomData(customData);
-  stats.in_flight++;
-  return new EventRequest(TOKEN, PIXEL_ID)
-    .setEvents([event])
-    .execute()
-    .then(() => { stats.sent++; })
-    .catch(() => { stats.failed++; })
-    .finally(() => { stats.in_flight--; });
+  if (!BATCH_MS) return send([event]);
+  waiting.push(event);
+  if (waiting.length >= BATCH_MAX) flush();
+  else if (!timer) timer = setTimeout(flush, BATCH_MS);
 }
 
 const server = http.createServer((req, res) => {

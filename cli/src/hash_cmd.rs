@@ -39,11 +39,19 @@ struct Done {
     error: Option<&'static str>,
 }
 
-pub fn run() -> Result<(), String> {
-    let workers = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .clamp(1, 16);
+/// `--threads N` hashes on N threads (default: one per core, at most 16).
+pub fn run(args: &[String]) -> Result<(), String> {
+    let workers = match crate::flag(args, "--threads") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or("--threads must be a number from 1 to 64")?,
+        None => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .clamp(1, 16),
+    };
     let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<Done>(workers * 2);
     // Only the workers hold the job receiver, so a stopped pipeline unblocks the reader.

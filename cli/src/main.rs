@@ -14,7 +14,7 @@ use std::process::ExitCode;
 const USAGE: &str = "capi-edge — Meta Conversions API tools
 
 USAGE:
-  capi-edge hash                      JSON lines {\"field\",\"value\"[,\"country\"]} on stdin →
+  capi-edge hash [--threads N]        JSON lines {\"field\",\"value\"[,\"country\"]} on stdin →
                                       {\"field\",\"normalized\",\"sha256\"} or {\"field\",\"error\"}
   capi-edge payload [FILE] [--user-agent UA] [--ip IP] [--cookie-fbp V] [--cookie-fbc V] [--now-ms MS]
                     [--webhook shopify|woocommerce|stripe|order [--topic T] [--shop-url URL]]
@@ -51,7 +51,7 @@ USAGE:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("hash") => hash_cmd::run(),
+        Some("hash") => hash_cmd::run(&args[1..]),
         Some("payload") => payload_cmd::run(&args[1..]),
         Some("report") => report_cmd::run(&args[1..]),
         Some("replay") => replay_cmd::run(&args[1..]),
