@@ -7,6 +7,11 @@
 //! Faults (error rate, 429s, timeouts, latency) can be injected for delivery tests.
 //!
 //! Long on purpose: the whole stand-in for Meta's Graph endpoint, its views and its fault injection.
+//! The inspector (each copy as received, `inspect.rs`) and the Dataset Quality emulation
+//! (`dataset_quality.rs`) read what this file records.
+
+mod dataset_quality;
+mod inspect;
 
 use crate::flag;
 use capi_core::meta_rules::{check_request, Violation};
@@ -19,6 +24,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 const PAGE_HTML: &str = include_str!("../assets/sandbox.html");
 const FBEVENTS_JS: &str = include_str!("../assets/fbevents.js");
+const INSPECTOR_HTML: &str = include_str!("../assets/inspector.html");
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// Injected failures: each Graph request fails with probability `error_rate`, as one of `kinds`.
@@ -43,6 +49,11 @@ struct State {
     server: Vec<Value>,
     browser: Vec<Value>,
     rejected: Vec<Value>,
+    /// What the request of `rejected[i]` carried, for the inspector: its events as received (or
+    /// its body's text when that was not JSON) and the sandbox's answer; never the access token.
+    rejected_payloads: Vec<Value>,
+    /// The last id given to a recorded copy (`s…` server, `b…` browser, `r…` rejected request).
+    seq: u64,
     faults: Faults,
     injected: u64,
     rng: u64,
@@ -61,6 +72,12 @@ impl State {
     fn fbtrace_id(&mut self) -> String {
         self.trace += 1;
         format!("SbX{:08}", self.trace)
+    }
+
+    /// A new id for a recorded copy, unique for the sandbox's lifetime (a reset keeps counting).
+    fn next_id(&mut self, kind: char) -> String {
+        self.seq += 1;
+        format!("{kind}{}", self.seq)
     }
 }
 
@@ -148,6 +165,50 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             "text/javascript; charset=utf-8",
             FBEVENTS_JS.to_string(),
         ),
+        (Method::Get, ["_sandbox"] | ["_sandbox", "inspector"]) => {
+            // A fresh nonce per page: only the page's own script runs, even if an event's text
+            // ever reached the markup.
+            let nonce = format!("{:016x}", (lock(state).random() * u64::MAX as f64) as u64);
+            let response = Response::from_string(INSPECTOR_HTML.replace("__NONCE__", &nonce))
+                .with_header(header("content-type", "text/html; charset=utf-8"))
+                .with_header(header("cache-control", "no-store"))
+                .with_header(header(
+                    "content-security-policy",
+                    &format!("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"),
+                ));
+            let _ = request.respond(response);
+        }
+        (Method::Get, ["_sandbox", "inspect"]) => {
+            let body = inspect::list(&lock(state), &query);
+            respond_json(request, 200, &body)
+        }
+        (Method::Get, ["_sandbox", "event", id]) => {
+            let id = percent_encoding::percent_decode_str(id)
+                .decode_utf8_lossy()
+                .into_owned();
+            let found = inspect::detail(&lock(state), &id);
+            match found {
+                Some(body) => respond_json(request, 200, &body),
+                None => respond_json(
+                    request,
+                    404,
+                    &json!({"error": {"message": "no event with this id (the sandbox keeps events until it is reset or stopped)"}}),
+                ),
+            }
+        }
+        (Method::Get, [version, "dataset_quality"]) if version.starts_with('v') => {
+            let authorization = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("authorization"))
+                .map(|h| h.value.as_str().to_string());
+            let (status, body) = {
+                let mut s = lock(state);
+                let trace = s.fbtrace_id();
+                dataset_quality::answer(&s, &query, authorization.as_deref(), &trace, now_ms())
+            };
+            respond_json(request, status, &body)
+        }
         (Method::Get, ["_sandbox", "events"]) => {
             let view = view(&lock(state));
             respond_json(request, 200, &view)
@@ -187,7 +248,10 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             }
             let mut event = event;
             event["received_at_ms"] = json!(now_ms());
-            lock(state).browser.push(event);
+            let mut s = lock(state);
+            event["_sandbox"] = json!({"id": s.next_id('b')});
+            s.browser.push(event);
+            drop(s);
             respond_json(request, 200, &json!({"ok": true}))
         }
         (Method::Post, ["_sandbox", "faults"]) => {
@@ -214,9 +278,12 @@ fn handle(mut request: Request, state: &Mutex<State>) {
         }
         (Method::Post, ["_sandbox", "reset"]) => {
             let mut s = lock(state);
-            let rng = s.rng;
+            let (rng, seq) = (s.rng, s.seq);
+            // Ids keep counting: an inspector page still open never shows a new event under an
+            // id it had for another.
             *s = State {
                 rng,
+                seq,
                 ..State::default()
             };
             drop(s);
@@ -383,7 +450,9 @@ fn graph_events(
                 rule: "body_not_json",
                 message: "The request body is not JSON".into(),
             };
-            return reject(request, state, pixel, &v, &trace);
+            let text = String::from_utf8_lossy(body);
+            let payload = json!({"body_text": inspect::truncated(&text)});
+            return reject(request, state, (version, pixel), &v, &trace, payload);
         }
     };
     // Meta takes the token from the query or the body; the sandbox records which, so tests can
@@ -410,7 +479,7 @@ fn graph_events(
             rule: "injected_rejection",
             message: format!("data[{i}]: rejected by the sandbox's reject_event_ids fault"),
         };
-        return reject(request, state, pixel, &v, &trace);
+        return reject(request, state, (version, pixel), &v, &trace, parsed);
     }
     match check_request(&parsed, token, now) {
         Ok(n) => {
@@ -426,7 +495,8 @@ fn graph_events(
                 .flatten()
             {
                 let mut e = event.clone();
-                e["_sandbox"] = json!({"pixel_id": pixel, "api_version": version, "fbtrace_id": trace, "test_event_code": test_event_code, "received_at_ms": now_ms(), "partner_agent": parsed.get("partner_agent"), "token_in_url": token_in_url});
+                e["_sandbox"] = json!({"pixel_id": pixel, "api_version": version, "fbtrace_id": trace, "test_event_code": test_event_code, "received_at_ms": now_ms(), "partner_agent": parsed.get("partner_agent"), "token_in_url": token_in_url,
+                    "id": s.next_id('s'), "answer": {"status": 200, "body": {"events_received": n, "messages": [], "fbtrace_id": trace}}});
                 s.server.push(e);
             }
             drop(s);
@@ -436,13 +506,35 @@ fn graph_events(
                 &json!({"events_received": n, "messages": [], "fbtrace_id": trace}),
             )
         }
-        Err(v) => reject(request, state, pixel, &v, &trace),
+        Err(v) => reject(request, state, (version, pixel), &v, &trace, parsed),
     }
 }
 
-fn reject(request: Request, state: &Mutex<State>, pixel: &str, v: &Violation, trace: &str) {
-    lock(state).rejected.push(json!({"pixel_id": pixel, "code": v.code, "rule": v.rule, "message": v.message, "fbtrace_id": trace, "received_at_ms": now_ms()}));
-    respond_json(request, 400, &graph_error(v, trace));
+/// Answers a request Meta would refuse, and records it with what it carried (`parsed`: the
+/// body as received, or its text) for the inspector.
+fn reject(
+    request: Request,
+    state: &Mutex<State>,
+    (version, pixel): (&str, &str),
+    v: &Violation,
+    trace: &str,
+    parsed: Value,
+) {
+    let answer = graph_error(v, trace);
+    let mut s = lock(state);
+    let id = s.next_id('r');
+    let test_event_code = parsed
+        .get("test_event_code")
+        .cloned()
+        .unwrap_or(Value::Null);
+    s.rejected.push(json!({"pixel_id": pixel, "code": v.code, "rule": v.rule, "message": v.message, "fbtrace_id": trace, "received_at_ms": now_ms(),
+        "id": id, "api_version": version, "test_event_code": test_event_code}));
+    s.rejected_payloads.push(inspect::rejected_payload(
+        parsed,
+        json!({"status": 400, "body": answer}),
+    ));
+    drop(s);
+    respond_json(request, 400, &answer);
 }
 
 /// What the page and tests read: every copy, and per `(event_name, event_id)` the pairing.
