@@ -4,6 +4,7 @@
 
 mod hash_cmd;
 mod payload_cmd;
+mod quality_cmd;
 mod replay_cmd;
 mod report_cmd;
 mod sandbox;
@@ -44,6 +45,12 @@ USAGE:
                                       batches of <= 1,000 with retries; resumable, nothing sent
                                       twice (the state file); --dry-run prints the request bodies
                                       instead; a summary on stderr. Token from the env only
+  capi-edge quality --pixel ID [--url https://graph.facebook.com] [--api-version V]
+                    [--token-env META_ACCESS_TOKEN] [--agent-name NAME] [--json]
+                                      what Meta says of the pixel's events (Dataset Quality API),
+                                      per event name: match quality and match keys, event
+                                      coverage, deduplication keys, data freshness; --json prints
+                                      Meta's answer unchanged. Token from the env only
   capi-edge sandbox [--listen 127.0.0.1:8790]
                                       local stand-in for Meta's /{version}/{pixel}/events
 ";
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         Some("payload") => payload_cmd::run(&args[1..]),
         Some("report") => report_cmd::run(&args[1..]),
         Some("replay") => replay_cmd::run(&args[1..]),
+        Some("quality") => quality_cmd::run(&args[1..]),
         Some("sandbox") => sandbox::run(&args[1..]),
         Some("send") => send::run(&args[1..]),
         Some("-h" | "--help" | "help") => {

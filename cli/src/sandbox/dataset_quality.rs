@@ -20,7 +20,7 @@ use super::{graph_error, State};
 use capi_core::meta_rules::Violation;
 use capi_core::quality::{estimate_event, Estimate, POINTS};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 const NOTE: &str = "An emulation by the capi-edge sandbox from the events it received, in the shape of Meta's Dataset Quality API: the match quality is capi-edge's estimate (capi_core::quality), coverage and deduplication are counted from the sandbox's copies. Meta computes its own numbers, over 7 days.";
 
@@ -69,7 +69,6 @@ pub(super) fn answer(
         return (400, graph_error(&v, trace));
     };
     let agent = query_value(query, "agent_name").map(|a| a.to_lowercase());
-    let wanted = requested_fields(query_value(query, "fields").as_deref());
     let copies = pixel_copies(s, &pixel);
     // Meta: agent_name keeps the events whose partner_agent, normalized, is that name.
     let server: Vec<&Value> = copies
@@ -128,13 +127,20 @@ pub(super) fn answer(
             let mut entry = Map::new();
             entry.insert("event_name".into(), json!(name));
             for (field, value) in t.fields(name, now_ms) {
-                if wanted.as_ref().is_none_or(|w| w.contains(field)) {
-                    entry.insert(field.into(), value);
-                }
+                entry.insert(field.into(), value);
             }
             Value::Object(entry)
         })
         .collect();
+    // As Graph does, only the fields asked for (all of them without `fields`).
+    let web = match query_value(query, "fields") {
+        Some(fields) => {
+            let selection = Selection::parse(&fields);
+            let inner = selection.0.get("web").unwrap_or(&selection);
+            prune(Value::Array(web), inner)
+        }
+        None => Value::Array(web),
+    };
     (200, json!({"web": web, "sandbox_note": NOTE}))
 }
 
@@ -216,7 +222,7 @@ impl Tally {
                 json!({
                     "percentage": percent(n, self.browser),
                     "goal_percentage": COVERAGE_GOAL,
-                    "description": format!("Sandbox emulation: {n} server copies of {name} for {} browser copies.", self.browser),
+                    "description": format!("Sandbox emulation: {n} server copies of {name} for {} browser copies; {} of the {n} server copies have a browser copy with their event_id.", self.browser, self.server_with_browser),
                 }),
             ));
         }
@@ -279,41 +285,72 @@ fn solution(key: &str) -> &'static str {
     }
 }
 
-/// The fields asked for inside `web{…}` (`None`: every field).
-fn requested_fields(fields: Option<&str>) -> Option<BTreeSet<String>> {
-    let fields = fields?;
-    let start = fields.find("web{")? + "web{".len();
-    let mut names = BTreeSet::new();
-    let mut current = String::new();
-    let mut depth = 1;
-    let take = |current: &mut String, names: &mut BTreeSet<String>| {
-        let name = current.trim();
-        if !name.is_empty() {
-            names.insert(name.to_string());
-        }
-        current.clear();
-    };
-    for c in fields[start..].chars() {
-        match c {
-            '{' => {
-                if depth == 1 {
-                    take(&mut current, &mut names);
-                }
-                depth += 1;
-            }
-            '}' => {
-                if depth == 1 {
-                    take(&mut current, &mut names);
-                    break;
-                }
-                depth -= 1;
-            }
-            ',' if depth == 1 => take(&mut current, &mut names),
-            c if depth == 1 => current.push(c),
-            _ => {}
-        }
+/// A Graph `fields` selection: each name with the selection inside its braces (empty: all).
+#[derive(Default)]
+struct Selection(BTreeMap<String, Selection>);
+
+/// Deeper selections are taken whole: no query can make the parser recurse without end.
+const MAX_SELECTION_DEPTH: usize = 8;
+
+impl Selection {
+    fn parse(text: &str) -> Selection {
+        Selection::parse_from(&mut text.chars(), 0)
     }
-    (!names.is_empty()).then_some(names)
+
+    fn parse_from(chars: &mut std::str::Chars<'_>, depth: usize) -> Selection {
+        let mut names = BTreeMap::new();
+        let mut name = String::new();
+        let mut add = |name: &mut String, inner: Selection| {
+            let n = name.trim();
+            if !n.is_empty() {
+                names.insert(n.to_string(), inner);
+            }
+            name.clear();
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if depth < MAX_SELECTION_DEPTH => {
+                    let inner = Selection::parse_from(chars, depth + 1);
+                    add(&mut name, inner);
+                }
+                '{' => {
+                    // Too deep: skip this selection to its closing brace, take the field whole.
+                    let mut open = 1;
+                    for c in chars.by_ref() {
+                        open += i32::from(c == '{') - i32::from(c == '}');
+                        if open == 0 {
+                            break;
+                        }
+                    }
+                    add(&mut name, Selection::default());
+                }
+                '}' => break,
+                ',' => add(&mut name, Selection::default()),
+                c => name.push(c),
+            }
+        }
+        add(&mut name, Selection::default());
+        Selection(names)
+    }
+}
+
+/// `value` with only the selected fields of its objects (lists: of each item).
+fn prune(value: Value, selection: &Selection) -> Value {
+    if selection.0.is_empty() {
+        return value;
+    }
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| selection.0.get(&k).map(|inner| (k, prune(v, inner))))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| prune(v, selection)).collect())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -381,11 +418,16 @@ mod tests {
         let q =
             "dataset_id=1&access_token=t&fields=web{event_name,data_freshness{upload_frequency}}";
         let (_, body) = answer(&s, q, None, "T", 0);
-        let keys: Vec<&String> = body["web"][0]
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
-        assert_eq!(keys, ["data_freshness", "event_name"]);
+        assert_eq!(
+            body["web"][0],
+            json!({"event_name": "AddToCart", "data_freshness": {"upload_frequency": "real_time"}})
+        );
+        let deep = format!("dataset_id=1&access_token=t&fields={}", "web{".repeat(5000));
+        assert_eq!(
+            answer(&s, &deep, None, "T", 0).0,
+            200,
+            "no recursion without end"
+        );
         let (_, body) = answer(
             &s,
             "dataset_id=1&agent_name=other",
