@@ -3,13 +3,18 @@
 //! what the browser writes and what the Worker accepts.
 
 pub use capi_rules::{
-    cookie_value, fbc_click_id, fbclid_in_page_or_referrer, fbclid_in_url, is_valid_fbclid,
-    is_valid_fbp, subdomain_index, COOKIE_MAX_AGE_SECS,
+    cookie_value, fbc_click_id, fbclid_in_page_or_referrer, fbclid_in_url, is_appendix,
+    is_valid_fbclid, is_valid_fbp, subdomain_index, COOKIE_MAX_AGE_SECS,
 };
 
 /// D-FBC "Store ClickID": a new `_fbc` is due when there is none, or when the URL's
-/// `fbclid` differs from the one the cookie holds. The click id is kept exactly (case-sensitive).
+/// `fbclid` differs from the one the cookie holds (Parameter Builder compares the same: the
+/// fourth part, an appendix aside). The click id is kept exactly (case-sensitive).
 /// `subdomain_index` is that of the domain the cookie is set on ([`subdomain_index`]).
+///
+/// The new value has no Parameter Builder appendix: an appendix names the Parameter Builder SDK
+/// (its language byte) and version that wrote the value, and capi-edge is none of them. A
+/// cookie that has one is kept and sent as it is (D-PBL: case-sensitive, send as-is).
 pub fn fbc_for_click(
     fbclid: &str,
     subdomain_index: u32,

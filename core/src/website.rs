@@ -8,13 +8,17 @@ use crate::event::{ServerEvent, UserData, UNHASHED_IDS};
 use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_page_or_referrer, is_valid_fbp};
 use crate::normalize::{self, Field};
 use crate::privacy::{self, CustomerData, Modes, Verdict};
+use crate::quality::is_public;
 use crate::MAX_EVENT_AGE_SECS;
 use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// What the edge saw of the HTTP request; all optional except the clock.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts<'a> {
-    /// `CF-Connecting-IP`, set by Cloudflare and not spoofable by the client.
+    /// The client's address as the edge found it ([`cloudflare_client_ip`]: Cloudflare sets it,
+    /// the client cannot). Sent only when [`client_ip_address`] accepts it: never a private,
+    /// loopback or reserved address, never a port.
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub cookie_fbp: Option<&'a str>,
@@ -41,6 +45,113 @@ pub struct WebsiteEvent {
     /// `_fbp` / `_fbc` values to set as server cookies (90 days; Safari caps script cookies).
     pub set_fbp: Option<String>,
     pub set_fbc: Option<String>,
+    /// What to do with the browser id cookie ([`BROWSER_ID_COOKIE`]); None: leave it as it is.
+    pub browser_id: Option<BrowserIdCookie>,
+}
+
+/// One address from a client-address header: `203.0.113.7`, `2001:db8::1`, or either with a
+/// port (`203.0.113.7:443`, `[2001:db8::1]:443`), spaces around it ignored; an IPv4-mapped IPv6
+/// address is its IPv4 address. None for anything else (a zone id, a list, a name).
+pub fn header_ip(value: &str) -> Option<IpAddr> {
+    let v = value.trim();
+    let ip = match v.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+                return None;
+            }
+            inside.parse().ok()?
+        }
+        None => match v.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            // A colon after an IPv4 address starts its port; an IPv6 address parsed above.
+            Err(_) => {
+                let (host, port) = v.split_once(':')?;
+                if !is_port(port) {
+                    return None;
+                }
+                IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+            }
+        },
+    };
+    Some(ip.to_canonical())
+}
+
+fn is_port(p: &str) -> bool {
+    (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `client_ip_address` as Meta wants it (D-CIP: "IPv6 preferred"), chosen as Meta's Parameter
+/// Builder chooses (capi-param-builder `_getClientIp`: IPv6 over IPv4, public over private):
+/// of the candidates, in the order they are trusted, the first public IPv6 address, else the
+/// first public IPv4 address, without port or brackets. An address that is not public
+/// ([`is_public`]: private, loopback, link-local, carrier-grade NAT, Cloudflare's pseudo IPv4,
+/// …) is the shop's network or a stand-in, never the shopper's, and is never sent.
+pub fn client_ip_address<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let public: Vec<IpAddr> = candidates
+        .into_iter()
+        .filter_map(header_ip)
+        .filter(|ip| is_public(*ip))
+        .collect();
+    public
+        .iter()
+        .find(|ip| ip.is_ipv6())
+        .or(public.first())
+        .map(IpAddr::to_string)
+}
+
+/// The client's address from Cloudflare's headers. `CF-Connecting-IP` is the address the client
+/// connected from. A zone whose Pseudo IPv4 setting is "Overwrite headers" puts a Class E
+/// stand-in there (240.0.0.0/4, not public) and the client's real address in
+/// `CF-Connecting-IPv6` (developers.cloudflare.com/network/pseudo-ipv4). `CF-Connecting-IPv6` is
+/// read only when `CF-Connecting-IP` holds no public address: Cloudflare sets it in no other
+/// case, so there it could be a header the client sent itself.
+pub fn cloudflare_client_ip(
+    connecting_ip: Option<&str>,
+    connecting_ipv6: Option<&str>,
+) -> Option<String> {
+    let connecting_is_public = connecting_ip.and_then(header_ip).is_some_and(is_public);
+    let ipv6 = connecting_ipv6.filter(|_| !connecting_is_public);
+    client_ip_address(connecting_ip.into_iter().chain(ipv6))
+}
+
+/// The first-party cookie holding this browser's id, sent hashed as `external_id` while data
+/// controls are on (`CUSTOMER_DATA = hashed`). Set by the Worker, read by the shim (which gives
+/// the same hash to Meta's pixel), so it is not HttpOnly.
+pub const BROWSER_ID_COOKIE: &str = "_capi_eid";
+
+/// The browser id's lifetime: one year from when it was set, not extended by later visits (a new
+/// id after that). The CNIL's guidance for audience cookies: 13 months at most, not renewed
+/// automatically.
+pub const BROWSER_ID_MAX_AGE_SECS: u32 = 365 * 24 * 3600;
+
+/// What a beacon's answer does with the browser id cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrowserIdCookie {
+    /// A new id: the browser had none (or not one of ours).
+    Set(String),
+    /// Data controls are off: an id set while they were on is deleted.
+    Clear,
+}
+
+/// What the edge knows of the browser id: the cookie as the request carried it, and where new
+/// random bits come from (called only when an id must be made).
+pub struct BrowserId<'a> {
+    pub cookie: Option<&'a str>,
+    pub random: &'a mut dyn FnMut() -> [u8; 16],
+}
+
+/// A browser id: 128 random bits as 32 lowercase hex digits.
+pub fn browser_id(random: [u8; 16]) -> String {
+    crate::hash::lower_hex(&random)
+}
+
+/// True for a value [`browser_id`] makes.
+pub fn is_browser_id(value: &str) -> bool {
+    value.len() == 32
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Beacons are sent as the event happens, so a client clock more than this far from the
@@ -98,6 +209,21 @@ pub fn tenant_website_event(
     modes: &Modes,
     test_codes: &[String],
 ) -> crate::Result<WebsiteEvent> {
+    browser_website_event(beacon, facts, modes, test_codes, None)
+}
+
+/// [`tenant_website_event`] for a browser that may carry the edge's browser id. With data
+/// controls on (`CUSTOMER_DATA = hashed`) and the event relayed, the id (the cookie's, else a
+/// new one, set as [`BrowserIdCookie::Set`]) is sent SHA-256-hashed as `external_id`, unless
+/// the page gave an `external_id` of its own (the shop's customer id, as its orders carry).
+/// With data controls off nothing of it is sent, and a cookie left from before is cleared.
+pub fn browser_website_event(
+    beacon: Beacon,
+    facts: &RequestFacts<'_>,
+    modes: &Modes,
+    test_codes: &[String],
+    browser: Option<BrowserId<'_>>,
+) -> crate::Result<WebsiteEvent> {
     let mut dropped = Vec::new();
     let verdict = privacy::verdict(modes, beacon.consent, beacon.gpc || facts.gpc_header);
     let ua = facts.user_agent.map(str::trim).filter(|u| !u.is_empty());
@@ -105,10 +231,7 @@ pub fn tenant_website_event(
     let ua = ua.ok_or(crate::Error::MissingField("User-Agent header"))?;
     let mut user_data = UserData {
         client_user_agent: Some(ua.chars().take(512).collect()),
-        client_ip_address: facts
-            .client_ip
-            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-            .map(|ip| ip.to_string()),
+        client_ip_address: facts.client_ip.and_then(|ip| client_ip_address([ip])),
         ..UserData::default()
     };
 
@@ -229,6 +352,21 @@ pub fn tenant_website_event(
         Verdict::Relay { ldu } => (None, ldu),
         Verdict::Ignore(reason) => (Some(reason), None),
     };
+    let browser_id = browser.and_then(|b| {
+        let held = b.cookie.filter(|v| is_browser_id(v));
+        match (modes.customer_data, ignored) {
+            (CustomerData::Hashed, None) => {
+                let id = held.map_or_else(|| browser_id((b.random)()), str::to_string);
+                if user_data.external_id.is_none() {
+                    user_data.external_id = normalize::hashed(Field::ExternalId, &id, None).ok();
+                }
+                // Set once: a visit does not extend it (BROWSER_ID_MAX_AGE_SECS).
+                held.is_none().then_some(BrowserIdCookie::Set(id))
+            }
+            (CustomerData::Off, _) if b.cookie.is_some() => Some(BrowserIdCookie::Clear),
+            _ => None,
+        }
+    });
     let mut event = ServerEvent {
         event_name: beacon.event_name,
         event_time: beacon_event_time(beacon.event_time_ms, facts.now_ms),
@@ -258,6 +396,7 @@ pub fn tenant_website_event(
         dropped,
         set_fbp,
         set_fbc,
+        browser_id,
     })
 }
 

@@ -72,9 +72,9 @@ fn push_decimal(s: &mut String, mut n: u64) {
 }
 
 /// `fb.<subdomain index>.<creation ms>.<payload>[.<Parameter Builder appendix>]`, the shape both
-/// cookies share: the payload, or None. The appendix Meta's Parameter Builder adds is a token
-/// (`[A-Za-z0-9_-]+`): anything else (`;`, spaces, quotes) would be carried into a Set-Cookie
-/// header or a CAPI field, so such a value is refused whole.
+/// cookies share: the payload, or None. A fifth part must be an appendix as Meta's Parameter
+/// Builder reads one ([`is_appendix`]); any other value (`;`, spaces, a second appendix) is
+/// refused whole, as Parameter Builder discards it.
 fn payload(value: &str) -> Option<&str> {
     let rest = value.strip_prefix("fb.")?;
     let (index, rest) = rest.split_once('.')?;
@@ -83,9 +83,22 @@ fn payload(value: &str) -> Option<&str> {
         return None;
     }
     match rest.split_once('.') {
-        Some((payload, appendix)) if is_token(appendix) => Some(payload),
+        Some((payload, appendix)) if is_appendix(appendix) => Some(payload),
         Some(_) => None,
         None => Some(rest),
+    }
+}
+
+/// The appendix Meta's Parameter Builder puts after an `_fbp`/`_fbc` payload (capi-param-builder
+/// `_validateAppendix`, `cookieUnpack`): a v1 language token, base64 of the SDK's language byte
+/// (`AQ`, `Ag`, `Aw`, `BA`, `BQ`, `Bg`), or a v2 appendix of 8 characters, base64url of six
+/// bytes (format, language, new/modified/unchanged, SDK major, minor, patch). Parameter Builder
+/// takes any 8 characters; only its base64url alphabet is taken here, which keeps `;`, spaces
+/// and quotes out of a Set-Cookie header and a CAPI field.
+pub fn is_appendix(s: &str) -> bool {
+    match s.as_bytes() {
+        [b'A', b'Q' | b'g' | b'w'] | [b'B', b'A' | b'Q' | b'g'] => true,
+        b => b.len() == 8 && is_token(s),
     }
 }
 
@@ -194,5 +207,28 @@ mod tests {
         assert_eq!(fbc_click_id("fb.1.1.AbC.x.y"), None);
         assert_eq!(fbc_click_id("fb.1.1.AbC.x;y"), None);
         assert_eq!(fbc_click_id("fb.1.1.AbC."), None);
+        assert_eq!(fbc_click_id("fb.1.1.AbC.AQQCAQ;B"), None);
+    }
+
+    #[test]
+    fn appendices_are_parameter_builders_v1_tokens_or_8_characters() {
+        for ok in [
+            "AQ", "Ag", "Aw", "BA", "BQ", "Bg", "AQQCAQIB", "AQYDAQAA", "ABCDEFGH",
+        ] {
+            assert!(is_appendix(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "AB",
+            "Bw",
+            "aq",
+            "BAA",
+            "Aq_Q-1",
+            "AQQCAQIBx",
+            "AQQCAQ==",
+        ] {
+            assert!(!is_appendix(bad), "{bad}");
+        }
     }
 }
