@@ -10,7 +10,7 @@ const sandbox = process.env.SANDBOX_URL ? { url: process.env.SANDBOX_URL, stop: 
 // machine, and that does not exist on Cloudflare). BENCH_ENTRY=miniflare measures through it.
 // The rate limiter is still asked for every beacon, with a limit no run reaches: wrk sends from
 // one address, and a faster Worker would otherwise meet the limiter's 60 s window mid-run.
-const worker = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' }, { direct: process.env.BENCH_ENTRY !== 'miniflare', rateLimit: 100_000_000 });
+const worker = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' }, { direct: process.env.BENCH_ENTRY !== 'miniflare', rateLimit: 100_000_000, batchSize: Number(process.env.BENCH_BATCH ?? 100) });
 console.log(JSON.stringify({ worker: worker.url, sandbox: sandbox.url }));
 // A sandbox started here runs in its own process group: stop it first, then give workerd 2 s.
 const stop = () => {

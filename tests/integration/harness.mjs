@@ -50,7 +50,7 @@ const keepLogs = (stream, out) => stream.on('data', (chunk) => { appendFileSync(
 /** `direct`: the Worker's own socket (Miniflare's `unsafeDirectSockets`) instead of Miniflare's
  * entry worker in front of it, as on Cloudflare where no JS proxy runs before the Worker; the
  * caller then sets `CF-Connecting-IP` itself (bench/beacon.lua does). */
-export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000, direct = false } = {}) {
+export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000, direct = false, batchSize = 100 } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: `${ROOT}build/worker/index.js`,
@@ -67,7 +67,7 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
     ...(queues && {
       queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
       queueConsumers: {
-        'capi-edge-events': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' },
+        'capi-edge-events': { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' },
         'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
       },
     }),

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use worker::{Context, Delay, Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
-/// The consumer lets other work (beacons) run after parsing this many events.
+/// The consumer lets other work (beacons) run after parsing this many events, and delivers a
+/// pixel's events in rounds of at most this many, yielding between rounds: the isolate that
+/// runs the consumer also answers beacons, and one round's synchronous work (the ledger's SQL,
+/// the request bodies) is what holds their answers.
 const YIELD_EVERY_EVENTS: usize = 250;
 
 /// `(tenant, pixel id)`: what a group of messages is delivered for.
@@ -51,11 +54,22 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> w
         }
     }
     let mut outcomes: Vec<Vec<Next>> = (0..messages.len()).map(|_| Vec::new()).collect();
+    let mut first = true;
     for ((tenant, pixel_id), group) in by_pixel {
         let (owners, queued): (Vec<usize>, Vec<QueuedEvent>) = group.into_iter().unzip();
-        let results = super::deliver_pixel(&cfg, &env, &tenant, &pixel_id, &queued, &attempt).await;
-        for (mi, d) in owners.into_iter().zip(results) {
-            outcomes[mi].push(d.next);
+        for (owners, queued) in owners
+            .chunks(YIELD_EVERY_EVENTS)
+            .zip(queued.chunks(YIELD_EVERY_EVENTS))
+        {
+            if !first {
+                Delay::from(Duration::ZERO).await;
+            }
+            first = false;
+            let results =
+                super::deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued, &attempt).await;
+            for (mi, d) in owners.iter().zip(results) {
+                outcomes[*mi].push(d.next);
+            }
         }
     }
     for ((m, nexts), ok) in messages.iter().zip(outcomes).zip(readable) {
