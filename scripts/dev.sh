@@ -55,6 +55,7 @@ cat <<MSG
   capi-edge is running (real workerd via wrangler dev):
     demo storefront   http://127.0.0.1:$WORKER_PORT/
     sandbox (Meta)    $SANDBOX/          ← browser + server copies pair up here
+    event inspector   $SANDBOX/_sandbox/ ← each copy as received, why one stayed alone
     health            http://127.0.0.1:$WORKER_PORT/t/health
 
   Data controls are ON for this demo (CUSTOMER_DATA=hashed): the sandbox shows the hashed
