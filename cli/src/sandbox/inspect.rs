@@ -310,6 +310,8 @@ struct Index<'r, 'a> {
     by_name: HashMap<(&'a str, &'a str), Vec<usize>>,
     /// Every copy, refused ones too, of any pixel, per `(event_name, event_id)`.
     by_name_id: HashMap<(&'a str, &'a str), Vec<usize>>,
+    /// Each row's status, worked out once.
+    statuses: Vec<&'static str>,
 }
 
 impl<'r, 'a> Index<'r, 'a> {
@@ -320,6 +322,7 @@ impl<'r, 'a> Index<'r, 'a> {
             by_id: HashMap::new(),
             by_name: HashMap::new(),
             by_name_id: HashMap::new(),
+            statuses: Vec::new(),
         };
         for (i, r) in rows.iter().enumerate() {
             if !r.event_id.is_empty() {
@@ -346,6 +349,7 @@ impl<'r, 'a> Index<'r, 'a> {
                     .push(i);
             }
         }
+        index.statuses = (0..rows.len()).map(|i| index.status_of(i)).collect();
         index
     }
 
@@ -364,6 +368,10 @@ impl<'r, 'a> Index<'r, 'a> {
     }
 
     fn status(&self, i: usize) -> &'static str {
+        self.statuses.get(i).copied().unwrap_or("rejected")
+    }
+
+    fn status_of(&self, i: usize) -> &'static str {
         let r = &self.rows[i];
         if r.copy == Copy::Rejected {
             return "rejected";
