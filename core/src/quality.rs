@@ -196,7 +196,7 @@ pub fn advice(key: &str, event_name: &str, data_controls_on: bool) -> &'static s
             "turn on data controls (CUSTOMER_DATA = hashed) after your privacy review"
         }
         "em" | "ph" | "fn" | "ln" | "ct" | "st" | "zp" | "country" | "db" if order => {
-            "the orders carry none: collect it at checkout, or pass it in the order webhook's customer"
+            "orders without it: collect it at checkout, or pass it in the order webhook's customer"
         }
         "em" | "ph" | "fn" | "ln" | "ct" | "st" | "zp" | "country" | "db" => {
             "pass the shopper's email or phone as user_data on events where you know it (logged in, checkout)"
@@ -233,6 +233,44 @@ mod tests {
             [rating(3.9), rating(4.0), rating(6.0), rating(8.0)],
             ["poor", "ok", "good", "great"]
         );
+    }
+
+    #[test]
+    fn an_event_name_scores_each_keys_points_times_its_share() {
+        // The week docs/operating.md shows.
+        let counts = |pairs: &[(&str, i64)]| {
+            pairs
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<BTreeMap<String, i64>>()
+        };
+        let page_view = estimate_shares(&counts(&[
+            ("events", 5210),
+            ("fbp", 5102),
+            ("fbc", 611),
+            ("client_ip_address", 5210),
+            ("client_user_agent", 5210),
+        ]));
+        assert_eq!((page_view.score, page_view.rating), (1.9, "poor"));
+        assert_eq!(page_view.missing, ["em", "ph", "external_id"]);
+        let purchase = estimate_shares(&counts(&[
+            ("events", 55),
+            ("fbp", 49),
+            ("fbc", 9),
+            ("em", 55),
+            ("ph", 31),
+            ("client_ip_address", 52),
+            ("client_user_agent", 52),
+            ("external_id", 22),
+            ("fn", 55),
+            ("ln", 55),
+            ("ct", 54),
+            ("st", 40),
+            ("zp", 54),
+            ("country", 55),
+        ]));
+        assert_eq!((purchase.score, purchase.rating), (7.3, "good"));
+        assert_eq!(purchase.missing, ["ph", "fbc", "external_id"]);
     }
 
     #[test]

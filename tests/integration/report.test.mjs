@@ -63,7 +63,7 @@ test('the report reconciles webhook orders with what Meta received, and says why
   assert.equal(cli.status, 0, cli.stderr);
   assert.match(cli.stdout, new RegExp(`${today}\\s+5\\s+3\\s+1\\s+0\\s+1\\s+0\\s+0\\s+80\\.0 %\\s+consent_refused 1`));
   assert.match(cli.stdout, /Estimated match quality/);
-  assert.match(cli.stdout, /Purchase\s+4\.0 ok\s+ph \(0 %\)\s+the orders carry none/);
+  assert.match(cli.stdout, /Purchase\s+4\.0 ok\s+ph \(0 %\)\s+orders without it: collect it at checkout/);
   assert.match(html, /Estimated match quality/);
 
   for (const q of ['?from=2026-13-01', '?from=yesterday', '?from=2026-01-10&to=2026-01-01', '?from=2025-01-01&to=2026-01-01']) {
