@@ -33,6 +33,17 @@ import { initSync, start, command } from './capi_pixel.js';
     test = sessionStorage.getItem('capi_test') || '';
   } catch (e) { /* storage blocked: no test session */ }
   var ck = function (n) { var m = d.cookie.match('(?:^|; )' + n + '=([^;]+)'); return m ? m[1] : ''; };
+  // Data controls on (CUSTOMER_DATA=hashed): the browser id the Worker set (_capi_eid), hashed
+  // (SHA-256, lowercase hex) as the server copies send it, is the pixel's external_id. Web Crypto
+  // needs https (or localhost); without it, or on a first visit (no id yet), init has none.
+  var xid, hashed;
+  try {
+    var id = ck('_capi_eid');
+    if (modes.customer_data == 'hashed' && /^[0-9a-f]{32}$/.test(id))
+      hashed = crypto.subtle.digest('SHA-256', new TextEncoder().encode(id)).then((b) => {
+        xid = { external_id: Array.from(new Uint8Array(b), (x) => (x | 256).toString(16).slice(1)).join('') };
+      }, () => {});
+  } catch (e) { /* cookies blocked (sandboxed frame), no Web Crypto: no external_id */ }
 
   // Every command goes through here, before and after the wasm is ready.
   function run(a) {
@@ -72,7 +83,7 @@ import { initSync, start, command } from './capi_pixel.js';
           // Meta LDU: [1, 1000] = California, [0, 0] = Meta geolocates the visitor.
           if (modes.ldu == 'on') n('dataProcessingOptions', ['LDU'], 1, 1000);
           else if (modes.ldu == 'geo' || (gpc && !modes.gpc) || (gpc && modes.gpc == 'ldu')) n('dataProcessingOptions', ['LDU'], 0, 0);
-          n('init', ds.pixel);
+          n('init', ds.pixel, xid);
         }
       }
       var q = held.splice(0);
@@ -110,8 +121,9 @@ import { initSync, start, command } from './capi_pixel.js';
   }
 
   // Compiled off the main thread as it streams in; only the (cheap) instantiation is synchronous.
-  WebAssembly.compileStreaming(fetch(base + '/p.wasm?v=__WASM_VERSION__')).then(function (module) {
-    initSync({ module: module });
+  // Tracking starts once the browser id is hashed too (a digest of 32 bytes: no wait to speak of).
+  Promise.all([WebAssembly.compileStreaming(fetch(base + '/p.wasm?v=__WASM_VERSION__')), hashed]).then(function (r) {
+    initSync({ module: r[0] });
     ready = api.loaded = true;
     flush();
   })['catch'](function (e) {

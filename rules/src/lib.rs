@@ -96,10 +96,7 @@ fn payload(value: &str) -> Option<&str> {
 /// takes any 8 characters; only its base64url alphabet is taken here, which keeps `;`, spaces
 /// and quotes out of a Set-Cookie header and a CAPI field.
 pub fn is_appendix(s: &str) -> bool {
-    match s.as_bytes() {
-        [b'A', b'Q' | b'g' | b'w'] | [b'B', b'A' | b'Q' | b'g'] => true,
-        b => b.len() == 8 && is_token(s),
-    }
+    matches!(s, "AQ" | "Ag" | "Aw" | "BA" | "BQ" | "Bg") || (s.len() == 8 && is_token(s))
 }
 
 fn is_digits(s: &str) -> bool {

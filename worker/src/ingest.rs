@@ -6,17 +6,18 @@
 //! across the isolate's concurrent beacons, see BENCHMARKS.md).
 
 use crate::config::{Config, Tenant};
-use crate::cookies::set_cookie;
+use crate::cookies::{clear_cookie, random_128, set_cookie};
 use crate::delivery::{self, new_nonce, QueuedEvent};
 use crate::error::ApiError;
 use crate::log;
 use crate::protocol::Count;
 use capi_core::beacon::{Beacon, MAX_BEACON_BYTES};
 use capi_core::delivery::Outcome;
-use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index};
+use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index, COOKIE_MAX_AGE_SECS};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{
-    is_unsigned_purchase, tenant_website_event, RequestFacts, SIGNED_SOURCE_ONLY,
+    browser_website_event, cloudflare_client_ip, is_unsigned_purchase, BrowserId, BrowserIdCookie,
+    RequestFacts, BROWSER_ID_COOKIE, BROWSER_ID_MAX_AGE_SECS, SIGNED_SOURCE_ONLY,
 };
 use worker::{Date, Headers, Request, Response, Url};
 
@@ -28,8 +29,11 @@ pub struct Head {
     pub url: Url,
     pub origin: Option<String>,
     pub referer: Option<String>,
-    /// `CF-Connecting-IP`: the client address Cloudflare saw.
+    /// `CF-Connecting-IP`: the client address Cloudflare saw (the rate limiter's key too).
     pub ip: Option<String>,
+    /// `CF-Connecting-IPv6`: the client's IPv6 address when the zone's Pseudo IPv4 setting puts a
+    /// stand-in IPv4 address in `CF-Connecting-IP` (`cloudflare_client_ip` decides).
+    pub ipv6: Option<String>,
     pub content_type: Option<String>,
     pub content_length: Option<String>,
     pub cookie: Option<String>,
@@ -210,8 +214,9 @@ pub fn accept(
         url.host_str().unwrap_or(""),
     );
     let cookie_header = head.cookie.as_deref().unwrap_or("");
+    let client_ip = cloudflare_client_ip(head.ip.as_deref(), head.ipv6.as_deref());
     let facts = RequestFacts {
-        client_ip: head.ip.as_deref(),
+        client_ip: client_ip.as_deref(),
         user_agent: head.user_agent.as_deref(),
         cookie_fbp: cookie(cookie_header, "_fbp"),
         cookie_fbc: cookie(cookie_header, "_fbc"),
@@ -222,7 +227,13 @@ pub fn accept(
     };
     // A session test code is attached only as the tenant's TEST_EVENT_CODES (or Meta's shape)
     // allows: any visitor can set one.
-    let built = tenant_website_event(beacon, &facts, &modes, &tenant.test_event_codes)
+    // A sandboxed frame (`Origin: null`) gets no cookies, so it gets no browser id either.
+    let mut random = random_128;
+    let browser = (!matches!(caller, Caller::Null)).then(|| BrowserId {
+        cookie: cookie(cookie_header, BROWSER_ID_COOKIE),
+        random: &mut random,
+    });
+    let built = browser_website_event(beacon, &facts, &modes, &tenant.test_event_codes, browser)
         .map_err(ApiError::BadBeacon)?;
     let event = built.event;
     let mut counts: Vec<Count> = built
@@ -248,10 +259,26 @@ pub fn accept(
         for (name, value) in [("_fbp", &built.set_fbp), ("_fbc", &built.set_fbc)] {
             if let Some(c) = value
                 .as_deref()
-                .and_then(|v| set_cookie(name, v, domain.as_deref(), secure))
+                .and_then(|v| set_cookie(name, v, COOKIE_MAX_AGE_SECS, domain.as_deref(), secure))
             {
                 headers.append("set-cookie", &c)?;
             }
+        }
+        let browser_id = match &built.browser_id {
+            Some(BrowserIdCookie::Set(id)) => set_cookie(
+                BROWSER_ID_COOKIE,
+                id,
+                BROWSER_ID_MAX_AGE_SECS,
+                domain.as_deref(),
+                secure,
+            ),
+            Some(BrowserIdCookie::Clear) => {
+                Some(clear_cookie(BROWSER_ID_COOKIE, domain.as_deref(), secure))
+            }
+            None => None,
+        };
+        if let Some(c) = browser_id {
+            headers.append("set-cookie", &c)?;
         }
     }
 

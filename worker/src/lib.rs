@@ -113,6 +113,7 @@ pub fn beacon_gate(
         origin: header("origin"),
         referer: header("referer"),
         ip: header("cf-connecting-ip"),
+        ipv6: header("cf-connecting-ipv6"),
         content_type: header("content-type"),
         content_length: header("content-length"),
         cookie: header("cookie"),

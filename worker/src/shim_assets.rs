@@ -28,11 +28,11 @@ pub fn loader(req: &Request, cfg: &Config) -> Result<Response, ApiError> {
     // An unreadable privacy setting makes the shim wait for consent: it never guesses looser.
     let host = req.url()?.host_str().unwrap_or("").to_string();
     let modes = match cfg.tenant_for_host(&host).map(|t| t.modes) {
-        // The browser needs consent, GPC and LDU; data controls apply at the edge only.
+        // The browser needs consent, GPC and LDU, and data controls: with `customer_data`
+        // hashed the shim gives Meta's pixel the browser id's hash as `external_id`.
         Ok(Ok(m)) => serde_json::Value::Object(
             m.names()
                 .iter()
-                .filter(|(k, _)| *k != "customer_data")
                 .map(|(k, v)| (k.to_string(), (*v).into()))
                 .collect(),
         )
