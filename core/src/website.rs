@@ -11,7 +11,7 @@ use crate::privacy::{self, CustomerData, Modes, Verdict};
 use crate::quality::is_public;
 use crate::MAX_EVENT_AGE_SECS;
 use serde_json::Value;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// What the edge saw of the HTTP request; all optional except the clock.
 #[derive(Debug, Clone, Default)]
@@ -54,31 +54,30 @@ pub struct WebsiteEvent {
 /// address is its IPv4 address. None for anything else (a zone id, a list, a name).
 pub fn header_ip(value: &str) -> Option<IpAddr> {
     let v = value.trim();
-    let ip = match v.strip_prefix('[') {
+    let (host, port) = match v.strip_prefix('[') {
         Some(rest) => {
             let (inside, after) = rest.split_once(']')?;
-            if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
-                return None;
-            }
-            inside.parse().ok()?
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (inside, port)
         }
-        None => match v.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            // A colon after an IPv4 address starts its port; an IPv6 address parsed above.
-            Err(_) => {
-                let (host, port) = v.split_once(':')?;
-                if !is_port(port) {
-                    return None;
-                }
-                IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
-            }
+        // A colon after an IPv4 address starts its port; an IPv6 address has several.
+        None => match v.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (v, None),
         },
     };
+    if port.is_some_and(|p| !(1..=5).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let ip: IpAddr = host.parse().ok()?;
+    // `[…]` holds IPv6 only (a bare `host:port` with one colon can only parse as IPv4).
+    if v.starts_with('[') && !ip.is_ipv6() {
+        return None;
+    }
     Some(ip.to_canonical())
-}
-
-fn is_port(p: &str) -> bool {
-    (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `client_ip_address` as Meta wants it (D-CIP: "IPv6 preferred"), chosen as Meta's Parameter
@@ -87,17 +86,17 @@ fn is_port(p: &str) -> bool {
 /// first public IPv4 address, without port or brackets. An address that is not public
 /// ([`is_public`]: private, loopback, link-local, carrier-grade NAT, Cloudflare's pseudo IPv4,
 /// …) is the shop's network or a stand-in, never the shopper's, and is never sent.
-pub fn client_ip_address<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let public: Vec<IpAddr> = candidates
-        .into_iter()
-        .filter_map(header_ip)
-        .filter(|ip| is_public(*ip))
-        .collect();
-    public
-        .iter()
-        .find(|ip| ip.is_ipv6())
-        .or(public.first())
-        .map(IpAddr::to_string)
+pub fn client_ip_address(candidates: &[&str]) -> Option<String> {
+    let mut v4 = None;
+    for ip in candidates.iter().filter_map(|c| header_ip(c)) {
+        if is_public(ip) {
+            if ip.is_ipv6() {
+                return Some(ip.to_string());
+            }
+            v4 = v4.or(Some(ip));
+        }
+    }
+    v4.map(|ip| ip.to_string())
 }
 
 /// The client's address from Cloudflare's headers. `CF-Connecting-IP` is the address the client
@@ -110,9 +109,11 @@ pub fn cloudflare_client_ip(
     connecting_ip: Option<&str>,
     connecting_ipv6: Option<&str>,
 ) -> Option<String> {
-    let connecting_is_public = connecting_ip.and_then(header_ip).is_some_and(is_public);
-    let ipv6 = connecting_ipv6.filter(|_| !connecting_is_public);
-    client_ip_address(connecting_ip.into_iter().chain(ipv6))
+    let ip = connecting_ip.unwrap_or("");
+    match client_ip_address(&[ip]) {
+        Some(public) => Some(public),
+        None => client_ip_address(&[connecting_ipv6.unwrap_or("")]),
+    }
 }
 
 /// The first-party cookie holding this browser's id, sent hashed as `external_id` while data
@@ -231,7 +232,7 @@ pub fn browser_website_event(
     let ua = ua.ok_or(crate::Error::MissingField("User-Agent header"))?;
     let mut user_data = UserData {
         client_user_agent: Some(ua.chars().take(512).collect()),
-        client_ip_address: facts.client_ip.and_then(|ip| client_ip_address([ip])),
+        client_ip_address: facts.client_ip.and_then(|ip| client_ip_address(&[ip])),
         ..UserData::default()
     };
 

@@ -117,7 +117,7 @@ fn the_client_address_is_chosen_as_parameter_builder_chooses() {
             .map(s)
             .collect();
         assert_eq!(
-            client_ip_address(candidates),
+            client_ip_address(&candidates),
             c["expected"].as_str().map(str::to_string),
             "{c}"
         );
