@@ -305,11 +305,11 @@ pub fn purchase_event(
             }),
         }
     }
+    // The buyer's address as the Parameter Builder chooses one: public only, no port.
     user_data.client_ip_address = order
         .client_ip
         .as_deref()
-        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-        .map(|ip| ip.to_string());
+        .and_then(|ip| crate::website::client_ip_address(&[ip]));
     user_data.client_user_agent = order
         .user_agent
         .clone()
@@ -670,6 +670,24 @@ mod tests {
         assert!(http_url("javascript:alert(1)").is_none());
         assert!(http_url("/thanks").is_none());
         assert!(http_url(&format!("https://s.test/{}", "a".repeat(2048))).is_none());
+    }
+
+    #[test]
+    fn an_orders_private_address_is_not_the_buyers() {
+        for (ip, want) in [
+            ("10.0.0.5", None),
+            ("127.0.0.1", None),
+            ("8.8.8.8", Some("8.8.8.8")),
+            ("2a00:1450:4001::1", Some("2a00:1450:4001::1")),
+        ] {
+            let order = Order {
+                order_id: "1".into(),
+                client_ip: Some(ip.into()),
+                ..Order::default()
+            };
+            let e = purchase_event(&order, "https://shop.test/", 1, &HASHED).event;
+            assert_eq!(e.user_data.client_ip_address.as_deref(), want, "{ip}");
+        }
     }
 
     #[test]
