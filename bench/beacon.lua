@@ -1,6 +1,6 @@
 -- wrk script for `make bench`: POST /t/e beacons as the shim sends them (~600 bytes, an
--- AddToCart with contact fields to hash), each with a fresh event_id so that no ledger or
--- dedup step can swallow one.
+-- AddToCart with contact fields to hash, from a returning browser's cookies), each with a fresh
+-- event_id so that no ledger or dedup step can swallow one.
 --   wrk ... -s bench/beacon.lua URL -- ORIGIN RUN_ID
 -- RUN_ID must differ between runs against the same server (event ids are claimed for 48 h).
 -- Prints one line `BENCH_JSON {...}` with the counts and latency percentiles (microseconds).
@@ -38,6 +38,9 @@ function request()
     ["Origin"] = origin,
     ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) bench",
     ["CF-Connecting-IP"] = "198.51.100.7",
+    -- A returning browser: the cookies the Worker set on an earlier page (`_fbp`, and the browser
+    -- id it sets with data controls on), as a browser sends them back.
+    ["Cookie"] = "_fbp=fb.1.1700000000000.123456789; _capi_eid=4f0c2b9e8d7a6c5b4a3f2e1d0c9b8a7f",
   }, body)
 end
 

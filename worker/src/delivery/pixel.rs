@@ -15,7 +15,7 @@ use capi_core::claim::may_start_send;
 use capi_core::delivery::{next_attempt, presend_check, step_for, NextAttempt, Outcome, Step};
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{Incident, MetaAnswer};
-use capi_core::report::coverage_of;
+use capi_core::report::{coverage_event_name, coverage_of};
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -361,6 +361,8 @@ pub async fn deliver_pixel(
     if let Some(l) = &ledger {
         let mut receipts = Vec::new();
         let mut counts: BTreeMap<u32, Vec<Count>> = BTreeMap::new();
+        let mut coverage: Vec<(&'static str, &'static str, u32)> = Vec::new();
+        let mut coverage_shard: Option<u32> = None;
         for (i, (q, r)) in items.iter().zip(&results).enumerate() {
             let (Some(e), Some(key)) = (&q.event, q.key()) else {
                 counts
@@ -382,12 +384,29 @@ pub async fn deliver_pixel(
                 nonce: Some(q.nonce.clone()),
             });
             if r.outcome == Outcome::Sent {
-                counts.entry(l.shard_of(&e.event_id)).or_default().extend(
-                    coverage_of(e)
-                        .into_iter()
-                        .map(|key| Count::coverage(&e.event_name, key)),
-                );
+                coverage_shard.get_or_insert_with(|| l.shard_of(&e.event_id));
+                let name = coverage_event_name(&e.event_name);
+                for key in coverage_of(e) {
+                    match coverage
+                        .iter_mut()
+                        .find(|(n, k, _)| *n == name && *k == key)
+                    {
+                        Some(c) => c.2 += 1,
+                        None => coverage.push((name, key, 1)),
+                    }
+                }
             }
+        }
+        // Coverage is counted per day, not per shard: one merged row per event name and key,
+        // with the receipts of one shard this round already writes to.
+        if let Some(shard) = coverage_shard {
+            counts
+                .entry(shard)
+                .or_default()
+                .extend(coverage.into_iter().map(|(name, key, n)| Count {
+                    n,
+                    ..Count::coverage(name, key)
+                }));
         }
         if !l.record_all(receipts, counts, now_ms).await {
             // Sent events stay sent (acking them is what keeps them from a second send); the
