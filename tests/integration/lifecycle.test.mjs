@@ -177,6 +177,16 @@ test('PURCHASE_ON=paid: a placed order waits for its payment; ORDER_VALUE=net le
   await exactly(h, 'Purchase', `purchase:${woo.id}`);
 });
 
+test('WooCommerce: a failed payment blocks nothing, the same order paid afterwards is one Purchase', async () => {
+  const h = hooks(refunds);
+  const woo = { ...fixture('woocommerce-order.json'), id: Number(`3${uniq()}`), date_created_gmt: iso(now() - 60).slice(0, 19) };
+  const failed = await (await h.woo('order.updated', { ...woo, status: 'failed' })).json();
+  assert.equal(failed.purchase, 'unknown', 'nothing to hold back, nothing written');
+  assert.notEqual(failed.cancelled, true);
+  assert.equal((await (await h.woo('order.updated', woo)).json()).queued, true, 'paid on the second try');
+  await exactly(h, 'Purchase', `purchase:${woo.id}`);
+});
+
 test('WooCommerce: refunded after delivery sends one refund event, however often the update comes', async () => {
   const h = hooks(refunds);
   const woo = { ...fixture('woocommerce-order.json'), id: Number(`4${uniq()}`), date_created_gmt: iso(now() - 60).slice(0, 19) };
@@ -212,10 +222,13 @@ test('Stripe: the session and its payment intent are one Purchase; a partial ref
   const testMode = { ...session, livemode: false };
   testMode.data = { object: { ...session.data.object, client_reference_id: `${orderId}-test` } };
   assert.equal((await (await h.stripe(testMode)).json()).reason, 'test_order');
-  // An expired session cancels an order that was never paid.
+  // An expired session owns no Purchase: the same order paid in a new session is sent.
   const expired = fixture('stripe-checkout-session-expired.json');
-  expired.data.object.client_reference_id = `${orderId}-expired`;
-  assert.equal((await (await h.stripe(expired)).json()).cancelled, true);
+  expired.data.object.client_reference_id = `${orderId}-again`;
+  assert.equal((await (await h.stripe(expired)).json()).ignored, 'session_expired');
+  const again = { ...session, data: { object: { ...session.data.object, id: 'cs_test_again', client_reference_id: `${orderId}-again` } } };
+  assert.equal((await (await h.stripe(again)).json()).queued, true);
+  await exactly(h, 'Purchase', `purchase:${orderId}-again`);
 });
 
 test('Stripe subscriptions: the first invoice is the Purchase, a renewal three days later has an id of its own', async () => {

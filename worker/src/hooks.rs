@@ -14,8 +14,8 @@ use crate::ledger::LedgerClient;
 use crate::log;
 use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, PurchaseAnswer, Receipt, Source};
 use capi_core::delivery::{presend_check, Outcome};
-use capi_core::privacy::InvalidSetting;
-use capi_core::webhook::lifecycle::{self, Carried, OrderSettings, Plan, Refunds, TenantMode};
+use capi_core::privacy::{self, InvalidSetting};
+use capi_core::webhook::lifecycle::{self, Carried, Plan, Refunds, TenantMode};
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, PayloadError, Webhook};
 use serde_json::json;
@@ -180,7 +180,7 @@ pub async fn hook(
     let mut first: Option<serde_json::Value> = None;
     let mut failed: Option<ApiError> = None;
     for pixel in &tenant.pixels {
-        match order_for_pixel(cfg, env, &tenant.id, &pixel.id, &plan, &settings, now_ms).await {
+        match order_for_pixel(cfg, env, tenant, &pixel.id, &plan, now_ms).await {
             Ok(answer) => {
                 answers.insert(pixel.id.clone(), answer.clone());
                 first.get_or_insert(answer);
@@ -212,12 +212,16 @@ pub async fn hook(
 async fn order_for_pixel(
     cfg: &Config,
     env: &Env,
-    tenant_id: &str,
+    tenant: &Tenant,
     pixel_id: &str,
     plan: &Plan,
-    settings: &OrderSettings,
     now_ms: u64,
 ) -> Result<serde_json::Value, ApiError> {
+    let tenant_id = tenant.id.as_str();
+    let settings = tenant
+        .orders
+        .map_err(|InvalidSetting(name)| ApiError::InvalidSetting(name))?;
+    let modes = tenant.privacy()?;
     let mut answer = json!({"ok": true, "event_id": plan.purchase_id});
     if let Some(built) = &plan.event {
         // The order's own Purchase is reconciled as an order; renewals and trials are not.
@@ -244,15 +248,33 @@ async fn order_for_pixel(
         event_name: "Purchase".into(),
         event_id: plan.purchase_id.clone(),
     };
+    let why = if plan.cancels_unreported {
+        "cancelled"
+    } else {
+        "payment_failed"
+    };
     let state = ledger
-        .purchase(&key, plan.cancels, now_ms)
+        .purchase(
+            &key,
+            plan.cancels.then_some(why),
+            plan.cancels_unreported,
+            now_ms,
+        )
         .await
         .ok_or(ApiError::UpstreamUnavailable)?;
     let (name, carried, refunds) = match state {
         PurchaseAnswer::InFlight { retry_secs } => {
             return Err(ApiError::PurchaseInFlight { retry_secs })
         }
-        PurchaseAnswer::Unknown | PurchaseAnswer::Pending { .. } if plan.cancels => {
+        PurchaseAnswer::Pending { .. } if plan.cancels => {
+            log::info(
+                "purchase_cancelled",
+                &[("event_id", plan.purchase_id.clone().into())],
+            );
+            answer["cancelled"] = true.into();
+            ("cancelled", None, false)
+        }
+        PurchaseAnswer::Unknown if plan.cancels && plan.cancels_unreported => {
             log::info(
                 "purchase_cancelled",
                 &[("event_id", plan.purchase_id.clone().into())],
@@ -273,9 +295,15 @@ async fn order_for_pixel(
     let mut sent = Vec::with_capacity(plan.refunds.len());
     for refund in &plan.refunds {
         let mut refund = refund.clone();
-        // The keys (and privacy verdict) the Purchase was delivered with, when the ledger kept
-        // them: a refund's own payload may name no customer (Shopify `refunds/create`).
-        if let Some(c) = carried.clone() {
+        // The keys the Purchase was delivered with, when the ledger kept them: a refund's own
+        // payload may name no customer (Shopify `refunds/create`). Today's privacy settings
+        // still apply: a refund whose own payload refuses consent is not sent, and with data
+        // controls off no contact data goes with it.
+        let refused = refund.ignored.is_some_and(|r| r != privacy::NO_CONSENT);
+        if let Some(mut c) = carried.clone().filter(|_| !refused) {
+            if modes.customer_data == privacy::CustomerData::Off {
+                c.user_data.keep_pixel_fields_only();
+            }
             c.apply(&mut refund.event);
             refund.ignored = None;
             refund.dropped.clear();
@@ -334,6 +362,22 @@ async fn event_for_pixel(
     };
     if let Some((outcome, reason)) = settled {
         delivery::log_event(&event, outcome, Some(reason), None, 0);
+        // An order's Purchase that this copy says must not be sent (consent refused, a test
+        // order) is held back even when another copy of the order reserved it first and it is
+        // still waiting (claim rule 8); one being sent right now is asked again later.
+        // A copy that merely lacks a consent (`no_consent`) holds nothing back: another copy
+        // of the order may carry the grant.
+        let holds_back = built.ignored.is_some_and(|r| r != privacy::NO_CONSENT);
+        if let (Some(l), true, Source::Webhook) = (&ledger, holds_back, source) {
+            return match l.purchase(&key, Some(reason), true, now_ms).await {
+                None => Err(ApiError::UpstreamUnavailable),
+                Some(PurchaseAnswer::InFlight { retry_secs }) => {
+                    Err(ApiError::PurchaseInFlight { retry_secs })
+                }
+                Some(_) => Ok(json!({"ok": true, "sent": false, "event_id": key.event_id,
+                    "outcome": outcome.as_str(), "reason": reason})),
+            };
+        }
         if let Some(l) = &ledger {
             let receipt = Receipt {
                 key: key.clone(),

@@ -251,11 +251,14 @@ pub enum Op {
         key: EventKey,
         nonce: String,
     },
-    /// The state of an order's Purchase; with `cancel`, settles it `ignored / cancelled` when
-    /// it was not delivered and nobody is sending it (`capi_core::claim` rule 8).
+    /// The state of an order's Purchase; with `cancel`, settles it `ignored` (with that reason)
+    /// when it was not delivered and nobody is sending it (`capi_core::claim` rule 8).
     Purchase {
         key: EventKey,
-        cancel: bool,
+        /// Settle it unsent with this reason (`cancelled`, `consent_refused`, …) if it may be.
+        cancel: Option<String>,
+        /// With `cancel`: also when it was never claimed (then no later copy is sent).
+        create: bool,
         now_ms: i64,
     },
     /// Raises an incident (or adds `held` events to the open one): `{"opened": bool}`.

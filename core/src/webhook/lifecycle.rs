@@ -25,9 +25,13 @@ pub enum Stage {
     /// Paid.
     #[default]
     Paid,
-    /// Cancelled, voided, failed or refunded in full: its Purchase must not be sent if it has not
-    /// been yet.
+    /// Cancelled, voided or refunded in full: its Purchase must not be sent if it has not been
+    /// yet (and, when it has not been reported at all, must not be later).
     Cancelled,
+    /// A payment that failed (WooCommerce `failed`, Stripe `async_payment_failed`): a Purchase
+    /// already waiting is held back, but none is blocked — the buyer may pay the same order
+    /// again.
+    Failed,
     /// Only a refund of the order (Shopify `refunds/create`, Stripe `charge.refunded` in part):
     /// nothing to say of its Purchase.
     RefundOnly,
@@ -227,6 +231,9 @@ pub struct Plan {
     /// The order is cancelled or refunded in full: its Purchase (`purchase:<order id>`) must not
     /// be sent if it was not delivered yet.
     pub cancels: bool,
+    /// With `cancels`: also when no Purchase was claimed yet (a cancellation, not a failed
+    /// payment, which the buyer may retry).
+    pub cancels_unreported: bool,
     /// Refund events (`REFUNDS = event`), to send only when the order's Purchase was delivered
     /// or is on its way. A cancellation without refunds stands for one of the order's total.
     pub refunds: Vec<PurchaseEvent>,
@@ -255,7 +262,8 @@ pub fn plan(
     let mut plan = Plan {
         event: None,
         skipped: None,
-        cancels: order.stage == Stage::Cancelled,
+        cancels: matches!(order.stage, Stage::Cancelled | Stage::Failed),
+        cancels_unreported: order.stage == Stage::Cancelled,
         refunds: Vec::new(),
         purchase_id,
     };
@@ -286,11 +294,19 @@ pub fn plan(
                 plan.event = Some(built);
             }
         }
-        Stage::Cancelled | Stage::RefundOnly => {}
+        Stage::Cancelled | Stage::Failed | Stage::RefundOnly => {}
     }
     if settings.refunds == Refunds::Event && !(order.test && mode == TenantMode::Live) {
         let mut refunds = order.refunds.clone();
-        if refunds.is_empty() && order.stage == Stage::Cancelled && order.value > 0.0 {
+        // A cancellation after delivery that names no refund stands for the order's value only
+        // when nothing was captured (the money of a paid order comes back as refunds of their
+        // own, which would count it twice).
+        let uncaptured = order.captured == Some(false);
+        if refunds.is_empty()
+            && matches!(order.stage, Stage::Cancelled | Stage::Failed)
+            && uncaptured
+            && order.value > 0.0
+        {
             refunds.push(Refund {
                 id: "cancel".into(),
                 amount: valued.value,
@@ -499,7 +515,15 @@ mod tests {
             refunds: Refunds::Event,
             ..OrderSettings::default()
         };
-        let p = plan_of(&cancelled, event);
+        assert!(
+            plan_of(&cancelled, event).refunds.is_empty(),
+            "a paid order's money comes back as refunds of their own"
+        );
+        let unpaid = Order {
+            captured: Some(false),
+            ..cancelled.clone()
+        };
+        let p = plan_of(&unpaid, event);
         let r = &p.refunds[0].event;
         assert_eq!(r.event_name, REFUND_EVENT);
         assert_eq!(r.event_id, "refund:1001:cancel");
@@ -527,6 +551,14 @@ mod tests {
         assert_eq!(p.refunds.len(), 1, "a refund of nothing is not sent");
         assert_eq!(p.refunds[0].event.custom_data["value"], 12.5);
         assert_eq!(p.refunds[0].event.event_time, 1_795_000_000);
+    }
+
+    #[test]
+    fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
+        let p = plan_of(&order(Stage::Failed), OrderSettings::default());
+        assert!(p.cancels && !p.cancels_unreported && p.event.is_none());
+        let p = plan_of(&order(Stage::Cancelled), OrderSettings::default());
+        assert!(p.cancels && p.cancels_unreported);
     }
 
     #[test]

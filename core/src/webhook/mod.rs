@@ -89,6 +89,9 @@ pub struct Order {
     pub subscription_id: Option<String>,
     /// `new` or `returning`, from the platform's count of the customer's orders.
     pub customer_type: Option<&'static str>,
+    /// Whether money was captured, when the payload says (`Some(false)`: authorized, pending or
+    /// failed only): a cancellation of an uncaptured order is refunded as a whole.
+    pub captured: Option<bool>,
 }
 
 /// `customer_type` from a count of the customer's orders, this one included.

@@ -102,6 +102,7 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         gpc: gpc_flag(note("gpc").map(Value::String).as_ref()),
         stage,
         channel,
+        captured: financial.map(|f| !matches!(f, "pending" | "authorized" | "voided")),
         test: o.get("test").and_then(Value::as_bool).unwrap_or(false),
         refunds: o
             .get("refunds")
@@ -120,33 +121,24 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
 }
 
 /// One refund of a payload (`refunds[]` of an order, or `refunds/create`'s body): its id and
-/// the money refunded, successful refund transactions first, else the refunded lines.
+/// the money its successful refund transactions returned (a return or restock that refunded no
+/// money is a refund of 0, and sends nothing).
 fn refund(r: &Value) -> Option<Refund> {
     let id = text(r.get("id"))?;
-    let transactions = r.get("transactions").and_then(Value::as_array);
-    let refunded: Vec<f64> = transactions
+    let amount: f64 = r
+        .get("transactions")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|t| {
             t.get("kind").and_then(Value::as_str) == Some("refund")
-                && t.get("status").and_then(Value::as_str) != Some("failure")
-                && t.get("status").and_then(Value::as_str) != Some("error")
+                && matches!(
+                    t.get("status").and_then(Value::as_str),
+                    None | Some("success")
+                )
         })
         .filter_map(|t| amount(t.get("amount")))
-        .collect();
-    let amount: f64 = if refunded.is_empty() {
-        r.get("refund_line_items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|li| {
-                amount(li.get("subtotal")).unwrap_or(0.0)
-                    + amount(li.get("total_tax")).unwrap_or(0.0)
-            })
-            .sum()
-    } else {
-        refunded.iter().sum()
-    };
+        .sum();
     Some(Refund {
         id,
         amount: (amount * 1000.0).round() / 1000.0,

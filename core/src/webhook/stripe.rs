@@ -27,9 +27,10 @@ pub fn minor_unit_exponent(currency: &str) -> i32 {
 
 /// Maps a verified Stripe event to an order:
 /// - Checkout Sessions: `checkout.session.completed` (placed; paid unless `unpaid`),
-///   `…async_payment_succeeded` (paid), `…async_payment_failed` and `…expired` (cancelled). The
-///   order id is `client_reference_id`, else `metadata.order_id`, else (subscriptions) the
-///   subscription id, else the session id.
+///   `…async_payment_succeeded` (paid), `…async_payment_failed` (a failed payment). The order id
+///   is `client_reference_id`, else `metadata.order_id`, else the session id. `…expired`
+///   sessions, setup sessions and subscription sessions are not reported (a subscription's
+///   Purchase is its first invoice).
 /// - `payment_intent.succeeded` (paid) and `charge.refunded` (a refund; in full it cancels):
 ///   only with the order's id in their `metadata` (`order_id`), which Checkout does not copy
 ///   there by itself; without it they are acknowledged and ignored.
@@ -49,10 +50,23 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         .and_then(Value::as_object)
         .ok_or(PayloadError("data.object is missing"))?;
     let mut order = match kind {
+        // A session that never completed owns no Purchase (the buyer may have paid in another).
+        "checkout.session.expired" => return ignored("session_expired"),
+        // Setup sessions save a card and take no money; a subscription's Purchase is its
+        // first invoice (`invoice.paid`), so the session and the invoice are not two.
         "checkout.session.completed"
         | "checkout.session.async_payment_succeeded"
         | "checkout.session.async_payment_failed"
-        | "checkout.session.expired" => session(kind, s)?,
+            if matches!(
+                s.get("mode").and_then(Value::as_str),
+                Some("setup" | "subscription")
+            ) =>
+        {
+            return ignored("not_a_payment_session")
+        }
+        "checkout.session.completed"
+        | "checkout.session.async_payment_succeeded"
+        | "checkout.session.async_payment_failed" => session(kind, s)?,
         "payment_intent.succeeded" => match payment_intent(s)? {
             Some(o) => o,
             None => return ignored("no_order_id_in_metadata"),
@@ -143,16 +157,14 @@ fn with_customer(
 }
 
 fn session(kind: &str, s: &Map<String, Value>) -> Result<Order, PayloadError> {
-    let subscription = text(s.get("subscription"));
     let order_id = text(s.get("client_reference_id"))
         .or_else(|| metadata_order_id(s))
-        .or_else(|| subscription.clone())
         .or_else(|| text(s.get("id")))
         .ok_or(PayloadError("session id is missing"))?;
     let currency = currency(s.get("currency"))?;
     let minor = minor_amount(s, "amount_total")?;
     let stage = match kind {
-        "checkout.session.async_payment_failed" | "checkout.session.expired" => Stage::Cancelled,
+        "checkout.session.async_payment_failed" => Stage::Failed,
         _ if s.get("payment_status").and_then(Value::as_str) == Some("unpaid") => Stage::Created,
         _ => Stage::Paid,
     };
@@ -164,14 +176,8 @@ fn session(kind: &str, s: &Map<String, Value>) -> Result<Order, PayloadError> {
         currency,
         created_at: s.get("created").and_then(Value::as_i64),
         customer_id: text(s.get("customer")),
+        captured: Some(stage == Stage::Paid),
         stage,
-        // A subscription that starts with a free trial: nothing is paid yet.
-        kind: if subscription.is_some() && minor == 0 {
-            Kind::Trial
-        } else {
-            Kind::Purchase
-        },
-        subscription_id: subscription,
         ..Order::default()
     };
     let order = with_customer(

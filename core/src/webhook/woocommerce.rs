@@ -8,13 +8,15 @@ use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
 
 /// An order's status as a stage: `on-hold` is placed (awaiting an offline payment), `processing`
-/// and `completed` are paid, `cancelled`, `refunded` and `failed` end it. `pending` (the buyer
+/// and `completed` are paid, `cancelled` and `refunded` end it, `failed` is a payment that
+/// failed (the buyer may pay again). `pending` (the buyer
 /// is still at the payment gateway) and drafts are no order yet.
 fn stage(status: &str) -> Option<Stage> {
     match status {
         "on-hold" => Some(Stage::Created),
         "processing" | "completed" => Some(Stage::Paid),
-        "cancelled" | "refunded" | "failed" => Some(Stage::Cancelled),
+        "cancelled" | "refunded" => Some(Stage::Cancelled),
+        "failed" => Some(Stage::Failed),
         _ => None,
     }
 }
@@ -79,6 +81,10 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
         consent: meta("consent").map_or(Consent::Unknown, |c| Consent::from_signal(&c)),
         gpc: gpc_flag(meta("gpc").map(Value::String).as_ref()),
         stage,
+        // `date_paid` is set once the order was paid.
+        captured: Some(
+            text(o.get("date_paid")).is_some() || text(o.get("date_paid_gmt")).is_some(),
+        ),
         channel: match o.get("created_via").and_then(Value::as_str) {
             Some("admin") => Channel::System,
             Some("pos") => Channel::Store,

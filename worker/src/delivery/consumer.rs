@@ -25,7 +25,6 @@ type PixelKey = (String, String);
 
 pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
-    let attempt = Attempt::new(None);
     let messages = batch.messages()?;
     let mut by_pixel: BTreeMap<PixelKey, Vec<(usize, QueuedEvent)>> = BTreeMap::new();
     let mut readable = vec![false; messages.len()];
@@ -65,6 +64,10 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> w
                 Delay::from(Duration::ZERO).await;
             }
             first = false;
+            // An attempt (a lease token) per round: a message the platform put twice into one
+            // batch may land in two rounds, and the second must find the first's lease, not its
+            // own.
+            let attempt = Attempt::new(None);
             let results =
                 super::deliver_pixel(&cfg, &env, &tenant, &pixel_id, queued, &attempt).await;
             for (mi, d) in owners.iter().zip(results) {

@@ -347,16 +347,6 @@ pub async fn deliver_pixel(
         }
     }
 
-    // An incident is raised once its events are held, and looked at again once Meta takes
-    // events from this pixel (`incident.rs`).
-    if let Some(l) = &ledger {
-        let n = results
-            .iter()
-            .filter(|r| r.outcome == Outcome::DeadLettered)
-            .count();
-        crate::incident::after_round(cfg, env, l, tenant_id, pixel_id, held, n, accepted).await;
-    }
-
     // 5. Receipts (and what ingest counted for messages without an event), before any ack.
     if let Some(l) = &ledger {
         let mut receipts = Vec::new();
@@ -414,6 +404,16 @@ pub async fn deliver_pixel(
             log::error("receipts_not_recorded", &[("pixel_id", pixel_id.into())]);
         }
     }
+    // After the receipts (they must fit in the lease): an incident is raised once its events
+    // are held, and looked at again once Meta takes events from this pixel (`incident.rs`).
+    if let Some(l) = &ledger {
+        let n = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::DeadLettered)
+            .count();
+        crate::incident::after_round(cfg, env, l, tenant_id, pixel_id, held, n, accepted).await;
+    }
+
     results
 }
 

@@ -175,12 +175,14 @@ impl LedgerClient {
     pub async fn purchase(
         &self,
         key: &EventKey,
-        cancel: bool,
+        cancel: Option<&str>,
+        create: bool,
         now_ms: u64,
     ) -> Option<PurchaseAnswer> {
         let op = Op::Purchase {
             key: key.clone(),
-            cancel,
+            cancel: cancel.map(str::to_string),
+            create,
             now_ms: now_ms as i64,
         };
         Self::logged(

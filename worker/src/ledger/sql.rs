@@ -474,7 +474,8 @@ pub fn claim<S: Sql>(
 pub fn purchase<S: Sql>(
     sql: &S,
     key: &crate::protocol::EventKey,
-    cancel: bool,
+    cancel: Option<&str>,
+    create: bool,
     now_ms: i64,
     counts: &mut Vec<Count>,
 ) -> Result<PurchaseAnswer, S::Error> {
@@ -495,8 +496,10 @@ pub fn purchase<S: Sql>(
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
-    if cancel && state.cancellable() {
-        const CANCELLED: &str = "cancelled";
+    let cancel = cancel
+        .map(counted_reason)
+        .filter(|_| state.cancellable() && (create || state != PurchaseState::Unknown));
+    if let Some(reason) = cancel {
         if state == PurchaseState::Unknown {
             // The cancellation came first: the order's Purchase, if it comes, is a duplicate.
             counts.push(Count::order_seen());
@@ -506,18 +509,18 @@ pub fn purchase<S: Sql>(
                 keep_until_ms)
              VALUES (?, ?, ?, ?, 'ignored', ?, ?, 'cancellation', 'webhook', ?)
              ON CONFLICT (key) DO UPDATE SET outcome = 'ignored', reason = excluded.reason, lease = NULL,
-               lease_until_ms = 0, updated_ms = excluded.updated_ms",
+               lease_until_ms = 0, updated_ms = excluded.updated_ms, carried = NULL",
             vec![
                 text_key.as_str().into(),
                 key.event_name.as_str().into(),
                 key.event_id.as_str().into(),
                 now_ms.into(),
-                CANCELLED.into(),
+                reason.into(),
                 now_ms.into(),
                 (now_ms + claim_retention_ms(true)).into(),
             ],
         )?;
-        counts.push(Count::outcome(Outcome::Ignored, CANCELLED));
+        counts.push(Count::outcome(Outcome::Ignored, reason));
         let first_seen = sql
             .run(
                 "SELECT first_seen_ms FROM events WHERE key = ?",
@@ -530,7 +533,7 @@ pub fn purchase<S: Sql>(
             &[Count {
                 kind: CountKind::Order,
                 name: Outcome::Ignored.as_str().into(),
-                reason: CANCELLED.into(),
+                reason: reason.into(),
                 n: 1,
             }],
             first_seen / DAY_MS,

@@ -456,7 +456,15 @@ fn a_reservation_whose_message_never_came_is_taken_by_the_redelivery() {
 }
 
 fn cancel(s: &Mem, id: &str, now: i64) -> PurchaseAnswer {
-    purchase(s, &item(id, "x").key, true, now, &mut Vec::new()).expect("purchase")
+    purchase(
+        s,
+        &item(id, "x").key,
+        Some("cancelled"),
+        true,
+        now,
+        &mut Vec::new(),
+    )
+    .expect("purchase")
 }
 
 #[test]
@@ -518,4 +526,35 @@ fn a_cancellation_settles_a_waiting_or_retrying_purchase_but_waits_for_a_send() 
         }
     );
     assert_eq!(receipts(&s, "o4").expect("receipts")[0]["outcome"], "sent");
+}
+
+#[test]
+fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
+    let s = shard();
+    let failed = |id: &str, now| {
+        purchase(
+            s_ref(&s),
+            &item(id, "x").key,
+            Some("payment_failed"),
+            false,
+            now,
+            &mut Vec::new(),
+        )
+        .expect("purchase")
+    };
+    fn s_ref(s: &Mem) -> &Mem {
+        s
+    }
+    // Nothing claimed: nothing written, the paid retry of the same order is sent.
+    assert_eq!(failed("o5", T0), PurchaseAnswer::Unknown);
+    assert!(is_send(claim_one(&s, order("o5", "n5"), None, T0 + 1)));
+    // Claimed and waiting: held back.
+    assert!(matches!(
+        failed("o5", T0 + 2),
+        PurchaseAnswer::Pending { .. }
+    ));
+    assert_eq!(
+        claim_one(&s, order("o5", "n5"), Some("a1"), T0 + 3),
+        ClaimStatus::Settled
+    );
 }
