@@ -259,6 +259,9 @@ pub enum Op {
         cancel: Option<String>,
         /// With `cancel`: also when it was never claimed (then no later copy is sent).
         create: bool,
+        /// The claim as the previous layout holds it (`LEDGER_PREVIOUS_SHARDS`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        imported: Vec<Imported>,
         now_ms: i64,
     },
     /// Raises an incident (or adds `held` events to the open one): `{"opened": bool}`.

@@ -179,10 +179,24 @@ impl LedgerClient {
         create: bool,
         now_ms: u64,
     ) -> Option<PurchaseAnswer> {
+        // A Purchase claimed under the previous layout is looked at there too.
+        let probe = ClaimItem {
+            key: key.clone(),
+            nonce: String::new(),
+            source: None,
+            replay: false,
+            counts: Vec::new(),
+            carried: None,
+        };
+        let imported = match self.imported(&[probe]).await {
+            Ok(i) => i,
+            Err(e) => return Self::logged("purchase_previous_layout", Err(e)),
+        };
         let op = Op::Purchase {
             key: key.clone(),
             cancel: cancel.map(str::to_string),
             create,
+            imported,
             now_ms: now_ms as i64,
         };
         Self::logged(

@@ -104,11 +104,19 @@ impl Ledger {
                 key,
                 cancel,
                 create,
+                imported,
                 now_ms,
             } => {
                 let mut counts = Vec::new();
-                let answer =
-                    sql::purchase(&sql, &key, cancel.as_deref(), create, now_ms, &mut counts)?;
+                let answer = sql::purchase(
+                    &sql,
+                    &key,
+                    cancel.as_deref(),
+                    create,
+                    &imported,
+                    now_ms,
+                    &mut counts,
+                )?;
                 sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
                 serde_json::to_value(answer)?
             }

@@ -216,22 +216,9 @@ struct Held {
     lease_until_ms: i64,
 }
 
-/// Claims copies of events for one attempt (or reserves them when `attempt` is `None`):
-/// imports what an earlier layout holds, decides each copy in order against the holder as it
-/// stands after the copies before it, writes every taken claim in one statement and hands
-/// replayed letters over. Adds what it counts (ingest's counts of first takes, orders seen,
-/// duplicates) to `counts`.
-pub fn claim<S: Sql>(
-    sql: &S,
-    items: &[ClaimItem],
-    attempt: Option<&str>,
-    imported: &[Imported],
-    now_ms: i64,
-    counts: &mut Vec<Count>,
-) -> Result<Vec<ClaimStatus>, S::Error> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Copies the claims an earlier layout holds (`LEDGER_PREVIOUS_SHARDS`) into this shard, where
+/// this shard has none of its own.
+fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::Error> {
     for im in imported {
         let Some((name, id)) = im.key.split_once('\n') else {
             continue;
@@ -257,6 +244,26 @@ pub fn claim<S: Sql>(
             ],
         )?;
     }
+    Ok(())
+}
+
+/// Claims copies of events for one attempt (or reserves them when `attempt` is `None`):
+/// imports what an earlier layout holds, decides each copy in order against the holder as it
+/// stands after the copies before it, writes every taken claim in one statement and hands
+/// replayed letters over. Adds what it counts (ingest's counts of first takes, orders seen,
+/// duplicates) to `counts`.
+pub fn claim<S: Sql>(
+    sql: &S,
+    items: &[ClaimItem],
+    attempt: Option<&str>,
+    imported: &[Imported],
+    now_ms: i64,
+    counts: &mut Vec<Count>,
+) -> Result<Vec<ClaimStatus>, S::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    import(sql, imported, now_ms)?;
     let keys: Vec<String> = items.iter().map(|i| i.key.text()).collect();
     // A reservation holds without a lease until it is taken or abandoned (claim rule 7).
     let lease_until_ms = if attempt.is_some() {
@@ -471,14 +478,17 @@ pub fn claim<S: Sql>(
 
 /// The state of an order's Purchase (`key`); with `cancel`, settles it `ignored / cancelled`
 /// when it may be (claim rule 8), counting the order's outcome for reconciliation.
+#[allow(clippy::too_many_arguments)]
 pub fn purchase<S: Sql>(
     sql: &S,
     key: &crate::protocol::EventKey,
     cancel: Option<&str>,
     create: bool,
+    imported: &[Imported],
     now_ms: i64,
     counts: &mut Vec<Count>,
 ) -> Result<PurchaseAnswer, S::Error> {
+    import(sql, imported, now_ms)?;
     let text_key = key.text();
     let rows = sql.run(
         "SELECT nonce, outcome, lease, lease_until_ms, carried FROM events WHERE key = ?",

@@ -461,6 +461,7 @@ fn cancel(s: &Mem, id: &str, now: i64) -> PurchaseAnswer {
         &item(id, "x").key,
         Some("cancelled"),
         true,
+        &[],
         now,
         &mut Vec::new(),
     )
@@ -537,6 +538,7 @@ fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
             &item(id, "x").key,
             Some("payment_failed"),
             false,
+            &[],
             now,
             &mut Vec::new(),
         )
@@ -556,5 +558,28 @@ fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
     assert_eq!(
         claim_one(&s, order("o5", "n5"), Some("a1"), T0 + 3),
         ClaimStatus::Settled
+    );
+}
+
+#[test]
+fn a_purchase_delivered_under_the_previous_layout_is_not_cancelled_in_the_new_one() {
+    let old = shard();
+    assert!(is_send(claim_one(&old, order("o6", "n6"), Some("a1"), T0)));
+    settle(&old, "o6", "n6", Outcome::Sent, T0 + 1);
+    let imported = exported(&old, &[item("o6", "x").key.text()]).expect("exported");
+    let new = shard();
+    let answer = purchase(
+        &new,
+        &item("o6", "x").key,
+        Some("cancelled"),
+        true,
+        &imported,
+        T0 + 2,
+        &mut Vec::new(),
+    )
+    .expect("purchase");
+    assert!(
+        matches!(answer, PurchaseAnswer::Delivered { .. }),
+        "{answer:?}"
     );
 }
