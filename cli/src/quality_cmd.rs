@@ -71,14 +71,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Err("--url must start with https:// (or http:// for the sandbox)".into());
     }
     let version = flag(args, "--api-version").unwrap_or(DEFAULT_API_VERSION);
-    let version_ok = version
-        .strip_prefix('v')
-        .and_then(|v| v.split_once('.'))
-        .is_some_and(|(major, minor)| {
-            [major, minor]
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        });
+    let version_ok = capi_core::event::is_api_version(version);
     if !version_ok {
         return Err(format!(
             "--api-version must look like {DEFAULT_API_VERSION}"

@@ -177,6 +177,17 @@ impl UserData {
 /// (facebook-nodejs-business-sdk 26.0.0; the Python and PHP SDKs are on v25.0).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
 
+/// Whether `v` is a Graph API version as Meta writes it in a path: `v<major>.<minor>`.
+pub fn is_api_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
 /// A test code of the shape Events Manager issues (`TEST12345`, D-USE `TEST123`): 4–20
 /// uppercase ASCII letters and digits. Anything else is dropped rather than sent: each
 /// distinct code costs a Conversions API request of its own.
@@ -247,6 +258,16 @@ pub fn events_url(graph_url: &str, api_version: &str, pixel_id: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_versions_are_v_major_dot_minor() {
+        for ok in ["v26.0", "v9.12"] {
+            assert!(is_api_version(ok), "{ok}");
+        }
+        for bad in ["26.0", "v26", "v26.", "v.0", "vX.0", "v26.0/x", ""] {
+            assert!(!is_api_version(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn appsecret_proof_is_hmac_sha256_of_the_token() {

@@ -118,14 +118,7 @@ impl Options {
             .get("--api-version")
             .unwrap_or(&DEFAULT_API_VERSION)
             .to_string();
-        let version_ok = api_version
-            .strip_prefix('v')
-            .and_then(|v| v.split_once('.'))
-            .is_some_and(|(major, minor)| {
-                [major, minor]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            });
+        let version_ok = capi_core::event::is_api_version(&api_version);
         if !version_ok {
             return Err(format!(
                 "--api-version must look like {DEFAULT_API_VERSION}"
