@@ -8,7 +8,7 @@
 //!   fired twice, the direct fallback's copy of a batch the queue did store) has another one;
 //! - its **state**: `queued` or `retrying` (open), or a final outcome (`sent`, `rejected`,
 //!   `expired`, `ignored`, `dead_lettered`);
-//! - a **lease**: the attempt (one consumer invocation, one direct delivery) that may send it
+//! - a **lease**: the attempt (one round of a consumer invocation, one direct delivery) that may send it
 //!   now, until `lease_until_ms`.
 //!
 //! Rules:
@@ -37,7 +37,7 @@
 
 use crate::delivery::Outcome;
 
-/// How long an attempt holds an event: long enough for a consumer invocation's sends and
+/// How long an attempt holds an event: long enough for a consumer round's sends and
 /// receipts, short enough that an event whose attempt vanished is retried within minutes.
 pub const LEASE_MS: i64 = 60_000;
 
