@@ -673,6 +673,13 @@ mod tests {
         assert!(http_url("javascript:alert(1)").is_none());
         assert!(http_url("/thanks").is_none());
         assert!(http_url(&format!("https://s.test/{}", "a".repeat(2048))).is_none());
+        // Hosts are read as browsers and platforms send them, in ASCII (punycode): the Worker
+        // carries no Unicode IDNA tables (idna_adapter 1.0, see core/Cargo.toml).
+        assert_eq!(
+            shop_origin_url("https://xn--mnchen-3ya.example/danke").as_deref(),
+            Some("https://xn--mnchen-3ya.example/")
+        );
+        assert!(http_url("https://münchen.example/danke").is_none());
     }
 
     #[test]
