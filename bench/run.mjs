@@ -3,9 +3,11 @@
 //
 // Env: BENCH_RUNS (default 1; 3 for medians of 3), BENCH_SECONDS (per wrk run, default 15),
 //      BENCH_CONCURRENCY (default "8,64"), BENCH_HASH_ROWS (default 100000).
-// Writes build/bench/results.json (every run) and prints the table.
+// Writes build/bench/results.json (every run) and prints the table, with the Worker's cost model
+// inputs per event (its own counts, GET /t/health) and the marginal cost per million events.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { ADMIN_TOKEN } from '../tests/integration/harness.mjs';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const OUT = `${ROOT}build/bench`;
@@ -119,12 +121,50 @@ const sandboxEvents = async (runId) => {
 };
 const sandboxReset = () => fetch(`${SANDBOX}/_sandbox/reset`, { method: 'POST', body: '{}' });
 
+// ---------------------------------------------------------------- the cost model's inputs
+// The Worker counts, per isolate, what Cloudflare bills (worker/src/stats.rs; GET /t/health with
+// the operator's token, as `isolate`); workerd runs one isolate, so its counts are the run's.
+const readIsolate = async (url) =>
+  (await (await fetch(`${url}/t/health`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).isolate;
+const countsDiff = (a, b) => Object.fromEntries(Object.keys(b).filter((k) => k !== 'since_ms').map((k) => [k, b[k] - a[k]]));
+/** Reads the counts twice before a run: the second read minus the first is what one reading
+ * costs (its request, its incidents' ledger call), taken off the run's difference at the end. */
+async function isolateStart(url) {
+  const first = await readIsolate(url);
+  const start = await readIsolate(url);
+  return first && start ? { start, reading: countsDiff(first, start) } : null; // a build without them
+}
+/** What the run made per accepted event (null if the wasm instance restarted: counts reset).
+ * r Worker requests (beacons + consumer invocations), q queue operations (write, read and
+ * delete per started 64 KB of each message written, + a read per retry), d Durable Object
+ * requests (ledger calls), m Graph requests; b events per queue message, E per consumer call. */
+async function isolateCosts(url, { start, reading }, accepted) {
+  const end = await readIsolate(url);
+  if (!end || end.since_ms !== start.since_ms) return null;
+  const n = countsDiff(start, end);
+  for (const k of Object.keys(n)) n[k] -= reading[k];
+  const per = (x) => x / Math.max(1, accepted);
+  return {
+    counts: n,
+    r: per(n.beacons + n.consumer_invocations),
+    q: per(3 * n.queue_write_ops + n.queue_retries),
+    d: per(n.ledger_calls),
+    m: per(n.meta_requests),
+    b: accepted / Math.max(1, n.queue_messages_written),
+    E: accepted / Math.max(1, n.consumer_invocations),
+  };
+}
+/** Marginal $ per million events beyond the inclusions (BENCHMARKS.md), without DO duration
+ * and SQLite rows (not measured): 0.30·r + 0.02·c + 0.15·d + 0.40·q. */
+const marginalCost = ({ r, d, q }, c) => 0.3 * r + 0.02 * c + 0.15 * d + 0.4 * q;
+
 // ---------------------------------------------------------------- one load run
 let runSeq = 0;
 async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   await sandboxReset();
   await waitIdle(ALL_GROUPS);
   const runId = `${process.pid}x${++runSeq}`;
+  const isolate0 = system === 'worker' ? await isolateStart(url) : null;
   const cpu0 = groupCpu(pgid).seconds;
   const foreign = foreignLoad();
   const t0 = Date.now();
@@ -160,6 +200,15 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     drain_s: (Date.now() - t0) / 1000 - seconds,
     other_cores_busy: foreign(),
   };
+  const cost = isolate0 && (await isolateCosts(url, isolate0, accepted));
+  if (cost) {
+    Object.assign(r, { r: cost.r, q: cost.q, d: cost.d, m: cost.m, b: cost.b, E: cost.E, isolate_counts: cost.counts });
+    r.cost_per_million = marginalCost(cost, r.cpu_ms_per_beacon);
+    log(`${system} c=${c}: per event r ${cost.r.toFixed(4)} q ${cost.q.toFixed(4)} d ${cost.d.toFixed(4)} m ${cost.m.toFixed(4)} ` +
+      `(b ${cost.b.toFixed(1)} events/message, E ${cost.E.toFixed(1)} events/consumer call): Δ $${r.cost_per_million.toFixed(3)} per million`);
+  } else if (system === 'worker') {
+    log(`${system} c=${c}: no cost counts (a build without them, or its wasm instance restarted during the run)`);
+  }
   log(`${system} c=${c}: ${r.beacons_per_s.toFixed(0)}/s p50 ${r.p50_ms.toFixed(1)} p99 ${r.p99_ms.toFixed(1)} ms, ` +
     `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} received ${s.distinct} (+${r.duplicates} dup), non-2xx ${w.non2xx}, ` +
     `other processes: ${r.other_cores_busy.toFixed(2)} cores`);
@@ -293,6 +342,13 @@ const rowsOut = [
   ['duplicates at stand-in', (s, c) => f(sum(s, c, 'duplicates'))],
   ['non-2xx / socket errors', (s, c) => `${f(sum(s, c, 'non2xx'))} / ${f(sum(s, c, 'socket_errors'))}`],
   ['other processes (cores busy)', (s, c) => f(med(s, c, 'other_cores_busy'), 2)],
+  ['r: Worker requests / event', (s, c) => f(med(s, c, 'r'), 4)],
+  ['q: queue operations / event', (s, c) => f(med(s, c, 'q'), 4)],
+  ['d: DO requests / event', (s, c) => f(med(s, c, 'd'), 4)],
+  ['m: Graph requests / event', (s, c) => f(med(s, c, 'm'), 4)],
+  ['b: events / queue message', (s, c) => f(med(s, c, 'b'), 1)],
+  ['E: events / consumer call', (s, c) => f(med(s, c, 'E'), 1)],
+  ['Δ $ / million events', (s, c) => f(med(s, c, 'cost_per_million'), 3)],
 ];
 const LABEL = { worker: 'Worker', relay: 'relay 1/POST', batched: 'relay batched' };
 const header = ['', ...cols.map(([s, c]) => `${LABEL[s]} c=${c}`)];
@@ -344,6 +400,9 @@ lines.push('');
 lines.push(md(table[0]));
 lines.push(`|${widths.map((w, i) => (i ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`);
 for (const r of table.slice(1)) lines.push(md(r));
+lines.push('Worker rows r, q, d, m: counted by the Worker in the run (GET /t/health, `isolate`) per accepted event; ' +
+  'Δ = 0.30·r + 0.02·c + 0.15·d + 0.40·q, $ per million events beyond the inclusions, c the CPU row; ' +
+  'Durable Object duration and SQLite rows are not measured (BENCHMARKS.md, cost per million events)');
 lines.push('');
 lines.push(`capi-edge hash vs facebook-nodejs-business-sdk ServerSideUtils.normalizeAndHash, ${f(HASH_ROWS)} messy rows (em ph fn ln ct st zp country):`);
 lines.push(`  capi-edge hash      ${f(hmed('cli_rows_per_s')).padStart(12)} rows/s  (target/native, stdin → stdout, process start included, every core)`);

@@ -53,7 +53,9 @@ const keepLogs = (stream, out) => stream.on('data', (chunk) => { appendFileSync(
 export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000, direct = false, batchSize = 100 } = {}) {
   const mf = new Miniflare({
     modules: true,
-    scriptPath: `${ROOT}build/worker/index.js`,
+    // CAPI_WORKER_BUILD: another build of the Worker (a directory like build/worker), to compare
+    // two builds under the same load.
+    scriptPath: `${process.env.CAPI_WORKER_BUILD ?? `${ROOT}build/worker`}/index.js`,
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
     compatibilityDate: '2026-04-01',
     handleRuntimeStdio: (stdout, stderr) => { keepLogs(stdout, process.stdout); keepLogs(stderr, process.stderr); },

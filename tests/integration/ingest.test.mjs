@@ -125,3 +125,22 @@ test('health says what is configured without revealing it', async () => {
   assert.equal(body.shim_built, true);
   assert.ok(!JSON.stringify(body).includes(TOKEN));
 });
+
+test("the operator's health shows this isolate's counts, and they move with the events", async () => {
+  const isolate = async () => (await (await worker.fetch('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).isolate;
+  const before = await isolate();
+  assert.ok(before.since_ms > 0 && before.since_ms <= Date.now(), 'since_ms: when the isolate started counting');
+  const ids = [1, 2, 3].map(() => base().event_id);
+  for (const event_id of ids) assert.equal((await beacon({ ...base(), event_id })).status, 204);
+  await eventually(async () => {
+    const server = (await sandbox.events()).server;
+    return ids.every((id) => server.some((e) => e.event_id === id));
+  }, 10_000, 'the three events at the sandbox');
+  const after = await isolate();
+  const moved = (k) => after[k] - before[k];
+  assert.ok(moved('beacons') >= 3, `beacons: ${moved('beacons')}`);
+  for (const k of ['consumer_invocations', 'queue_messages_written', 'queue_write_ops', 'queue_messages_read', 'ledger_calls', 'meta_requests']) {
+    assert.ok(moved(k) >= 1, `${k}: ${moved(k)}`);
+  }
+  assert.equal(after.since_ms, before.since_ms);
+});

@@ -50,6 +50,7 @@ test('/t/health with a tenant\'s admin token shows that tenant only; the operato
   assert.equal(own.ok, false);
   assert.equal(own.tenant, 'brand-b');
   assert.deepEqual(own.tenants.map((t) => t.id), ['brand-b'], 'no other tenant');
+  assert.equal(own.isolate, undefined, "the isolate's counts (every tenant's traffic) are the operator's");
   assert.deepEqual(own.tenants[0].errors, ['pixel 321: secret B_TOKEN_NOT_SET is not set'], 'errors by secret name');
   assert.ok(!JSON.stringify(own).includes('tok-'), 'never a secret\'s value');
 

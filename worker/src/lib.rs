@@ -16,6 +16,7 @@ mod ledger;
 mod log;
 mod protocol;
 mod shim_assets;
+mod stats;
 
 use config::Config;
 use error::ApiError;
@@ -34,6 +35,7 @@ fn route<'a>(cfg: &Config, path: &'a str) -> Option<&'a str> {
 /// (`worker/entry.mjs`) serves it with [`beacon_gate`] and [`beacon_accept`].
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    stats::enter(stats::Stat::OtherRequests);
     let cfg = Config::from_env(&env);
     let path = req.path();
     let Some(route) = route(&cfg, &path) else {
@@ -106,6 +108,7 @@ pub fn beacon_gate(
     if route(&cfg, url.path()) != Some("/e") {
         return Ok(JsValue::UNDEFINED);
     }
+    stats::enter(stats::Stat::Beacons);
     // `get` throws only for an invalid header name; these are constants.
     let header = |name: &str| headers.get(name).ok().flatten();
     let head = ingest::Head {
@@ -180,6 +183,7 @@ pub fn max_beacon_bytes() -> usize {
 /// The queue consumer: delivers what ingest enqueued (see `delivery`).
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
+    stats::enter(stats::Stat::ConsumerInvocations);
     if batch.queue().ends_with("dead-letters") {
         return delivery::park_dead_letters(batch, env).await;
     }
@@ -212,6 +216,9 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
     let ok = own.is_some_and(|t| t.usable().is_ok());
     let body = if operator || tenant_admin {
         let mut body = health_details(cfg, own, operator);
+        if operator {
+            body["isolate"] = stats::json();
+        }
         if let Some(t) = own {
             body["incidents"] = open_incidents(cfg, env, t).await.into();
         }

@@ -26,6 +26,7 @@ type PixelKey = (String, String);
 pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
     let messages = batch.messages()?;
+    crate::stats::add(crate::stats::Stat::QueueMessagesRead, messages.len());
     let mut by_pixel: BTreeMap<PixelKey, Vec<(usize, QueuedEvent)>> = BTreeMap::new();
     let mut readable = vec![false; messages.len()];
     let mut parsed = 0;
@@ -42,6 +43,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: &Context) -> w
             if super::dead_letters::to_queue_raw(&env, m.body().clone()).await {
                 m.ack();
             } else {
+                crate::stats::add(crate::stats::Stat::QueueRetries, 1);
                 m.retry();
             }
             continue;
@@ -100,10 +102,13 @@ async fn finish(env: &Env, m: &Message<String>, nexts: Vec<Next>) {
     }
     match again {
         None => m.ack(),
-        Some(delay) => m.retry_with_options(
-            &QueueRetryOptionsBuilder::new()
-                .with_delay_seconds(delay.max(1))
-                .build(),
-        ),
+        Some(delay) => {
+            crate::stats::add(crate::stats::Stat::QueueRetries, 1);
+            m.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(delay.max(1))
+                    .build(),
+            )
+        }
     }
 }

@@ -35,10 +35,15 @@ pub async fn to_queue_raw(env: &Env, body: String) -> bool {
         return false;
     };
     // Bounded like every other send: a hanging queue counts as a refusal.
-    matches!(
+    let bytes = body.len();
+    let sent = matches!(
         crate::deadline::within(super::QUEUE_SEND_TIMEOUT, dlq.send(body)).await,
         Some(Ok(()))
-    )
+    );
+    if sent {
+        crate::stats::queue_written(bytes);
+    }
+    sent
 }
 
 /// Puts events on the dead-letter queue, one message each; false if any was refused.
@@ -59,7 +64,9 @@ pub async fn to_queue(env: &Env, events: &[(&QueuedEvent, &str)]) -> bool {
 pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let cfg = Config::from_env(&env);
     let now_ms = Date::now().as_millis();
-    for m in batch.messages()? {
+    let messages = batch.messages()?;
+    crate::stats::add(crate::stats::Stat::QueueMessagesRead, messages.len());
+    for m in messages {
         let parsed = match serde_json::from_str::<DeadLetterIn>(m.body()) {
             Ok(d) => Some(vec![(d.queued, d.reason)]),
             Err(_) => message_events(m.body()).map(|events| {
@@ -96,6 +103,7 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
         if parked {
             m.ack();
         } else {
+            crate::stats::add(crate::stats::Stat::QueueRetries, 1);
             m.retry_with_options(
                 &QueueRetryOptionsBuilder::new()
                     .with_delay_seconds(PARK_RETRY_SECS)

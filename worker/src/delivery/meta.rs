@@ -10,6 +10,7 @@ const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 /// One POST; network errors and timeouts are transient. The token is in the body, never in
 /// the URL.
 pub async fn post(url: &str, body: String) -> MetaAnswer {
+    crate::stats::add(crate::stats::Stat::MetaRequests, 1);
     let transient = MetaAnswer::Transient {
         code: None,
         fbtrace_id: None,

@@ -169,14 +169,19 @@ pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
         return false;
     };
     // Text: the body is already JSON; workerd need not serialise it again.
-    let mut msg = MessageBuilder::new(queued.to_json()).content_type(QueueContentType::Text);
+    let body = queued.to_json();
+    let bytes = body.len();
+    let mut msg = MessageBuilder::new(body).content_type(QueueContentType::Text);
     if delay_secs > 0 {
         msg = msg.delay_seconds(delay_secs);
     }
     // Bounded: a send that hangs counts as refused (if it stored the message after all, the
     // copies share one claim).
     match crate::deadline::within(QUEUE_SEND_TIMEOUT, q.send(msg.build())).await {
-        Some(Ok(())) => true,
+        Some(Ok(())) => {
+            crate::stats::queue_written(bytes);
+            true
+        }
         Some(Err(e)) => {
             log::error("queue_send_failed", &[("error", log::kind_of(&e).into())]);
             false

@@ -64,6 +64,7 @@ impl LedgerClient {
     /// One op to one object, its answer as text. Not generic: the call's future (request,
     /// deadline, body) is compiled once, whatever the answer's type.
     async fn call_text(&self, object: &str, op: &Op) -> Result<String> {
+        crate::stats::add(crate::stats::Stat::LedgerCalls, 1);
         let stub = self.ns.id_from_name(object)?.get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();
