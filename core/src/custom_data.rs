@@ -422,6 +422,35 @@ const NOT_A_PHONE: &[&str] = &[
     "version",
 ];
 
+/// Meta's standard `custom_data` keys as a page sends them, with whether a phone's shape never
+/// counts under them ([`phone_shape_never`]). None of them names contact data: read as a key
+/// at the top, each gives no kind, no person, no address scope (a test derives all of it, and
+/// the phone flag, from the rules below), so a scalar or an array of scalars under one needs
+/// only the shape check of its texts. Beacons carry these keys on every event; the words of
+/// the rest are read as before.
+const STANDARD_KEYS: &[(&str, bool)] = &[
+    ("value", true),
+    ("currency", true),
+    ("content_ids", true),
+    ("content_type", false),
+    ("content_name", false),
+    ("content_category", false),
+    ("num_items", true),
+    ("order_id", true),
+    ("search_string", false),
+    ("status", false),
+    ("predicted_ltv", true),
+    ("delivery_category", false),
+];
+
+/// [`STANDARD_KEYS`]' phone flag for `key` (exact spelling), or `None` for any other key.
+fn standard_key(key: &str) -> Option<bool> {
+    STANDARD_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, no_phone)| *no_phone)
+}
+
 /// Cleans the page's `custom_data`: scrubs contact data and credentials at any depth (see the
 /// module docs), makes `value` a finite number ≥ 0, `currency` an uppercase ISO 4217-shaped
 /// code, `content_ids` strings.
@@ -493,6 +522,20 @@ impl Scrub<'_> {
         inherited: Option<Kind>,
         hint: Option<&str>,
     ) -> Option<Value> {
+        if scope == Scope::Top && inherited.is_none() {
+            if let Some(no_phone) = standard_key(key) {
+                let flat = match &value {
+                    Value::Object(_) => false,
+                    Value::Array(items) => items
+                        .iter()
+                        .all(|i| !matches!(i, Value::Object(_) | Value::Array(_))),
+                    _ => true,
+                };
+                if flat {
+                    return self.standard(value, no_phone, hint);
+                }
+            }
+        }
         if let Some(kind) = shape_kind(key, false) {
             self.remove(kind, None, hint);
             return None;
@@ -525,6 +568,29 @@ impl Scrub<'_> {
                 let kind = own.or(passed_down).or_else(|| address_part(scope, &words));
                 self.leaf(scalar, kind, &words, hint)
             }
+        }
+    }
+
+    /// A scalar or an array of scalars under one of [`STANDARD_KEYS`] at the top: what
+    /// [`Self::entry`] does with it, the key's reading known beforehand.
+    fn standard(&mut self, value: Value, no_phone: bool, hint: Option<&str>) -> Option<Value> {
+        let mut text = |v: Value, scrub: &mut Self| match &v {
+            Value::String(s) => match shape_kind(s, no_phone) {
+                Some(kind) => {
+                    scrub.remove(kind, None, hint);
+                    None
+                }
+                None => Some(v),
+            },
+            _ => Some(v),
+        };
+        match value {
+            Value::Array(items) if items.is_empty() => Some(Value::Array(items)),
+            Value::Array(items) => {
+                let out: Vec<Value> = items.into_iter().filter_map(|v| text(v, self)).collect();
+                (!out.is_empty()).then_some(Value::Array(out))
+            }
+            scalar => text(scalar, self),
         }
     }
 
@@ -643,6 +709,7 @@ impl Scrub<'_> {
 /// read its phone, state and zip by.
 fn own_country(map: &Map<String, Value>, scope: Scope) -> Option<String> {
     map.iter()
+        .filter(|(k, _)| scope != Scope::Top || standard_key(k).is_none())
         .find(|(k, _)| key_kind(&key_words(k), scope) == Some(Kind::Country))
         .and_then(|(_, v)| v.as_str())
         .map(str::to_string)
@@ -1105,12 +1172,23 @@ XPFYERZARZMWZWGZWL";
 /// Meta: `currency` is a valid ISO 4217 code; sent uppercase.
 pub fn currency(value: &Value) -> Option<String> {
     let c = value.as_str()?.trim().to_ascii_uppercase();
-    (c.len() == 3
-        && ISO_4217
-            .as_bytes()
-            .chunks(3)
-            .any(|code| code == c.as_bytes()))
-    .then_some(c)
+    (c.len() == 3 && is_iso_4217(c.as_bytes())).then_some(c)
+}
+
+/// Whether `code` (three uppercase letters) is in [`ISO_4217`], by binary search: the codes are
+/// sorted (a test checks it), and every beacon with a value has a currency.
+fn is_iso_4217(code: &[u8]) -> bool {
+    let table = ISO_4217.as_bytes();
+    let (mut lo, mut hi) = (0, table.len() / 3);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match table[mid * 3..mid * 3 + 3].cmp(code) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 /// `content_ids`: a list of SKUs as strings (numbers are converted; anything else refused).
@@ -1139,6 +1217,61 @@ mod tests {
         assert_eq!(currency(&json!("usd")).as_deref(), Some("USD"));
         assert_eq!(currency(&json!("XYZ")), None);
         assert_eq!(currency(&json!("JPY")).as_deref(), Some("JPY"));
+    }
+
+    #[test]
+    fn currency_codes_are_sorted_and_each_is_found() {
+        let codes: Vec<&[u8]> = ISO_4217.as_bytes().chunks(3).collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+        assert!(codes.iter().all(|c| c.len() == 3 && is_iso_4217(c)));
+        for absent in [b"AAA", b"EUX", b"ZZZ", b"eur"] {
+            assert!(!is_iso_4217(absent));
+        }
+    }
+
+    #[test]
+    fn standard_keys_read_as_the_rules_read_them() {
+        for (key, no_phone) in STANDARD_KEYS {
+            let words = key_words(key);
+            assert_eq!(shape_kind(key, false), None, "{key}");
+            assert_eq!(key_kind(&words, Scope::Top), None, "{key}");
+            assert_eq!(inherited_kind(&words, None), None, "{key}");
+            assert!(!is_person(&words), "{key}");
+            let below = child_scope(&words, Scope::Top, None);
+            assert_eq!(address_part(below, &words), None, "{key}");
+            assert_eq!(phone_shape_never(&words), *no_phone, "{key}");
+        }
+        // The shortcut gives what the long way gives, values found by shape included.
+        for (key, _) in STANDARD_KEYS {
+            for value in [
+                json!("jane@example.com"),
+                json!("+1 650 555 1212"),
+                json!("Ceramic mug"),
+                json!(12.5),
+                json!(null),
+                json!([]),
+                json!(["a@b.co", "sku-1", 6505551212_i64, "650-555-1212"]),
+            ] {
+                let run = |fast: bool| {
+                    let (mut user, mut dropped) = (UserData::default(), Vec::new());
+                    let mut scrub = Scrub {
+                        customer_data: CustomerData::Hashed,
+                        user_data: &mut user,
+                        country: None,
+                        dropped: &mut dropped,
+                    };
+                    let out = if fast {
+                        scrub.entry(key, value.clone(), Scope::Top, None, None)
+                    } else {
+                        // The long way: the same key read by its words (nothing in `entry`
+                        // past the shortcut depends on the spelling, only on the words).
+                        scrub.entry(&key.to_uppercase(), value.clone(), Scope::Top, None, None)
+                    };
+                    (out, dropped.len())
+                };
+                assert_eq!(run(true), run(false), "{key}: {value}");
+            }
+        }
     }
 
     #[test]
