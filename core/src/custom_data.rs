@@ -574,7 +574,7 @@ impl Scrub<'_> {
     /// A scalar or an array of scalars under one of [`STANDARD_KEYS`] at the top: what
     /// [`Self::entry`] does with it, the key's reading known beforehand.
     fn standard(&mut self, value: Value, no_phone: bool, hint: Option<&str>) -> Option<Value> {
-        let mut text = |v: Value, scrub: &mut Self| match &v {
+        let text = |v: Value, scrub: &mut Self| match &v {
             Value::String(s) => match shape_kind(s, no_phone) {
                 Some(kind) => {
                     scrub.remove(kind, None, hint);
