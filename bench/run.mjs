@@ -134,24 +134,27 @@ async function isolateStart(url) {
   const start = await readIsolate(url);
   return first && start ? { start, reading: countsDiff(first, start) } : null; // a build without them
 }
-/** What the run made per accepted event (null if the wasm instance restarted: counts reset).
- * r Worker requests (beacons + consumer invocations), q queue operations (write, read and
- * delete per started 64 KB of each message written, + a read per retry), d Durable Object
- * requests (ledger calls), m Graph requests; b events per queue message, E per consumer call. */
-async function isolateCosts(url, { start, reading }, accepted) {
+/** What the run made per event (null if the wasm instance restarted: counts reset). Events are
+ * the beacons the Worker counted, which include those still in flight when wrk stopped counting.
+ * r Worker requests (beacons + consumer invocations), q queue operations (a write and a delete
+ * per started 64 KB of each message written, a read per delivery: redeliveries and retries are
+ * read again), d Durable Object requests (ledger calls), m Graph requests; b events per queue
+ * message, E per consumer call. */
+async function isolateCosts(url, { start, reading }) {
   const end = await readIsolate(url);
   if (!end || end.since_ms !== start.since_ms) return null;
   const n = countsDiff(start, end);
   for (const k of Object.keys(n)) n[k] -= reading[k];
-  const per = (x) => x / Math.max(1, accepted);
+  const events = Math.max(1, n.beacons);
+  const opsPerMessage = n.queue_write_ops / Math.max(1, n.queue_messages_written);
   return {
     counts: n,
-    r: per(n.beacons + n.consumer_invocations),
-    q: per(3 * n.queue_write_ops + n.queue_retries),
-    d: per(n.ledger_calls),
-    m: per(n.meta_requests),
-    b: accepted / Math.max(1, n.queue_messages_written),
-    E: accepted / Math.max(1, n.consumer_invocations),
+    r: (n.beacons + n.consumer_invocations) / events,
+    q: (2 * n.queue_write_ops + n.queue_messages_read * opsPerMessage) / events,
+    d: n.ledger_calls / events,
+    m: n.meta_requests / events,
+    b: events / Math.max(1, n.queue_messages_written),
+    E: events / Math.max(1, n.consumer_invocations),
   };
 }
 /** Marginal $ per million events beyond the inclusions (BENCHMARKS.md), without DO duration
@@ -200,7 +203,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     drain_s: (Date.now() - t0) / 1000 - seconds,
     other_cores_busy: foreign(),
   };
-  const cost = isolate0 && (await isolateCosts(url, isolate0, accepted));
+  const cost = isolate0 && (await isolateCosts(url, isolate0));
   if (cost) {
     Object.assign(r, { r: cost.r, q: cost.q, d: cost.d, m: cost.m, b: cost.b, E: cost.E, isolate_counts: cost.counts });
     r.cost_per_million = marginalCost(cost, r.cpu_ms_per_beacon);
@@ -400,7 +403,7 @@ lines.push('');
 lines.push(md(table[0]));
 lines.push(`|${widths.map((w, i) => (i ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`);
 for (const r of table.slice(1)) lines.push(md(r));
-lines.push('Worker rows r, q, d, m: counted by the Worker in the run (GET /t/health, `isolate`) per accepted event; ' +
+lines.push('Worker rows r, q, d, m: counted by the Worker in the run (GET /t/health, `isolate`) per beacon it took; ' +
   'Δ = 0.30·r + 0.02·c + 0.15·d + 0.40·q, $ per million events beyond the inclusions, c the CPU row; ' +
   'Durable Object duration and SQLite rows are not measured (BENCHMARKS.md, cost per million events)');
 lines.push('');

@@ -67,7 +67,8 @@ test('/t/health with a tenant\'s admin token shows that tenant only; the operato
 test('a tenant listed with no hosts serves none; the others serve their own', async () => {
   // Listed first on purpose: a tenant without hosts is an error, never a wildcard.
   const noHosts = { id: 'no-hosts', hosts: [], pixels: [{ id: '301', access_token: 'N_TOKEN' }] };
-  const w = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: JSON.stringify([noHosts, ...TENANTS]), ...SECRETS, N_TOKEN: 'tok-n', PIXEL_ID: '', META_ACCESS_TOKEN: '' });
+  const unicodeHost = { id: 'unicode-host', hosts: ['münchen.example'], pixels: [{ id: '302', access_token: 'N_TOKEN' }] };
+  const w = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: JSON.stringify([noHosts, unicodeHost, ...TENANTS]), ...SECRETS, N_TOKEN: 'tok-n', PIXEL_ID: '', META_ACCESS_TOKEN: '' });
   try {
     const a = event();
     const res = await beaconTo(w, 'www.brand-a.test', a);
@@ -79,6 +80,7 @@ test('a tenant listed with no hosts serves none; the others serve their own', as
     assert.equal((await stranger.json()).error.code, 'unknown_tenant');
     const all = await (await w.mf.dispatchFetch(`http://${AGENCY}/t/health`, bearer(ADMIN_TOKEN))).json();
     assert.deepEqual(all.tenants.find((t) => t.id === 'no-hosts').errors, ['hosts must list at least one host']);
+    assert.deepEqual(all.tenants.find((t) => t.id === 'unicode-host').errors, ['hosts must be ASCII: write a Unicode host in punycode (xn--…)']);
   } finally { await w.stop(); }
 
   const single = await startWorker({ META_GRAPH_URL: sandbox.url });

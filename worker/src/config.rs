@@ -422,7 +422,11 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
             errors.push("hosts must list at least one host".to_string());
         }
         for h in &t.hosts {
-            if !seen_hosts.insert(h.to_ascii_lowercase()) {
+            if !h.is_ascii() {
+                // Requests name their host in ASCII, and the Worker reads no Unicode hosts
+                // (core/Cargo.toml: no IDNA tables): such a host would never match.
+                errors.push("hosts must be ASCII: write a Unicode host in punycode (xn--…)".into());
+            } else if !seen_hosts.insert(h.to_ascii_lowercase()) {
                 errors.push("a host is listed by another tenant".to_string());
             }
         }

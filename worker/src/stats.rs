@@ -15,7 +15,8 @@ pub enum Stat {
     OtherRequests,
     /// Queue handler calls (events and dead letters): billed Worker requests.
     ConsumerInvocations,
-    /// Messages the queues took (the entry module's `sendBatch`, Rust's sends).
+    /// Messages of the sends a queue acknowledged (the entry module's `sendBatch`, Rust's
+    /// sends); a send that stored its messages and still failed is not counted, its retry is.
     QueueMessagesWritten,
     /// Their write operations: one per started 64 KB of each message.
     QueueWriteOps,

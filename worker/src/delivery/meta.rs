@@ -10,7 +10,6 @@ const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 /// One POST; network errors and timeouts are transient. The token is in the body, never in
 /// the URL.
 pub async fn post(url: &str, body: String) -> MetaAnswer {
-    crate::stats::add(crate::stats::Stat::MetaRequests, 1);
     let transient = MetaAnswer::Transient {
         code: None,
         fbtrace_id: None,
@@ -29,6 +28,7 @@ pub async fn post(url: &str, body: String) -> MetaAnswer {
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
+    crate::stats::add(crate::stats::Stat::MetaRequests, 1);
     match crate::deadline::within(META_TIMEOUT, fetch.send_with_signal(&signal)).await {
         Some(Ok(mut resp)) => {
             let status = resp.status_code();

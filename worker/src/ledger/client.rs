@@ -64,13 +64,13 @@ impl LedgerClient {
     /// One op to one object, its answer as text. Not generic: the call's future (request,
     /// deadline, body) is compiled once, whatever the answer's type.
     async fn call_text(&self, object: &str, op: &Op) -> Result<String> {
-        crate::stats::add(crate::stats::Stat::LedgerCalls, 1);
         let stub = self.ns.id_from_name(object)?.get_stub()?;
         let body = serde_json::to_string(op)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(body.into()));
         let req = Request::new_with_init("https://ledger/", &init)?;
         let call = async move {
+            crate::stats::add(crate::stats::Stat::LedgerCalls, 1);
             let mut resp = stub.fetch_with_request(req).await?;
             if resp.status_code() != 200 {
                 return Err(worker::Error::RustError("ledger_status".into()));
