@@ -3,21 +3,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import { chromium } from 'playwright-core';
-import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, isSha256 } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, isSha256, launchChromium } from './harness.mjs';
 
 let sandbox, worker, browser;
 
 before(async () => {
   sandbox = await startSandbox();
   worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed' });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    // Playwright gives every launch a fresh, empty profile of its own.
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

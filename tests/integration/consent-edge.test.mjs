@@ -3,18 +3,12 @@
 // These need the Worker that implements that contract (the privacy modes of capi-core/worker).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { startSandbox, startWorker, eventually, PIXEL_ID } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, launchChromium } from './harness.mjs';
 
 let sandbox, browser;
 before(async () => {
   sandbox = await startSandbox();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-features=LocalNetworkAccessChecks'],
-    timeout: 30_000,
-  });
+  browser = await launchChromium(['--disable-features=LocalNetworkAccessChecks']);
 });
 after(async () => { await browser?.close(); sandbox?.stop(); });
 

@@ -6,23 +6,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { startSandbox, startWorker, eventually, PIXEL_ID, ROOT } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, ROOT, launchChromium } from './harness.mjs';
 
 let sandbox, worker, browser;
 
 before(async () => {
   sandbox = await startSandbox();
   worker = await startWorker({ META_GRAPH_URL: sandbox.url });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      // Pages here are served by the test (route.fulfill), so Chromium does not know they are on
-      // 127.0.0.1 and would block their requests to the sandbox's loopback port.
-      '--disable-features=LocalNetworkAccessChecks'],
-    timeout: 30_000,
-  });
+  // Pages here are served by the test (route.fulfill), so Chromium does not know they are on
+  // 127.0.0.1 and would block their requests to the sandbox's loopback port.
+  browser = await launchChromium(['--disable-features=LocalNetworkAccessChecks']);
 });
 after(async () => {
   await browser?.close();

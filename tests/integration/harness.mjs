@@ -2,6 +2,7 @@
 // binary, both on 127.0.0.1, both torn down (whole process groups) after each file.
 import { spawn } from 'node:child_process';
 import { Miniflare } from 'miniflare';
+import { chromium } from 'playwright-core';
 import { readFileSync, appendFileSync, mkdirSync } from 'node:fs';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -92,6 +93,16 @@ export async function eventually(check, ms = 10_000, what = 'condition') {
   }
   throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
 }
+
+/** Headless Chromium for the browser tests (CHROMIUM_PATH, else the distribution's); Playwright
+ * gives every launch a fresh, empty profile. `extraArgs` for a test's own switches. */
+export const launchChromium = (extraArgs = []) =>
+  chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', ...extraArgs],
+    timeout: 30_000,
+  });
 
 export const HASHED_KEYS = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'ge', 'db', 'external_id'];
 export const isSha256 = (v) => /^[0-9a-f]{64}$/.test(v);

@@ -4,8 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chromium } from 'playwright-core';
-import { startSandbox, startWorker, eventually, isSha256 } from './harness.mjs';
+import { startSandbox, startWorker, eventually, isSha256, launchChromium } from './harness.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) capi-edge-identity';
 const sha = (s) => createHash('sha256').update(s).digest('hex');
@@ -142,12 +141,7 @@ test('data controls off or consent refused: no browser id is written or sent, on
 });
 
 test('in the browser: the pixel is initialised with the same hashed external_id the server copies carry', async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
+  const browser = await launchChromium();
   try {
     const visit = async (worker, context) => {
       const page = await context.newPage();

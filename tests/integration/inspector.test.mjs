@@ -7,8 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chromium } from 'playwright-core';
-import { startSandbox, startWorker, eventually, PIXEL_ID, TOKEN } from './harness.mjs';
+import { startSandbox, startWorker, eventually, PIXEL_ID, TOKEN, launchChromium } from './harness.mjs';
 
 const sha = (s) => createHash('sha256').update(s).digest('hex');
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) capi-edge-inspector-test';
@@ -23,12 +22,7 @@ const ids = {};
 before(async () => {
   sandbox = await startSandbox();
   worker = await startWorker({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

@@ -6,8 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
-import { chromium } from 'playwright-core';
-import { ROOT } from './harness.mjs';
+import { ROOT, launchChromium } from './harness.mjs';
 
 const V = JSON.parse(readFileSync(`${ROOT}rules/tests/data/browser_rules.json`, 'utf8'));
 const P_JS = readFileSync(`${ROOT}build/shim/p.js`);
@@ -17,12 +16,7 @@ const cookieSafe = (v) => /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/.test(v
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 
