@@ -104,6 +104,22 @@ export const launchChromium = (extraArgs = []) =>
     timeout: 30_000,
   });
 
+// The webhook fixtures are the platforms' documented bodies, recorded around this moment. Meta
+// takes events of the last 7 days only, so a test reads them moved to the day it runs.
+const FIXTURES_RECORDED = Date.UTC(2026, 10, 26) / 1000;
+const ISO_TIME = /"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(Z|[+-]\d\d:\d\d)?"/g;
+const UNIX_SECONDS = /(":\s*)(1[78]\d{8})\b(?!\.)/g;
+
+/** A webhook fixture's text with every timestamp (ISO 8601 with or without an offset, and Unix
+ * seconds) moved by the time since the fixtures were recorded, the offsets kept as written. */
+export function fixtureText(name) {
+  const text = readFileSync(`${ROOT}tests/fixtures/webhooks/${name}`, 'utf8');
+  const shift = Math.floor(Date.now() / 1000) - FIXTURES_RECORDED;
+  return text
+    .replace(ISO_TIME, (_, local, zone = '') => `"${new Date(Date.parse(`${local}Z`) + shift * 1000).toISOString().slice(0, 19)}${zone}"`)
+    .replace(UNIX_SECONDS, (_, lead, secs) => `${lead}${Number(secs) + shift}`);
+}
+
 export const HASHED_KEYS = ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'ge', 'db', 'external_id'];
 export const isSha256 = (v) => /^[0-9a-f]{64}$/.test(v);
 export const shimVersion = () => readFileSync(`${ROOT}build/shim/p.js`, 'utf8').match(/p\.wasm\?v=([0-9a-f]+)/)[1];

@@ -3,12 +3,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { startSandbox, startWorker, eventually, ROOT, HASHED_KEYS, isSha256 } from './harness.mjs';
+import { startSandbox, startWorker, eventually, fixtureText, HASHED_KEYS, isSha256 } from './harness.mjs';
 
 const SECRETS = { SHOPIFY_WEBHOOK_SECRET: 'shpss_old,shpss_new', WOOCOMMERCE_WEBHOOK_SECRET: 'woo&amp;secret', STRIPE_WEBHOOK_SECRET: 'whsec_test', ORDER_WEBHOOK_SECRET: 'order-secret' };
 let sandbox, worker;
-const fixture = (name) => readFileSync(`${ROOT}tests/fixtures/webhooks/${name}`);
+const fixture = (name) => Buffer.from(fixtureText(name));
 const sha = (s) => createHash('sha256').update(s).digest('hex');
 const hmac = (secret, ...parts) => { const h = createHmac('sha256', secret); parts.forEach((p) => h.update(p)); return h; };
 

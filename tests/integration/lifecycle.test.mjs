@@ -4,16 +4,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { startSandbox, startWorker, eventually, ROOT } from './harness.mjs';
+import { startSandbox, startWorker, eventually, fixtureText } from './harness.mjs';
 
 const SECRETS = { SHOPIFY_WEBHOOK_SECRET: 'shpss', WOOCOMMERCE_WEBHOOK_SECRET: 'woo', STRIPE_WEBHOOK_SECRET: 'whsec', ORDER_WEBHOOK_SECRET: 'order' };
 const sha = (s) => createHash('sha256').update(s).digest('hex');
 const hmac = (secret, ...parts) => { const h = createHmac('sha256', secret); parts.forEach((p) => h.update(p)); return h; };
 const now = () => Math.floor(Date.now() / 1000);
 const iso = (secs) => new Date(secs * 1000).toISOString();
-/** A documented fixture as JSON, its timestamps moved to `at` (Meta takes events of 7 days). */
-const fixture = (name) => JSON.parse(readFileSync(`${ROOT}tests/fixtures/webhooks/${name}`, 'utf8'));
+/** A documented fixture as JSON, its timestamps moved to today (Meta takes events of 7 days). */
+const fixture = (name) => JSON.parse(fixtureText(name));
 
 let sandbox, refunds, paidOnly;
 let seq = 0;
