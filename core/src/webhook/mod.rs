@@ -60,8 +60,8 @@ pub struct Order {
     pub fbc: Option<String>,
     /// A landing URL that may carry `fbclid` (Shopify `landing_site`).
     pub landing_url: Option<String>,
-    /// The page the order names as its own, an http(s) URL (generic webhook:
-    /// `event_source_url`).
+    /// The page the order names as its own, as given (generic webhook and Stripe metadata:
+    /// `event_source_url`); [`purchase_event`] keeps it only if it is an http(s) URL.
     pub event_source_url: Option<String>,
     /// The shop's own origin as the order states it, `https://shop.example.com/` (Shopify:
     /// `order_status_url`'s origin). See [`fallback_source_url`] for the whole rule.
@@ -378,6 +378,18 @@ pub fn purchase_event(
         );
     }
 
+    // Only an http(s) URL with an ASCII host is a page of the shop; anything else is dropped
+    // (and said so), and the fallback stands in.
+    let page_url = order.event_source_url.as_deref().and_then(|u| {
+        let page = http_url(u).map(String::from);
+        if page.is_none() {
+            dropped.push(Dropped {
+                field: "event_source_url".into(),
+                reason: "invalid_url",
+            });
+        }
+        page
+    });
     let event_time = order.created_at.unwrap_or(now).min(now);
     let website = user_data.client_user_agent.is_some();
     let mut event = ServerEvent {
@@ -386,9 +398,7 @@ pub fn purchase_event(
         event_id: event_id_for_order(&order.order_id),
         action_source: if website { "website" } else { "other" }.into(),
         event_source_url: Some(
-            order
-                .event_source_url
-                .clone()
+            page_url
                 .or_else(|| order.shop_url.clone())
                 .unwrap_or_else(|| fallback_url.to_string()),
         ),
@@ -680,6 +690,30 @@ mod tests {
             Some("https://xn--mnchen-3ya.example/")
         );
         assert!(http_url("https://münchen.example/danke").is_none());
+    }
+
+    #[test]
+    fn an_order_page_that_is_not_read_is_dropped_and_said_so() {
+        for (given, dropped) in [
+            ("https://münchen.example/danke", true),
+            ("javascript:alert(1)", true),
+            ("/thanks", true),
+            ("https://xn--mnchen-3ya.example/danke", false),
+        ] {
+            let order = Order {
+                order_id: "1".into(),
+                event_source_url: Some(given.into()),
+                ..Order::default()
+            };
+            let out = purchase_event(&order, "https://shop.test/", 1, &HASHED);
+            let said = out
+                .dropped
+                .iter()
+                .any(|d| d.field == "event_source_url" && d.reason == "invalid_url");
+            assert_eq!(said, dropped, "{given}");
+            let want = if dropped { "https://shop.test/" } else { given };
+            assert_eq!(out.event.event_source_url.as_deref(), Some(want), "{given}");
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! other scheme) the tenant's first host stands in (`super::fallback_source_url`).
 
 use super::{
-    amount, currency, http_url, iso8601_secs, json_object, line_items, meta_value, text, Channel,
-    Order, PayloadError, Refund, Stage, Webhook,
+    amount, currency, iso8601_secs, json_object, line_items, meta_value, text, Channel, Order,
+    PayloadError, Refund, Stage, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::Value;
@@ -88,11 +88,8 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
         fbp: text(meta_value(Some(&o), "fbp")),
         fbc: text(meta_value(Some(&o), "fbc")),
         landing_url: None,
-        // Only an http(s) URL is a page of the shop; anything else is left out (the tenant's
-        // host stands in).
-        event_source_url: text(o.get("event_source_url"))
-            .and_then(|u| http_url(&u))
-            .map(String::from),
+        // Read by `purchase_event`: only an http(s) URL is a page of the shop.
+        event_source_url: text(o.get("event_source_url")),
         shop_url: None,
         contents,
         consent: Consent::from_json(meta_value(Some(&o), "consent")),

@@ -1,8 +1,8 @@
 //! Stripe webhooks: Checkout Sessions, payment intents, refunds and subscription invoices.
 
 use super::{
-    currency, http_url, json_object, meta_value, pointer, text, Channel, Kind, Order, PayloadError,
-    Refund, Stage, Webhook,
+    currency, json_object, meta_value, pointer, text, Channel, Kind, Order, PayloadError, Refund,
+    Stage, Webhook,
 };
 use crate::privacy::{gpc_flag, Consent};
 use serde_json::{Map, Value};
@@ -119,9 +119,7 @@ fn with_metadata(mut order: Order, o: &Map<String, Value>) -> Order {
     order.user_agent = meta("client_user_agent");
     order.fbp = meta("fbp");
     order.fbc = meta("fbc");
-    order.event_source_url = meta("event_source_url")
-        .and_then(|u| http_url(&u))
-        .map(String::from);
+    order.event_source_url = meta("event_source_url");
     order.consent = Consent::from_json(meta_value(metadata, "consent"));
     order.gpc = gpc_flag(meta_value(metadata, "gpc"));
     order
