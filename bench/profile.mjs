@@ -11,6 +11,13 @@
 //      ("drain" window). Every sample is also attributed by its stack to the fetch handler,
 //      the queue consumer or the ledger Durable Object, so consumer work that overlaps the
 //      ingest window is not counted as ingest.
+//   4. an allocation run: V8's sampling heap profiler, counting objects the garbage collector
+//      has already freed too, while the same number of beacons is in flight: bytes of JS heap
+//      per beacon, by path and by allocation site (garbage is CPU, and its collection pauses
+//      the thread that answers beacons).
+// For the tail latency, the ingest window is also read as a timeline: a "block" is a stretch of
+// samples in which the isolate ran no beacon (the consumer, the ledger, the garbage collector),
+// the time a beacon that arrives then waits at least.
 // Prints the top functions by self time, category totals (% of non-idle samples) per path,
 // and CPU ms per beacon; writes the raw .cpuprofile files (open them in Chrome DevTools) and a
 // JSON summary to build/profile/.
@@ -268,6 +275,66 @@ const INCLUSIVE = [
   ['all: async task scheduling (queueMicrotask, wakers)', /Queue::schedule_task|raw_wake|__wbg_queueMicrotask_/],
 ];
 
+/** The stretches of a profile in which the isolate answered no beacon: consecutive non-idle
+ *  samples none of which is on the ingest path, each with its length (ms, sample timestamps)
+ *  and what ran in it (path, or GC / runtime for samples without a JS frame). */
+function blocksOf(profile, pathOfId, categoryOfId) {
+  const blocks = [];
+  let t = profile.startTime, cur = null;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i];
+    const id = profile.samples[i];
+    const c = categoryOfId(id);
+    const path = pathOfId(id);
+    if (c === 'idle' || path.startsWith('ingest')) { if (cur) blocks.push(cur); cur = null; continue; }
+    const what = c === 'runtime: V8 garbage collector' ? 'garbage collector' : c.startsWith('runtime: (program)') ? '(program): V8/workerd native' : path.split(' (')[0].replace(/^shared: /, '');
+    cur ??= { start: t, end: t, what: {} };
+    cur.end = t;
+    cur.what[what] = (cur.what[what] ?? 0) + 1;
+  }
+  if (cur) blocks.push(cur);
+  const wallS = (profile.endTime - profile.startTime) / 1e6;
+  const ms = (b) => (b.end - b.start) / 1000;
+  blocks.sort((a, b) => ms(b) - ms(a));
+  return {
+    wall_s: wallS,
+    per_second_at_least_ms: Object.fromEntries([2, 5, 10, 20, 40].map((m) => [m, blocks.filter((b) => ms(b) >= m).length / wallS])),
+    longest: blocks.slice(0, 10).map((b) => ({ ms: ms(b), what: Object.fromEntries(Object.entries(b.what).sort((x, y) => y[1] - x[1])) })),
+  };
+}
+
+/** Which path allocated: heap profiles show JS frames only (no wasm), so the path is read from
+ *  the glue a stack went through. In this run only beacons come in; the Rust async tasks (the
+ *  queue consumer, the ledger Durable Object) resume through wasm-bindgen's closure trampoline,
+ *  while the beacon path is the entry module's own code and two synchronous exports. */
+function allocationPath(site, stack) {
+  if (site === '(V8 API)') return 'workerd: objects it creates for the JS side (Request, Headers, Response, …)';
+  if (/Ledger\.fetch → wasm/.test(stack)) return 'ledger DO';
+  if (/closure trampoline|queue export → wasm/.test(stack)) return 'queue consumer and ledger DO (Rust async tasks)';
+  return 'beacon path (entry module: body, gate, accept, pool, sendBatch)';
+}
+
+/** A sampling heap profile (allocations, freed ones included) by path and by allocation site. */
+function allocations(heap, src, beacons) {
+  const sites = new Map(), paths = new Map();
+  let total = 0;
+  const walk = (node, names) => {
+    const fi = frameInfo(node, src);
+    const stack = [...names, fi.name];
+    if (node.selfSize) {
+      total += node.selfSize;
+      const site = fi.name === '(V8 API)' ? '(V8 API): objects workerd creates (Request, Headers, Response, …)' : fi.name;
+      sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
+      const p = allocationPath(fi.name, stack.join('\n'));
+      paths.set(p, (paths.get(p) ?? 0) + node.selfSize);
+    }
+    for (const c of node.children ?? []) walk(c, stack);
+  };
+  walk(heap.head, []);
+  const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => ({ name: k, bytes_per_beacon: Math.round(v / beacons), pct: Math.round((1e4 * v) / total) / 100 }));
+  return { bytes: total, bytes_per_beacon: Math.round(total / beacons), paths: sorted(paths), sites: sorted(sites).slice(0, 15) };
+}
+
 function analyse(prof, src) {
   const out = { windows: {}, json: {} };
   const allFn = new Map(), allCat = new Map(), allInc = new Map();
@@ -325,6 +392,7 @@ function analyse(prof, src) {
       for (const l of st.inc) allInc.set(l, (allInc.get(l) ?? 0) + 1);
       allTotal++;
     }
+    if (win === 'ingest') out.blocks = blocksOf(profile, (id) => stackOf(id).path, (id) => categorise(info.get(id)));
     const sortedDeltas = timeDeltas.slice(1).sort((a, b) => a - b);
     const medianUs = sortedDeltas[sortedDeltas.length >> 1] ?? INTERVAL_US;
     const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
@@ -363,6 +431,21 @@ function printReport(s, r) {
     for (const [k, v] of w.paths) console.log(`  ${pct(v, w.total)} ${n(v)}  ${k}`);
     console.log('by category (self time):');
     for (const [k, v] of w.cat) console.log(`  ${pct(v, w.total)} ${n(v)}  ${k}`);
+  }
+  if (r.blocks) {
+    const bl = r.blocks;
+    console.log(`\n=== ingest window as a timeline: stretches in which the isolate answered no beacon ("blocks"; a beacon arriving then waits)`);
+    console.log(`blocks per second at least: ${Object.entries(bl.per_second_at_least_ms).map(([m, v]) => `${m} ms ${v.toFixed(2)}`).join(', ')}`);
+    console.log('longest, with what ran in them (samples):');
+    for (const b of bl.longest) console.log(`  ${b.ms.toFixed(1).padStart(6)} ms  ${Object.entries(b.what).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  if (s.allocations) {
+    const a = s.allocations;
+    console.log(`\n=== JS heap allocated per beacon (sampling heap profiler, freed objects included): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons)`);
+    console.log('by path:');
+    for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
+    console.log('by allocation site:');
+    for (const e of a.sites) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
   }
   const t = r.all.total;
   console.log(`\n=== both windows, by path then category (% of all ${t} non-idle samples)`);
@@ -516,6 +599,12 @@ try {
   const base = await phase('baseline', N, false);
   console.log(`profiled (sampling every ${INTERVAL_US} µs): ${N} beacons …`);
   const prof = await phase('profiled', N, true);
+  console.log(`allocations (sampling heap profiler): ${N} beacons …`);
+  await cdp('HeapProfiler.enable');
+  await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  await send(N, 'allocations');
+  const heap = (await cdp('HeapProfiler.stopSampling')).profile;
+  await drain(sent);
   ws.close();
 
   // ---------------------------------------------------------------- analysis
@@ -533,7 +622,7 @@ try {
     statuses: p.load.statuses,
     log_lines_per_beacon: p.logLines / p.n,
   });
-  const summary = { vars: EXTRA_VARS, beacons: N, concurrency: CONCURRENCY, interval_us: INTERVAL_US, clk_tck: CLK_TCK, baseline: cpu(base), profiled: cpu(prof), ...report.json };
+  const summary = { vars: EXTRA_VARS, beacons: N, concurrency: CONCURRENCY, interval_us: INTERVAL_US, clk_tck: CLK_TCK, baseline: cpu(base), profiled: cpu(prof), blocks: report.blocks, allocations: allocations(heap, scriptSrc, N), ...report.json };
   writeFileSync(`${OUT}/summary.json`, JSON.stringify(summary, null, 2));
   printReport(summary, report);
 } finally {
