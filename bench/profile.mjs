@@ -16,8 +16,8 @@
 //      per beacon, by path and by allocation site (garbage is CPU, and its collection pauses
 //      the thread that answers beacons).
 // For the tail latency, the ingest window is also read as a timeline: a "block" is a stretch of
-// samples in which the isolate ran no beacon (the consumer, the ledger, the garbage collector),
-// the time a beacon that arrives then waits at least.
+// samples of the consumer, the ledger and the garbage collector with no beacon's work between
+// them; a beacon that arrives during one waits for the rest of it.
 // Prints the top functions by self time, category totals (% of non-idle samples) per path,
 // and CPU ms per beacon; writes the raw .cpuprofile files (open them in Chrome DevTools) and a
 // JSON summary to build/profile/.
@@ -275,9 +275,13 @@ const INCLUSIVE = [
   ['all: async task scheduling (queueMicrotask, wakers)', /Queue::schedule_task|raw_wake|__wbg_queueMicrotask_/],
 ];
 
-/** The stretches of a profile in which the isolate answered no beacon: consecutive non-idle
- *  samples none of which is on the ingest path, each with its length (ms, sample timestamps)
- *  and what ran in it (path, or GC / runtime for samples without a JS frame). */
+/** The stretches of a profile in which the thread did no beacon's work: consecutive samples of
+ *  the garbage collector, the queue consumer, the ledger object and the Rust async runtime they
+ *  run on (in this run only beacons come in, and they take the entry module's synchronous path).
+ *  A `(program)` sample (V8/workerd native, no JS frame) extends an open block but starts none;
+ *  anything else (a beacon's frames, idle) ends it. Each block has its length (ms, from the
+ *  samples' µs timestamps) and what ran in it. A block with few samples is a gap in sampling
+ *  (the thread ran another isolate, or the sampler was late), not measured work. */
 function blocksOf(profile, pathOfId, categoryOfId) {
   const blocks = [];
   let t = profile.startTime, cur = null;
@@ -286,10 +290,14 @@ function blocksOf(profile, pathOfId, categoryOfId) {
     const id = profile.samples[i];
     const c = categoryOfId(id);
     const path = pathOfId(id);
-    if (c === 'idle' || path.startsWith('ingest')) { if (cur) blocks.push(cur); cur = null; continue; }
-    const what = c === 'runtime: V8 garbage collector' ? 'garbage collector' : c.startsWith('runtime: (program)') ? '(program): V8/workerd native' : path.split(' (')[0].replace(/^shared: /, '');
-    cur ??= { start: t, end: t, what: {} };
+    const what = c === 'runtime: V8 garbage collector' ? 'garbage collector'
+      : c.startsWith('runtime: (program)') ? '(program)'
+      : /^(queue consumer|ledger DO|shared: async runtime)/.test(path) ? path.split(' (')[0].replace(/^shared: /, '')
+      : null;
+    if (what === null || (what === '(program)' && !cur)) { if (cur) blocks.push(cur); cur = null; continue; }
+    cur ??= { start: t, end: t, samples: 0, what: {} };
     cur.end = t;
+    cur.samples++;
     cur.what[what] = (cur.what[what] ?? 0) + 1;
   }
   if (cur) blocks.push(cur);
@@ -299,7 +307,7 @@ function blocksOf(profile, pathOfId, categoryOfId) {
   return {
     wall_s: wallS,
     per_second_at_least_ms: Object.fromEntries([2, 5, 10, 20, 40].map((m) => [m, blocks.filter((b) => ms(b) >= m).length / wallS])),
-    longest: blocks.slice(0, 10).map((b) => ({ ms: ms(b), what: Object.fromEntries(Object.entries(b.what).sort((x, y) => y[1] - x[1])) })),
+    longest: blocks.slice(0, 10).map((b) => ({ ms: ms(b), samples: b.samples, what: Object.fromEntries(Object.entries(b.what).sort((x, y) => y[1] - x[1])) })),
   };
 }
 
@@ -323,9 +331,9 @@ function allocations(heap, src, beacons) {
     const stack = [...names, fi.name];
     if (node.selfSize) {
       total += node.selfSize;
-      const site = fi.name === '(V8 API)' ? '(V8 API): objects workerd creates (Request, Headers, Response, …)' : fi.name;
-      sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
       const p = allocationPath(fi.name, stack.join('\n'));
+      const site = `${fi.name}   [${p.split(' (')[0].split(':')[0]}]`;
+      sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
       paths.set(p, (paths.get(p) ?? 0) + node.selfSize);
     }
     for (const c of node.children ?? []) walk(c, stack);
@@ -434,17 +442,17 @@ function printReport(s, r) {
   }
   if (r.blocks) {
     const bl = r.blocks;
-    console.log(`\n=== ingest window as a timeline: stretches in which the isolate answered no beacon ("blocks"; a beacon arriving then waits)`);
+    console.log(`\n=== ingest window as a timeline: stretches of GC, consumer and ledger work with no beacon's work between ("blocks"; a beacon arriving in one waits for the rest)`);
     console.log(`blocks per second at least: ${Object.entries(bl.per_second_at_least_ms).map(([m, v]) => `${m} ms ${v.toFixed(2)}`).join(', ')}`);
     console.log('longest, with what ran in them (samples):');
-    for (const b of bl.longest) console.log(`  ${b.ms.toFixed(1).padStart(6)} ms  ${Object.entries(b.what).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    for (const b of bl.longest) console.log(`  ${b.ms.toFixed(1).padStart(6)} ms  ${b.samples} samples: ${Object.entries(b.what).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
   if (s.allocations) {
     const a = s.allocations;
-    console.log(`\n=== JS heap allocated per beacon (sampling heap profiler, freed objects included): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons)`);
+    console.log(`\n=== JS heap allocated per beacon (sampling heap profiler, freed objects included, until the queue drained): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/allocations.heapprofile)`);
     console.log('by path:');
     for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
-    console.log('by allocation site:');
+    console.log('by allocation site [path] (index.js positions are the minified glue: build/worker-names/index.js):');
     for (const e of a.sites) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
   }
   const t = r.all.total;
@@ -603,8 +611,9 @@ try {
   await cdp('HeapProfiler.enable');
   await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   await send(N, 'allocations');
-  const heap = (await cdp('HeapProfiler.stopSampling')).profile;
-  await drain(sent);
+  let heap = null;
+  await drain(sent, async () => { heap = (await cdp('HeapProfiler.stopSampling')).profile; });
+  writeFileSync(`${OUT}/allocations.heapprofile`, JSON.stringify(heap));
   ws.close();
 
   // ---------------------------------------------------------------- analysis

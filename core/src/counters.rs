@@ -24,6 +24,7 @@ const EDGE_FIELDS: &[&str] = &[
     "num_items",
     "order_id",
     "test_event_code",
+    "event_source_url",
 ];
 
 /// The stats row name of a dropped field: its own name when known, else `other`.
@@ -61,6 +62,7 @@ mod tests {
         assert_eq!(counted_field("em"), "em");
         assert_eq!(counted_field("lead_id"), "lead_id");
         assert_eq!(counted_field("email"), "email");
+        assert_eq!(counted_field("event_source_url"), "event_source_url");
         assert_eq!(counted_field("x-42"), OTHER);
         assert_eq!(counted_field(&"a".repeat(5000)), OTHER);
         assert_eq!(counted_reason("invalid_email"), "invalid_email");

@@ -338,12 +338,12 @@ fn round_cents(v: f64) -> f64 {
 
 /// Names the event of a renewal or trial; sets its source and subscription fields.
 fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings) {
-    let e = &mut built.event;
     if let Some(source) = order.channel.action_source() {
-        e.action_source = source.into();
+        built.event.action_source = source.into();
         // Not a page of the shop: no made-up URL.
-        e.event_source_url = None;
+        no_page(built);
     }
+    let e = &mut built.event;
     if let Some(sub) = &order.subscription_id {
         e.custom_data.insert("subscription_id".into(), json!(sub));
     }
@@ -352,7 +352,6 @@ fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings
         Kind::Renewal => {
             e.event_id = format!("renewal:{}", order.order_id.trim());
             e.action_source = "system_generated".into();
-            e.event_source_url = None;
             if settings.renewals == Renewals::Event {
                 e.event_name = RENEWAL_EVENT.into();
             }
@@ -365,6 +364,16 @@ fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings
             );
         }
     }
+    if order.kind == Kind::Renewal {
+        no_page(built);
+    }
+}
+
+/// An event that is no visit to a page of the shop: no `event_source_url`, and nothing said
+/// about a page URL it was never going to send.
+fn no_page(built: &mut PurchaseEvent) {
+    built.event.event_source_url = None;
+    built.dropped.retain(|d| d.field != "event_source_url");
 }
 
 /// The event id of a refund: one per order and refund id.
@@ -388,11 +397,11 @@ fn refund_event(
         ..order.clone()
     };
     let mut built = purchase_event(&at, fallback_url, now_ms, modes);
+    no_page(&mut built);
     let e = &mut built.event;
     e.event_name = REFUND_EVENT.into();
     e.event_id = refund_event_id(&order.order_id, &refund.id);
     e.action_source = "system_generated".into();
-    e.event_source_url = None;
     e.custom_data.remove("customer_type");
     e.custom_data.insert("refund_id".into(), json!(refund.id));
     built
@@ -487,6 +496,7 @@ mod tests {
         let pos = Order {
             channel: Channel::Store,
             user_agent: Some("Mozilla/5.0".into()),
+            event_source_url: Some("javascript:void(0)".into()),
             ..order(Stage::Paid)
         };
         let e = plan_of(&pos, OrderSettings::default())
@@ -495,6 +505,10 @@ mod tests {
         assert_eq!(e.ignored, None);
         assert_eq!(e.event.action_source, "physical_store");
         assert_eq!(e.event.event_source_url, None, "no made-up page");
+        assert!(
+            e.dropped.iter().all(|d| d.field != "event_source_url"),
+            "no page is sent, so none is said to be dropped"
+        );
         let ignore = OrderSettings {
             offline_orders: OfflineOrders::Ignore,
             ..OrderSettings::default()
