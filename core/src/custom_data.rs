@@ -1178,17 +1178,8 @@ pub fn currency(value: &Value) -> Option<String> {
 /// Whether `code` (three uppercase letters) is in [`ISO_4217`], by binary search: the codes are
 /// sorted (a test checks it), and every beacon with a value has a currency.
 fn is_iso_4217(code: &[u8]) -> bool {
-    let table = ISO_4217.as_bytes();
-    let (mut lo, mut hi) = (0, table.len() / 3);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        match table[mid * 3..mid * 3 + 3].cmp(code) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
+    let (codes, _) = ISO_4217.as_bytes().as_chunks::<3>();
+    <[u8; 3]>::try_from(code).is_ok_and(|code| codes.binary_search(&code).is_ok())
 }
 
 /// `content_ids`: a list of SKUs as strings (numbers are converted; anything else refused).

@@ -338,9 +338,12 @@ fn round_cents(v: f64) -> f64 {
 
 /// Names the event of a renewal or trial; sets its source and subscription fields.
 fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings) {
-    if let Some(source) = order.channel.action_source() {
+    let channel_source = order.channel.action_source();
+    if let Some(source) = channel_source {
         built.event.action_source = source.into();
-        // Not a page of the shop: no made-up URL.
+    }
+    // A store or phone order, or a renewal, is no visit to a page of the shop: no made-up URL.
+    if channel_source.is_some() || order.kind == Kind::Renewal {
         no_page(built);
     }
     let e = &mut built.event;
@@ -363,9 +366,6 @@ fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings
                 order.subscription_id.as_deref().unwrap_or(&order.order_id)
             );
         }
-    }
-    if order.kind == Kind::Renewal {
-        no_page(built);
     }
 }
 

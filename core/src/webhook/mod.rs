@@ -380,16 +380,17 @@ pub fn purchase_event(
 
     // Only an http(s) URL with an ASCII host is a page of the shop; anything else is dropped
     // (and said so), and the fallback stands in.
-    let page_url = order.event_source_url.as_deref().and_then(|u| {
-        let page = http_url(u).map(String::from);
-        if page.is_none() {
-            dropped.push(Dropped {
-                field: "event_source_url".into(),
-                reason: "invalid_url",
-            });
-        }
-        page
-    });
+    let page_url = order
+        .event_source_url
+        .as_deref()
+        .and_then(http_url)
+        .map(String::from);
+    if order.event_source_url.is_some() && page_url.is_none() {
+        dropped.push(Dropped {
+            field: "event_source_url".into(),
+            reason: "invalid_url",
+        });
+    }
     let event_time = order.created_at.unwrap_or(now).min(now);
     let website = user_data.client_user_agent.is_some();
     let mut event = ServerEvent {
