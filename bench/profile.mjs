@@ -14,7 +14,9 @@
 //   4. an allocation run: V8's sampling heap profiler, counting objects the garbage collector
 //      has already freed too, while the same number of beacons is in flight: bytes of JS heap
 //      per beacon, by path and by allocation site (garbage is CPU, and its collection pauses
-//      the thread that answers beacons).
+//      the thread that answers beacons);
+//   5. the same load once more, counting only the objects that outlive a scavenge: what is
+//      promoted to the old generation, whose full collections are the long pauses.
 // For the tail latency, the ingest window is also read as a timeline: a "block" is a stretch of
 // samples of the consumer, the ledger and the garbage collector with no beacon's work between
 // them; a beacon that arrives during one waits for the rest of it.
@@ -455,6 +457,14 @@ function printReport(s, r) {
     console.log('by allocation site [path] (index.js positions are the minified glue: build/worker-names/index.js):');
     for (const e of a.sites) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
   }
+  if (s.survivors) {
+    const a = s.survivors;
+    console.log(`\n=== JS heap that outlives a scavenge, per beacon (promoted to the old generation, which only a full collection frees): ${a.bytes_per_beacon} B (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/survivors.heapprofile)`);
+    console.log('by path:');
+    for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
+    console.log('by allocation site [path]:');
+    for (const e of a.sites.slice(0, 8)) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
+  }
   const t = r.all.total;
   console.log(`\n=== both windows, by path then category (% of all ${t} non-idle samples)`);
   for (const [path, cats] of [...r.all.catByPath].sort((a, b) => [...b[1].values()].reduce((x, y) => x + y, 0) - [...a[1].values()].reduce((x, y) => x + y, 0))) {
@@ -614,6 +624,15 @@ try {
   let heap = null;
   await drain(sent, async () => { heap = (await cdp('HeapProfiler.stopSampling')).profile; });
   writeFileSync(`${OUT}/allocations.heapprofile`, JSON.stringify(heap));
+  // The same load again, counting only what outlives a scavenge (V8's young-generation
+  // collection): those objects are promoted to the old generation, which grows until a full
+  // collection, the long pauses of the timeline above.
+  console.log(`survivors (sampling heap profiler, objects that outlive a scavenge): ${N} beacons …`);
+  await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+  await send(N, 'survivors');
+  let survivors = null;
+  await drain(sent, async () => { survivors = (await cdp('HeapProfiler.stopSampling')).profile; });
+  writeFileSync(`${OUT}/survivors.heapprofile`, JSON.stringify(survivors));
   ws.close();
 
   // ---------------------------------------------------------------- analysis
@@ -631,7 +650,7 @@ try {
     statuses: p.load.statuses,
     log_lines_per_beacon: p.logLines / p.n,
   });
-  const summary = { vars: EXTRA_VARS, beacons: N, concurrency: CONCURRENCY, interval_us: INTERVAL_US, clk_tck: CLK_TCK, baseline: cpu(base), profiled: cpu(prof), blocks: report.blocks, allocations: allocations(heap, scriptSrc, N), ...report.json };
+  const summary = { vars: EXTRA_VARS, beacons: N, concurrency: CONCURRENCY, interval_us: INTERVAL_US, clk_tck: CLK_TCK, baseline: cpu(base), profiled: cpu(prof), blocks: report.blocks, allocations: allocations(heap, scriptSrc, N), survivors: allocations(survivors, scriptSrc, N), ...report.json };
   writeFileSync(`${OUT}/summary.json`, JSON.stringify(summary, null, 2));
   printReport(summary, report);
 } finally {

@@ -1,5 +1,7 @@
-// `make bench` (scripts/bench.sh runs this after building): the Worker and the DIY relay side by
-// side under the same load, and `capi-edge hash` against Meta's SDK on the same rows.
+// `make bench` (scripts/bench.sh runs this after building): the Worker, the DIY relay (one POST
+// per beacon, and batched every 50 ms) and the runtime's floor (bench/floor.mjs: a JS Worker
+// that answers 204 in the same workerd) side by side under the same load, and `capi-edge hash`
+// against Meta's SDK on the same rows.
 //
 // Env: BENCH_RUNS (default 1; 3 for medians of 3), BENCH_SECONDS (per wrk run, default 15),
 //      BENCH_CONCURRENCY (default "8,64"), BENCH_HASH_ROWS (default 100000).
@@ -177,13 +179,14 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   const w = JSON.parse(line.slice('BENCH_JSON '.length));
   const accepted = w.requests - w.non2xx;
   // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
-  // longer to see stragglers; give up after 60 s without reaching it.
-  let s = await sandboxEvents(runId);
+  // longer to see stragglers; give up after 60 s without reaching it. The floor relays nothing.
+  const relays = system !== 'floor';
+  let s = relays ? await sandboxEvents(runId) : { received: 0, distinct: 0, rejected: 0, others: 0 };
   let cpuEnd = null;
   let last = s.received;
   let lastChange = Date.now();
   const drainStart = Date.now();
-  while (Date.now() - drainStart < 60_000) {
+  while (relays && Date.now() - drainStart < 60_000) {
     if (s.distinct >= accepted && cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
     if (s.received !== last) { last = s.received; lastChange = Date.now(); }
     if (cpuEnd != null && Date.now() - lastChange > 1500) break;
@@ -198,7 +201,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     p50_ms: w.p50_us / 1000, p90_ms: w.p90_us / 1000, p99_ms: w.p99_us / 1000, max_ms: w.max_us / 1000,
     accepted, non2xx: w.non2xx, socket_errors: w.connect + w.read + w.write + w.timeout,
     received: s.received, distinct_received: s.distinct, rejected_requests: s.rejected, other_events: s.others,
-    lost: Math.max(0, accepted - s.distinct), duplicates: s.received - s.distinct,
+    lost: relays ? Math.max(0, accepted - s.distinct) : 0, duplicates: s.received - s.distinct,
     cpu_ms_per_beacon: ((cpuEnd - cpu0) * 1000) / Math.max(1, accepted),
     drain_s: (Date.now() - t0) / 1000 - seconds,
     other_cores_busy: foreign(),
@@ -291,11 +294,13 @@ const coldStart = await (async () => {
 log(`cold start: first beacon answered ${coldStart.status} after ${coldStart.ms.toFixed(1)} ms`);
 const relay = await startGroup('relay', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX }, ready: jsonLine('relay') });
 const batched = await startGroup('batched', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX, BATCH_MS: '50' }, ready: jsonLine('relay') });
-const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid];
+const floor = await startGroup('floor', 'node', [`${ROOT}bench/floor.mjs`], { ready: jsonLine('floor') });
+const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid, floor.pgid];
 const systems = [
   { name: 'worker', url: worker.worker, pgid: worker.pgid },
   { name: 'relay', url: relay.relay, pgid: relay.pgid },
   { name: 'batched', url: batched.relay, pgid: batched.pgid },
+  { name: 'floor', url: floor.floor, pgid: floor.pgid },
 ];
 for (const s of systems) log(`${s.name}: ${s.url} (process group ${s.pgid}: ${groupCpu(s.pgid).members.join(', ')})`);
 log(`sandbox (Graph stand-in): ${SANDBOX}; ${RUNS} run(s) × ${CONCURRENCY.length} concurrencies × ${SECONDS} s each`);
@@ -315,6 +320,7 @@ for (let run = 1; run <= RUNS; run++) {
   }
   hash.push({ run, ...(await hashRun(rowsFile)) });
 }
+await stopGroup(floor.pgid);
 await stopGroup(batched.pgid);
 await stopGroup(relay.pgid);
 await stopGroup(worker.pgid);
@@ -338,11 +344,12 @@ const rowsOut = [
   ['beacons/s (2xx)', (s, c) => f(med(s, c, 'beacons_per_s'))],
   ['latency p50 ms', (s, c) => f(med(s, c, 'p50_ms'), 1)],
   ['latency p99 ms', (s, c) => f(med(s, c, 'p99_ms'), 1)],
+  ['latency max ms (longest stall)', (s, c) => f(med(s, c, 'max_ms'), 1)],
   ['CPU ms / accepted beacon', (s, c) => f(med(s, c, 'cpu_ms_per_beacon'), 3)],
   ['accepted (all runs)', (s, c) => f(sum(s, c, 'accepted'))],
-  ['received at stand-in', (s, c) => f(sum(s, c, 'distinct_received'))],
-  ['lost (accepted − received)', (s, c) => f(sum(s, c, 'lost'))],
-  ['duplicates at stand-in', (s, c) => f(sum(s, c, 'duplicates'))],
+  ['received at stand-in', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'distinct_received')))],
+  ['lost (accepted − received)', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'lost')))],
+  ['duplicates at stand-in', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'duplicates')))],
   ['non-2xx / socket errors', (s, c) => `${f(sum(s, c, 'non2xx'))} / ${f(sum(s, c, 'socket_errors'))}`],
   ['other processes (cores busy)', (s, c) => f(med(s, c, 'other_cores_busy'), 2)],
   ['r: Worker requests / event', (s, c) => f(med(s, c, 'r'), 4)],
@@ -353,7 +360,7 @@ const rowsOut = [
   ['E: events / consumer call', (s, c) => f(med(s, c, 'E'), 1)],
   ['Δ $ / million events', (s, c) => f(med(s, c, 'cost_per_million'), 3)],
 ];
-const LABEL = { worker: 'Worker', relay: 'relay 1/POST', batched: 'relay batched' };
+const LABEL = { worker: 'Worker', relay: 'relay 1/POST', batched: 'relay batched', floor: 'floor (JS 204)' };
 const header = ['', ...cols.map(([s, c]) => `${LABEL[s]} c=${c}`)];
 const table = [header, ...rowsOut.map(([label, fn]) => [label, ...cols.map(([s, c]) => fn(s, c))])];
 const widths = header.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
@@ -369,6 +376,16 @@ for (const c of CONCURRENCY) {
   const x = med('worker', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
   check(`Worker/relay batched every 50 ms beacons/s, c=${c}`, `${f(x, 2)}x`, x >= 0.5, '≥ 0.5x');
 }
+// The runtime's floor (bench/floor.mjs): a JS Worker that reads the beacon and answers 204 in
+// the same workerd. What it reaches bounds what any Worker reaches on this runtime.
+for (const c of CONCURRENCY) {
+  const x = med('floor', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
+  check(`floor (JS Worker, 204)/relay batched beacons/s, c=${c}`, `${f(x, 2)}x`, null, 'information: the ceiling on this runtime');
+}
+for (const c of CONCURRENCY) {
+  const x = med('worker', c, 'beacons_per_s') / med('floor', c, 'beacons_per_s');
+  check(`Worker/floor (JS Worker, 204) beacons/s, c=${c}`, `${f(x, 2)}x`, null, 'information');
+}
 for (const c of CONCURRENCY) {
   const x = med('relay', c, 'cpu_ms_per_beacon') / med('worker', c, 'cpu_ms_per_beacon');
   check(`relay/Worker CPU per beacon, c=${c}`, `${f(x, 2)}x`, null, 'information');
@@ -380,6 +397,10 @@ for (const c of CONCURRENCY) {
 for (const c of CONCURRENCY) {
   check(`p99 at c=${c}, Worker vs relay (1 POST)`, `${f(med('worker', c, 'p99_ms'), 1)} vs ${f(med('relay', c, 'p99_ms'), 1)} ms`,
     med('worker', c, 'p99_ms') <= med('relay', c, 'p99_ms'), 'Worker at or below');
+}
+for (const c of CONCURRENCY) {
+  check(`p99 at c=${c}, floor (JS Worker, 204) vs relay (1 POST)`, `${f(med('floor', c, 'p99_ms'), 1)} vs ${f(med('relay', c, 'p99_ms'), 1)} ms`,
+    null, 'information: the runtime\'s own tail');
 }
 check('cold start: runtime up → first beacon answered', `${f(coldStart.ms, 1)} ms`, null, 'information');
 const lost = load.filter((r) => r.system === 'worker').reduce((a, r) => a + r.lost, 0);
@@ -397,6 +418,9 @@ check('hash speedup vs SDK calls alone (pre-parsed rows)', `${f(hmed('speedup_vs
 const lines = [];
 lines.push(`machine: ${machine.nproc} CPUs (${machine.cpu}), Node ${machine.node}, ${machine.wrk}`);
 lines.push(`beacon ingest: wrk -t1 -cN -d${SECONDS}s, ~600-byte AddToCart beacons with a fresh event_id; ` +
+  'latency percentiles are wrk 4\'s, corrected for coordinated omission (a stall of S ms adds the samples of the ' +
+  'requests each connection would have sent meanwhile at its average pace), so p99 reads how long and how often a ' +
+  'system stalls; the max is the longest single request; ' +
   `${RUNS === 1 ? 'one run' : `median of ${RUNS} runs`}; CPU = user+system of every process in the system's process group ` +
   `(Worker: workerd + Miniflare's node; relay: node), from the start of the run until the stand-in has every accepted event`);
 lines.push('');
