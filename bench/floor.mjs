@@ -1,9 +1,9 @@
-// The runtime's floor for `make bench`: the smallest Worker that takes a beacon, in the same
-// workerd through the same Miniflare and its own socket as bench/serve.mjs. It reads the
-// origin and the body and answers 204 with the CORS header, and does nothing else: no wasm, no
-// queue, no ledger, nothing relayed. What it costs is what any Worker pays per beacon on this
-// runtime; its beacons/s and tail are the ceiling the Worker's are read against. Prints
-// {"floor": url} once ready and runs until killed.
+// The runtime's floor for `make bench`: the smallest Worker that takes a beacon, in its own
+// workerd process through Miniflare (the versions bench/serve.mjs runs the Worker on), on its
+// own socket. It reads the origin and the body and answers 204 with the CORS header, and does
+// nothing else: no wasm, no queue, no ledger, nothing relayed. What it costs is what any Worker
+// pays per beacon on this runtime: its beacons/s bound the Worker's, and its tail shows the
+// runtime's own stalls. Prints {"floor": url} once ready and runs until killed.
 import { Miniflare } from 'miniflare';
 
 const script = `

@@ -1,6 +1,6 @@
 // `make bench` (scripts/bench.sh runs this after building): the Worker, the DIY relay (one POST
 // per beacon, and batched every 50 ms) and the runtime's floor (bench/floor.mjs: a JS Worker
-// that answers 204 in the same workerd) side by side under the same load, and `capi-edge hash`
+// that answers 204 in its own workerd) side by side under the same load, and `capi-edge hash`
 // against Meta's SDK on the same rows.
 //
 // Env: BENCH_RUNS (default 1; 3 for medians of 3), BENCH_SECONDS (per wrk run, default 15),
@@ -181,7 +181,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
   // longer to see stragglers; give up after 60 s without reaching it. The floor relays nothing.
   const relays = system !== 'floor';
-  let s = relays ? await sandboxEvents(runId) : { received: 0, distinct: 0, rejected: 0, others: 0 };
+  let s = relays ? await sandboxEvents(runId) : { received: null, distinct: null, rejected: null, others: null };
   let cpuEnd = null;
   let last = s.received;
   let lastChange = Date.now();
@@ -201,7 +201,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     p50_ms: w.p50_us / 1000, p90_ms: w.p90_us / 1000, p99_ms: w.p99_us / 1000, max_ms: w.max_us / 1000,
     accepted, non2xx: w.non2xx, socket_errors: w.connect + w.read + w.write + w.timeout,
     received: s.received, distinct_received: s.distinct, rejected_requests: s.rejected, other_events: s.others,
-    lost: relays ? Math.max(0, accepted - s.distinct) : 0, duplicates: s.received - s.distinct,
+    lost: relays ? Math.max(0, accepted - s.distinct) : null, duplicates: relays ? s.received - s.distinct : null,
     cpu_ms_per_beacon: ((cpuEnd - cpu0) * 1000) / Math.max(1, accepted),
     drain_s: (Date.now() - t0) / 1000 - seconds,
     other_cores_busy: foreign(),
@@ -216,7 +216,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
     log(`${system} c=${c}: no cost counts (a build without them, or its wasm instance restarted during the run)`);
   }
   log(`${system} c=${c}: ${r.beacons_per_s.toFixed(0)}/s p50 ${r.p50_ms.toFixed(1)} p99 ${r.p99_ms.toFixed(1)} ms, ` +
-    `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} received ${s.distinct} (+${r.duplicates} dup), non-2xx ${w.non2xx}, ` +
+    `cpu ${r.cpu_ms_per_beacon.toFixed(3)} ms/beacon, accepted ${accepted} ${relays ? `received ${s.distinct} (+${r.duplicates} dup)` : '(relays nothing)'}, non-2xx ${w.non2xx}, ` +
     `other processes: ${r.other_cores_busy.toFixed(2)} cores`);
   return r;
 }
@@ -344,7 +344,7 @@ const rowsOut = [
   ['beacons/s (2xx)', (s, c) => f(med(s, c, 'beacons_per_s'))],
   ['latency p50 ms', (s, c) => f(med(s, c, 'p50_ms'), 1)],
   ['latency p99 ms', (s, c) => f(med(s, c, 'p99_ms'), 1)],
-  ['latency max ms (longest stall)', (s, c) => f(med(s, c, 'max_ms'), 1)],
+  ['latency max ms (median of runs)', (s, c) => f(med(s, c, 'max_ms'), 1)],
   ['CPU ms / accepted beacon', (s, c) => f(med(s, c, 'cpu_ms_per_beacon'), 3)],
   ['accepted (all runs)', (s, c) => f(sum(s, c, 'accepted'))],
   ['received at stand-in', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'distinct_received')))],
@@ -376,8 +376,8 @@ for (const c of CONCURRENCY) {
   const x = med('worker', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
   check(`Worker/relay batched every 50 ms beacons/s, c=${c}`, `${f(x, 2)}x`, x >= 0.5, '≥ 0.5x');
 }
-// The runtime's floor (bench/floor.mjs): a JS Worker that reads the beacon and answers 204 in
-// the same workerd. What it reaches bounds what any Worker reaches on this runtime.
+// The runtime's floor (bench/floor.mjs): a JS Worker that reads the beacon and answers 204, in
+// its own workerd process. Its beacons/s bound any Worker's on this runtime.
 for (const c of CONCURRENCY) {
   const x = med('floor', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
   check(`floor (JS Worker, 204)/relay batched beacons/s, c=${c}`, `${f(x, 2)}x`, null, 'information: the ceiling on this runtime');
@@ -422,7 +422,8 @@ lines.push(`beacon ingest: wrk -t1 -cN -d${SECONDS}s, ~600-byte AddToCart beacon
   'requests each connection would have sent meanwhile at its average pace), so p99 reads how long and how often a ' +
   'system stalls; the max is the longest single request; ' +
   `${RUNS === 1 ? 'one run' : `median of ${RUNS} runs`}; CPU = user+system of every process in the system's process group ` +
-  `(Worker: workerd + Miniflare's node; relay: node), from the start of the run until the stand-in has every accepted event`);
+  `(Worker and floor: workerd + Miniflare's node; relays: node), from the start of the run until the stand-in has every accepted event ` +
+  '(the floor: until wrk ends)');
 lines.push('');
 lines.push(md(table[0]));
 lines.push(`|${widths.map((w, i) => (i ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the Worker (workerd via Miniflare, queue + ledger on), a DIY relay (Node http +
 # Meta's Node SDK, one Graph POST per beacon, and the same batched every 50 ms) and the runtime's
-# floor (a JS Worker answering 204 in the same workerd) under the same wrk load against the same
+# floor (a JS Worker answering 204, in its own workerd) under the same wrk load against the same
 # Graph stand-in, then `capi-edge hash` against the SDK's normalizeAndHash on the same rows.
 # Prints one side-by-side table with ratios (bench/run.mjs). Not a test.
 #   BENCH_RUNS=3 (medians of 3), BENCH_SECONDS=15 (per wrk run), BENCH_CONCURRENCY=8,64
