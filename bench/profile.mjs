@@ -15,8 +15,9 @@
 //      has already freed too, while the same number of beacons is in flight: bytes of JS heap
 //      per beacon, by path and by allocation site (garbage is CPU, and its collection pauses
 //      the thread that answers beacons);
-//   5. the same load once more, counting only the objects that outlive a scavenge: what is
-//      promoted to the old generation, whose full collections are the long pauses.
+//   5. the same load once more, counting only the objects no scavenge freed: what is promoted
+//      to the old generation, whose full collections are the long pauses (and what was still
+//      young when sampling stopped, a bound on which the report's per-site shares give).
 // For the tail latency, the ingest window is also read as a timeline: a "block" is a stretch of
 // samples of the consumer, the ledger and the garbage collector with no beacon's work between
 // them; a beacon that arrives during one waits for the rest of it.
@@ -459,7 +460,7 @@ function printReport(s, r) {
   }
   if (s.survivors) {
     const a = s.survivors;
-    console.log(`\n=== JS heap that outlives a scavenge, per beacon (promoted to the old generation, which only a full collection frees): ${a.bytes_per_beacon} B (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/survivors.heapprofile)`);
+    console.log(`\n=== JS heap no scavenge freed, per beacon (promoted to the old generation, which only a full collection frees, or still young when sampling stopped): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/survivors.heapprofile)`);
     console.log('by path:');
     for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
     console.log('by allocation site [path]:');
@@ -624,10 +625,10 @@ try {
   let heap = null;
   await drain(sent, async () => { heap = (await cdp('HeapProfiler.stopSampling')).profile; });
   writeFileSync(`${OUT}/allocations.heapprofile`, JSON.stringify(heap));
-  // The same load again, counting only what outlives a scavenge (V8's young-generation
-  // collection): those objects are promoted to the old generation, which grows until a full
-  // collection, the long pauses of the timeline above.
-  console.log(`survivors (sampling heap profiler, objects that outlive a scavenge): ${N} beacons …`);
+  // The same load again, counting only what no scavenge (V8's young-generation collection)
+  // freed: objects promoted to the old generation, which grows until a full collection (the
+  // long pauses of the timeline), plus what was still young when sampling stopped.
+  console.log(`survivors (sampling heap profiler, objects no scavenge freed): ${N} beacons …`);
   await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
   await send(N, 'survivors');
   let survivors = null;
