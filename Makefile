@@ -50,11 +50,13 @@ clean:
 fuzz:
 	@bash scripts/fuzz.sh
 
-## bench: the Worker vs a DIY Node + Meta SDK relay under wrk, and `capi-edge hash` vs the SDK
+## bench: the Worker vs a DIY Node + Meta SDK relay (one POST per beacon, and batched) and the
+## runtime's floor (a JS Worker answering 204) under wrk, and `capi-edge hash` vs the SDK
 ## (BENCH_RUNS=3 for medians of 3; bench-only npm deps in bench/, installed here)
 bench: build
 	@bash scripts/bench.sh
 
-## profile: V8 CPU profile of the Worker under beacon load: top functions, categories, CPU ms/beacon
+## profile: V8 CPU and heap profiles of the Worker under beacon load: top functions, categories,
+## CPU ms/beacon, the timeline's blocks, JS heap per beacon and what no scavenge frees
 profile: setup
 	@bash scripts/profile.sh
