@@ -450,21 +450,17 @@ function printReport(s, r) {
     console.log('longest, with what ran in them (samples):');
     for (const b of bl.longest) console.log(`  ${b.ms.toFixed(1).padStart(6)} ms  ${b.samples} samples: ${Object.entries(b.what).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
-  if (s.allocations) {
-    const a = s.allocations;
-    console.log(`\n=== JS heap allocated per beacon (sampling heap profiler, freed objects included, until the queue drained): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/allocations.heapprofile)`);
+  for (const [key, title, sites] of [
+    ['allocations', 'JS heap allocated per beacon (sampling heap profiler, freed objects included, until the queue drained)', 15],
+    ['survivors', 'JS heap no scavenge freed, per beacon (promoted to the old generation, which only a full collection frees, or still young when sampling stopped)', 8],
+  ]) {
+    const a = s[key];
+    if (!a) continue;
+    console.log(`\n=== ${title}: ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/${key}.heapprofile)`);
     console.log('by path:');
     for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
     console.log('by allocation site [path] (index.js positions are the minified glue: build/worker-names/index.js):');
-    for (const e of a.sites) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
-  }
-  if (s.survivors) {
-    const a = s.survivors;
-    console.log(`\n=== JS heap no scavenge freed, per beacon (promoted to the old generation, which only a full collection frees, or still young when sampling stopped): ${(a.bytes_per_beacon / 1024).toFixed(1)} KiB (${(a.bytes / 1e6).toFixed(0)} MB for ${s.beacons} beacons; ${OUT}/survivors.heapprofile)`);
-    console.log('by path:');
-    for (const e of a.paths) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name}`);
-    console.log('by allocation site [path]:');
-    for (const e of a.sites.slice(0, 8)) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
+    for (const e of a.sites.slice(0, sites)) console.log(`  ${e.pct.toFixed(1).padStart(5)}% ${String(e.bytes_per_beacon).padStart(6)} B/beacon  ${e.name.slice(0, 140)}`);
   }
   const t = r.all.total;
   console.log(`\n=== both windows, by path then category (% of all ${t} non-idle samples)`);
@@ -618,22 +614,24 @@ try {
   const base = await phase('baseline', N, false);
   console.log(`profiled (sampling every ${INTERVAL_US} µs): ${N} beacons …`);
   const prof = await phase('profiled', N, true);
-  console.log(`allocations (sampling heap profiler): ${N} beacons …`);
+  /** N beacons under V8's sampling heap profiler until the queue drained; `minorGC`: count the
+   *  objects a scavenge freed too. The profile is kept in build/profile/NAME.heapprofile. */
+  const heapPhase = async (name, minorGC) => {
+    await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minorGC });
+    await send(N, name);
+    let profile = null;
+    await drain(sent, async () => { profile = (await cdp('HeapProfiler.stopSampling')).profile; });
+    writeFileSync(`${OUT}/${name}.heapprofile`, JSON.stringify(profile));
+    return profile;
+  };
   await cdp('HeapProfiler.enable');
-  await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-  await send(N, 'allocations');
-  let heap = null;
-  await drain(sent, async () => { heap = (await cdp('HeapProfiler.stopSampling')).profile; });
-  writeFileSync(`${OUT}/allocations.heapprofile`, JSON.stringify(heap));
+  console.log(`allocations (sampling heap profiler): ${N} beacons …`);
+  const heap = await heapPhase('allocations', true);
   // The same load again, counting only what no scavenge (V8's young-generation collection)
   // freed: objects promoted to the old generation, which grows until a full collection (the
   // long pauses of the timeline), plus what was still young when sampling stopped.
   console.log(`survivors (sampling heap profiler, objects no scavenge freed): ${N} beacons …`);
-  await cdp('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
-  await send(N, 'survivors');
-  let survivors = null;
-  await drain(sent, async () => { survivors = (await cdp('HeapProfiler.stopSampling')).profile; });
-  writeFileSync(`${OUT}/survivors.heapprofile`, JSON.stringify(survivors));
+  const survivors = await heapPhase('survivors', false);
   ws.close();
 
   // ---------------------------------------------------------------- analysis
