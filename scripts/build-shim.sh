@@ -7,8 +7,15 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-cargo build -q -p capi-pixel --release --target wasm32-unknown-unknown
-key=$(inputs_key target/wasm32-unknown-unknown/release/capi_pixel.wasm pixel-shim/loader.js scripts/build-shim.sh scripts/env.sh)
+# No panic carries its file and line (-Z location-detail=none: the shim's panics trap anyway),
+# and paths into the standard library stay the toolchain's /rustc/… ones even where its
+# rust-src is installed (the Worker's build needs it): the shim is the same bytes on every
+# machine. Unstable flags, allowed by RUSTC_BOOTSTRAP=1 on the pinned toolchain for this build
+# only, in its own target directory (the Worker's flags differ).
+RUSTC_BOOTSTRAP=1 cargo build -q -p capi-pixel --release --target wasm32-unknown-unknown --target-dir "$ROOT/target/shim" \
+  --config 'build.rustflags = ["-Zlocation-detail=none", "-Ztranslate-remapped-path-to-local-path=no"]'
+wasm=target/shim/wasm32-unknown-unknown/release/capi_pixel.wasm
+key=$(inputs_key "$wasm" pixel-shim/loader.js scripts/build-shim.sh scripts/env.sh)
 if [ -f build/shim/p.js ] && [ -f build/shim/p.wasm ] && stamp_matches shim "$key"; then
   echo "shim up to date: build/shim/p.js, build/shim/p.wasm"
   exit 0
@@ -16,7 +23,7 @@ fi
 stamp_clear shim
 tmp=build/shim-tmp
 rm -rf "$tmp" && mkdir -p "$tmp" build/shim
-wasm-bindgen --target web --no-typescript --out-dir "$tmp" target/wasm32-unknown-unknown/release/capi_pixel.wasm
+wasm-bindgen --target web --no-typescript --out-dir "$tmp" "$wasm"
 # --low-memory-unused: Rust's data and stack start at 1 MiB, so addresses below 1 KiB are never used (-130 B gzip).
 wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers --strip-target-features --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
   "$tmp/capi_pixel_bg.wasm" -o build/shim/p.wasm

@@ -22,6 +22,12 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
+# The standard library's source: the Worker's build compiles std with its own profile
+# (scripts/build-worker.sh; rust-toolchain.toml also lists it).
+if ! rustup component list --installed | grep -qx rust-src; then
+  log "adding rust component rust-src"
+  rustup component add rust-src
+fi
 
 # cargo-installed tools, in the project-local root.
 install_crate() { # name version binary
