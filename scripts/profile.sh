@@ -8,7 +8,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 bash scripts/build-shim.sh
 CAPI_WORKER_NAMES_DIR=build/worker-names bash scripts/build-worker.sh
-cargo build -q --release -p capi-edge
+cargo build -q --profile native -p capi-edge
 mkdir -p build/profile
 # Its own process group, bounded in time (PROFILE_DEADLINE_SECONDS); killed as a group on exit.
 setsid node bench/profile.mjs >build/profile/report.txt 2>&1 &

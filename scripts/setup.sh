@@ -18,13 +18,13 @@ if [ "$locked" != "$WASM_BINDGEN_VERSION" ]; then
 fi
 
 # Rust target for the Worker and the shim (rust-toolchain.toml also lists it).
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+if ! rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null; then
   log "adding rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
 # The standard library's source: the Worker's build compiles std with its own profile
 # (scripts/build-worker.sh; rust-toolchain.toml also lists it).
-if ! rustup component list --installed | grep -qx rust-src; then
+if ! rustup component list --installed | grep -x rust-src >/dev/null; then
   log "adding rust component rust-src"
   rustup component add rust-src
 fi
