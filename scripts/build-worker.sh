@@ -18,7 +18,8 @@ cd "$ROOT"
 # wasm-bindgen's abort handler start a fresh instance exactly as before; what a panic no longer
 # leaves is its message in the log (docs/operating.md). The flags are unstable:
 # RUSTC_BOOTSTRAP=1 allows them on the pinned stable toolchain (rust-toolchain.toml), for this
-# one build only (its build scripts see it too: none of ours changes what it builds), in its own
+# one build only (dependencies' build scripts that probe for a nightly compiler see it too, and
+# may turn on what they would on nightly: the tests run on this build), in its own
 # target directory (sharing target/ with the shim's build, whose flags differ, would rebuild
 # both every time). std's source paths are written as /rust/…, so the Worker is the same bytes
 # wherever rustup keeps the toolchain. CARGO_ENCODED_RUSTFLAGS: the one way to pass flags that
