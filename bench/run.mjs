@@ -335,7 +335,11 @@ const machine = {
   wrk: (spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout || '').split('\n')[0].trim(),
 };
 const med = (system, c, k) => median(load.filter((r) => r.system === system && r.c === c).map((r) => r[k]));
-const sum = (system, c, k) => load.filter((r) => r.system === system && r.c === c).reduce((a, r) => a + r[k], 0);
+/** The sum over runs, or null when a run has no such count (the floor relays nothing: '-'). */
+const sum = (system, c, k) => {
+  const rows = load.filter((r) => r.system === system && r.c === c);
+  return rows.some((r) => r[k] == null) ? null : rows.reduce((a, r) => a + r[k], 0);
+};
 const hmed = (k) => median(hash.map((r) => r[k]));
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '-');
 
@@ -347,9 +351,9 @@ const rowsOut = [
   ['latency max ms (median of runs)', (s, c) => f(med(s, c, 'max_ms'), 1)],
   ['CPU ms / accepted beacon', (s, c) => f(med(s, c, 'cpu_ms_per_beacon'), 3)],
   ['accepted (all runs)', (s, c) => f(sum(s, c, 'accepted'))],
-  ['received at stand-in', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'distinct_received')))],
-  ['lost (accepted − received)', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'lost')))],
-  ['duplicates at stand-in', (s, c) => (s === 'floor' ? '-' : f(sum(s, c, 'duplicates')))],
+  ['received at stand-in', (s, c) => f(sum(s, c, 'distinct_received'))],
+  ['lost (accepted − received)', (s, c) => f(sum(s, c, 'lost'))],
+  ['duplicates at stand-in', (s, c) => f(sum(s, c, 'duplicates'))],
   ['non-2xx / socket errors', (s, c) => `${f(sum(s, c, 'non2xx'))} / ${f(sum(s, c, 'socket_errors'))}`],
   ['other processes (cores busy)', (s, c) => f(med(s, c, 'other_cores_busy'), 2)],
   ['r: Worker requests / event', (s, c) => f(med(s, c, 'r'), 4)],

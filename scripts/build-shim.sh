@@ -10,11 +10,8 @@ cd "$ROOT"
 # No panic carries its file and line (-Z location-detail=none: the shim's panics trap anyway),
 # and paths into the standard library stay the toolchain's /rustc/… ones even where its
 # rust-src is installed (the Worker's build needs it): the shim is the same bytes on every
-# machine. Unstable flags, allowed by RUSTC_BOOTSTRAP=1 on the pinned toolchain for this build
-# only, in its own target directory (the Worker's flags differ); CARGO_ENCODED_RUSTFLAGS, so no
-# RUSTFLAGS or cargo config of the machine replaces them.
-CARGO_ENCODED_RUSTFLAGS=$'-Zlocation-detail=none\x1f-Ztranslate-remapped-path-to-local-path=no' RUSTC_BOOTSTRAP=1 \
-  cargo build -q -p capi-pixel --release --target wasm32-unknown-unknown --target-dir "$ROOT/target/shim"
+# machine. Unstable flags: see cargo_wasm (scripts/env.sh).
+cargo_wasm shim -Zlocation-detail=none -Ztranslate-remapped-path-to-local-path=no -- -p capi-pixel
 wasm=target/shim/wasm32-unknown-unknown/release/capi_pixel.wasm
 key=$(inputs_key "$wasm" pixel-shim/loader.js scripts/build-shim.sh scripts/env.sh)
 if [ -f build/shim/p.js ] && [ -f build/shim/p.wasm ] && stamp_matches shim "$key"; then

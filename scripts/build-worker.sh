@@ -16,19 +16,12 @@ cd "$ROOT"
 # carries its file and line (-Z location-detail=none): together ≈ 25 KB of the gzip bundle
 # (BENCHMARKS.md, sizes). A trap is still a WebAssembly.RuntimeError, so worker/entry.mjs and
 # wasm-bindgen's abort handler start a fresh instance exactly as before; what a panic no longer
-# leaves is its message in the log (docs/operating.md). The flags are unstable:
-# RUSTC_BOOTSTRAP=1 allows them on the pinned stable toolchain (rust-toolchain.toml), for this
-# one build only (dependencies' build scripts that probe for a nightly compiler see it too, and
-# may turn on what they would on nightly: the tests run on this build), in its own
-# target directory (sharing target/ with the shim's build, whose flags differ, would rebuild
-# both every time). std's source paths are written as /rust/…, so the Worker is the same bytes
-# wherever rustup keeps the toolchain. CARGO_ENCODED_RUSTFLAGS: the one way to pass flags that
-# no RUSTFLAGS or cargo config of the machine replaces, and no quoting of the path.
-rust_src="$(rustc --print sysroot)/lib/rustlib/src/rust"
-flags=(-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none "--remap-path-prefix=$rust_src=/rust")
-CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; printf '%s' "${flags[*]}") RUSTC_BOOTSTRAP=1 \
-  cargo build -q --release --target wasm32-unknown-unknown -p capi-worker --lib \
-  --target-dir "$ROOT/target/worker" -Z build-std=std,panic_abort
+# leaves is its message in the log (docs/operating.md). Unstable flags: see cargo_wasm
+# (scripts/env.sh). std's source paths are written as /rust/…, so the Worker is the same bytes
+# wherever rustup keeps the toolchain.
+cargo_wasm worker -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+  "--remap-path-prefix=$(rustc --print sysroot)/lib/rustlib/src/rust=/rust" \
+  -- -p capi-worker --lib -Z build-std=std,panic_abort
 wasm="$ROOT/target/worker/wasm32-unknown-unknown/release/capi_worker.wasm"
 fast=${CAPI_BUILD_FAST:-}
 key=$(inputs_key "$wasm" worker/entry.mjs scripts/build-worker.sh scripts/env.sh -- "fast=$fast")

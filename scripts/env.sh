@@ -20,3 +20,19 @@ inputs_key() {
 stamp_matches() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; } # name key
 stamp_write() { mkdir -p "$STAMPS" && printf '%s\n' "$2" > "$STAMPS/$1"; }     # name key
 stamp_clear() { rm -f "$STAMPS/$1"; }                                         # name
+
+# Cargo for a wasm build with unstable rustflags: `cargo_wasm DIR FLAG... -- CARGO_ARG...` builds
+# release wasm32 in target/DIR (the Worker and the shim have their own flags: sharing a target
+# directory, each build would redo the other's every time). RUSTC_BOOTSTRAP=1 allows the flags on
+# the pinned stable toolchain (rust-toolchain.toml) for this build only; dependencies' build
+# scripts that probe for a nightly compiler see it too, and may turn on what they would on
+# nightly (the tests run on these builds). CARGO_ENCODED_RUSTFLAGS: no RUSTFLAGS or cargo config
+# of the machine replaces the flags, and no path in them needs quoting.
+cargo_wasm() {
+  local dir=$1 flags=()
+  shift
+  while [ "$1" != -- ]; do flags+=("$1"); shift; done
+  shift
+  CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; printf '%s' "${flags[*]}") RUSTC_BOOTSTRAP=1 \
+    cargo build -q --release --target wasm32-unknown-unknown --target-dir "$ROOT/target/$dir" "$@"
+}
