@@ -64,6 +64,14 @@ features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-
   --enable-multivalue --enable-reference-types --enable-exception-handling)
 [ -n "$fast" ] || wasm-opt -O "${features[@]}" --debuginfo "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
 cp worker/entry.mjs "$stage/entry.mjs"
+# What the Worker does not use: the glue has a class for every #[wasm_bindgen] struct in the
+# dependencies (worker's R2Range, MinifyConfig and ContainerStartupOptions, wasm-streams' stream
+# adapters), each kept alive by two statements esbuild must assume have effects: a
+# `Symbol.dispose` method (for `using`, which nothing here writes) and a FinalizationRegistry.
+# Without the first and with the second marked pure, esbuild drops every class the entry module
+# never reaches; the wasm exports only those classes called go below.
+sed -i -e '/^if (Symbol\.dispose) [A-Za-z_$][A-Za-z0-9_$]*\.prototype\[Symbol\.dispose\] = /d' \
+  -e 's#^\( *: \)new FinalizationRegistry(#\1/* @__PURE__ */ new FinalizationRegistry(#' "$stage/index.js"
 esbuild "$stage/entry.mjs" --bundle --format=esm --minify --log-level=warning \
   --external:./index_bg.wasm '--external:cloudflare:*' --outfile="$stage/out/index.js"
 cp "$stage/index_bg.wasm" "$stage/out/index_bg.wasm"
@@ -77,8 +85,14 @@ if [ -n "${CAPI_WORKER_NAMES_DIR:-}" ]; then
 fi
 # The name section (~110 KB) is for profiles only; Cloudflare never needs it. A last -Oz pass
 # on the stripped module saves ≈ 2.8 KB gzip (no CPU change measurable under wrk).
+# The exports the glue calls (`wasm.NAME`) that are no longer in the bundle go with that pass,
+# and so does their code (wasm-streams' and worker's classes: 4.0 KB gzip with the glue's,
+# BENCHMARKS.md, sizes).
+unused=$(grep -oE '\bwasm\.[A-Za-z_][A-Za-z0-9_]*' "$stage/index.js" | cut -d. -f2 | sort -u |
+  while read -r name; do grep -qw -- "$name" "$stage/out/index.js" || echo "$name"; done | paste -sd, -)
 [ -n "$fast" ] ||
-  wasm-opt -Oz --strip-debug --strip-producers "${features[@]}" "$stage/out/index_bg.wasm" -o "$stage/out/index_bg.wasm"
+  wasm-opt ${unused:+"--remove-exports=$unused"} -Oz --strip-debug --strip-producers "${features[@]}" \
+    "$stage/out/index_bg.wasm" -o "$stage/out/index_bg.wasm"
 # File by file, each rename atomic, the wasm before the module that imports it: a running
 # `wrangler dev` (watching these two files) never sees a half-written Worker.
 mkdir -p "$ROOT/build/worker"

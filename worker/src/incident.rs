@@ -16,7 +16,7 @@ use capi_core::meta_answer::Incident;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::time::Duration;
-use worker::{Date, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Date, Env, Fetch};
 
 /// How often an isolate asks whether a pixel's incidents ended, while it sends.
 const CHECK_EVERY_MS: u64 = 60_000;
@@ -146,13 +146,7 @@ async fn announce(
     };
     let body = alert_body(tenant_id, pixel_id, row, state).to_string();
     let sent = async {
-        let headers = Headers::new();
-        headers.set("content-type", "application/json").ok()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let req = Request::new_with_init(&url, &init).ok()?;
+        let req = crate::body::post(&url, body, true)?;
         let resp = Fetch::Request(req).send().await.ok()?;
         (200..300).contains(&resp.status_code()).then_some(())
     };

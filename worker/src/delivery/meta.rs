@@ -3,7 +3,7 @@
 use capi_core::delivery::META_CLIENT_TIMEOUT_MS;
 use capi_core::meta_answer::{meta_answer, MetaAnswer};
 use std::time::Duration;
-use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Fetch};
 
 const META_TIMEOUT: Duration = Duration::from_millis(META_CLIENT_TIMEOUT_MS);
 
@@ -14,15 +14,7 @@ pub async fn post(url: &str, body: String) -> MetaAnswer {
         code: None,
         fbtrace_id: None,
     };
-    let headers = Headers::new();
-    if headers.set("content-type", "application/json").is_err() {
-        return transient;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
-    let Ok(req) = Request::new_with_init(url, &init) else {
+    let Some(req) = crate::body::post(url, body, true) else {
         return transient;
     };
     let controller = AbortController::default();

@@ -11,7 +11,7 @@ use capi_core::report;
 use futures_util::future::join_all;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use worker::{Env, Method, Request, RequestInit, Result};
+use worker::{Env, Result};
 
 /// The longest the Worker waits for one ledger call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
@@ -66,9 +66,8 @@ impl LedgerClient {
     async fn call_text(&self, object: &str, op: &Op) -> Result<String> {
         let stub = self.ns.id_from_name(object)?.get_stub()?;
         let body = serde_json::to_string(op)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
-        let req = Request::new_with_init("https://ledger/", &init)?;
+        let req = crate::body::post("https://ledger/", body, false)
+            .ok_or_else(|| worker::Error::RustError("ledger_request".into()))?;
         let call = async move {
             crate::stats::add(crate::stats::Stat::LedgerCalls, 1);
             let mut resp = stub.fetch_with_request(req).await?;
