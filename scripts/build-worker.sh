@@ -18,10 +18,12 @@ cd "$ROOT"
 # wasm-bindgen's abort handler start a fresh instance exactly as before; what a panic no longer
 # leaves is its message in the log (docs/operating.md). Unstable flags: see cargo_wasm
 # (scripts/env.sh). std's source paths are written as /rust/…, so the Worker is the same bytes
-# wherever rustup keeps the toolchain.
+# wherever rustup keeps the toolchain. std's own `optimize_for_size` feature picks its smaller
+# algorithms (sorts, integer formatting, float parsing, escapes): 9.5 KB gzip, CPU per beacon
+# within the spread between runs (BENCHMARKS.md, sizes).
 cargo_wasm worker -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
   "--remap-path-prefix=$(rustc --print sysroot)/lib/rustlib/src/rust=/rust" \
-  -- -p capi-worker --lib -Z build-std=std,panic_abort
+  -- -p capi-worker --lib -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 wasm="$ROOT/target/worker/wasm32-unknown-unknown/release/capi_worker.wasm"
 fast=${CAPI_BUILD_FAST:-}
 key=$(inputs_key "$wasm" worker/entry.mjs scripts/build-worker.sh scripts/env.sh -- "fast=$fast")
