@@ -93,16 +93,18 @@ fi
 # the start function and what workerd itself reads never are), and the build fails if an export
 # the bundle still names is gone: a missing one would only throw on the path that calls it.
 if [ -z "$fast" ]; then
-  called=$(grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' "$stage/index.js" | cut -d. -f2 | sort -u || true)
-  unused=$(for name in $called; do grep -qwF -- "$name" "$stage/out/index.js" || echo "$name"; done | paste -sd, -)
-  wasm-opt ${unused:+"--remove-exports=$unused"} -Oz --strip-debug --strip-producers "${features[@]}" \
+  kept=() unused=()
+  for name in $(grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' "$stage/index.js" | cut -d. -f2 | sort -u || true); do
+    if grep -qwF -- "$name" "$stage/out/index.js"; then kept+=("$name"); else unused+=("$name"); fi
+  done
+  remove=$(IFS=,; printf '%s' "${unused[*]}")
+  wasm-opt ${remove:+"--remove-exports=$remove"} -Oz --strip-debug --strip-producers "${features[@]}" \
     "$stage/out/index_bg.wasm" -o "$stage/out/index_bg.wasm"
   exports=$(wasm-dis "$stage/out/index_bg.wasm" | sed -n 's/^ (export "\([^"]*\)".*/\1/p')
-  for name in $called; do
-    if grep -qwF -- "$name" "$stage/out/index.js" && ! grep -qxF -- "$name" <<<"$exports"; then
-      echo "build-worker: the bundle calls wasm.$name, which the pruned module no longer exports" >&2
-      exit 1
-    fi
+  for name in "${kept[@]}"; do
+    grep -qxF -- "$name" <<<"$exports" && continue
+    echo "build-worker: the bundle calls wasm.$name, which the pruned module no longer exports" >&2
+    exit 1
   done
 fi
 # File by file, each rename atomic, the wasm before the module that imports it: a running
