@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev test build setup lint unit integration size bench fuzz clean profile
+.PHONY: dev test build setup lint unit integration size bench fuzz clean profile split
 
 ## setup: install pinned tools into .tools/ and node_modules/ (idempotent)
 setup:
@@ -15,6 +15,11 @@ build: setup
 	@bash scripts/build-shim.sh
 	@bash scripts/build-worker.sh
 	@cargo build -q --profile native -p capi-edge
+
+## split: build, then write build/split/{worker,beacons}.jsonc from wrangler.toml: the whole Worker
+## without routes and the beacon Worker in front of it (docs/configuration.md, "Two Workers")
+split: build
+	@node scripts/split-config.mjs
 
 ## dev: build, then run the sandbox + the Worker in workerd with the demo storefront; a saved edit
 ## is rebuilt and reloaded (scripts/dev.sh)
@@ -30,6 +35,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy -q --workspace --all-targets -- -D warnings
 	cargo clippy -q -p capi-worker --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -q -p capi-worker --target wasm32-unknown-unknown --no-default-features -- -D warnings
 	cargo clippy -q -p capi-pixel --target wasm32-unknown-unknown -- -D warnings
 
 unit:

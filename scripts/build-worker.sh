@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Worker (release) into build/worker/: cargo (wasm32), the project-local wasm-bindgen
 # (module target, with the state-reset function that recovers from a panic), wasm-opt, and
-# esbuild bundling our entry module (worker/entry.mjs) with wasm-bindgen's glue.
+# esbuild bundling our entry module (worker/entry.mjs) with wasm-bindgen's glue. Then the same
+# for the beacon Worker of the split deployment into build/beacons/: the crate without its
+# `backend` feature, bundled with worker/beacons.mjs (ARCHITECTURE.md, "Two Workers").
 #
 # Everything after cargo runs only when its inputs changed (the cargo wasm, entry.mjs, this
 # script, the pinned tool versions): a build with nothing to do takes about as long as cargo's
@@ -21,30 +23,58 @@ cd "$ROOT"
 # wherever rustup keeps the toolchain. std's own `optimize_for_size` feature picks its smaller
 # algorithms (sorts, integer formatting, float parsing, escapes): 9.5 KB gzip, CPU per beacon
 # within the spread between runs (BENCHMARKS.md, sizes).
-cargo_wasm worker -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
-  "--remap-path-prefix=$(rustc --print sysroot)/lib/rustlib/src/rust=/rust" \
-  -- -p capi-worker --lib -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+build_crate() {
+  cargo_wasm worker -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+    "--remap-path-prefix=$(rustc --print sysroot)/lib/rustlib/src/rust=/rust" \
+    -- -p capi-worker --lib -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size "$@"
+}
 wasm="$ROOT/target/worker/wasm32-unknown-unknown/release/capi_worker.wasm"
 fast=${CAPI_BUILD_FAST:-}
-key=$(inputs_key "$wasm" worker/entry.mjs scripts/build-worker.sh scripts/env.sh -- "fast=$fast")
-if [ -z "${CAPI_WORKER_NAMES_DIR:-}" ] && [ -f build/worker/index.js ] && [ -f build/worker/index_bg.wasm ] &&
-  stamp_matches worker "$key"; then
-  echo "worker up to date: build/worker/"
-  exit 0
+# The beacon Worker first (the crate without `backend`), copied aside: both builds share
+# target/worker (std and every dependency are built once) and write the same file, so each
+# relinks after the other. Its copy is reused while none of its inputs changed (the Rust
+# sources, the lockfile, the toolchain, the embedded shim, these scripts): a build with nothing
+# to do then links nothing. `make dev` (CAPI_BUILD_FAST) and `make profile` run the whole Worker
+# only and skip it.
+beacons_wasm=""
+if [ -z "$fast" ] && [ -z "${CAPI_WORKER_NAMES_DIR:-}" ]; then
+  beacons_wasm="$ROOT/target/worker/capi_worker_beacons.wasm"
+  mapfile -t sources < <(find worker/src worker/demo core/src rules/src -type f | sort)
+  crate_key=$(inputs_key "${sources[@]}" worker/Cargo.toml worker/build.rs core/Cargo.toml rules/Cargo.toml \
+    Cargo.toml Cargo.lock rust-toolchain.toml build/shim/p.js build/shim/p.wasm scripts/build-worker.sh scripts/env.sh \
+    -- "$(rustc --version)")
+  if ! [ -f "$beacons_wasm" ] || ! stamp_matches beacons-crate "$crate_key"; then
+    stamp_clear beacons-crate
+    build_crate --no-default-features
+    cp "$wasm" "$beacons_wasm.tmp" && mv "$beacons_wasm.tmp" "$beacons_wasm"
+    stamp_write beacons-crate "$crate_key"
+  fi
 fi
-stamp_clear worker
-stage="$ROOT/build/.worker-stage"
+build_crate
+
+# bundle OUT ENTRY WASM: wasm-bindgen, wasm-opt and esbuild for one Worker, into build/OUT/.
+bundle() {
+local out=$1 entry=$2 wasm=$3
+local key
+key=$(inputs_key "$wasm" "worker/$entry" worker/beacon.mjs scripts/build-worker.sh scripts/env.sh -- "fast=$fast")
+if [ -z "${CAPI_WORKER_NAMES_DIR:-}" ] && [ -f "build/$out/index.js" ] && [ -f "build/$out/index_bg.wasm" ] &&
+  stamp_matches "$out" "$key"; then
+  echo "$out up to date: build/$out/"
+  return 0
+fi
+stamp_clear "$out"
+local stage="$ROOT/build/.worker-stage-$out"
 rm -rf "$stage" && mkdir -p "$stage"
 wasm-bindgen "$wasm" --out-dir "$stage" \
   --target module --out-name index --no-typescript \
   --experimental-reset-state-function --force-enable-abort-handler
 
-# worker/entry.mjs calls the glue directly: every `wasm.NAME` it uses must be an export, and
+# The entry modules call the glue directly: every `wasm.NAME` they use must be an export, and
 # panic recovery rests on two contracts an upgrade could drop without a compile error:
 # wasm-bindgen's `__wbg_reset_state` (--experimental-reset-state-function) and workers-rs's
 # `__worker_init_state` object with its `criticalError` and `instanceId` fields.
-missing=()
-for name in $(grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' worker/entry.mjs | cut -d. -f2 | sort -u); do
+local missing=() name field
+for name in $(cat "worker/$entry" worker/beacon.mjs | grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' | cut -d. -f2 | sort -u); do
   grep -qE "^export (async )?(function|class|const|let) $name\b|^export \{[^}]*\b$name\b" "$stage/index.js" ||
     missing+=("$name")
 done
@@ -54,18 +84,18 @@ for field in criticalError instanceId; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   {
-    echo "build-worker: wasm-bindgen's glue lacks what worker/entry.mjs uses: ${missing[*]}"
+    echo "build-worker: wasm-bindgen's glue lacks what worker/$entry uses: ${missing[*]}"
     echo "  (wasm-bindgen $("$WASM_BINDGEN_BIN" --version | cut -d' ' -f2), worker $(grep -A1 '^name = "worker"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p'))."
     echo "  After a wasm-bindgen or workers-rs upgrade, check --experimental-reset-state-function and"
-    echo "  worker's src/init.rs, and update worker/entry.mjs: without them a panic poisons the isolate."
+    echo "  worker's src/init.rs, and update worker/beacon.mjs: without them a panic poisons the isolate."
   } >&2
   exit 1
 fi
 
-features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
+local features=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory
   --enable-multivalue --enable-reference-types --enable-exception-handling)
 [ -n "$fast" ] || wasm-opt -O "${features[@]}" --debuginfo "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
-cp worker/entry.mjs "$stage/entry.mjs"
+cp "worker/$entry" "$stage/entry.mjs" && cp worker/beacon.mjs "$stage/beacon.mjs"
 # What the Worker does not use: the glue has a class for every #[wasm_bindgen] struct in the
 # dependencies (worker's R2Range, MinifyConfig and ContainerStartupOptions, wasm-streams' stream
 # adapters), each kept alive by two statements esbuild must assume have effects: a
@@ -81,6 +111,7 @@ cp "$stage/index_bg.wasm" "$stage/out/index_bg.wasm"
 # build with the wasm name section, so V8 CPU profiles show Rust function names. build/worker
 # itself is unchanged.
 if [ -n "${CAPI_WORKER_NAMES_DIR:-}" ]; then
+  local names_dir
   names_dir="$ROOT/$CAPI_WORKER_NAMES_DIR"; case "$CAPI_WORKER_NAMES_DIR" in /*) names_dir="$CAPI_WORKER_NAMES_DIR" ;; esac
   rm -rf "$names_dir" && mkdir -p "$(dirname "$names_dir")" && cp -R "$stage/out" "$names_dir"
   echo "worker with names: $names_dir/"
@@ -93,7 +124,7 @@ fi
 # the start function and what workerd itself reads never are), and the build fails if an export
 # the bundle still names is gone: a missing one would only throw on the path that calls it.
 if [ -z "$fast" ]; then
-  kept=() unused=()
+  local kept=() unused=() remove exports
   for name in $(grep -oE '\bwasm\.[A-Za-z_$][A-Za-z0-9_$]*' "$stage/index.js" | cut -d. -f2 | sort -u || true); do
     if grep -qwF -- "$name" "$stage/out/index.js"; then kept+=("$name"); else unused+=("$name"); fi
   done
@@ -109,9 +140,13 @@ if [ -z "$fast" ]; then
 fi
 # File by file, each rename atomic, the wasm before the module that imports it: a running
 # `wrangler dev` (watching these two files) never sees a half-written Worker.
-mkdir -p "$ROOT/build/worker"
-mv "$stage/out/index_bg.wasm" "$ROOT/build/worker/index_bg.wasm"
-mv "$stage/out/index.js" "$ROOT/build/worker/index.js"
+mkdir -p "$ROOT/build/$out"
+mv "$stage/out/index_bg.wasm" "$ROOT/build/$out/index_bg.wasm"
+mv "$stage/out/index.js" "$ROOT/build/$out/index.js"
 rm -rf "$stage"
-stamp_write worker "$key"
-echo "worker built: build/worker/${fast:+ (CAPI_BUILD_FAST: not optimized by wasm-opt)}"
+stamp_write "$out" "$key"
+echo "$out built: build/$out/${fast:+ (CAPI_BUILD_FAST: not optimized by wasm-opt)}"
+}
+
+bundle worker entry.mjs "$wasm"
+[ -z "$beacons_wasm" ] || bundle beacons beacons.mjs "$beacons_wasm"

@@ -1,17 +1,30 @@
 //! capi-edge Worker: serves the pixel shim, takes beacons on the shop's own domain and relays
 //! them to Meta's Conversions API. Meta's rules live in `capi-core`; this crate moves bytes.
+//!
+//! With the default feature `backend` this is the whole Worker. Without it, the beacon Worker
+//! of the split deployment (`worker/beacons.mjs`): beacons, the shim and the beacon's
+//! preflight, with everything else forwarded to the whole Worker behind a service binding.
+//! The shared modules are then compiled for the beacon path only, so part of them is unused.
+#![cfg_attr(not(feature = "backend"), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "backend")]
 mod admin;
+#[cfg(feature = "backend")]
 mod body;
 mod config;
 mod cookies;
+#[cfg(feature = "backend")]
 mod deadline;
 mod delivery;
+#[cfg(feature = "backend")]
 mod demo;
 mod error;
+#[cfg(feature = "backend")]
 mod hooks;
+#[cfg(feature = "backend")]
 mod incident;
 mod ingest;
+#[cfg(feature = "backend")]
 mod ledger;
 mod log;
 mod protocol;
@@ -20,9 +33,12 @@ mod stats;
 
 use config::Config;
 use error::ApiError;
+#[cfg(feature = "backend")]
 pub use ledger::Ledger;
 use wasm_bindgen::prelude::*;
-use worker::{event, js_sys, Context, Env, MessageBatch, Method, Request, Response, Result, Url};
+#[cfg(feature = "backend")]
+use worker::{event, Context, MessageBatch};
+use worker::{js_sys, Env, Method, Request, Response, Result, Url};
 
 /// The route under the Worker's prefix (`/e`, `/p.js`, …), if `path` is one of ours: `/t/e` is
 /// ours, `/thank-you` is not (the prefix must end at a segment boundary).
@@ -31,8 +47,44 @@ fn route<'a>(cfg: &Config, path: &'a str) -> Option<&'a str> {
         .filter(|r| r.starts_with('/'))
 }
 
+/// The routes that need nothing but the request and the configuration: the shim and the
+/// beacon's CORS preflight (the beacon Worker answers them itself); None for any other.
+fn static_route(
+    req: &Request,
+    cfg: &Config,
+    route: &str,
+) -> Option<std::result::Result<Response, ApiError>> {
+    match (req.method(), route) {
+        (Method::Get | Method::Head, "/p.js") => Some(shim_assets::loader(req, cfg)),
+        (Method::Get | Method::Head, "/p.wasm") => Some(shim_assets::wasm(req)),
+        (Method::Options, "/e") => Some(ingest::preflight(req, cfg)),
+        _ => None,
+    }
+}
+
+/// The beacon Worker's call for every request but a beacon: the shim or the preflight as a
+/// `Response`, or `undefined` for what the whole Worker answers (the entry module forwards it).
+#[cfg(not(feature = "backend"))]
+#[wasm_bindgen(js_name = staticRoute)]
+pub fn static_route_js(
+    env: &Env,
+    req: worker::web_sys::Request,
+) -> std::result::Result<JsValue, JsValue> {
+    let cfg = Config::from_env(env);
+    let req = Request::from(req);
+    let path = req.path();
+    match route(&cfg, &path).and_then(|r| static_route(&req, &cfg, r)) {
+        Some(answer) => {
+            stats::enter(stats::Stat::OtherRequests);
+            to_js(answer)
+        }
+        None => Ok(JsValue::UNDEFINED),
+    }
+}
+
 /// Every route but the beacon's. `POST /t/e` never reaches this handler: the entry module
 /// (`worker/entry.mjs`) serves it with [`beacon_gate`] and [`beacon_accept`].
+#[cfg(feature = "backend")]
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     stats::enter(stats::Stat::OtherRequests);
@@ -41,9 +93,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let Some(route) = route(&cfg, &path) else {
         return demo::page_or_not_found(&cfg, &path);
     };
+    if let Some(answer) = static_route(&req, &cfg, route) {
+        return answer.or_else(|e| e.into_response());
+    }
     let answer = match (req.method(), route) {
-        (Method::Get | Method::Head, "/p.js") => shim_assets::loader(&req, &cfg),
-        (Method::Get | Method::Head, "/p.wasm") => shim_assets::wasm(&req),
         (Method::Post, r) if r.starts_with("/hooks/") => match hooks::Platform::from_route(r) {
             Some((platform, tenant)) => {
                 let tenant = tenant.map(str::to_string);
@@ -51,7 +104,6 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             }
             None => Err(ApiError::NotFound),
         },
-        (Method::Options, "/e") => ingest::preflight(&req, &cfg),
         (Method::Get | Method::Head, "/health") => health(&req, &cfg, &env).await,
         (Method::Get, "/stats") => admin::stats(&req, &cfg, &env).await,
         (Method::Get, "/report") => admin::report(&req, &cfg, &env).await,
@@ -164,6 +216,7 @@ pub fn beacon_accept(
 
 /// Delivers queue messages now, without the queue (it refused them, or is not bound when
 /// `queue_bound` is false): the same path as the consumer, grouped per tenant and pixel.
+#[cfg(feature = "backend")]
 #[wasm_bindgen(js_name = deliverNow)]
 pub async fn deliver_now(env: Env, messages: Vec<String>, queue_bound: bool) {
     if queue_bound {
@@ -181,6 +234,7 @@ pub fn max_beacon_bytes() -> usize {
 }
 
 /// The queue consumer: delivers what ingest enqueued (see `delivery`).
+#[cfg(feature = "backend")]
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     stats::enter(stats::Stat::ConsumerInvocations);
@@ -195,6 +249,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
 /// agency's clients to anyone. With that tenant's admin token: its configuration and errors
 /// (setting and secret names, never a value). With the operator's `ADMIN_TOKEN`: every tenant.
 /// A bearer token that matches neither is refused (401).
+#[cfg(feature = "backend")]
 async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<Response, ApiError> {
     use capi_core::webhook::signature::bearer_matches;
     let host = req.url()?.host_str().unwrap_or("").to_string();
@@ -232,6 +287,7 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
 }
 
 /// The tenant's open incidents, per pixel: why delivery stopped and what fixes it.
+#[cfg(feature = "backend")]
 async fn open_incidents(cfg: &Config, env: &Env, t: &config::Tenant) -> Vec<serde_json::Value> {
     let mut open = Vec::new();
     for p in &t.pixels {
@@ -256,6 +312,7 @@ async fn open_incidents(cfg: &Config, env: &Env, t: &config::Tenant) -> Vec<serd
 
 /// The health details an admin sees: the host's tenant (configured, privacy modes) and what is
 /// wrong with it — or, for the operator, with any tenant — by setting and secret names only.
+#[cfg(feature = "backend")]
 fn health_details(cfg: &Config, own: Option<&config::Tenant>, operator: bool) -> serde_json::Value {
     let tenants: Vec<serde_json::Value> = match &cfg.tenants {
         Ok(ts) => ts

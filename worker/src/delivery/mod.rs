@@ -7,15 +7,24 @@
 //! - `direct.rs`: the queue-less fallback when the queue refuses a pooled batch;
 //! - `meta.rs`: the Graph POST; `dead_letters.rs`: the dead-letter queue's consumer.
 
+#[cfg(feature = "backend")]
 mod consumer;
+#[cfg(feature = "backend")]
 mod dead_letters;
+#[cfg(feature = "backend")]
 mod direct;
+#[cfg(feature = "backend")]
 mod meta;
+#[cfg(feature = "backend")]
 mod pixel;
 
+#[cfg(feature = "backend")]
 pub use consumer::consume;
+#[cfg(feature = "backend")]
 pub use dead_letters::park_dead_letters;
+#[cfg(feature = "backend")]
 pub use direct::deliver_texts;
+#[cfg(feature = "backend")]
 pub use pixel::{deliver_pixel, Attempt};
 
 use crate::log;
@@ -163,6 +172,7 @@ pub enum Next {
 }
 
 /// Puts one message on the `EVENTS` queue; false if the queue refused it or is not bound.
+#[cfg(feature = "backend")]
 pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
     let Ok(q) = env.queue("EVENTS") else {
         log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
