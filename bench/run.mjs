@@ -29,7 +29,7 @@ process.on('exit', () => groups.forEach((g) => { try { process.kill(-g, 'SIGKILL
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
 /** Starts `cmd` in its own process group (pid = pgid); resolves when `ready(output)` matches. */
-function startGroup(name, cmd, args, { env = {}, cwd = ROOT, ready }) {
+function startGroup(name, cmd, args, { env = {}, cwd = ROOT, ready, timeoutMs = 30_000 }) {
   const logFile = `${OUT}/${name}.log`;
   const fd = openSync(logFile, 'w');
   const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
@@ -41,7 +41,7 @@ function startGroup(name, cmd, args, { env = {}, cwd = ROOT, ready }) {
       const text = readFileSync(logFile, 'utf8');
       const m = ready(text);
       if (m) { clearInterval(poll); resolve({ pgid: child.pid, ...m }); }
-      else if (child.exitCode != null || Date.now() - t0 > 30_000) {
+      else if (child.exitCode != null || Date.now() - t0 > timeoutMs) {
         clearInterval(poll);
         reject(new Error(`${name} did not start:\n${text}`));
       }
@@ -281,23 +281,44 @@ SANDBOX_GROUP = sandbox.pgid;
 const worker = await startGroup('worker', 'node', [`${ROOT}bench/serve.mjs`], { env: { SANDBOX_URL: SANDBOX }, ready: jsonLine('worker') });
 // Cold start: from a runtime that has just started to the first answered beacon (the wasm module
 // compiled and instantiated in a fresh isolate, the entry module's first request).
-const coldStart = await (async () => {
+const firstBeacon = async (url) => {
   const t0 = process.hrtime.bigint();
-  const res = await fetch(`${worker.worker}/t/e`, {
+  const res = await fetch(`${url}/t/e`, {
     method: 'POST',
-    headers: { 'content-type': 'text/plain;charset=UTF-8', origin: worker.worker, 'cf-connecting-ip': '198.51.100.7', 'user-agent': 'Mozilla/5.0 bench' },
-    body: JSON.stringify({ event_name: 'PageView', event_id: `cold-${process.pid}`, event_source_url: `${worker.worker}/`, fbp: 'fb.1.1700000000000.1' }),
+    headers: { 'content-type': 'text/plain;charset=UTF-8', origin: url, 'cf-connecting-ip': '198.51.100.7', 'user-agent': 'Mozilla/5.0 bench' },
+    body: JSON.stringify({ event_name: 'PageView', event_id: `cold-${process.pid}-${t0}`, event_source_url: `${url}/`, fbp: 'fb.1.1700000000000.1' }),
   });
   await res.arrayBuffer();
   return { status: res.status, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
-})();
+};
+const coldStart = await firstBeacon(worker.worker);
 log(`cold start: first beacon answered ${coldStart.status} after ${coldStart.ms.toFixed(1)} ms`);
+// What a page view wakes, per layout (bench/cold.mjs): from asking for a fresh runtime to its
+// first answered beacon, the whole Worker alone against the beacon Worker of the split
+// deployment (ARCHITECTURE.md, "Two Workers"), interleaved on fresh runtimes (median). Most of it
+// is starting workerd, the same for both; the difference is what the bundle's size costs.
+const COLD_STARTS = Number(process.env.BENCH_COLD_STARTS ?? 15);
+const coldStarts = await (async () => {
+  const g = await startGroup('cold', 'node', [`${ROOT}bench/cold.mjs`], { env: { COLD_STARTS: String(COLD_STARTS) }, ready: jsonLine('cold'), timeoutMs: 180_000 });
+  await stopGroup(g.pgid);
+  const out = {};
+  for (const layout of Object.keys(g.cold)) {
+    out[layout] = { ms: median(g.cold[layout]), ready_ms: median(g.ready[layout]), runs: g.cold[layout] };
+    log(`cold start (${layout}, ${COLD_STARTS} fresh runtimes): median ${out[layout].ms.toFixed(1)} ms to the first beacon, ${out[layout].ready_ms.toFixed(1)} ms to listening`);
+  }
+  return out;
+})();
 const relay = await startGroup('relay', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX }, ready: jsonLine('relay') });
 const batched = await startGroup('batched', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX, BATCH_MS: '50' }, ready: jsonLine('relay') });
 const floor = await startGroup('floor', 'node', [`${ROOT}bench/floor.mjs`], { ready: jsonLine('floor') });
-const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid, floor.pgid];
+// The split deployment (ARCHITECTURE.md, "Two Workers"): the beacon Worker on its own socket, the
+// whole Worker behind its binding consuming the queue, in one workerd (one thread for both, as
+// for the Worker above; on Cloudflare they run in isolates of their own).
+const split = await startGroup('split', 'node', [`${ROOT}bench/serve.mjs`], { env: { SANDBOX_URL: SANDBOX, BENCH_LAYOUT: 'split' }, ready: jsonLine('worker') });
+const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid, floor.pgid, split.pgid];
 const systems = [
   { name: 'worker', url: worker.worker, pgid: worker.pgid },
+  { name: 'split', url: split.worker, pgid: split.pgid },
   { name: 'relay', url: relay.relay, pgid: relay.pgid },
   { name: 'batched', url: batched.relay, pgid: batched.pgid },
   { name: 'floor', url: floor.floor, pgid: floor.pgid },
@@ -320,6 +341,7 @@ for (let run = 1; run <= RUNS; run++) {
   }
   hash.push({ run, ...(await hashRun(rowsFile)) });
 }
+await stopGroup(split.pgid);
 await stopGroup(floor.pgid);
 await stopGroup(batched.pgid);
 await stopGroup(relay.pgid);
@@ -364,7 +386,7 @@ const rowsOut = [
   ['E: events / consumer call', (s, c) => f(med(s, c, 'E'), 1)],
   ['Δ $ / million events', (s, c) => f(med(s, c, 'cost_per_million'), 3)],
 ];
-const LABEL = { worker: 'Worker', relay: 'relay 1/POST', batched: 'relay batched', floor: 'floor (JS 204)' };
+const LABEL = { worker: 'Worker', split: 'split (2 Workers)', relay: 'relay 1/POST', batched: 'relay batched', floor: 'floor (JS 204)' };
 const header = ['', ...cols.map(([s, c]) => `${LABEL[s]} c=${c}`)];
 const table = [header, ...rowsOut.map(([label, fn]) => [label, ...cols.map(([s, c]) => fn(s, c))])];
 const widths = header.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
@@ -379,6 +401,16 @@ for (const c of CONCURRENCY) {
 for (const c of CONCURRENCY) {
   const x = med('worker', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
   check(`Worker/relay batched every 50 ms beacons/s, c=${c}`, `${f(x, 2)}x`, x >= 0.5, '≥ 0.5x');
+}
+for (const c of CONCURRENCY) {
+  const x = med('split', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
+  const y = med('split', c, 'beacons_per_s') / med('worker', c, 'beacons_per_s');
+  check(`split deployment / relay batched, and / the Worker, beacons/s, c=${c}`, `${f(x, 2)}x, ${f(y, 2)}x`, null,
+    'information: the same beacon path, a second isolate on the same thread');
+}
+for (const c of CONCURRENCY) {
+  check(`p99 at c=${c}, split deployment vs relay (1 POST)`, `${f(med('split', c, 'p99_ms'), 1)} vs ${f(med('relay', c, 'p99_ms'), 1)} ms`,
+    null, 'information');
 }
 // The runtime's floor (bench/floor.mjs): a JS Worker that reads the beacon and answers 204, in
 // its own workerd process. Its beacons/s bound any Worker's on this runtime.
@@ -407,10 +439,14 @@ for (const c of CONCURRENCY) {
     null, 'information: the runtime\'s own tail');
 }
 check('cold start: runtime up → first beacon answered', `${f(coldStart.ms, 1)} ms`, null, 'information');
+check(`cold start from a fresh runtime, whole Worker vs beacon Worker (median of ${COLD_STARTS} each)`,
+  `${f(coldStarts.whole.ms, 1)} vs ${f(coldStarts.beacons.ms, 1)} ms`, null, 'information');
 const lost = load.filter((r) => r.system === 'worker').reduce((a, r) => a + r.lost, 0);
 check('Worker events lost (all runs)', f(lost), lost === 0, '0');
 const dups = load.filter((r) => r.system === 'worker').reduce((a, r) => a + r.duplicates, 0);
 check('Worker duplicates at the stand-in (all runs)', f(dups), dups === 0, '0');
+const splitLoss = load.filter((r) => r.system === 'split').reduce((a, r) => a + r.lost + r.duplicates, 0);
+check('split deployment: events lost or duplicated (all runs)', f(splitLoss), splitLoss === 0, '0');
 const relayLost = load.filter((r) => r.system === 'relay').reduce((a, r) => a + r.lost, 0);
 check('relay events lost (all runs)', f(relayLost), null, 'information');
 check('hash speedup vs SDK (same job: file in, JSON lines out)', `${f(hmed('speedup_vs_sdk_job'), 1)}x`, hmed('speedup_vs_sdk_job') >= 10, '≥ 10x');
@@ -447,7 +483,7 @@ lines.push('ratios and targets:');
 for (const r of ratios) lines.push(`  ${r.label.padEnd(58)} ${r.value.padStart(20)}   ${r.ok == null ? '' : r.ok ? 'MET' : 'NOT MET'} (${r.target})`);
 const report = lines.join('\n');
 console.log(report);
-writeFileSync(`${OUT}/results.json`, JSON.stringify({ machine, runs: RUNS, seconds: SECONDS, cold_start: coldStart, load, hash, ratios }, null, 2));
+writeFileSync(`${OUT}/results.json`, JSON.stringify({ machine, runs: RUNS, seconds: SECONDS, cold_start: coldStart, cold_starts: coldStarts, load, hash, ratios }, null, 2));
 writeFileSync(`${OUT}/report.txt`, report + '\n');
 log(`results: build/bench/results.json, build/bench/report.txt`);
 process.exit(0);

@@ -83,6 +83,55 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
   return { url, mf, fetch: fetchIt, receipts: (id) => admin(`/t/receipts/${encodeURIComponent(id)}`), stats: () => admin('/t/stats'), stop: () => mf.dispose() };
 }
 
+/** The split deployment (ARCHITECTURE.md, "Two Workers") in one runtime: the beacon Worker
+ * (build/beacons) answers, the whole Worker (build/worker) is its BACKEND with the queue
+ * consumer and the ledger. `vars` go to both; the secrets (the access token, the admin token,
+ * the order webhook's `order-secret`) to the whole Worker only. `beaconQueue: false` leaves
+ * the beacon Worker without its queue, `backendBound: false` without its binding; `direct` as
+ * in startWorker. Resolves to { url, mf, fetch, isolate (the whole Worker's counts), stop }. */
+export async function startSplit(vars = {}, { beaconQueue = true, backendBound = true, rateLimit = 100_000, direct = false } = {}) {
+  const events = 'capi-edge-events';
+  const deadLetters = 'capi-edge-dead-letters';
+  const settings = { PIXEL_ID, META_API_VERSION: 'v26.0', ...vars };
+  const built = (dir) => ({
+    modules: true,
+    scriptPath: `${ROOT}build/${dir}/index.js`,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2026-04-01',
+  });
+  const beacons = {
+    name: 'capi-edge-beacons',
+    ...built('beacons'),
+    bindings: settings,
+    ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
+    ...(beaconQueue && { queueProducers: { EVENTS: events } }),
+    ...(backendBound && { serviceBindings: { BACKEND: 'capi-edge' } }),
+    ...(direct && { unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] }),
+  };
+  const whole = {
+    name: 'capi-edge',
+    ...built('worker'),
+    bindings: { ...settings, META_ACCESS_TOKEN: TOKEN, ADMIN_TOKEN, ORDER_WEBHOOK_SECRET: 'order-secret', RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4' },
+    durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
+    queueProducers: { EVENTS: events, DEAD_LETTERS: deadLetters },
+    queueConsumers: {
+      [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: deadLetters },
+      [deadLetters]: { maxBatchSize: 100, maxBatchTimeout: 1 },
+    },
+  };
+  const mf = new Miniflare({
+    host: '127.0.0.1',
+    port: 0,
+    workers: [beacons, whole],
+    handleRuntimeStdio: (stdout, stderr) => { keepLogs(stdout, process.stdout); keepLogs(stderr, process.stderr); },
+  });
+  const entry = await mf.ready;
+  const url = (direct ? await mf.unsafeGetDirectURL('capi-edge-beacons') : entry).toString().replace(/\/$/, '');
+  const fetchIt = (path, init = {}) => mf.dispatchFetch(`${direct ? url : 'http://shop.test'}${path}`, init);
+  const isolate = async () => (await (await fetchIt('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).isolate;
+  return { url, mf, fetch: fetchIt, isolate, stop: () => mf.dispose() };
+}
+
 /** Polls `check` until it returns a truthy value or `ms` pass. */
 export async function eventually(check, ms = 10_000, what = 'condition') {
   const end = Date.now() + ms;

@@ -7,51 +7,9 @@ import { createHash, createHmac } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Miniflare } from 'miniflare';
-import { ROOT, PIXEL_ID, TOKEN, ADMIN_TOKEN, startSandbox, eventually } from './harness.mjs';
+import { ROOT, ADMIN_TOKEN, startSandbox, startSplit, eventually } from './harness.mjs';
 
-const EVENTS = 'capi-edge-events';
-const DEAD_LETTERS = 'capi-edge-dead-letters';
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) split';
-// The settings both Workers read; the secrets go to the whole Worker only.
-const SETTINGS = { PIXEL_ID, META_API_VERSION: 'v26.0', CUSTOMER_DATA: 'hashed', CONSENT: 'optional' };
-
-const built = (dir) => ({
-  modules: true,
-  scriptPath: `${ROOT}build/${dir}/index.js`,
-  modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-  compatibilityDate: '2026-04-01',
-});
-
-/** Both Workers in one runtime; the beacon Worker answers `fetch`. */
-async function startSplit(sandbox, { beaconQueue = true, backendBound = true } = {}) {
-  const beacons = {
-    name: 'capi-edge-beacons',
-    ...built('beacons'),
-    bindings: { ...SETTINGS },
-    ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: 100_000, period: 60 } } },
-    ...(beaconQueue && { queueProducers: { EVENTS } }),
-    ...(backendBound && { serviceBindings: { BACKEND: 'capi-edge' } }),
-  };
-  const whole = {
-    name: 'capi-edge',
-    ...built('worker'),
-    bindings: { ...SETTINGS, META_ACCESS_TOKEN: TOKEN, META_GRAPH_URL: sandbox.url, ADMIN_TOKEN, ORDER_WEBHOOK_SECRET: 'order-secret',
-      RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '2' },
-    durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
-    queueProducers: { EVENTS, DEAD_LETTERS },
-    queueConsumers: {
-      [EVENTS]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: DEAD_LETTERS },
-      [DEAD_LETTERS]: { maxBatchSize: 100, maxBatchTimeout: 1 },
-    },
-  };
-  const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers: [beacons, whole] });
-  await mf.ready;
-  const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);
-  const isolate = async () =>
-    (await (await fetchIt('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).isolate;
-  return { mf, fetch: fetchIt, isolate, stop: () => mf.dispose() };
-}
 
 const beacon = (w, id) => w.fetch('/t/e', {
   method: 'POST',
@@ -74,7 +32,7 @@ before(async () => { sandbox = await startSandbox(); });
 after(() => sandbox?.stop());
 
 test('beacons, the shim and the preflight are answered by the beacon Worker, which holds no secret; Meta gets each event once', async () => {
-  const w = await startSplit(sandbox);
+  const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
   try {
     const before = await w.isolate();
     const ids = Array.from({ length: 40 }, (_, i) => `split-${i}`);
@@ -108,7 +66,7 @@ test('beacons, the shim and the preflight are answered by the beacon Worker, whi
 });
 
 test('webhooks and admin routes are forwarded with their raw bodies: a signed order is delivered, a forged one refused', async () => {
-  const w = await startSplit(sandbox);
+  const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
   try {
     const body = JSON.stringify({ order_id: 'split-order-1', value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
       event_source_url: 'https://shop.test/thanks' });
@@ -128,7 +86,7 @@ test('webhooks and admin routes are forwarded with their raw bodies: a signed or
 });
 
 test('what the beacon Worker cannot queue, the whole Worker delivers at once over the binding', async () => {
-  const w = await startSplit(sandbox, { beaconQueue: false });
+  const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' }, { beaconQueue: false });
   try {
     const statuses = await Promise.all(['direct-0', 'direct-1', 'direct-2'].map(async (id) => (await beacon(w, `split-${id}`)).status));
     assert.deepEqual(statuses, [204, 204, 204]);
@@ -144,7 +102,7 @@ test('what the beacon Worker cannot queue, the whole Worker delivers at once ove
 });
 
 test('without its BACKEND binding the beacon Worker takes nothing: 503 not_configured', async () => {
-  const w = await startSplit(sandbox, { backendBound: false });
+  const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' }, { backendBound: false });
   try {
     for (const res of [await beacon(w, 'split-unbound-0'), await w.fetch('/t/p.js'), await w.fetch('/t/health')]) {
       assert.equal(res.status, 503);
