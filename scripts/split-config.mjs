@@ -48,6 +48,8 @@ for (const k of ['routes', 'route', 'build']) delete whole[k];
 const beacons = {
   name: `${raw.name}-beacons`,
   main: main('beacons'),
+  // A service binding reaches Workers of the same account only.
+  ...(raw.account_id && { account_id: raw.account_id }),
   compatibility_date: raw.compatibility_date,
   ...(raw.compatibility_flags && { compatibility_flags: raw.compatibility_flags }),
   ...routing,

@@ -153,6 +153,9 @@ const SEND_RETRY_MS = [50, 250, 1000];
 const SEND_TRY_MS = 1500;
 const SEND_BUDGET_MS = 5000;
 const SEND_BYTES = 240_000;
+/** Before the second try of the direct delivery (its first one failed: a panic, or the beacon
+ * Worker's binding); both fit in the 30 s of `waitUntil` with the queue's tries before them. */
+const DELIVER_RETRY_MS = 500;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const bounded = (promise, ms) =>
   Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), ms))]);
@@ -183,12 +186,13 @@ async function send(env, bundles, deliverNow) {
       }
     }
   }
-  // Refused every time (Rust logs it), or no queue bound: delivered now (`deliverNow`: Rust's
-  // delivery path in this isolate, or in the whole Worker behind the beacon Worker's binding). If the wasm instance
+  // Refused every time, or no queue bound: delivered now (`deliverNow`: Rust's delivery path in
+  // this isolate, or in the whole Worker behind the beacon Worker's binding; it logs why). If the wasm instance
   // dies meanwhile, a fresh one takes the same events again: the claims the dead attempt holds
   // make them wait (parked for replay), nothing is sent twice or dropped.
   const events = bundles.flat();
   for (let round = 0; round < 2; round++) {
+    if (round > 0) await sleep(DELIVER_RETRY_MS);
     checkReinitialize();
     try {
       await deliverNow(env, events, Boolean(queue));
@@ -197,6 +201,9 @@ async function send(env, bundles, deliverNow) {
       handleMaybeCritical(e);
     }
   }
+  // Neither the queue nor the delivery path took them (the beacon Worker's binding failed
+  // twice, or the wasm instance did): said once, with a count only, never an event.
+  console.error(JSON.stringify({ msg: 'events_lost', messages: events.length, reason: 'queue_refused_and_direct_delivery_failed' }));
 }
 
 export async function beacon(request, ticket, env, ctx, deliverNow) {

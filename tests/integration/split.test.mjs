@@ -31,7 +31,7 @@ let sandbox;
 before(async () => { sandbox = await startSandbox(); });
 after(() => sandbox?.stop());
 
-test('beacons, the shim and the preflight are answered by the beacon Worker, which holds no secret; Meta gets each event once', async () => {
+test('beacons, the shim and the preflight are answered by the beacon Worker, which needs no secret; Meta gets each event once', async () => {
   const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
   try {
     const before = await w.isolate();
@@ -80,6 +80,34 @@ test('webhooks and admin routes are forwarded with their raw bodies: a signed or
     const denied = await w.fetch('/t/stats');
     assert.equal(denied.status, 401, 'admin routes keep their token check behind the beacon Worker');
     assert.equal((await w.fetch('/t/receipts/purchase%3Asplit-order-1', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 200);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('a beacon Purchase cannot pre-empt the signed order: the whole Worker settles it before any claim', async () => {
+  const w = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' });
+  try {
+    const stats = async () => (await w.fetch('/t/stats', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    // The thank-you page's beacon, or a forged one, with the order's event id, arrives first.
+    const early = await w.fetch('/t/e', {
+      method: 'POST',
+      body: JSON.stringify({ event_name: 'Purchase', event_id: 'purchase:split-signed-1', event_source_url: 'http://shop.test/thanks',
+        custom_data: { value: 9999, currency: 'EUR' } }),
+      headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.8' },
+    });
+    assert.equal(early.status, 204, 'the beacon Worker cannot tell: it takes the beacon');
+    await eventually(async () => (await stats()).reasons?.some((r) => r.reason === 'signed_source_only'), 20_000, 'the beacon settled as signed_source_only');
+    const body = JSON.stringify({ order_id: 'split-signed-1', value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
+      event_source_url: 'https://shop.test/thanks' });
+    const order = await w.fetch('/t/hooks/order', { method: 'POST', body,
+      headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+    assert.equal(order.status, 200);
+    assert.notEqual((await order.json()).outcome, 'duplicate', 'the beacon took no claim');
+    await eventually(async () => (await received(sandbox, 'purchase:split-signed-1')).size === 1, 30_000, 'the order at Meta');
+    const copies = (await sandbox.events()).server.filter((e) => e.event_id === 'purchase:split-signed-1');
+    assert.equal(copies.length, 1);
+    assert.equal(copies[0].custom_data.value, 20, "Meta's copy is the signed order's");
   } finally {
     await w.stop();
   }

@@ -27,6 +27,13 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
         match super::message_events(body) {
             Some(events) => {
                 for q in events {
+                    // Only what ingest builds from a beacon comes this way (the entry module's
+                    // pool, or the beacon Worker's over its binding): a message that claims a
+                    // signed source or a replay is not a beacon's, and is not taken here.
+                    if q.source.is_some() || q.replay {
+                        log::error("not_a_beacon_message", &[]);
+                        continue;
+                    }
                     by_pixel
                         .entry((q.tenant.clone(), q.pixel_id.clone()))
                         .or_default()

@@ -16,6 +16,7 @@ use capi_core::delivery::{next_attempt, presend_check, step_for, NextAttempt, Ou
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{Incident, MetaAnswer};
 use capi_core::report::{coverage_event_name, coverage_of};
+use capi_core::website::{is_unsigned_purchase, SIGNED_SOURCE_ONLY};
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -64,13 +65,28 @@ pub async fn deliver_pixel(
     let token = pixel.and_then(|p| p.access_token.clone());
     let app_secret = pixel.and_then(|p| p.app_secret.clone());
     let tenant_test_code = tenant.and_then(|t| t.test_event_code.clone());
+    // Signed sources win (`is_unsigned_purchase`, core): while the tenant's order webhooks are
+    // configured, no beacon Purchase is relayed, nor takes the claim its order's signed
+    // Purchase needs. Ingest holds such a beacon back where it can read the webhook secrets;
+    // the beacon Worker of the split deployment holds none, so its beacons are settled here,
+    // before any claim, and counted as ingest counts them.
+    let signed_orders = tenant.is_some_and(|t| t.has_signed_orders());
+    let unsigned: Vec<bool> = items
+        .iter()
+        .map(|q| {
+            q.source.is_none()
+                && q.event.as_ref().is_some_and(|e| {
+                    is_unsigned_purchase(&e.event_name, &e.event_id, signed_orders)
+                })
+        })
+        .collect();
 
     // 1. Claims: one ledger call per shard, concurrently (the shards are independent objects).
     let mut statuses = vec![ClaimStatus::Unavailable; items.len()];
     if let Some(l) = &ledger {
         let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (i, q) in items.iter().enumerate() {
-            if let Some(e) = &q.event {
+            if let (Some(e), false) = (&q.event, unsigned[i]) {
                 by_shard.entry(l.shard_of(&e.event_id)).or_default().push(i);
             }
         }
@@ -114,6 +130,17 @@ pub async fn deliver_pixel(
             results[i] = Some(done(Outcome::Queued, None));
             continue;
         };
+        if unsigned[i] {
+            log_event(
+                event,
+                Outcome::Ignored,
+                Some(SIGNED_SOURCE_ONLY),
+                None,
+                q.attempt,
+            );
+            results[i] = Some(done(Outcome::Ignored, Some(SIGNED_SOURCE_ONLY.into())));
+            continue;
+        }
         match (statuses[i], &ledger) {
             (ClaimStatus::Send { lease_until_ms }, _) => lease_until[i] = lease_until_ms,
             (ClaimStatus::Duplicate, _) => {
@@ -354,6 +381,14 @@ pub async fn deliver_pixel(
         let mut coverage: Vec<(&'static str, &'static str, u32)> = Vec::new();
         let mut coverage_shard: Option<u32> = None;
         for (i, (q, r)) in items.iter().zip(&results).enumerate() {
+            if unsigned[i] {
+                let ignored = Count::outcome(Outcome::Ignored, SIGNED_SOURCE_ONLY);
+                counts
+                    .entry(0)
+                    .or_default()
+                    .extend(q.counts.iter().cloned().chain([ignored]));
+                continue;
+            }
             let (Some(e), Some(key)) = (&q.event, q.key()) else {
                 counts
                     .entry(0)
