@@ -7,25 +7,27 @@
 //! The shared modules are then compiled for the beacon path only, so part of them is unused.
 #![cfg_attr(not(feature = "backend"), allow(dead_code, unused_imports))]
 
-#[cfg(feature = "backend")]
-mod admin;
-#[cfg(feature = "backend")]
-mod body;
+/// Items of the whole Worker only (the `backend` feature), not of the beacon Worker.
+macro_rules! backend {
+    ($($item:item)*) => { $(#[cfg(feature = "backend")] $item)* };
+}
+
+backend! {
+    mod admin;
+    mod body;
+    mod deadline;
+    mod demo;
+    mod hooks;
+    mod incident;
+    mod ledger;
+    pub use ledger::Ledger;
+    use worker::{event, Context, MessageBatch};
+}
 mod config;
 mod cookies;
-#[cfg(feature = "backend")]
-mod deadline;
 mod delivery;
-#[cfg(feature = "backend")]
-mod demo;
 mod error;
-#[cfg(feature = "backend")]
-mod hooks;
-#[cfg(feature = "backend")]
-mod incident;
 mod ingest;
-#[cfg(feature = "backend")]
-mod ledger;
 mod log;
 mod protocol;
 mod shim_assets;
@@ -33,11 +35,7 @@ mod stats;
 
 use config::Config;
 use error::ApiError;
-#[cfg(feature = "backend")]
-pub use ledger::Ledger;
 use wasm_bindgen::prelude::*;
-#[cfg(feature = "backend")]
-use worker::{event, Context, MessageBatch};
 use worker::{js_sys, Env, Method, Request, Response, Result, Url};
 
 /// The route under the Worker's prefix (`/e`, `/p.js`, …), if `path` is one of ours: `/t/e` is

@@ -7,25 +7,17 @@
 //! - `direct.rs`: the queue-less fallback when the queue refuses a pooled batch;
 //! - `meta.rs`: the Graph POST; `dead_letters.rs`: the dead-letter queue's consumer.
 
-#[cfg(feature = "backend")]
-mod consumer;
-#[cfg(feature = "backend")]
-mod dead_letters;
-#[cfg(feature = "backend")]
-mod direct;
-#[cfg(feature = "backend")]
-mod meta;
-#[cfg(feature = "backend")]
-mod pixel;
-
-#[cfg(feature = "backend")]
-pub use consumer::consume;
-#[cfg(feature = "backend")]
-pub use dead_letters::park_dead_letters;
-#[cfg(feature = "backend")]
-pub use direct::deliver_texts;
-#[cfg(feature = "backend")]
-pub use pixel::{deliver_pixel, Attempt};
+backend! {
+    mod consumer;
+    mod dead_letters;
+    mod direct;
+    mod meta;
+    mod pixel;
+    pub use consumer::consume;
+    pub use dead_letters::park_dead_letters;
+    pub use direct::deliver_texts;
+    pub use pixel::{deliver_pixel, Attempt};
+}
 
 use crate::log;
 use crate::protocol::{Count, EventKey, Source};
