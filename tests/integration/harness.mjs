@@ -88,8 +88,12 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
  * consumer and the ledger. `vars` go to both; the secrets (the access token, the admin token,
  * the order webhook's `order-secret`) to the whole Worker only. `beaconQueue: false` leaves
  * the beacon Worker without its queue, `backendBound: false` without its binding; `direct` as
- * in startWorker. Resolves to { url, mf, fetch, isolate (the whole Worker's counts), stop }. */
-export async function startSplit(vars = {}, { beaconQueue = true, backendBound = true, rateLimit = 100_000, direct = false } = {}) {
+ * in startWorker. `orderSecret: null` leaves the order webhook unconfigured; `persist`, a
+ * directory, keeps the ledger across runtimes; `capture: true` hands the events queue to a
+ * third worker instead of the whole Worker's consumer (`captured()`: the bodies so far, once).
+ * Resolves to { url, mf, fetch, isolate (the whole Worker's counts), captured, stop }. */
+export async function startSplit(vars = {}, { beaconQueue = true, backendBound = true, rateLimit = 100_000, direct = false,
+  orderSecret = 'order-secret', persist, capture = false } = {}) {
   const events = 'capi-edge-events';
   const deadLetters = 'capi-edge-dead-letters';
   const settings = { PIXEL_ID, META_API_VERSION: 'v26.0', ...vars };
@@ -111,25 +115,39 @@ export async function startSplit(vars = {}, { beaconQueue = true, backendBound =
   const whole = {
     name: 'capi-edge',
     ...built('worker'),
-    bindings: { ...settings, META_ACCESS_TOKEN: TOKEN, ADMIN_TOKEN, ORDER_WEBHOOK_SECRET: 'order-secret', RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4' },
+    bindings: { ...settings, META_ACCESS_TOKEN: TOKEN, ADMIN_TOKEN, ...(orderSecret && { ORDER_WEBHOOK_SECRET: orderSecret }),
+      RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4' },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
     queueProducers: { EVENTS: events, DEAD_LETTERS: deadLetters },
     queueConsumers: {
-      [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: deadLetters },
+      ...(!capture && { [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: deadLetters } }),
       [deadLetters]: { maxBatchSize: 100, maxBatchTimeout: 1 },
     },
+  };
+  const captureWorker = {
+    name: 'capture',
+    modules: true,
+    compatibilityDate: '2026-04-01',
+    script: `let bodies = [];
+export default {
+  async queue(batch) { for (const m of batch.messages) { bodies.push(m.body); m.ack(); } },
+  async fetch() { const out = bodies; bodies = []; return Response.json(out); },
+};`,
+    queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } },
   };
   const mf = new Miniflare({
     host: '127.0.0.1',
     port: 0,
-    workers: [beacons, whole],
+    workers: [beacons, whole, ...(capture ? [captureWorker] : [])],
+    ...(persist && { durableObjectsPersist: persist }),
     handleRuntimeStdio: (stdout, stderr) => { keepLogs(stdout, process.stdout); keepLogs(stderr, process.stderr); },
   });
   const entry = await mf.ready;
   const url = (direct ? await mf.unsafeGetDirectURL('capi-edge-beacons') : entry).toString().replace(/\/$/, '');
   const fetchIt = (path, init = {}) => mf.dispatchFetch(`${direct ? url : 'http://shop.test'}${path}`, init);
   const isolate = async () => (await (await fetchIt('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).isolate;
-  return { url, mf, fetch: fetchIt, isolate, stop: () => mf.dispose() };
+  const captured = async () => (capture ? (await (await mf.getWorker('capture')).fetch('http://capture/')).json() : []);
+  return { url, mf, fetch: fetchIt, isolate, captured, stop: () => mf.dispose() };
 }
 
 /** Polls `check` until it returns a truthy value or `ms` pass. */

@@ -69,17 +69,33 @@ pub async fn deliver_pixel(
     // configured, no beacon Purchase is relayed, nor takes the claim its order's signed
     // Purchase needs. Ingest holds such a beacon back where it can read the webhook secrets;
     // the beacon Worker of the split deployment holds none, so its beacons are settled here,
-    // before any claim, and counted as ingest counts them.
-    let signed_orders = tenant.is_some_and(|t| t.has_signed_orders());
+    // before any claim, and counted as ingest counts them. (Read from the tenant as configured,
+    // errors or not: a webhook secret that is set counts.) A replay is left alone: a parked
+    // copy holds its claim already, and only its replay settles it.
+    let signed_orders = cfg
+        .tenant(tenant_id)
+        .is_some_and(|t| t.has_signed_orders());
     let unsigned: Vec<bool> = items
         .iter()
         .map(|q| {
             q.source.is_none()
+                && !q.replay
                 && q.event.as_ref().is_some_and(|e| {
                     is_unsigned_purchase(&e.event_name, &e.event_id, signed_orders)
                 })
         })
         .collect();
+    // A copy that took its claim before the webhooks were configured (then retried, or
+    // redelivered) gives it back: the ledger deletes only that copy's own queued or retrying
+    // row, once no attempt holds its lease, so the signed Purchase can take the claim.
+    // One at a time: a beacon Purchase of a shop with signed orders is rare in a round.
+    if let Some(l) = &ledger {
+        for (q, _) in items.iter().zip(&unsigned).filter(|(_, u)| **u) {
+            if let Some(key) = q.key() {
+                l.release(&key, &q.nonce).await;
+            }
+        }
+    }
 
     // 1. Claims: one ledger call per shard, concurrently (the shards are independent objects).
     let mut statuses = vec![ClaimStatus::Unavailable; items.len()];
