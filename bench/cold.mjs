@@ -11,15 +11,9 @@
 // run by bench/run.mjs in its own process group. Prints one JSON line: {"cold": {layout: [ms]},
 // "ready": {layout: [ms]}} (the second: until the runtime listened, before the first beacon).
 import { Miniflare } from 'miniflare';
+import { builtWorker as built, EVENTS_QUEUE, DEAD_LETTERS_QUEUE } from '../tests/integration/harness.mjs';
 
-const ROOT = new URL('../', import.meta.url).pathname;
 const RUNS = Number(process.env.COLD_STARTS ?? 5);
-const built = (dir) => ({
-  modules: true,
-  scriptPath: `${ROOT}build/${dir}/index.js`,
-  modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-  compatibilityDate: '2026-04-01',
-});
 const settings = { PIXEL_ID: '987654321012345', CUSTOMER_DATA: 'hashed', META_GRAPH_URL: 'http://127.0.0.1:9' };
 const limiter = { BEACON_RATE_LIMITER: { simple: { limit: 1000, period: 60 } } };
 const socket = { unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] };
@@ -29,11 +23,11 @@ const layouts = {
     bindings: { ...settings, META_ACCESS_TOKEN: 'token' },
     ratelimits: limiter,
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
-    queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
+    queueProducers: { EVENTS: EVENTS_QUEUE, DEAD_LETTERS: DEAD_LETTERS_QUEUE },
   }),
   beacons: () => ({
     name: 'capi-edge-beacons', ...built('beacons'), ...socket, bindings: settings, ratelimits: limiter,
-    queueProducers: { EVENTS: 'capi-edge-events' }, serviceBindings: { BACKEND: () => new Response(null, { status: 503 }) },
+    queueProducers: { EVENTS: EVENTS_QUEUE }, serviceBindings: { BACKEND: () => new Response(null, { status: 503 }) },
   }),
 };
 

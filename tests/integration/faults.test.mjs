@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ROOT, ADMIN_TOKEN, LOG_FILE, startSandbox, eventually, cliPath } from './harness.mjs';
+import { ROOT, ADMIN_TOKEN, LOG_FILE, startSandbox, eventually, cliPath, builtWorker, captureWorker, queueConsumers, EVENTS_QUEUE, DEAD_LETTERS_QUEUE } from './harness.mjs';
 
 const run = promisify(execFile);
 
@@ -25,14 +25,6 @@ const TENANTS = [{
 }];
 const SECRETS = { TOKEN_111: 'tok-111', TOKEN_112: 'tok-112', ORDER_SECRET: 'order-secret' };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Consumes the Worker's queue instead of the Worker, so the test can play the queue.
-const CAPTURE = `
-let bodies = [];
-export default {
-  async queue(batch) { for (const m of batch.messages) { bodies.push(m.body); m.ack(); } },
-  async fetch() { const out = bodies; bodies = []; return Response.json(out); },
-};`;
 
 // The built Worker, unchanged, behind an entry module that fails the platform around it, as
 // POST /__faults says: its ledger objects (all, or those whose name matches, e.g. one pixel's)
@@ -98,7 +90,6 @@ export default class extends Worker {
 /** The Worker with its real queues and ledger: consumed by itself, or by the test
  * (`capture`); behind FAULTY_ENTRY with `faultyEntry`. */
 async function startPlatform(sandbox, vars = {}, { capture = false, faultyEntry = false, persist, batchSize = 100 } = {}) {
-  const events = 'capi-edge-events';
   const capi = {
     name: 'capi',
     ...(faultyEntry ? {
@@ -107,23 +98,16 @@ async function startPlatform(sandbox, vars = {}, { capture = false, faultyEntry 
         { type: 'ESModule', path: `${ROOT}build/worker/index.js` },
         { type: 'CompiledWasm', path: `${ROOT}build/worker/index_bg.wasm` },
       ],
-    } : {
-      modules: true,
-      scriptPath: `${ROOT}build/worker/index.js`,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    }),
-    compatibilityDate: '2026-04-01',
+      compatibilityDate: '2026-04-01',
+    } : builtWorker('worker')),
     bindings: { META_GRAPH_URL: sandbox.url, META_API_VERSION: 'v26.0', ADMIN_TOKEN, TENANTS: JSON.stringify(TENANTS), ...SECRETS,
       RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '2', ...vars },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
-    queueProducers: { EVENTS: events, DEAD_LETTERS: 'capi-edge-dead-letters' },
-    queueConsumers: {
-      ...(capture ? {} : { [events]: { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' } }),
-      'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
-    },
+    queueProducers: { EVENTS: EVENTS_QUEUE, DEAD_LETTERS: DEAD_LETTERS_QUEUE },
+    queueConsumers: queueConsumers({ batchSize, events: !capture }),
   };
   const workers = [capi];
-  if (capture) workers.push({ name: 'capture', modules: true, script: CAPTURE, compatibilityDate: '2026-04-01', queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } } });
+  if (capture) workers.push(captureWorker);
   const mf = new Miniflare({ host: '127.0.0.1', port: 0, workers, ...(persist && { durableObjectsPersist: persist }), handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); if (process.env.FAULTS_LOG) process.stdout.write(chunk); })) });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const fetchIt = (path, init = {}) => mf.dispatchFetch(`http://shop.test${path}`, init);

@@ -48,17 +48,47 @@ export const LOG_FILE = `${ROOT}tests/.artifacts/worker-logs.txt`;
 mkdirSync(`${ROOT}tests/.artifacts`, { recursive: true });
 const keepLogs = (stream, out) => stream.on('data', (chunk) => { appendFileSync(LOG_FILE, chunk); out.write(chunk); });
 
+/** Miniflare's options for the Worker built in build/DIR (`worker`, or `beacons`: the beacon
+ * Worker of the split deployment), as wrangler deploys it. */
+export const builtWorker = (dir) => ({
+  modules: true,
+  scriptPath: `${ROOT}build/${dir}/index.js`,
+  modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+  compatibilityDate: '2026-04-01',
+});
+
+export const EVENTS_QUEUE = 'capi-edge-events';
+export const DEAD_LETTERS_QUEUE = 'capi-edge-dead-letters';
+/** The queue consumers as wrangler.toml declares them (batches of `batchSize`); without
+ * `events`, only the dead letters' (the test plays the events queue itself). */
+export const queueConsumers = ({ batchSize = 100, events = true } = {}) => ({
+  ...(events && { [EVENTS_QUEUE]: { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: DEAD_LETTERS_QUEUE } }),
+  [DEAD_LETTERS_QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1 },
+});
+
+/** A worker that consumes the events queue instead of the Worker, so a test can play the
+ * queue: `fetch` answers the bodies taken since the last fetch. */
+export const captureWorker = {
+  name: 'capture',
+  modules: true,
+  compatibilityDate: '2026-04-01',
+  script: `let bodies = [];
+export default {
+  async queue(batch) { for (const m of batch.messages) { bodies.push(m.body); m.ack(); } },
+  async fetch() { const out = bodies; bodies = []; return Response.json(out); },
+};`,
+  queueConsumers: { [EVENTS_QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1 } },
+};
+
 /** `direct`: the Worker's own socket (Miniflare's `unsafeDirectSockets`) instead of Miniflare's
  * entry worker in front of it, as on Cloudflare where no JS proxy runs before the Worker; the
  * caller then sets `CF-Connecting-IP` itself (bench/beacon.lua does). */
 export async function startWorker(vars = {}, { queues = true, rateLimit = 100_000, direct = false, batchSize = 100 } = {}) {
   const mf = new Miniflare({
-    modules: true,
+    ...builtWorker('worker'),
     // CAPI_WORKER_BUILD: another build of the Worker (a directory like build/worker), to compare
     // two builds under the same load.
-    scriptPath: `${process.env.CAPI_WORKER_BUILD ?? `${ROOT}build/worker`}/index.js`,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    compatibilityDate: '2026-04-01',
+    ...(process.env.CAPI_WORKER_BUILD && { scriptPath: `${process.env.CAPI_WORKER_BUILD}/index.js` }),
     handleRuntimeStdio: (stdout, stderr) => { keepLogs(stdout, process.stdout); keepLogs(stderr, process.stderr); },
     host: '127.0.0.1',
     port: 0,
@@ -68,11 +98,8 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
     ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
     // As in wrangler.toml; `queues: false` runs the Worker without them (the direct-send fallback).
     ...(queues && {
-      queueProducers: { EVENTS: 'capi-edge-events', DEAD_LETTERS: 'capi-edge-dead-letters' },
-      queueConsumers: {
-        'capi-edge-events': { maxBatchSize: batchSize, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: 'capi-edge-dead-letters' },
-        'capi-edge-dead-letters': { maxBatchSize: 100, maxBatchTimeout: 1 },
-      },
+      queueProducers: { EVENTS: EVENTS_QUEUE, DEAD_LETTERS: DEAD_LETTERS_QUEUE },
+      queueConsumers: queueConsumers({ batchSize }),
     }),
     ...(direct && { unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] }),
   });
@@ -94,46 +121,24 @@ export async function startWorker(vars = {}, { queues = true, rateLimit = 100_00
  * Resolves to { url, mf, fetch, isolate (the whole Worker's counts), captured, stop }. */
 export async function startSplit(vars = {}, { beaconQueue = true, backendBound = true, rateLimit = 100_000, direct = false,
   orderSecret = 'order-secret', persist, capture = false } = {}) {
-  const events = 'capi-edge-events';
-  const deadLetters = 'capi-edge-dead-letters';
   const settings = { PIXEL_ID, META_API_VERSION: 'v26.0', ...vars };
-  const built = (dir) => ({
-    modules: true,
-    scriptPath: `${ROOT}build/${dir}/index.js`,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    compatibilityDate: '2026-04-01',
-  });
   const beacons = {
     name: 'capi-edge-beacons',
-    ...built('beacons'),
+    ...builtWorker('beacons'),
     bindings: settings,
     ratelimits: { BEACON_RATE_LIMITER: { simple: { limit: rateLimit, period: 60 } } },
-    ...(beaconQueue && { queueProducers: { EVENTS: events } }),
+    ...(beaconQueue && { queueProducers: { EVENTS: EVENTS_QUEUE } }),
     ...(backendBound && { serviceBindings: { BACKEND: 'capi-edge' } }),
     ...(direct && { unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }] }),
   };
   const whole = {
     name: 'capi-edge',
-    ...built('worker'),
+    ...builtWorker('worker'),
     bindings: { ...settings, META_ACCESS_TOKEN: TOKEN, ADMIN_TOKEN, ...(orderSecret && { ORDER_WEBHOOK_SECRET: orderSecret }),
       RETRY_BASE_SECONDS: '1', RETRY_MAX_SECONDS: '4' },
     durableObjects: { LEDGER: { className: 'Ledger', useSQLite: true } },
-    queueProducers: { EVENTS: events, DEAD_LETTERS: deadLetters },
-    queueConsumers: {
-      ...(!capture && { [events]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100, deadLetterQueue: deadLetters } }),
-      [deadLetters]: { maxBatchSize: 100, maxBatchTimeout: 1 },
-    },
-  };
-  const captureWorker = {
-    name: 'capture',
-    modules: true,
-    compatibilityDate: '2026-04-01',
-    script: `let bodies = [];
-export default {
-  async queue(batch) { for (const m of batch.messages) { bodies.push(m.body); m.ack(); } },
-  async fetch() { const out = bodies; bodies = []; return Response.json(out); },
-};`,
-    queueConsumers: { [events]: { maxBatchSize: 100, maxBatchTimeout: 1 } },
+    queueProducers: { EVENTS: EVENTS_QUEUE, DEAD_LETTERS: DEAD_LETTERS_QUEUE },
+    queueConsumers: queueConsumers({ events: !capture }),
   };
   const mf = new Miniflare({
     host: '127.0.0.1',

@@ -397,19 +397,13 @@ pub async fn deliver_pixel(
         let mut coverage: Vec<(&'static str, &'static str, u32)> = Vec::new();
         let mut coverage_shard: Option<u32> = None;
         for (i, (q, r)) in items.iter().zip(&results).enumerate() {
-            if unsigned[i] {
-                let ignored = Count::outcome(Outcome::Ignored, SIGNED_SOURCE_ONLY);
-                counts
-                    .entry(0)
-                    .or_default()
-                    .extend(q.counts.iter().cloned().chain([ignored]));
-                continue;
-            }
-            let (Some(e), Some(key)) = (&q.event, q.key()) else {
-                counts
-                    .entry(0)
-                    .or_default()
-                    .extend(q.counts.iter().cloned());
+            // What ingest counted, for a message without an event or one settled as unsigned.
+            let (Some(e), Some(key), false) = (&q.event, q.key(), unsigned[i]) else {
+                let row = counts.entry(0).or_default();
+                row.extend(q.counts.iter().cloned());
+                if unsigned[i] {
+                    row.push(Count::outcome(Outcome::Ignored, SIGNED_SOURCE_ONLY));
+                }
                 continue;
             };
             if !receipt[i] {
