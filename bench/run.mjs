@@ -1,7 +1,9 @@
 // `make bench` (scripts/bench.sh runs this after building): the Worker, the DIY relay (one POST
-// per beacon, and batched every 50 ms) and the runtime's floor (bench/floor.mjs: a JS Worker
-// that answers 204 in its own workerd) side by side under the same load, and `capi-edge hash`
-// against Meta's SDK on the same rows.
+// per beacon, and batched every 50 ms) and the runtime's floors (bench/floor.mjs: a JS Worker
+// that answers 204 in its own workerd, and one that also relays exactly once with the Worker's
+// architecture) side by side under the same load, and `capi-edge hash` against Meta's SDK on
+// the same rows. After the Worker's runs, the 204 floor once more, paced to about the Worker's
+// rate (bench/paced.lua): the runtime's own tail at the Worker's load.
 //
 // Env: BENCH_RUNS (default 1; 3 for medians of 3), BENCH_SECONDS (per wrk run, default 15),
 //      BENCH_CONCURRENCY (default "8,64"), BENCH_HASH_ROWS (default 100000).
@@ -20,6 +22,7 @@ const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,64').split(',').map(Num
 const HASH_ROWS = Number(process.env.BENCH_HASH_ROWS ?? 100_000);
 const CLI = `${ROOT}target/native/capi-edge`;
 const TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+const RELAY_NOTHING = new Set(['floor', 'paced']);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[bench]', ...a);
 
@@ -165,7 +168,7 @@ const marginalCost = ({ r, d, q }, c) => 0.3 * r + 0.02 * c + 0.15 * d + 0.4 * q
 
 // ---------------------------------------------------------------- one load run
 let runSeq = 0;
-async function loadRun(system, url, pgid, c, seconds = SECONDS) {
+async function loadRun(system, url, pgid, c, seconds = SECONDS, { script = 'beacon.lua', connections = c } = {}) {
   await sandboxReset();
   await waitIdle(ALL_GROUPS);
   const runId = `${process.pid}x${++runSeq}`;
@@ -173,14 +176,14 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   const cpu0 = groupCpu(pgid).seconds;
   const foreign = foreignLoad();
   const t0 = Date.now();
-  const wrk = spawnSync('wrk', ['-t1', `-c${c}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/beacon.lua`, url, '--', url, runId], { encoding: 'utf8' });
+  const wrk = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/${script}`, url, '--', url, runId], { encoding: 'utf8' });
   const line = wrk.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (!line) throw new Error(`wrk gave no summary:\n${wrk.stdout}\n${wrk.stderr}`);
   const w = JSON.parse(line.slice('BENCH_JSON '.length));
   const accepted = w.requests - w.non2xx;
   // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
-  // longer to see stragglers; give up after 60 s without reaching it. The floor relays nothing.
-  const relays = system !== 'floor';
+  // longer to see stragglers; give up after 60 s without reaching it. The 204 floor relays nothing.
+  const relays = !RELAY_NOTHING.has(system);
   let s = relays ? await sandboxEvents(runId) : { received: null, distinct: null, rejected: null, others: null };
   let cpuEnd = null;
   let last = s.received;
@@ -196,7 +199,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS) {
   }
   if (cpuEnd == null) cpuEnd = groupCpu(pgid).seconds;
   const r = {
-    system, c, seconds, run_id: runId,
+    system, c, connections, seconds, run_id: runId,
     beacons_per_s: accepted / (w.duration_us / 1e6),
     p50_ms: w.p50_us / 1000, p90_ms: w.p90_us / 1000, p99_ms: w.p99_us / 1000, max_ms: w.max_us / 1000,
     accepted, non2xx: w.non2xx, socket_errors: w.connect + w.read + w.write + w.timeout,
@@ -311,18 +314,28 @@ const coldStarts = await (async () => {
 const relay = await startGroup('relay', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX }, ready: jsonLine('relay') });
 const batched = await startGroup('batched', 'node', [`${ROOT}bench/relay.mjs`], { env: { META_GRAPH_URL: SANDBOX, BATCH_MS: '50' }, ready: jsonLine('relay') });
 const floor = await startGroup('floor', 'node', [`${ROOT}bench/floor.mjs`], { ready: jsonLine('floor') });
+const durable = await startGroup('durable', 'node', [`${ROOT}bench/floor.mjs`], { env: { FLOOR: 'durable', GRAPH_URL: SANDBOX }, ready: jsonLine('floor') });
 // The split deployment (ARCHITECTURE.md, "Two Workers"): the beacon Worker on its own socket, the
 // whole Worker behind its binding consuming the queue, in one workerd (one thread for both, as
 // for the Worker above; on Cloudflare they run in isolates of their own).
 const split = await startGroup('split', 'node', [`${ROOT}bench/serve.mjs`], { env: { SANDBOX_URL: SANDBOX, BENCH_LAYOUT: 'split' }, ready: jsonLine('worker') });
-const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid, floor.pgid, split.pgid];
+const ALL_GROUPS = [worker.pgid, relay.pgid, batched.pgid, floor.pgid, durable.pgid, split.pgid];
 const systems = [
   { name: 'worker', url: worker.worker, pgid: worker.pgid },
   { name: 'split', url: split.worker, pgid: split.pgid },
   { name: 'relay', url: relay.relay, pgid: relay.pgid },
   { name: 'batched', url: batched.relay, pgid: batched.pgid },
   { name: 'floor', url: floor.floor, pgid: floor.pgid },
+  { name: 'durable', url: durable.floor, pgid: durable.pgid },
 ];
+/** The 204 floor paced to about the Worker's rate at the same concurrency in the same run
+ * (bench/paced.lua: each connection waits 1 ms after an answer, ≈ 580 beacons/s each here). */
+const PACED_PER_CONNECTION = 580;
+const pacedRun = (c, run) => {
+  const rate = load.find((r) => r.run === run && r.c === c && r.system === 'worker').beacons_per_s;
+  const connections = Math.max(1, Math.round(rate / PACED_PER_CONNECTION));
+  return loadRun('paced', floor.floor, floor.pgid, c, SECONDS, { script: 'paced.lua', connections });
+};
 for (const s of systems) log(`${s.name}: ${s.url} (process group ${s.pgid}: ${groupCpu(s.pgid).members.join(', ')})`);
 log(`sandbox (Graph stand-in): ${SANDBOX}; ${RUNS} run(s) × ${CONCURRENCY.length} concurrencies × ${SECONDS} s each`);
 
@@ -338,10 +351,12 @@ for (let run = 1; run <= RUNS; run++) {
   log(`run ${run}/${RUNS}`);
   for (const c of CONCURRENCY) {
     for (const s of systems) load.push({ run, ...(await loadRun(s.name, s.url, s.pgid, c)) });
+    load.push({ run, ...(await pacedRun(c, run)) });
   }
   hash.push({ run, ...(await hashRun(rowsFile)) });
 }
 await stopGroup(split.pgid);
+await stopGroup(durable.pgid);
 await stopGroup(floor.pgid);
 await stopGroup(batched.pgid);
 await stopGroup(relay.pgid);
@@ -365,13 +380,14 @@ const sum = (system, c, k) => {
 const hmed = (k) => median(hash.map((r) => r[k]));
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '-');
 
-const cols = CONCURRENCY.flatMap((c) => systems.map((s) => [s.name, c]));
+const cols = CONCURRENCY.flatMap((c) => [...systems.map((s) => s.name), 'paced'].map((s) => [s, c]));
 const rowsOut = [
   ['beacons/s (2xx)', (s, c) => f(med(s, c, 'beacons_per_s'))],
   ['latency p50 ms', (s, c) => f(med(s, c, 'p50_ms'), 1)],
   ['latency p99 ms', (s, c) => f(med(s, c, 'p99_ms'), 1)],
   ['latency max ms (median of runs)', (s, c) => f(med(s, c, 'max_ms'), 1)],
   ['CPU ms / accepted beacon', (s, c) => f(med(s, c, 'cpu_ms_per_beacon'), 3)],
+  ['wrk connections (paced: 1 ms between beacons)', (s, c) => f(med(s, c, 'connections'))],
   ['accepted (all runs)', (s, c) => f(sum(s, c, 'accepted'))],
   ['received at stand-in', (s, c) => f(sum(s, c, 'distinct_received'))],
   ['lost (accepted − received)', (s, c) => f(sum(s, c, 'lost'))],
@@ -386,7 +402,8 @@ const rowsOut = [
   ['E: events / consumer call', (s, c) => f(med(s, c, 'E'), 1)],
   ['Δ $ / million events', (s, c) => f(med(s, c, 'cost_per_million'), 3)],
 ];
-const LABEL = { worker: 'Worker', split: 'split (2 Workers)', relay: 'relay 1/POST', batched: 'relay batched', floor: 'floor (JS 204)' };
+const LABEL = { worker: 'Worker', split: 'split (2 Workers)', relay: 'relay 1/POST', batched: 'relay batched', floor: 'floor (JS 204)',
+  durable: 'durable floor (JS)', paced: "floor at the Worker's rate," };
 const header = ['', ...cols.map(([s, c]) => `${LABEL[s]} c=${c}`)];
 const table = [header, ...rowsOut.map(([label, fn]) => [label, ...cols.map(([s, c]) => fn(s, c))])];
 const widths = header.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
@@ -422,6 +439,15 @@ for (const c of CONCURRENCY) {
   const x = med('worker', c, 'beacons_per_s') / med('floor', c, 'beacons_per_s');
   check(`Worker/floor (JS Worker, 204) beacons/s, c=${c}`, `${f(x, 2)}x`, null, 'information');
 }
+// The durable floor (bench/floor.mjs, FLOOR=durable): the Worker's architecture (pooled
+// sendBatch, queue, consumer, a SQLite ledger's claim and record, batched Graph requests) in
+// plain JavaScript with none of the product's rules: what that architecture reaches here.
+for (const c of CONCURRENCY) {
+  const x = med('durable', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
+  const y = med('worker', c, 'beacons_per_s') / med('durable', c, 'beacons_per_s');
+  check(`durable floor / relay batched, and Worker / durable floor, beacons/s, c=${c}`, `${f(x, 2)}x, ${f(y, 2)}x`, null,
+    'information: the architecture without the product');
+}
 for (const c of CONCURRENCY) {
   const x = med('relay', c, 'cpu_ms_per_beacon') / med('worker', c, 'cpu_ms_per_beacon');
   check(`relay/Worker CPU per beacon, c=${c}`, `${f(x, 2)}x`, null, 'information');
@@ -438,6 +464,12 @@ for (const c of CONCURRENCY) {
   check(`p99 at c=${c}, floor (JS Worker, 204) vs relay (1 POST)`, `${f(med('floor', c, 'p99_ms'), 1)} vs ${f(med('relay', c, 'p99_ms'), 1)} ms`,
     null, 'information: the runtime\'s own tail');
 }
+for (const c of CONCURRENCY) {
+  check(`p99 at c=${c}, Worker vs the 204 floor paced to its rate (${f(med('worker', c, 'beacons_per_s'))} vs ${f(med('paced', c, 'beacons_per_s'))}/s)`,
+    `${f(med('worker', c, 'p99_ms'), 1)} vs ${f(med('paced', c, 'p99_ms'), 1)} ms`, null, "information: the runtime's tail at the Worker's load");
+}
+const durableLoss = load.filter((r) => r.system === 'durable').reduce((a, r) => a + r.lost + r.duplicates, 0);
+check('durable floor: events lost or duplicated (all runs)', f(durableLoss), null, 'information: it must relay what it took, once');
 check('cold start: runtime up → first beacon answered', `${f(coldStart.ms, 1)} ms`, null, 'information');
 check(`cold start from a fresh runtime, whole Worker vs beacon Worker (median of ${COLD_STARTS} each)`,
   `${f(coldStarts.whole.ms, 1)} vs ${f(coldStarts.beacons.ms, 1)} ms`, null, 'information');
@@ -462,8 +494,9 @@ lines.push(`beacon ingest: wrk -t1 -cN -d${SECONDS}s, ~600-byte AddToCart beacon
   'requests each connection would have sent meanwhile at its average pace), so p99 reads how long and how often a ' +
   'system stalls; the max is the longest single request; ' +
   `${RUNS === 1 ? 'one run' : `median of ${RUNS} runs`}; CPU = user+system of every process in the system's process group ` +
-  `(Worker and floor: workerd + Miniflare's node; relays: node), from the start of the run until the stand-in has every accepted event ` +
-  '(the floor: until wrk ends)');
+  `(Worker and floors: workerd + Miniflare's node; relays: node), from the start of the run until the stand-in has every accepted event ` +
+  '(the 204 floor: until wrk ends); the paced floor: the 204 floor with fewer connections, each waiting 1 ms between beacons, ' +
+  "at about the Worker's rate at that concurrency in the same run");
 lines.push('');
 lines.push(md(table[0]));
 lines.push(`|${widths.map((w, i) => (i ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`);
