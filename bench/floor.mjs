@@ -5,8 +5,8 @@
 // - `floor`: reads the origin and the body and answers 204 with the CORS header, and does nothing
 //   else: no wasm, no queue, no ledger, nothing relayed. Its beacons/s bound the Worker's, and
 //   its tail shows the runtime's own stalls.
-// - `durable` (FLOOR=durable, GRAPH_URL): the same, plus the least a Worker must do to relay
-//   beacons exactly once with this architecture (ARCHITECTURE.md), in plain JavaScript: the
+// - `durable` (FLOOR=durable, GRAPH_URL): the same, plus a minimal relay of the Worker's shape
+//   (ARCHITECTURE.md), exactly once on the path without failures, in plain JavaScript: the
 //   event built from the beacon with what needs no hashing (fbp, IP, user agent), pooled per
 //   isolate and put on a queue with one `sendBatch` every 5 ms (retried, then logged as lost);
 //   a consumer in the same Worker that claims the batch's event ids in a SQLite Durable Object
@@ -14,10 +14,12 @@
 //   claimed to the Graph stand-in in requests of ≤ 1,000 events, then records what was sent and
 //   gives back what was not (a second call) and acknowledges, or has the batch come back when
 //   another attempt holds an event. No validation, normalization, hashing, consent, tenants,
-//   receipts, counts or dead letters, and one case it does not close: a record lost after its
-//   send (the event goes again once the lease ends). The bench injects no faults into it: its
-//   beacons/s bound what an exactly-once relay of this shape reaches here, on the path
-//   without failures, whatever the code around it.
+//   receipts, counts or dead letters, and three cases it does not close: a record lost after its
+//   send (the event goes again once the lease ends), an attempt that outlives its lease (nothing
+//   bounds it by the lease's time left), and a give-back without an attempt token (it could free
+//   another attempt's lease). The bench injects no faults into it: its beacons/s show what one
+//   plain-JavaScript relay of this shape reaches here on the path without failures, with a
+//   leaner ledger than the Worker's (one object over RPC, two calls per consumer batch).
 //
 // Prints {"floor": url} once ready and runs until killed.
 import { Miniflare } from 'miniflare';

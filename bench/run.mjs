@@ -1,7 +1,7 @@
 // `make bench` (scripts/bench.sh runs this after building): the Worker, the DIY relay (one POST
 // per beacon, and batched every 50 ms) and the runtime's floors (bench/floor.mjs: a JS Worker
-// that answers 204 in its own workerd, and one that also relays exactly once with the Worker's
-// architecture) side by side under the same load, and `capi-edge hash` against Meta's SDK on
+// that answers 204 in its own workerd, and a minimal exactly-once relay of the Worker's shape in
+// plain JavaScript) side by side under the same load, and `capi-edge hash` against Meta's SDK on
 // the same rows. After the other systems at each concurrency, the 204 floor in a process of its
 // own, paced to about the Worker's rate (bench/paced.lua): the runtime's own tail at the
 // Worker's load.
@@ -463,14 +463,14 @@ for (const c of CONCURRENCY) {
   const x = med('worker', c, 'beacons_per_s') / med('floor', c, 'beacons_per_s');
   check(`Worker/floor (JS Worker, 204) beacons/s, c=${c}`, `${f(x, 2)}x`, null, 'information');
 }
-// The durable floor (bench/floor.mjs, FLOOR=durable): the Worker's architecture (pooled
-// sendBatch, queue, consumer, a SQLite ledger's claim and record, batched Graph requests) in
-// plain JavaScript with none of the product's rules: what that architecture reaches here.
+// The durable floor (bench/floor.mjs, FLOOR=durable): a minimal relay of the Worker's shape
+// (pooled sendBatch, queue, consumer, a SQLite ledger's leases and records, batched Graph
+// requests) in plain JavaScript with none of the product's rules: what such a relay reaches here.
 for (const c of CONCURRENCY) {
   const x = med('durable', c, 'beacons_per_s') / med('batched', c, 'beacons_per_s');
   const y = med('worker', c, 'beacons_per_s') / med('durable', c, 'beacons_per_s');
   check(`durable floor / relay batched, and Worker / durable floor, beacons/s, c=${c}`, `${f(x, 2)}x, ${f(y, 2)}x`, null,
-    'information: the architecture without the product');
+    'information: a minimal relay of the same shape');
 }
 for (const c of CONCURRENCY) {
   const x = med('relay', c, 'cpu_ms_per_beacon') / med('worker', c, 'cpu_ms_per_beacon');
