@@ -169,6 +169,13 @@ const marginalCost = ({ r, d, q }, c) => 0.3 * r + 0.02 * c + 0.15 * d + 0.4 * q
 
 // ---------------------------------------------------------------- one load run
 let runSeq = 0;
+/** One wrk run of `bench/SCRIPT` against `url`: its BENCH_JSON summary (counts, µs percentiles). */
+function wrkRun(url, connections, seconds, script, runId) {
+  const wrk = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/${script}`, url, '--', url, runId], { encoding: 'utf8' });
+  const line = wrk.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) throw new Error(`wrk gave no summary:\n${wrk.stdout}\n${wrk.stderr}`);
+  return JSON.parse(line.slice('BENCH_JSON '.length));
+}
 async function loadRun(system, url, pgid, c, seconds = SECONDS, { script = 'beacon.lua', connections = c } = {}) {
   await sandboxReset();
   await waitIdle(ALL_GROUPS);
@@ -177,10 +184,7 @@ async function loadRun(system, url, pgid, c, seconds = SECONDS, { script = 'beac
   const cpu0 = groupCpu(pgid).seconds;
   const foreign = foreignLoad();
   const t0 = Date.now();
-  const wrk = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', `${ROOT}bench/${script}`, url, '--', url, runId], { encoding: 'utf8' });
-  const line = wrk.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
-  if (!line) throw new Error(`wrk gave no summary:\n${wrk.stdout}\n${wrk.stderr}`);
-  const w = JSON.parse(line.slice('BENCH_JSON '.length));
+  const w = wrkRun(url, connections, seconds, script, runId);
   const accepted = w.requests - w.non2xx;
   // Drain: wait until the stand-in has every accepted event (CPU is read then), then a little
   // longer to see stragglers; give up after 60 s without reaching it. The 204 floor relays nothing.
@@ -341,10 +345,8 @@ const systems = [
 ];
 /** beacons/s of a short paced wrk run (no drain, nothing recorded). */
 const pacedProbe = (connections) => {
-  const w = spawnSync('wrk', ['-t1', `-c${connections}`, '-d3s', '-s', `${ROOT}bench/paced.lua`, pacedFloor.floor, '--', pacedFloor.floor, `probe${process.pid}x${++runSeq}`], { encoding: 'utf8' });
-  const line = w.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
-  const j = line && JSON.parse(line.slice('BENCH_JSON '.length));
-  return j ? (j.requests - j.non2xx) / (j.duration_us / 1e6) : null;
+  const j = wrkRun(pacedFloor.floor, connections, 3, 'paced.lua', `probe${process.pid}x${++runSeq}`);
+  return (j.requests - j.non2xx) / (j.duration_us / 1e6);
 };
 /** The 204 floor paced to about the Worker's rate at the same concurrency in the same run
  * (bench/paced.lua: each connection waits 1 ms after an answer): a 3 s probe at a first guess
@@ -354,7 +356,7 @@ const pacedRun = (c, run) => {
   const rate = load.find((r) => r.run === run && r.c === c && r.system === 'worker').beacons_per_s;
   const guess = Math.max(1, Math.round(rate / PACED_PER_CONNECTION));
   const probe = pacedProbe(guess);
-  const connections = probe ? Math.max(1, Math.round((guess * rate) / probe)) : guess;
+  const connections = Math.max(1, Math.round((guess * rate) / probe));
   return loadRun('paced', pacedFloor.floor, pacedFloor.pgid, c, SECONDS, { script: 'paced.lua', connections });
 };
 for (const s of systems) log(`${s.name}: ${s.url} (process group ${s.pgid}: ${groupCpu(s.pgid).members.join(', ')})`);
