@@ -15,6 +15,13 @@ use serde_json::{Map, Value};
 /// Largest beacon body the Worker reads.
 pub const MAX_BEACON_BYTES: usize = 64 * 1024;
 
+/// The deepest `custom_data` a beacon may carry, the object itself counting one level (Meta's
+/// deepest, an item of `contents`, is at 3). serde_json reads at most 128 levels, and a queue
+/// message holds the event a few levels deeper than the beacon did: a beacon nested close to
+/// that limit would be read here and then make the whole pooled message, other visitors'
+/// events with it, unreadable to the consumer.
+pub const MAX_CUSTOM_DATA_DEPTH: usize = 8;
+
 /// A parsed beacon; nothing here is trusted or normalized yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Beacon {
@@ -80,6 +87,12 @@ impl Beacon {
         let fbp = optional_str(&mut obj, "fbp")?;
         let fbc = optional_str(&mut obj, "fbc")?;
         let custom_data = optional_object(&mut obj, "custom_data")?;
+        if custom_data.values().map(depth).max().unwrap_or(0) >= MAX_CUSTOM_DATA_DEPTH {
+            return Err(Error::InvalidField {
+                field: "custom_data",
+                why: "must nest at most 8 levels of objects and arrays",
+            });
+        }
         let user_data = optional_object(&mut obj, "user_data")?;
         let consent = Consent::from_json(obj.get("consent"));
         let gpc = gpc_flag(obj.get("gpc"));
@@ -98,6 +111,16 @@ impl Beacon {
             gpc,
             test_event_code,
         })
+    }
+}
+
+/// How many levels of arrays and objects `v` is (0 for a string, number, bool or null). At most
+/// 128 levels: serde_json refuses deeper input.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -165,6 +188,26 @@ mod tests {
             (b.event_name.as_str(), b.event_id.as_str()),
             ("AddToCart", "e1")
         );
+    }
+
+    #[test]
+    fn custom_data_nests_at_most_eight_levels() {
+        // `levels` levels in all, the custom_data object itself the first.
+        let with_depth = |levels: usize| {
+            let inner = format!("{}1{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+            format!(
+                r#"{{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p","custom_data":{{"a":{inner}}}}}"#
+            )
+        };
+        let contents = r#"{"event_name":"Purchase","event_id":"e1","event_source_url":"https://s.example/p","custom_data":{"contents":[{"id":"a","quantity":1}]}}"#;
+        assert!(Beacon::parse(contents.as_bytes()).is_ok());
+        assert!(Beacon::parse(with_depth(MAX_CUSTOM_DATA_DEPTH).as_bytes()).is_ok());
+        for levels in [MAX_CUSTOM_DATA_DEPTH + 1, 126] {
+            match Beacon::parse(with_depth(levels).as_bytes()) {
+                Err(Error::InvalidField { field, .. }) => assert_eq!(field, "custom_data"),
+                other => panic!("{levels} levels: {other:?}"),
+            }
+        }
     }
 
     #[test]

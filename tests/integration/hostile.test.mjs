@@ -136,3 +136,18 @@ test('nothing refused was relayed: only the well-formed beacons reached Meta, th
   assert.equal(injected.user_data.fbp, 'fb.1.2.3', 'the cookie header\'s valid _fbp, trimmed');
   assert.equal(injected.user_data.fbc, undefined, 'an fbc outside Meta\'s grammar is dropped, not sent');
 });
+
+test('a custom_data nested close to the JSON limit is refused, and the beacons pooled beside it arrive', async () => {
+  // 124 levels of arrays: the beacon itself parses (serde_json reads 128), but in a queue message
+  // it sits deeper still, where it would have made its whole pooled bundle unreadable.
+  const deep = { ...ok, event_id: 'h-deep', custom_data: { a: JSON.parse(`${'['.repeat(124)}1${']'.repeat(124)}`) } };
+  const ids = Array.from({ length: 20 }, (_, i) => `h-beside-${i}`);
+  const [bad, ...good] = await Promise.all([
+    post('/t/e', JSON.stringify(deep)),
+    ...ids.map((event_id) => post('/t/e', JSON.stringify({ ...ok, event_id }))),
+  ]);
+  await refused(bad, 400, 'invalid_field');
+  assert.deepEqual(good.map((r) => r.status), ids.map(() => 204));
+  await eventually(async () => (await sandbox.events()).server.filter((e) => ids.includes(e.event_id)).length === ids.length, 15_000, 'the beacons beside it');
+  assert.ok(!(await sandbox.events()).server.some((e) => e.event_id === 'h-deep'));
+});
