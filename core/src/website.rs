@@ -404,17 +404,36 @@ pub fn browser_website_event(
 /// Reason: a beacon Purchase not relayed because signed order webhooks are configured.
 pub const SIGNED_SOURCE_ONLY: &str = "signed_source_only";
 
-/// Signed sources win. While any order webhook is configured, the server copy of a Purchase
-/// comes only from the signed webhook: a beacon named `Purchase`, or one that uses an order's
-/// event id (`purchase:…`, any case), goes to the browser pixel only and is never relayed — so
-/// no unsigned beacon (a thank-you page arriving first, or a forged one) can pre-empt, block
-/// or compete with the order's real Purchase. Without webhooks the beacon copy is relayed.
-pub fn is_unsigned_purchase(event_name: &str, event_id: &str, signed_orders: bool) -> bool {
-    signed_orders
-        && (event_name.eq_ignore_ascii_case("purchase")
-            || event_id
-                .get(..9)
-                .is_some_and(|p| p.eq_ignore_ascii_case("purchase:")))
+/// The event ids the server gives the events of its order webhooks: an order's Purchase
+/// (`purchase:`, `capi_rules::event_id_for_order`), its refunds, renewals and trials
+/// (`webhook::lifecycle`).
+pub const ORDER_EVENT_ID_PREFIXES: [&str; 4] = ["purchase:", "refund:", "renewal:", "trial:"];
+
+/// The event ids of offline and CRM conversions (`offline::derived_event_id`), which the shop's
+/// own uploads (`capi-edge send`) give them.
+pub const OFFLINE_EVENT_ID_PREFIX: &str = "offline:";
+
+/// Signed sources win: whether an unsigned beacon's server copy must not be relayed, because
+/// its event belongs to a signed source.
+///
+/// - While any order webhook is configured, the server copy of a Purchase comes only from the
+///   signed webhook: a beacon named `Purchase`, or one that uses an id the webhooks give their
+///   events (`purchase:…`, `refund:…`, `renewal:…`, `trial:…`, any case), goes to the browser
+///   pixel only. So no unsigned beacon (a thank-you page arriving first, or a forged one) can
+///   pre-empt, block or compete with the order's real Purchase, refund, renewal or trial.
+///   Without webhooks such a beacon is relayed: it is then the only server copy.
+/// - A beacon with an offline conversion's id (`offline:…`) is never relayed: only the shop's own
+///   uploads make those, so a forged beacon cannot take the id of an upload still to come.
+pub fn is_signed_source_only(event_name: &str, event_id: &str, signed_orders: bool) -> bool {
+    let prefixed = |p: &str| {
+        event_id
+            .get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    };
+    prefixed(OFFLINE_EVENT_ID_PREFIX)
+        || signed_orders
+            && (event_name.eq_ignore_ascii_case("purchase")
+                || ORDER_EVENT_ID_PREFIXES.iter().any(|p| prefixed(p)))
 }
 
 #[cfg(test)]
@@ -505,12 +524,29 @@ mod tests {
     }
 
     #[test]
-    fn with_webhooks_a_beacon_never_stands_in_for_a_signed_purchase() {
-        assert!(is_unsigned_purchase("Purchase", "purchase:1234", true));
-        assert!(is_unsigned_purchase("AddToCart", "PURCHASE:1234", true));
-        assert!(is_unsigned_purchase("purchase", "0190-uuid", true));
-        assert!(!is_unsigned_purchase("AddToCart", "0190-uuid", true));
-        assert!(!is_unsigned_purchase("Purchase", "purchase:1234", false));
+    fn with_webhooks_a_beacon_never_stands_in_for_a_signed_order_event() {
+        assert!(is_signed_source_only("Purchase", "purchase:1234", true));
+        assert!(is_signed_source_only("AddToCart", "PURCHASE:1234", true));
+        assert!(is_signed_source_only("purchase", "0190-uuid", true));
+        assert!(!is_signed_source_only("AddToCart", "0190-uuid", true));
+        assert!(!is_signed_source_only("Purchase", "purchase:1234", false));
+        // The ids the webhooks give refunds, renewals and trials are theirs too.
+        let refund = crate::webhook::lifecycle::refund_event_id("1001", "cancel");
+        for (name, id) in [
+            ("OrderRefunded", refund.as_str()),
+            ("SubscriptionRenewed", "renewal:in_1"),
+            ("StartTrial", "Trial:sub_1"),
+        ] {
+            assert!(is_signed_source_only(name, id, true), "{id}");
+            assert!(!is_signed_source_only(name, id, false), "{id}");
+        }
+        assert!(ORDER_EVENT_ID_PREFIXES
+            .iter()
+            .any(|p| crate::webhook::event_id_for_order("1001").starts_with(p)));
+        // An offline upload's id never comes from a browser, webhooks or not.
+        assert!(is_signed_source_only("Purchase", "offline:0123abcd", false));
+        assert!(is_signed_source_only("Lead", "OFFLINE:0123abcd", false));
+        assert!(!is_signed_source_only("Lead", "offline-ish", false));
     }
 
     #[test]

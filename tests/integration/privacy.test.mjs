@@ -188,12 +188,19 @@ test('signed sources win: a forged beacon Purchase can neither pre-empt nor bloc
     assert.match(purchase.user_data.em, /^[0-9a-f]{64}$/, 'with the order\'s match keys');
     const copies = (await sandbox.events()).server.filter((e) => e.event_id === `purchase:${orderId}`);
     assert.equal(copies.length, 1, 'one server copy');
+    // The ids the webhooks give an order's refunds, a subscription's renewals and trials are
+    // theirs as well: a beacon that takes one first is not relayed and holds no claim.
+    for (const [event_name, event_id] of [['OrderRefunded', `refund:${orderId}:cancel`], ['SubscriptionRenewed', `Renewal:in_${orderId}`], ['StartTrial', `trial:sub_${orderId}`]]) {
+      await assertNotRelayed(worker, { ...event(), event_name, event_id, custom_data: { value: 0.01, currency: 'EUR' } }, 'signed_source_only');
+    }
   } finally { await worker.stop(); }
   const noHooks = await startWorker({ META_GRAPH_URL: sandbox.url });
   try {
     const thankYou = { ...event(), event_name: 'Purchase', event_id: `purchase:${uid()}`, custom_data: { value: 10, currency: 'EUR' } };
     await beaconTo(noHooks, thankYou);
     await arrived(thankYou.event_id, 'the beacon Purchase when no webhook is configured');
+    // An offline conversion's id is the shop's uploads' alone, webhooks or not.
+    await assertNotRelayed(noHooks, { ...event(), event_name: 'Purchase', event_id: `offline:${uid()}` }, 'signed_source_only');
   } finally { await noHooks.stop(); }
 });
 

@@ -16,7 +16,7 @@ use capi_core::delivery::Outcome;
 use capi_core::fbc::{cookie_domain, cookie_value as cookie, subdomain_index, COOKIE_MAX_AGE_SECS};
 use capi_core::origin::{is_allowed_origin, origin_of};
 use capi_core::website::{
-    browser_website_event, cloudflare_client_ip, is_unsigned_purchase, BrowserId, BrowserIdCookie,
+    browser_website_event, cloudflare_client_ip, is_signed_source_only, BrowserId, BrowserIdCookie,
     RequestFacts, BROWSER_ID_COOKIE, BROWSER_ID_MAX_AGE_SECS, SIGNED_SOURCE_ONLY,
 };
 use worker::{Date, Headers, Request, Response, Url};
@@ -243,7 +243,7 @@ pub fn accept(
         .collect();
     log::dropped(&event.event_id, &built.dropped);
     let ignored = built.ignored.or_else(|| {
-        is_unsigned_purchase(
+        is_signed_source_only(
             &event.event_name,
             &event.event_id,
             tenant.has_signed_orders(),

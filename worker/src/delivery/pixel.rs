@@ -16,7 +16,7 @@ use capi_core::delivery::{next_attempt, presend_check, step_for, NextAttempt, Ou
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{Incident, MetaAnswer};
 use capi_core::report::{coverage_event_name, coverage_of};
-use capi_core::website::{is_unsigned_purchase, SIGNED_SOURCE_ONLY};
+use capi_core::website::{is_signed_source_only, SIGNED_SOURCE_ONLY};
 use capi_core::MAX_EVENTS_PER_REQUEST;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -27,6 +27,10 @@ use worker::{Date, Env};
 /// a request of its own); events with further codes wait for a later round, so a visitor
 /// inventing codes cannot multiply the Conversions API requests.
 pub const MAX_TEST_CODES_PER_ROUND: usize = 3;
+
+/// The reason of a copy not sent because its event was already settled (by another copy, a
+/// cancellation or an earlier attempt of its own).
+pub const ALREADY_SETTLED: &str = "already_settled";
 
 /// How soon a message is looked at again when the ledger could not be reached.
 const LEDGER_RETRY_SECS: u32 = 5;
@@ -65,7 +69,7 @@ pub async fn deliver_pixel(
     let token = pixel.and_then(|p| p.access_token.clone());
     let app_secret = pixel.and_then(|p| p.app_secret.clone());
     let tenant_test_code = tenant.and_then(|t| t.test_event_code.clone());
-    // Signed sources win (`is_unsigned_purchase`, core): while the tenant's order webhooks are
+    // Signed sources win (`is_signed_source_only`, core): while the tenant's order webhooks are
     // configured, no beacon Purchase is relayed, nor takes the claim its order's signed
     // Purchase needs. Ingest holds such a beacon back where it can read the webhook secrets;
     // the beacon Worker of the split deployment holds none, so its beacons are settled here,
@@ -81,7 +85,7 @@ pub async fn deliver_pixel(
             q.source.is_none()
                 && !q.replay
                 && q.event.as_ref().is_some_and(|e| {
-                    is_unsigned_purchase(&e.event_name, &e.event_id, signed_orders)
+                    is_signed_source_only(&e.event_name, &e.event_id, signed_orders)
                 })
         })
         .collect();
@@ -92,7 +96,7 @@ pub async fn deliver_pixel(
     if let Some(l) = &ledger {
         for (q, _) in items.iter().zip(&unsigned).filter(|(_, u)| **u) {
             if let Some(key) = q.key() {
-                l.release(&key, &q.nonce).await;
+                l.release(&key, &q.nonce, None).await;
             }
         }
     }
@@ -166,7 +170,7 @@ pub async fn deliver_pixel(
             // A redelivery of an event already settled (the consumer stopped after its
             // receipt but before its ack): acked without sending again.
             (ClaimStatus::Settled, _) => {
-                results[i] = Some(done(Outcome::Sent, Some("already_settled".into())))
+                results[i] = Some(done(Outcome::Sent, Some(ALREADY_SETTLED.into())))
             }
             (ClaimStatus::Busy { retry_secs }, _) => {
                 results[i] = Some(later(retry_secs, "claim_busy"))
