@@ -8,7 +8,7 @@
 //! retries redeliver it.
 
 use crate::config::{Config, Tenant, PLATFORMS};
-use crate::delivery::{self, new_nonce, QueuedEvent};
+use crate::delivery::{self, new_nonce, QueuedEvent, ALREADY_SETTLED};
 use crate::error::ApiError;
 use crate::ledger::LedgerClient;
 use crate::log;
@@ -448,7 +448,7 @@ async fn event_for_pixel(
         // fails too, the reservation is abandoned after a minute: claim rule 7).
         ClaimStatus::Unavailable => {
             if let Some(l) = &ledger {
-                l.release(&key, &nonce).await;
+                l.release(&key, &nonce, None).await;
                 return Err(ApiError::UpstreamUnavailable);
             }
         }
@@ -463,6 +463,11 @@ async fn event_for_pixel(
         .await
         .pop();
     match result {
+        // Settled by another copy meanwhile (a cancellation, say): answered as a redelivery
+        // is, not as sent by this one.
+        Some(d) if d.reason.as_deref() == Some(ALREADY_SETTLED) => {
+            Ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}))
+        }
         Some(d) if d.outcome == Outcome::Sent => Ok(
             json!({"ok": true, "sent": true, "event_id": key.event_id, "fbtrace_id": d.fbtrace_id}),
         ),
@@ -470,9 +475,11 @@ async fn event_for_pixel(
             json!({"ok": true, "sent": false, "event_id": key.event_id, "outcome": d.outcome.as_str(), "reason": d.reason}),
         ),
         _ => {
-            // Neither the queue nor Meta took it: give the claim back so the redelivery is sent.
+            // Neither the queue nor Meta took it: give the claim back so the redelivery is sent,
+            // with this attempt's lease if it still holds one (its receipt was not written, or
+            // its claim answered after it stopped waiting): no other attempt carries this copy.
             if let Some(l) = &ledger {
-                l.release(&key, &nonce).await;
+                l.release(&key, &nonce, Some(&attempt.token)).await;
             }
             Err(ApiError::UpstreamUnavailable)
         }

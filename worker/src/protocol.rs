@@ -246,10 +246,13 @@ pub enum Op {
         now_ms: i64,
     },
     /// Gives back a claim that nothing will send (a webhook the queue and Meta refused, so
-    /// the platform's redelivery is sent).
+    /// the platform's redelivery is sent). `attempt`: the caller's own attempt, whose lease it
+    /// may give back too, since that attempt has ended.
     Release {
         key: EventKey,
         nonce: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<String>,
     },
     /// The state of an order's Purchase; with `cancel`, settles it `ignored` (with that reason)
     /// when it was not delivered and nobody is sending it (`capi_core::claim` rule 8).

@@ -16,7 +16,7 @@ backend! {
     pub use consumer::consume;
     pub use dead_letters::park_dead_letters;
     pub use direct::deliver_texts;
-    pub use pixel::{deliver_pixel, Attempt};
+    pub use pixel::{deliver_pixel, Attempt, ALREADY_SETTLED};
 }
 
 use crate::log;

@@ -157,11 +157,13 @@ impl LedgerClient {
             .unwrap_or_else(|| vec![ClaimStatus::Unavailable; n])
     }
 
-    /// Gives a reserved claim back, so a redelivery of the webhook is sent.
-    pub async fn release(&self, key: &EventKey, nonce: &str) {
+    /// Gives a reserved claim back, so a redelivery of the webhook is sent; with the lease of
+    /// `attempt`, the caller's own attempt, once it has ended.
+    pub async fn release(&self, key: &EventKey, nonce: &str, attempt: Option<&str>) {
         let op = Op::Release {
             key: key.clone(),
             nonce: nonce.to_string(),
+            attempt: attempt.map(str::to_string),
         };
         Self::logged(
             "release",

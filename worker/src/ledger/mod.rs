@@ -91,11 +91,16 @@ impl Ledger {
                 sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
                 serde_json::to_value(statuses)?
             }
-            Op::Release { key, nonce } => {
+            Op::Release {
+                key,
+                nonce,
+                attempt,
+            } => {
                 sql::release(
                     &sql,
                     &key.text(),
                     &nonce,
+                    attempt.as_deref(),
                     worker::Date::now().as_millis() as i64,
                 )?;
                 json!({ "released": true })

@@ -602,12 +602,25 @@ pub fn incidents<S: Sql>(sql: &S) -> Result<Vec<Value>, S::Error> {
 }
 
 /// Gives back `key`'s claim if `nonce` still holds it and it is not final.
-pub fn release<S: Sql>(sql: &S, key: &str, nonce: &str, now_ms: i64) -> Result<(), S::Error> {
-    // Never a claim an attempt is sending under: its lease must have ended.
+pub fn release<S: Sql>(
+    sql: &S,
+    key: &str,
+    nonce: &str,
+    attempt: Option<&str>,
+    now_ms: i64,
+) -> Result<(), S::Error> {
+    // Never a claim another attempt is sending under: its lease must have ended. The caller's
+    // own attempt (`attempt`) has: a lease it still holds (its receipt was not written, or its
+    // claim answered after it stopped waiting) goes with the claim.
     sql.run(
         "DELETE FROM events WHERE key = ? AND nonce = ? AND outcome IN ('queued', 'retrying')
-           AND (lease IS NULL OR lease_until_ms <= ?)",
-        vec![key.into(), nonce.into(), now_ms.into()],
+           AND (lease IS NULL OR lease_until_ms <= ? OR lease = ?)",
+        vec![
+            key.into(),
+            nonce.into(),
+            now_ms.into(),
+            attempt.map_or(Arg::Text(String::new()), Arg::from),
+        ],
     )?;
     Ok(())
 }

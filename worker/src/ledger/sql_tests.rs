@@ -426,7 +426,7 @@ fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
     let s = shard();
     // The webhook reserved it; its queued copy's consumer took the lease.
     reserved_then_leased(&s, "o1", "n1");
-    release(&s, &order("o1", "n1").key.text(), "n1", T0 + 20).expect("release");
+    release(&s, &order("o1", "n1").key.text(), "n1", None, T0 + 20).expect("release");
     // A redelivery of the webhook is still a duplicate: the consumer is sending it.
     assert_eq!(
         claim_one(&s, order("o1", "n2"), None, T0 + 30),
@@ -434,8 +434,36 @@ fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
     );
     // A reservation nobody leased is given back.
     assert!(is_send(claim_one(&s, order("o2", "n1"), None, T0)));
-    release(&s, &order("o2", "n1").key.text(), "n1", T0 + 20).expect("release");
+    release(&s, &order("o2", "n1").key.text(), "n1", None, T0 + 20).expect("release");
     assert!(is_send(claim_one(&s, order("o2", "n2"), None, T0 + 30)));
+}
+
+#[test]
+fn a_webhook_delivered_directly_gives_back_its_own_attempts_lease() {
+    let s = shard();
+    let key = order("o1", "n1").key.text();
+    // The queue refused the webhook; its direct attempt "a1" took the lease, and Meta failed
+    // without the retry's receipt being written: the lease is still a1's.
+    reserved_then_leased(&s, "o1", "n1");
+    // Another attempt cannot give it back while the lease runs; a1, which has ended, can.
+    release(&s, &key, "n1", Some("a2"), T0 + 20).expect("release");
+    release(&s, &key, "n1", None, T0 + 20).expect("release");
+    assert_eq!(
+        claim_one(&s, order("o1", "n2"), None, T0 + 30),
+        ClaimStatus::Duplicate
+    );
+    release(&s, &key, "n1", Some("a1"), T0 + 40).expect("release");
+    // The platform's redelivery of the webhook (a new copy) is sent.
+    assert!(is_send(claim_one(&s, order("o1", "n3"), None, T0 + 50)));
+    // A lease is never given back with another copy's claim, nor once the event was sent.
+    assert!(is_send(claim_one(&s, order("o1", "n3"), Some("a3"), T0 + 60)));
+    release(&s, &key, "n1", Some("a3"), T0 + 70).expect("release");
+    settle(&s, "o1", "n3", Outcome::Sent, T0 + 80);
+    release(&s, &key, "n3", Some("a3"), T0 + 90).expect("release");
+    assert_eq!(
+        claim_one(&s, order("o1", "n4"), None, T0 + 100),
+        ClaimStatus::Duplicate
+    );
 }
 
 #[test]
