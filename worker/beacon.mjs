@@ -207,8 +207,16 @@ async function send(env, bundles, deliverNow) {
 }
 
 export async function beacon(request, ticket, env, ctx, deliverNow) {
+  const instance = initState.instanceId;
   const [limit, body] = await Promise.all([rateLimit(env, ticket.limitKey), readBody(request)]);
   checkReinitialize();
+  // A panic elsewhere in the isolate (the consumer, the ledger) while this beacon waited has
+  // replaced the wasm instance, and the ticket belongs to the old one: the gate is asked again,
+  // the same request and configuration giving the same answer from the new instance.
+  if (initState.instanceId !== instance) {
+    ticket = wasm.beaconGate(env, request.url, request.headers);
+    if (ticket instanceof Response) return ticket;
+  }
   const [response, ...messages] = wasm.beaconAccept(env, ticket, body, limit);
   if (messages.length > 0) enqueue(messages, env, ctx, deliverNow);
   return response;
