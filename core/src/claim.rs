@@ -32,6 +32,9 @@
 //!    came first), reserved, waiting, retrying or dead-lettered. Every copy after that finds a
 //!    final state. While an attempt holds the lease the cancellation waits ([`purchase_state`]:
 //!    `InFlight`, the platform redelivers it); once the Purchase was sent it is a refund.
+//!    A failed payment holds back a waiting Purchase the same way (`ignored / payment_failed`)
+//!    but blocks nothing: the order's next copy (its buyer paid after all) takes the claim, and
+//!    the held-back copy finds `Duplicate`.
 //!
 //! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -62,6 +65,9 @@ pub const BEACON_CLAIM_DAYS: i64 = 7;
 /// derived to the same event id; the claim outlives them.
 pub const ORDER_CLAIM_DAYS: i64 = 90;
 
+/// Why a failed payment settled a waiting Purchase (rule 8).
+pub const PAYMENT_FAILED: &str = "payment_failed";
+
 /// The current holder of a claim, as the shard has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holder<'a> {
@@ -69,6 +75,9 @@ pub struct Holder<'a> {
     pub outcome: Outcome,
     pub lease: Option<&'a str>,
     pub lease_until_ms: i64,
+    /// Held back by a failed payment (`ignored` / [`PAYMENT_FAILED`]): another copy of the
+    /// order may take it (rule 8).
+    pub reopenable: bool,
 }
 
 /// What a copy asks for.
@@ -126,7 +135,7 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
             && h.outcome == Outcome::Queued
             && h.lease_until_ms > 0
             && ask.now_ms >= h.lease_until_ms;
-        return if abandoned {
+        return if abandoned || h.reopenable {
             Decision::Take
         } else {
             Decision::Duplicate
@@ -227,6 +236,7 @@ mod tests {
             outcome,
             lease,
             lease_until_ms: until,
+            reopenable: false,
         }
     }
 
@@ -318,6 +328,20 @@ mod tests {
     fn a_vanished_attempt_lease_ends_by_itself() {
         let h = holder("n1", Outcome::Queued, Some("a1"), NOW - 1);
         assert_eq!(decide(Some(&h), &ask("n1", Some("a2"))), Decision::Take);
+    }
+
+    #[test]
+    fn a_purchase_a_failed_payment_held_back_is_taken_by_the_orders_next_copy() {
+        let held_back = Holder {
+            reopenable: true,
+            ..holder("n1", Outcome::Ignored, None, 0)
+        };
+        assert_eq!(decide(Some(&held_back), &ask("n2", None)), Decision::Take);
+        assert_eq!(
+            decide(Some(&held_back), &ask("n1", Some("a1"))),
+            Decision::Settled,
+            "the held-back copy itself is not sent"
+        );
     }
 
     #[test]

@@ -251,7 +251,7 @@ async fn order_for_pixel(
     let why = if plan.cancels_unreported {
         "cancelled"
     } else {
-        "payment_failed"
+        capi_core::claim::PAYMENT_FAILED
     };
     let state = ledger
         .purchase(

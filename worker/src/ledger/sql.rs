@@ -13,7 +13,7 @@ use crate::protocol::{
 };
 use capi_core::claim::{
     claim_retention_ms, decide, purchase_state, Ask, Decision, Holder, PurchaseState, LEASE_MS,
-    RESERVATION_MS,
+    PAYMENT_FAILED, RESERVATION_MS,
 };
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::Outcome;
@@ -151,7 +151,7 @@ pub fn holders<S: Sql>(sql: &S, keys: &[String]) -> Result<Vec<Value>, S::Error>
         return Ok(Vec::new());
     }
     sql.run(
-        "SELECT key, nonce, outcome, lease, lease_until_ms, first_seen_ms, source FROM events
+        "SELECT key, nonce, outcome, reason, lease, lease_until_ms, first_seen_ms, source FROM events
           WHERE key IN (SELECT value FROM json_each(?))",
         vec![json_list(&keys)],
     )
@@ -214,6 +214,14 @@ struct Held {
     outcome: Outcome,
     lease: Option<String>,
     lease_until_ms: i64,
+    /// Held back by a failed payment (claim rule 8).
+    reopenable: bool,
+    first_seen_ms: i64,
+}
+
+/// Whether a claim's row is a Purchase a failed payment held back (claim rule 8).
+fn held_back_by_failed_payment(row: &Value, outcome: Outcome) -> bool {
+    outcome == Outcome::Ignored && text(row, "reason") == Some(PAYMENT_FAILED)
 }
 
 /// Copies the claims an earlier layout holds (`LEDGER_PREVIOUS_SHARDS`) into this shard, where
@@ -319,12 +327,15 @@ pub fn claim<S: Sql>(
     let mut held: Vec<Held> = holders(sql, &others)?
         .iter()
         .filter_map(|h| {
+            let outcome = serde_json::from_value(h.get("outcome")?.clone()).ok()?;
             Some(Held {
                 key: text(h, "key")?.to_string(),
                 nonce: text(h, "nonce").unwrap_or("").to_string(),
-                outcome: serde_json::from_value(h.get("outcome")?.clone()).ok()?,
+                outcome,
                 lease: text(h, "lease").map(str::to_string),
                 lease_until_ms: int(h, "lease_until_ms"),
+                reopenable: held_back_by_failed_payment(h, outcome),
+                first_seen_ms: int(h, "first_seen_ms"),
             })
         })
         .collect();
@@ -349,6 +360,9 @@ pub fn claim<S: Sql>(
     let mut taken: Vec<usize> = Vec::new();
     let mut taken_keys: Vec<&str> = Vec::new();
     let mut letters_done: Vec<&str> = Vec::new();
+    // The days whose reconciliation counted an order `ignored / payment_failed` that a paid copy
+    // now takes over (claim rule 8): the order's final outcome is the paid copy's.
+    let mut reopened_days: Vec<i64> = Vec::new();
     for (n, (item, key)) in items.iter().zip(&keys).enumerate() {
         // A second copy of a key already taken in this call (one message delivered twice into
         // the same batch): the first copy sends it.
@@ -377,6 +391,7 @@ pub fn claim<S: Sql>(
                 outcome: h.outcome,
                 lease: h.lease.as_deref(),
                 lease_until_ms: h.lease_until_ms,
+                reopenable: h.reopenable,
             }
         });
         let ask = Ask {
@@ -388,6 +403,9 @@ pub fn claim<S: Sql>(
         let status = match decide(holder.as_ref(), &ask) {
             Decision::Take => {
                 let first_take = holder.is_none_or(|h| h.nonce != item.nonce);
+                if first_take && holder.is_some_and(|h| h.reopenable) {
+                    reopened_days.push(current.map_or(now_ms, |p| held[p].first_seen_ms) / DAY_MS);
+                }
                 if first_take {
                     counts.extend(item.counts.iter().cloned());
                     if holder.is_none() && item.source == Some(Source::Webhook) {
@@ -407,6 +425,8 @@ pub fn claim<S: Sql>(
                     },
                     lease: attempt.map(str::to_string),
                     lease_until_ms,
+                    reopenable: false,
+                    first_seen_ms: current.map_or(now_ms, |p| held[p].first_seen_ms),
                 };
                 match current {
                     Some(p) => held[p] = row,
@@ -457,6 +477,18 @@ pub fn claim<S: Sql>(
             )?;
         }
     }
+    for day in reopened_days {
+        sql.run(
+            "UPDATE daily_counts SET count = count - 1
+              WHERE day = ? AND kind = ? AND name = ? AND reason = ? AND count > 0",
+            vec![
+                day.into(),
+                CountKind::Order.as_str().into(),
+                Outcome::Ignored.as_str().into(),
+                PAYMENT_FAILED.into(),
+            ],
+        )?;
+    }
     if !letters_done.is_empty() {
         // The letter is taken by this replay copy: a second replay of the same parking finds
         // it taken; a new parking (the replay failed too) makes it wait again.
@@ -491,7 +523,7 @@ pub fn purchase<S: Sql>(
     import(sql, imported, now_ms)?;
     let text_key = key.text();
     let rows = sql.run(
-        "SELECT nonce, outcome, lease, lease_until_ms, carried FROM events WHERE key = ?",
+        "SELECT nonce, outcome, reason, lease, lease_until_ms, carried FROM events WHERE key = ?",
         vec![text_key.as_str().into()],
     )?;
     let row = rows.first();
@@ -503,6 +535,7 @@ pub fn purchase<S: Sql>(
         outcome,
         lease: text(r, "lease"),
         lease_until_ms: int(r, "lease_until_ms"),
+        reopenable: held_back_by_failed_payment(r, outcome),
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);

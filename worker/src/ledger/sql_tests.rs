@@ -590,6 +590,57 @@ fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
 }
 
 #[test]
+fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
+    let s = shard();
+    let orders = |s: &Mem| {
+        report_rows(s, 0, i64::MAX)
+            .expect("rows")
+            .iter()
+            .filter(|r| r["kind"] == "order" && r["name"] != "seen" && int(r, "count") > 0)
+            .map(|r| {
+                let t = |k: &str| text(r, k).unwrap_or("").to_string();
+                (t("name"), t("reason"), int(r, "count"))
+            })
+            .collect::<Vec<_>>()
+    };
+    // Placed: the order's Purchase is claimed and waits (Meta is down).
+    assert!(is_send(claim_one(&s, order("o7", "n1"), Some("a1"), T0)));
+    settle(&s, "o7", "n1", Outcome::Retrying, T0 + 1);
+    // The payment fails: the waiting Purchase is held back.
+    let answer = purchase(
+        &s,
+        &item("o7", "x").key,
+        Some(PAYMENT_FAILED),
+        false,
+        &[],
+        T0 + 2,
+        &mut Vec::new(),
+    )
+    .expect("purchase");
+    assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
+    assert_eq!(
+        claim_one(&s, order("o7", "n1"), Some("a2"), T0 + 3),
+        ClaimStatus::Settled
+    );
+    assert_eq!(orders(&s), [("ignored".into(), PAYMENT_FAILED.into(), 1)]);
+    // The buyer pays the same order: its paid update, a new copy, is sent…
+    assert!(is_send(claim_one(&s, order("o7", "n2"), None, T0 + 4)));
+    assert!(is_send(claim_one(&s, order("o7", "n2"), Some("a3"), T0 + 5)));
+    // …and the held-back copy's retry is a duplicate.
+    assert_eq!(
+        claim_one(&s, order("o7", "n1"), Some("a4"), T0 + 6),
+        ClaimStatus::Duplicate
+    );
+    let paid = Receipt {
+        source: Some(Source::Webhook),
+        ..receipt("o7", "n2", Outcome::Sent)
+    };
+    record(&s, &[paid], T0 + 7, &mut Vec::new()).expect("record");
+    // Reconciliation counts the order once, by its final outcome.
+    assert_eq!(orders(&s), [("sent".into(), String::new(), 1)]);
+}
+
+#[test]
 fn a_purchase_delivered_under_the_previous_layout_is_not_cancelled_in_the_new_one() {
     let old = shard();
     assert!(is_send(claim_one(&old, order("o6", "n6"), Some("a1"), T0)));
