@@ -16,7 +16,8 @@
 //!    the receipt ([`may_start_send`]); past that it stops and the message is retried.
 //! 2. A copy with another nonce is a `Duplicate`: never sent.
 //! 3. The holder's copy finds a final state `Settled`: acked, nothing sent. A final state is
-//!    never reopened, except by a replay of a parked dead letter (rule 6).
+//!    never reopened, except by a replay of a parked dead letter (rule 6) and, for a Purchase
+//!    a failed payment held back, by a copy of the paid order (rule 8).
 //! 4. The holder's copy finds the lease taken by another attempt (the same message delivered
 //!    twice, also at the same time): `Busy`. It is retried after a short delay, never sent
 //!    meanwhile; when the other attempt ends it finds `Settled` or an open claim to take.
@@ -33,8 +34,9 @@
 //!    final state. While an attempt holds the lease the cancellation waits ([`purchase_state`]:
 //!    `InFlight`, the platform redelivers it); once the Purchase was sent it is a refund.
 //!    A failed payment holds back a waiting Purchase the same way (`ignored / payment_failed`)
-//!    but blocks nothing: the order's next copy (its buyer paid after all) takes the claim, and
-//!    the held-back copy finds `Duplicate`.
+//!    but blocks nothing: a copy of the order paid after all takes the claim (the one final
+//!    state a copy other than a replay reopens); a copy from before the payment finds a
+//!    `Duplicate`, and a cancellation still settles it `ignored / cancelled` for good.
 //!
 //! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -89,6 +91,8 @@ pub struct Ask<'a> {
     /// A replay of a parked dead letter, and whether that letter is still waiting (not taken by
     /// another replay since it was parked).
     pub replay: Option<bool>,
+    /// A copy of a paid order: it takes a Purchase a failed payment held back (rule 8).
+    pub paid: bool,
     pub now_ms: i64,
 }
 
@@ -135,7 +139,7 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
             && h.outcome == Outcome::Queued
             && h.lease_until_ms > 0
             && ask.now_ms >= h.lease_until_ms;
-        return if abandoned || h.reopenable {
+        return if abandoned || (h.reopenable && ask.paid) {
             Decision::Take
         } else {
             Decision::Duplicate
@@ -245,6 +249,7 @@ mod tests {
             nonce,
             attempt,
             replay: None,
+            paid: false,
             now_ms: NOW,
         }
     }
@@ -336,12 +341,23 @@ mod tests {
             reopenable: true,
             ..holder("n1", Outcome::Ignored, None, 0)
         };
-        assert_eq!(decide(Some(&held_back), &ask("n2", None)), Decision::Take);
+        let paid = |nonce| Ask {
+            paid: true,
+            ..ask(nonce, None)
+        };
+        assert_eq!(decide(Some(&held_back), &paid("n2")), Decision::Take);
+        assert_eq!(
+            decide(Some(&held_back), &ask("n2", None)),
+            Decision::Duplicate,
+            "a copy from before the payment (a redelivery of the placed order) does not"
+        );
         assert_eq!(
             decide(Some(&held_back), &ask("n1", Some("a1"))),
             Decision::Settled,
             "the held-back copy itself is not sent"
         );
+        let cancelled = holder("n1", Outcome::Ignored, None, 0);
+        assert_eq!(decide(Some(&cancelled), &paid("n2")), Decision::Duplicate);
     }
 
     #[test]

@@ -186,6 +186,28 @@ test('WooCommerce: a failed payment blocks nothing, the same order paid afterwar
   await exactly(h, 'Purchase', `purchase:${woo.id}`);
 });
 
+test('WooCommerce: a Purchase waiting while Meta is down is held back by a failed payment, and sent once the order is paid', async () => {
+  const h = hooks(refunds);
+  const woo = { ...fixture('woocommerce-order.json'), id: Number(`5${uniq()}`), date_created_gmt: iso(now() - 60).slice(0, 19) };
+  const onHold = { ...woo, status: 'on-hold' };
+  await sandbox.faults({ down: true });
+  try {
+    assert.equal((await (await h.woo('order.created', onHold)).json()).queued, true);
+    await eventually(async () => (await refunds.receipts(`purchase:${woo.id}`)).receipts?.[0]?.outcome === 'retrying', 15_000, 'the Purchase retrying');
+    const failed = await (await h.woo('order.updated', { ...woo, status: 'failed' })).json();
+    assert.equal(failed.cancelled, true, 'the waiting Purchase is held back');
+    // A redelivery of the placed order, from before the payment, does not bring it back.
+    assert.equal((await (await h.woo('order.created', onHold)).json()).duplicate, true);
+  } finally {
+    await sandbox.faults({});
+  }
+  // The buyer pays the same order: its paid update is sent, once, and the held-back copy's
+  // retry sends nothing.
+  assert.equal((await (await h.woo('order.updated', woo)).json()).queued, true);
+  await exactly(h, 'Purchase', `purchase:${woo.id}`);
+  await eventually(async () => (await refunds.receipts(`purchase:${woo.id}`)).receipts?.[0]?.outcome === 'sent', 15_000, 'the receipt says sent');
+});
+
 test('WooCommerce: refunded after delivery sends one refund event, however often the update comes', async () => {
   const h = hooks(refunds);
   const woo = { ...fixture('woocommerce-order.json'), id: Number(`4${uniq()}`), date_created_gmt: iso(now() - 60).slice(0, 19) };

@@ -234,8 +234,10 @@ async fn order_for_pixel(
         let carried = (purchase && settings.refunds == Refunds::Event)
             .then(|| serde_json::to_string(&Carried::of(&built.event)).ok())
             .flatten();
+        // Only the paid order's Purchase takes one a failed payment held back (claim rule 8).
+        let paid = purchase && plan.paid;
         answer = event_for_pixel(
-            cfg, env, tenant_id, pixel_id, built, source, carried, now_ms,
+            cfg, env, tenant_id, pixel_id, built, source, carried, paid, now_ms,
         )
         .await?;
     }
@@ -317,6 +319,7 @@ async fn order_for_pixel(
                 &refund,
                 Source::OrderUpdate,
                 None,
+                false,
                 now_ms,
             )
             .await?,
@@ -338,6 +341,7 @@ async fn event_for_pixel(
     built: &capi_core::webhook::PurchaseEvent,
     source: Source,
     carried: Option<String>,
+    paid: bool,
     now_ms: u64,
 ) -> Result<serde_json::Value, ApiError> {
     let event = built.event.clone();
@@ -428,6 +432,7 @@ async fn event_for_pixel(
                     replay: false,
                     counts,
                     carried,
+                    paid,
                 }],
                 None,
                 now_ms,

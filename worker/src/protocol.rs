@@ -162,6 +162,10 @@ pub struct ClaimItem {
     /// (`capi_core::webhook::lifecycle::Carried`, JSON; only with `REFUNDS = event`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<String>,
+    /// A copy of a paid order: it takes the claim of a Purchase a failed payment held back
+    /// (`capi_core::claim` rule 8).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paid: bool,
 }
 
 /// What an order's cancellation or refund finds of its Purchase (`capi_core::claim` rule 8).
@@ -189,6 +193,10 @@ pub struct Imported {
     pub outcome: Outcome,
     pub first_seen_ms: i64,
     pub source: Option<Source>,
+    /// Why a final outcome was reached (a Purchase a failed payment held back stays reopenable
+    /// in the new layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A shard's answer for one copy (externally tagged, `"duplicate"` or `{"send": {…}}`: an

@@ -239,6 +239,9 @@ pub struct Plan {
     pub refunds: Vec<PurchaseEvent>,
     /// The order's Purchase id: what `cancels` and `refunds` look up.
     pub purchase_id: String,
+    /// The order is paid: its Purchase may take the claim of one a failed payment held back
+    /// (`claim` rule 8); a copy of a stage before the payment may not.
+    pub paid: bool,
 }
 
 /// Whether the tenant sends to Events Manager's test tool (a `TEST_EVENT_CODE`): then test
@@ -266,6 +269,7 @@ pub fn plan(
         cancels_unreported: order.stage == Stage::Cancelled,
         refunds: Vec::new(),
         purchase_id,
+        paid: order.stage == Stage::Paid,
     };
     let valued = order_valued(order, settings.order_value);
     match order.stage {

@@ -122,6 +122,7 @@ pub async fn deliver_pixel(
                         replay: q.replay,
                         counts: q.counts.clone(),
                         carried: None,
+                        paid: false,
                     })
                 })
                 .collect();

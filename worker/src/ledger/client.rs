@@ -189,6 +189,7 @@ impl LedgerClient {
             replay: false,
             counts: Vec::new(),
             carried: None,
+            paid: false,
         };
         let imported = match self.imported(&[probe]).await {
             Ok(i) => i,

@@ -168,6 +168,7 @@ pub fn exported<S: Sql>(sql: &S, keys: &[String]) -> Result<Vec<Imported>, S::Er
                 outcome: serde_json::from_value(h.get("outcome")?.clone()).ok()?,
                 first_seen_ms: int(h, "first_seen_ms"),
                 source: text(h, "source").and_then(|s| serde_json::from_value(s.into()).ok()),
+                reason: text(h, "reason").map(str::to_string),
             })
         })
         .collect())
@@ -224,6 +225,23 @@ fn held_back_by_failed_payment(row: &Value, outcome: Outcome) -> bool {
     outcome == Outcome::Ignored && text(row, "reason") == Some(PAYMENT_FAILED)
 }
 
+/// Takes back the reconciliation count of an order `ignored / payment_failed` (on `day`, the
+/// day it was first seen) when its Purchase reaches another outcome after all: an order counts
+/// once, by its final outcome.
+fn uncount_failed_payment<S: Sql>(sql: &S, day: i64) -> Result<(), S::Error> {
+    sql.run(
+        "UPDATE daily_counts SET count = count - 1
+          WHERE day = ? AND kind = ? AND name = ? AND reason = ? AND count > 0",
+        vec![
+            day.into(),
+            CountKind::Order.as_str().into(),
+            Outcome::Ignored.as_str().into(),
+            PAYMENT_FAILED.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Copies the claims an earlier layout holds (`LEDGER_PREVIOUS_SHARDS`) into this shard, where
 /// this shard has none of its own.
 fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::Error> {
@@ -233,8 +251,9 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
         };
         let order = is_order_source(im.source);
         sql.run(
-            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms,
+                reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, '')) ON CONFLICT (key) DO NOTHING",
             vec![
                 im.key.clone().into(),
                 name.into(),
@@ -249,6 +268,7 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
                     .unwrap_or_default()
                     .into(),
                 (im.first_seen_ms + claim_retention_ms(order)).into(),
+                im.reason.as_deref().map_or(Arg::Text(String::new()), Arg::from),
             ],
         )?;
     }
@@ -398,6 +418,7 @@ pub fn claim<S: Sql>(
             nonce: &item.nonce,
             attempt,
             replay: item.replay.then(|| waiting.contains(key)),
+            paid: item.paid,
             now_ms,
         };
         let status = match decide(holder.as_ref(), &ask) {
@@ -478,16 +499,7 @@ pub fn claim<S: Sql>(
         }
     }
     for day in reopened_days {
-        sql.run(
-            "UPDATE daily_counts SET count = count - 1
-              WHERE day = ? AND kind = ? AND name = ? AND reason = ? AND count > 0",
-            vec![
-                day.into(),
-                CountKind::Order.as_str().into(),
-                Outcome::Ignored.as_str().into(),
-                PAYMENT_FAILED.into(),
-            ],
-        )?;
+        uncount_failed_payment(sql, day)?;
     }
     if !letters_done.is_empty() {
         // The letter is taken by this replay copy: a second replay of the same parking finds
@@ -523,7 +535,7 @@ pub fn purchase<S: Sql>(
     import(sql, imported, now_ms)?;
     let text_key = key.text();
     let rows = sql.run(
-        "SELECT nonce, outcome, reason, lease, lease_until_ms, carried FROM events WHERE key = ?",
+        "SELECT nonce, outcome, reason, lease, lease_until_ms, carried, first_seen_ms FROM events WHERE key = ?",
         vec![text_key.as_str().into()],
     )?;
     let row = rows.first();
@@ -539,10 +551,17 @@ pub fn purchase<S: Sql>(
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
-    let cancel = cancel
-        .map(counted_reason)
-        .filter(|_| state.cancellable() && (create || state != PurchaseState::Unknown));
+    // A Purchase a failed payment held back is still open to a cancellation, or to another
+    // failed payment: either settles it again, and the order is counted by that outcome alone.
+    let held_back = holder.is_some_and(|h| h.reopenable);
+    let cancel = cancel.map(counted_reason).filter(|_| {
+        (state.cancellable() || held_back) && (create || state != PurchaseState::Unknown)
+    });
     if let Some(reason) = cancel {
+        if held_back {
+            let first_seen = row.map_or(now_ms, |r| int(r, "first_seen_ms"));
+            uncount_failed_payment(sql, first_seen / DAY_MS)?;
+        }
         if state == PurchaseState::Unknown {
             // The cancellation came first: the order's Purchase, if it comes, is a duplicate.
             counts.push(Count::order_seen());
@@ -583,6 +602,10 @@ pub fn purchase<S: Sql>(
         )?;
     }
     Ok(match state {
+        // Held back, and settled again now: answered as the waiting Purchase it was.
+        PurchaseState::NotSent if held_back && cancel.is_some() => {
+            PurchaseAnswer::Pending { carried }
+        }
         PurchaseState::Unknown => PurchaseAnswer::Unknown,
         PurchaseState::Pending => PurchaseAnswer::Pending { carried },
         PurchaseState::InFlight { retry_secs } => PurchaseAnswer::InFlight { retry_secs },

@@ -59,6 +59,7 @@ fn item(id: &str, nonce: &str) -> ClaimItem {
         replay: false,
         counts: Vec::new(),
         carried: None,
+        paid: false,
     }
 }
 
@@ -589,27 +590,34 @@ fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
     );
 }
 
-#[test]
-fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
-    let s = shard();
-    let orders = |s: &Mem| {
-        report_rows(s, 0, i64::MAX)
-            .expect("rows")
-            .iter()
-            .filter(|r| r["kind"] == "order" && r["name"] != "seen" && int(r, "count") > 0)
-            .map(|r| {
-                let t = |k: &str| text(r, k).unwrap_or("").to_string();
-                (t("name"), t("reason"), int(r, "count"))
-            })
-            .collect::<Vec<_>>()
-    };
-    // Placed: the order's Purchase is claimed and waits (Meta is down).
-    assert!(is_send(claim_one(&s, order("o7", "n1"), Some("a1"), T0)));
-    settle(&s, "o7", "n1", Outcome::Retrying, T0 + 1);
-    // The payment fails: the waiting Purchase is held back.
+/// The order rows of reconciliation with a count: (outcome, reason, count).
+fn order_counts(s: &Mem) -> Vec<(String, String, i64)> {
+    report_rows(s, 0, i64::MAX)
+        .expect("rows")
+        .iter()
+        .filter(|r| r["kind"] == "order" && r["name"] != "seen" && int(r, "count") > 0)
+        .map(|r| {
+            let t = |k: &str| text(r, k).unwrap_or("").to_string();
+            (t("name"), t("reason"), int(r, "count"))
+        })
+        .collect()
+}
+
+/// A copy of the paid order.
+fn paid_order(id: &str, nonce: &str) -> ClaimItem {
+    ClaimItem {
+        paid: true,
+        ..order(id, nonce)
+    }
+}
+
+/// `id`'s Purchase claimed by `n1` and waiting (Meta down), then held back by a failed payment.
+fn held_back_by_a_failed_payment(s: &Mem, id: &str) {
+    assert!(is_send(claim_one(s, order(id, "n1"), Some("a1"), T0)));
+    settle(s, id, "n1", Outcome::Retrying, T0 + 1);
     let answer = purchase(
-        &s,
-        &item("o7", "x").key,
+        s,
+        &item(id, "x").key,
         Some(PAYMENT_FAILED),
         false,
         &[],
@@ -619,12 +627,23 @@ fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
     .expect("purchase");
     assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
     assert_eq!(
-        claim_one(&s, order("o7", "n1"), Some("a2"), T0 + 3),
+        claim_one(s, order(id, "n1"), Some("a2"), T0 + 3),
         ClaimStatus::Settled
     );
-    assert_eq!(orders(&s), [("ignored".into(), PAYMENT_FAILED.into(), 1)]);
+}
+
+#[test]
+fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
+    let s = shard();
+    held_back_by_a_failed_payment(&s, "o7");
+    assert_eq!(order_counts(&s), [("ignored".into(), PAYMENT_FAILED.into(), 1)]);
+    // A redelivery of the placed order (before the payment) does not reopen it.
+    assert_eq!(
+        claim_one(&s, order("o7", "n9"), None, T0 + 4),
+        ClaimStatus::Duplicate
+    );
     // The buyer pays the same order: its paid update, a new copy, is sent…
-    assert!(is_send(claim_one(&s, order("o7", "n2"), None, T0 + 4)));
+    assert!(is_send(claim_one(&s, paid_order("o7", "n2"), None, T0 + 4)));
     assert!(is_send(claim_one(&s, order("o7", "n2"), Some("a3"), T0 + 5)));
     // …and the held-back copy's retry is a duplicate.
     assert_eq!(
@@ -637,7 +656,48 @@ fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
     };
     record(&s, &[paid], T0 + 7, &mut Vec::new()).expect("record");
     // Reconciliation counts the order once, by its final outcome.
-    assert_eq!(orders(&s), [("sent".into(), String::new(), 1)]);
+    assert_eq!(order_counts(&s), [("sent".into(), String::new(), 1)]);
+}
+
+#[test]
+fn a_purchase_a_failed_payment_held_back_is_cancelled_for_good_by_a_cancellation() {
+    let s = shard();
+    held_back_by_a_failed_payment(&s, "o8");
+    let answer = purchase(
+        &s,
+        &item("o8", "x").key,
+        Some("cancelled"),
+        true,
+        &[],
+        T0 + 4,
+        &mut Vec::new(),
+    )
+    .expect("purchase");
+    assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
+    assert_eq!(
+        claim_one(&s, paid_order("o8", "n2"), None, T0 + 5),
+        ClaimStatus::Duplicate,
+        "a cancelled order's Purchase is never sent"
+    );
+    assert_eq!(order_counts(&s), [("ignored".into(), "cancelled".into(), 1)]);
+}
+
+#[test]
+fn a_purchase_a_failed_payment_held_back_stays_reopenable_in_a_new_layout() {
+    let old = shard();
+    held_back_by_a_failed_payment(&old, "o9");
+    let imported = exported(&old, &[item("o9", "x").key.text()]).expect("exported");
+    let new = shard();
+    let taken = claim(
+        &new,
+        &[paid_order("o9", "n2")],
+        None,
+        &imported,
+        T0 + 4,
+        &mut Vec::new(),
+    )
+    .expect("claim");
+    assert!(is_send(taken[0]));
 }
 
 #[test]
