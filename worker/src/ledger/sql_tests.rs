@@ -291,19 +291,17 @@ fn a_letter_the_platform_dead_lettered_without_a_claim_is_replayed() {
 fn claims_of_an_earlier_layout_are_honoured() {
     let old = shard();
     assert!(is_send(claim_one(&old, order("o1", "n1"), None, T0)));
-    let imported = exported(&old, &[item("o1", "x").key.text()]).expect("export");
-    assert_eq!(imported.len(), 1);
-    let new = shard();
-    let got = claim(
-        &new,
-        &[order("o1", "n2")],
-        None,
-        &imported,
-        T0 + 10,
-        &mut Vec::new(),
-    )
-    .expect("claim");
-    assert_eq!(got[0], ClaimStatus::Duplicate);
+    assert_eq!(
+        claim_in_a_new_layout(&old, order("o1", "n2"), T0 + 10),
+        ClaimStatus::Duplicate
+    );
+}
+
+/// `copy` reserved in a new shard that imports what `old` holds for its event.
+fn claim_in_a_new_layout(old: &Mem, copy: ClaimItem, now: i64) -> ClaimStatus {
+    let imported = exported(old, &[copy.key.text()]).expect("export");
+    assert_eq!(imported.len(), 1, "the old layout's claim");
+    claim(&shard(), &[copy], None, &imported, now, &mut Vec::new()).expect("claim")[0]
 }
 
 #[test]
@@ -686,18 +684,11 @@ fn a_purchase_a_failed_payment_held_back_is_cancelled_for_good_by_a_cancellation
 fn a_purchase_a_failed_payment_held_back_stays_reopenable_in_a_new_layout() {
     let old = shard();
     held_back_by_a_failed_payment(&old, "o9");
-    let imported = exported(&old, &[item("o9", "x").key.text()]).expect("exported");
-    let new = shard();
-    let taken = claim(
-        &new,
-        &[paid_order("o9", "n2")],
-        None,
-        &imported,
-        T0 + 4,
-        &mut Vec::new(),
-    )
-    .expect("claim");
-    assert!(is_send(taken[0]));
+    assert!(is_send(claim_in_a_new_layout(
+        &old,
+        paid_order("o9", "n2"),
+        T0 + 4
+    )));
 }
 
 #[test]
