@@ -559,21 +559,7 @@ fn a_cancellation_settles_a_waiting_or_retrying_purchase_but_waits_for_a_send() 
 #[test]
 fn a_failed_payment_holds_back_a_waiting_purchase_but_blocks_no_later_one() {
     let s = shard();
-    let failed = |id: &str, now| {
-        purchase(
-            s_ref(&s),
-            &item(id, "x").key,
-            Some("payment_failed"),
-            false,
-            &[],
-            now,
-            &mut Vec::new(),
-        )
-        .expect("purchase")
-    };
-    fn s_ref(s: &Mem) -> &Mem {
-        s
-    }
+    let failed = |id: &str, now| settle_purchase(&s, id, PAYMENT_FAILED, false, now);
     // Nothing claimed: nothing written, the paid retry of the same order is sent.
     assert_eq!(failed("o5", T0), PurchaseAnswer::Unknown);
     assert!(is_send(claim_one(&s, order("o5", "n5"), None, T0 + 1)));
@@ -609,20 +595,18 @@ fn paid_order(id: &str, nonce: &str) -> ClaimItem {
     }
 }
 
+/// An order's update that settles its Purchase `why` (a cancellation with `create`, a failed
+/// payment without), as `hooks.rs` asks it.
+fn settle_purchase(s: &Mem, id: &str, why: &str, create: bool, now: i64) -> PurchaseAnswer {
+    let key = item(id, "x").key;
+    purchase(s, &key, Some(why), create, &[], now, &mut Vec::new()).expect("purchase")
+}
+
 /// `id`'s Purchase claimed by `n1` and waiting (Meta down), then held back by a failed payment.
 fn held_back_by_a_failed_payment(s: &Mem, id: &str) {
     assert!(is_send(claim_one(s, order(id, "n1"), Some("a1"), T0)));
     settle(s, id, "n1", Outcome::Retrying, T0 + 1);
-    let answer = purchase(
-        s,
-        &item(id, "x").key,
-        Some(PAYMENT_FAILED),
-        false,
-        &[],
-        T0 + 2,
-        &mut Vec::new(),
-    )
-    .expect("purchase");
+    let answer = settle_purchase(s, id, PAYMENT_FAILED, false, T0 + 2);
     assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
     assert_eq!(
         claim_one(s, order(id, "n1"), Some("a2"), T0 + 3),
@@ -661,16 +645,7 @@ fn a_purchase_a_failed_payment_held_back_is_sent_once_the_order_is_paid() {
 fn a_purchase_a_failed_payment_held_back_is_cancelled_for_good_by_a_cancellation() {
     let s = shard();
     held_back_by_a_failed_payment(&s, "o8");
-    let answer = purchase(
-        &s,
-        &item("o8", "x").key,
-        Some("cancelled"),
-        true,
-        &[],
-        T0 + 4,
-        &mut Vec::new(),
-    )
-    .expect("purchase");
+    let answer = settle_purchase(&s, "o8", "cancelled", true, T0 + 4);
     assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
     assert_eq!(
         claim_one(&s, paid_order("o8", "n2"), None, T0 + 5),
