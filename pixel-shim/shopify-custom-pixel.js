@@ -9,8 +9,16 @@
 // visitorConsentCollected). While marketing is not allowed it sends nothing — no beacon, no fbq
 // call — and every beacon says "consent": "granted". Without PIXEL_ID no Meta pixel is loaded.
 // The sandbox posts cross-origin: add its Origin (often "null") to the Worker's ALLOWED_ORIGINS.
+// The three settings below must say what the Worker's settings of the same names say
+// (docs/privacy.md): this script cannot read them, and Meta's pixel gets them from here.
 const CAPI_ENDPOINT = 'https://shop.example.com/t/e'; // your Worker route + /e
 const PIXEL_ID = ''; // your Meta pixel id, to also send browser copies from checkout
+const CUSTOMER_DATA = 'off'; // 'hashed': the buyer's contact fields go to the Worker, which hashes them
+const LDU = 'off'; // 'on' | 'geo': Meta's Limited Data Use on every event
+const GPC = 'ldu'; // 'drop' | 'ignore': what a Global Privacy Control signal does
+
+// A Global Privacy Control signal, unless the shop ignores it.
+const gpc = self.navigator?.globalPrivacyControl === true && GPC !== 'ignore';
 
 function uuidv7() {
   const b = crypto.getRandomValues(new Uint8Array(16));
@@ -41,11 +49,14 @@ function loadPixel() {
     if (!f._fbq) f._fbq = n; n.push = n; n.loaded = !0; n.version = '2.0'; n.queue = []; t = b.createElement(e); t.async = !0; t.src = v;
     s = b.getElementsByTagName(e)[0]; s.parentNode.insertBefore(t, s); }(window, document, 'script', 'https://connect.facebook.net/en_US/fbevents.js');
   fbq('consent', 'grant');
+  // Meta LDU, as the Worker marks its copies: [1, 1000] = California, [0, 0] = Meta geolocates.
+  if (LDU === 'on') fbq('dataProcessingOptions', ['LDU'], 1, 1000);
+  else if (LDU === 'geo' || gpc) fbq('dataProcessingOptions', ['LDU'], 0, 0);
   fbq('init', PIXEL_ID);
 }
 
 async function report(eventName, eventId, checkout, event) {
-  if (!marketingAllowed) return;
+  if (!marketingAllowed || (gpc && GPC === 'drop')) return;
   loadPixel();
   const [fbp, fbc] = await Promise.all([browser.cookie.get('_fbp'), browser.cookie.get('_fbc')]);
   const customData = {
@@ -64,11 +75,13 @@ async function report(eventName, eventId, checkout, event) {
     event_source_url: event.context.document.location.href,
     event_time_ms: Date.now(),
     consent: 'granted',
+    gpc: gpc || undefined,
     fbp: fbp || undefined,
     fbc: fbc || undefined,
     custom_data: customData,
-    // Raw over HTTPS to your own Worker, which normalizes and hashes before anything leaves it.
-    user_data: {
+    // Only with CUSTOMER_DATA = 'hashed', raw over HTTPS to your own Worker, which normalizes
+    // and hashes them before anything leaves it.
+    user_data: CUSTOMER_DATA !== 'hashed' ? undefined : {
       em: checkout.email || undefined, ph: checkout.phone || address.phone || undefined,
       fn: address.firstName || undefined, ln: address.lastName || undefined, ct: address.city || undefined,
       st: address.provinceCode || undefined, zp: address.zip || undefined, country: address.countryCode || undefined,

@@ -135,7 +135,9 @@ test('the Shopify checkout custom pixel reports checkout events; its Purchase de
   const { readFileSync } = await import('node:fs');
   const { ROOT } = await import('./harness.mjs');
   const snippet = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8')
-    .replace("const CAPI_ENDPOINT = 'https://shop.example.com/t/e';", `const CAPI_ENDPOINT = '${worker.url}/t/e';`);
+    .replace("const CAPI_ENDPOINT = 'https://shop.example.com/t/e';", `const CAPI_ENDPOINT = '${worker.url}/t/e';`)
+    // As this Worker is configured (CUSTOMER_DATA = hashed).
+    .replace("const CUSTOMER_DATA = 'off';", "const CUSTOMER_DATA = 'hashed';");
   const context = await browser.newContext();
   await context.addCookies([{ name: '_fbp', value: 'fb.1.1763900000000.42424242', url: worker.url }]);
   const page = await context.newPage();
