@@ -52,8 +52,8 @@ pub trait Sql {
     fn run(&self, query: &str, args: Vec<Arg>) -> Result<Vec<Value>, Self::Error>;
 }
 
-/// Dead letters hold hashed contact data, IP and user agent: kept 7 days after parking (Meta
-/// refuses events older than that, so a replay could not deliver them anyway).
+/// Dead letters hold hashed contact data, IP and user agent: kept 7 days after the first
+/// parking (Meta refuses events older than that, so a replay could not deliver them anyway).
 pub const DEAD_LETTER_RETENTION_MS: i64 = 7 * DAY_MS;
 /// Counters (`/t/stats`) are kept per UTC day for this many days.
 pub const COUNTER_RETENTION_DAYS: i64 = 8;
@@ -799,13 +799,14 @@ pub fn record<S: Sql>(
     Ok(())
 }
 
-/// Parks dead letters (a new parking waits for replay again).
+/// Parks dead letters (a new parking waits for replay again). A letter parked again keeps the
+/// time it was first parked: its retention runs from then, however often a replay fails.
 pub fn park<S: Sql>(sql: &S, letters: &[Letter], now_ms: i64) -> Result<(), S::Error> {
     for l in letters {
         sql.run(
             "INSERT INTO dead_letters (key, event_name, event_id, body, reason, parked_ms) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (key) DO UPDATE SET body = excluded.body, reason = excluded.reason,
-               parked_ms = excluded.parked_ms, replayed_ms = NULL, replay_nonce = NULL",
+               replayed_ms = NULL, replay_nonce = NULL",
             vec![
                 l.key.text().into(),
                 l.key.event_name.as_str().into(),

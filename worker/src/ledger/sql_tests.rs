@@ -325,6 +325,23 @@ fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
 }
 
 #[test]
+fn a_dead_letter_parked_again_is_kept_from_its_first_parking() {
+    let s = shard();
+    let letter = Letter {
+        key: item("b2", "n1").key,
+        body: "{\"hashed\":\"contact data\"}".into(),
+        reason: "attempts_exhausted".into(),
+    };
+    park(&s, std::slice::from_ref(&letter), T0).expect("park");
+    // Its replay failed too, five days later: parked again, waiting again…
+    park(&s, &[letter], T0 + 5 * DAY_MS).expect("park again");
+    assert_eq!(waiting(&s, Some("b2")).expect("waiting").len(), 1);
+    // …and deleted 7 days after it was first parked, not 7 days after the second time.
+    housekeep(&s, T0 + DEAD_LETTER_RETENTION_MS + 1).expect("housekeeping");
+    assert_eq!(count_rows(&s, "dead_letters"), 0);
+}
+
+#[test]
 fn housekeeping_deletes_every_stored_copy_at_its_retention() {
     let s = shard();
     claim_one(&s, item("b1", "n1"), Some("a1"), T0);
