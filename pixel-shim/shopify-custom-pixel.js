@@ -18,7 +18,7 @@ const LDU = 'off'; // 'on' | 'geo': Meta's Limited Data Use on every event
 const GPC = 'ldu'; // 'drop' | 'ignore': what a Global Privacy Control signal does
 
 // A Global Privacy Control signal, unless the shop ignores it.
-const gpc = self.navigator?.globalPrivacyControl === true && GPC !== 'ignore';
+const gpc = globalThis.navigator?.globalPrivacyControl === true && GPC !== 'ignore';
 
 function uuidv7() {
   const b = crypto.getRandomValues(new Uint8Array(16));

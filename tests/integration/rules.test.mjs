@@ -121,8 +121,16 @@ test('event_id_for_order: the shim\'s Purchase beacon carries the rules\' event 
   await s.context.close();
 });
 
-/** Runs pixel-shim/shopify-custom-pixel.js in a Node vm with Shopify's custom-pixel globals. */
-function customPixel({ marketingAllowed }) {
+/** Runs pixel-shim/shopify-custom-pixel.js in a Node vm with Shopify's custom-pixel globals,
+ *  its constants set from `settings` (PIXEL_ID, CUSTOMER_DATA, LDU, GPC) and the browser's GPC
+ *  signal from `gpc`. `fbq()`: the calls Meta's base code queued, in order. */
+function customPixel({ marketingAllowed = true, settings = {}, gpc = false }) {
+  let code = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8');
+  for (const [name, value] of Object.entries(settings)) {
+    const set = code.replace(new RegExp(`const ${name} = '[a-z0-9]*';`), `const ${name} = '${value}';`);
+    assert.notEqual(set, code, `the snippet has a ${name} setting`);
+    code = set;
+  }
   const handlers = {}, consentHandlers = [], posts = [];
   const ctx = {
     analytics: { subscribe: (name, fn) => { handlers[name] = fn; } },
@@ -131,14 +139,24 @@ function customPixel({ marketingAllowed }) {
     api: { customerPrivacy: { subscribe: (name, fn) => { if (name === 'visitorConsentCollected') consentHandlers.push(fn); } } },
     fetch: async (url, opts) => { posts.push({ url, opts, body: JSON.parse(opts.body) }); return { ok: true }; },
     crypto: globalThis.crypto,
+    navigator: { globalPrivacyControl: gpc },
+    // Meta's base code adds a script tag (never loaded here) and queues the calls made to it.
+    document: { createElement: () => ({}), getElementsByTagName: () => [{ parentNode: { insertBefore: () => {} } }] },
   };
-  vm.runInNewContext(readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8'), ctx);
+  ctx.window = ctx;
+  vm.runInNewContext(code, ctx);
   const fire = async (name, checkout) => {
     handlers[name]({ data: { checkout }, context: { document: { location: { href: 'https://shop.example.com/checkouts/cn/1' } } } });
     // The pixel reads cookies asynchronously before it posts: let those promises settle.
     await new Promise((r) => setImmediate(r));
   };
-  return { fire, posts, consent: (allowed) => consentHandlers.forEach((fn) => fn({ customerPrivacy: { marketingAllowed: allowed } })) };
+  return {
+    fire,
+    posts,
+    consent: (allowed) => consentHandlers.forEach((fn) => fn({ customerPrivacy: { marketingAllowed: allowed } })),
+    // Plain values: they come from the vm's realm.
+    fbq: () => JSON.parse(JSON.stringify((ctx.fbq?.queue ?? []).map((args) => Array.from(args)))),
+  };
 }
 
 const checkout = (orderId) => ({ currencyCode: 'EUR', totalPrice: { amount: 10 }, lineItems: [], order: { id: orderId } });
@@ -162,4 +180,34 @@ test('the Shopify custom pixel sends nothing until marketing is allowed', async 
   px.consent(false);
   await px.fire('checkout_completed', checkout('1003'));
   assert.deepEqual(px.posts.map((p) => p.body.event_id), ['purchase:1002']);
+});
+
+const buyer = { ...checkout('1'), email: 'buyer@example.com', billingAddress: { firstName: 'Ada', countryCode: 'GB' } };
+
+test('the Shopify custom pixel sends no contact field by default, and the buyer\'s with CUSTOMER_DATA = hashed', async () => {
+  const off = customPixel({ settings: { PIXEL_ID: '123' } });
+  await off.fire('checkout_started', buyer);
+  assert.equal(off.posts[0].body.user_data, undefined, 'no contact field leaves the browser');
+  assert.deepEqual(off.fbq().map((c) => c[0]), ['consent', 'init', 'track'], 'no LDU by default');
+  const hashed = customPixel({ settings: { CUSTOMER_DATA: 'hashed' } });
+  await hashed.fire('checkout_started', buyer);
+  assert.equal(hashed.posts[0].body.user_data.em, 'buyer@example.com');
+});
+
+test('the Shopify custom pixel gives Meta\'s pixel LDU before init, as the Worker marks its copies, and honours GPC', async () => {
+  const ldu = async (settings, gpc = false) => {
+    const px = customPixel({ settings: { PIXEL_ID: '123', ...settings }, gpc });
+    await px.fire('checkout_started', buyer);
+    return px;
+  };
+  assert.deepEqual((await ldu({ LDU: 'on' })).fbq()[1], ['dataProcessingOptions', ['LDU'], 1, 1000]);
+  assert.deepEqual((await ldu({ LDU: 'geo' })).fbq()[1], ['dataProcessingOptions', ['LDU'], 0, 0]);
+  const signal = await ldu({}, true);
+  assert.deepEqual(signal.fbq().map((c) => c[0]), ['consent', 'dataProcessingOptions', 'init', 'track']);
+  assert.equal(signal.posts[0].body.gpc, true);
+  const dropped = await ldu({ GPC: 'drop' }, true);
+  assert.deepEqual([dropped.posts.length, dropped.fbq().length], [0, 0], 'GPC = drop: nothing is sent');
+  const ignored = await ldu({ GPC: 'ignore' }, true);
+  assert.equal(ignored.posts[0].body.gpc, undefined);
+  assert.ok(!ignored.fbq().some((c) => c[0] === 'dataProcessingOptions'));
 });
