@@ -70,6 +70,12 @@ pub const ORDER_CLAIM_DAYS: i64 = 90;
 /// Why a failed payment settled a waiting Purchase (rule 8).
 pub const PAYMENT_FAILED: &str = "payment_failed";
 
+/// Whether a claim settled `outcome` for `reason` is a Purchase a failed payment held back, which
+/// a copy of the paid order may take (rule 8).
+pub fn is_held_back(outcome: Outcome, reason: Option<&str>) -> bool {
+    outcome == Outcome::Ignored && reason == Some(PAYMENT_FAILED)
+}
+
 /// The current holder of a claim, as the shard has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holder<'a> {

@@ -45,6 +45,7 @@ impl Sql for Storage {
             .map(|a| match a {
                 Arg::Int(i) => SqlStorageValue::Integer(i),
                 Arg::Text(t) => SqlStorageValue::String(t),
+                Arg::Null => SqlStorageValue::Null,
             })
             .collect();
         self.0.exec(query, args)?.to_array()

@@ -12,8 +12,8 @@ use crate::protocol::{
     Receipt, Source,
 };
 use capi_core::claim::{
-    claim_retention_ms, decide, purchase_state, Ask, Decision, Holder, PurchaseState, LEASE_MS,
-    PAYMENT_FAILED, RESERVATION_MS,
+    claim_retention_ms, decide, is_held_back, purchase_state, Ask, Decision, Holder,
+    PurchaseState, LEASE_MS, PAYMENT_FAILED, RESERVATION_MS,
 };
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::Outcome;
@@ -26,6 +26,7 @@ use serde_json::Value;
 pub enum Arg {
     Int(i64),
     Text(String),
+    Null,
 }
 
 impl From<i64> for Arg {
@@ -43,6 +44,12 @@ impl From<String> for Arg {
 impl From<&str> for Arg {
     fn from(v: &str) -> Arg {
         Arg::Text(v.to_string())
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        v.map_or(Arg::Null, Arg::from)
     }
 }
 
@@ -220,11 +227,6 @@ struct Held {
     first_seen_ms: i64,
 }
 
-/// Whether a claim's row is a Purchase a failed payment held back (claim rule 8).
-fn held_back_by_failed_payment(row: &Value, outcome: Outcome) -> bool {
-    outcome == Outcome::Ignored && text(row, "reason") == Some(PAYMENT_FAILED)
-}
-
 /// Takes back the reconciliation count of an order `ignored / payment_failed` (on `day`, the
 /// day it was first seen) when its Purchase reaches another outcome after all: an order counts
 /// once, by its final outcome.
@@ -253,7 +255,7 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
         sql.run(
             "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms,
                 reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, '')) ON CONFLICT (key) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
             vec![
                 im.key.clone().into(),
                 name.into(),
@@ -268,7 +270,7 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
                     .unwrap_or_default()
                     .into(),
                 (im.first_seen_ms + claim_retention_ms(order)).into(),
-                im.reason.as_deref().map_or(Arg::Text(String::new()), Arg::from),
+                im.reason.as_deref().into(),
             ],
         )?;
     }
@@ -354,7 +356,7 @@ pub fn claim<S: Sql>(
                 outcome,
                 lease: text(h, "lease").map(str::to_string),
                 lease_until_ms: int(h, "lease_until_ms"),
-                reopenable: held_back_by_failed_payment(h, outcome),
+                reopenable: is_held_back(outcome, text(h, "reason")),
                 first_seen_ms: int(h, "first_seen_ms"),
             })
         })
@@ -547,7 +549,7 @@ pub fn purchase<S: Sql>(
         outcome,
         lease: text(r, "lease"),
         lease_until_ms: int(r, "lease_until_ms"),
-        reopenable: held_back_by_failed_payment(r, outcome),
+        reopenable: is_held_back(outcome, text(r, "reason")),
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
@@ -675,7 +677,7 @@ pub fn release<S: Sql>(
             key.into(),
             nonce.into(),
             now_ms.into(),
-            attempt.map_or(Arg::Text(String::new()), Arg::from),
+            attempt.into(),
         ],
     )?;
     Ok(())

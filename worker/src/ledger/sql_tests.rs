@@ -18,6 +18,7 @@ impl Sql for Mem {
             .map(|a| match a {
                 Arg::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(i)),
                 Arg::Text(t) => ToSqlOutput::Owned(SqlValue::Text(t)),
+                Arg::Null => ToSqlOutput::Owned(SqlValue::Null),
             })
             .collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
@@ -67,6 +68,15 @@ fn order(id: &str, nonce: &str) -> ClaimItem {
     ClaimItem {
         source: Some(Source::Webhook),
         ..item(id, nonce)
+    }
+}
+
+/// A dead letter of `id`'s event.
+fn letter(id: &str, body: &str, reason: &str) -> Letter {
+    Letter {
+        key: item(id, "x").key,
+        body: body.into(),
+        reason: reason.into(),
     }
 }
 
@@ -232,11 +242,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     let s = shard();
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
     settle(&s, "e1", "n1", Outcome::DeadLettered, T0 + 10);
-    let letter = Letter {
-        key: item("e1", "n1").key,
-        body: "{}".into(),
-        reason: "attempts_exhausted".into(),
-    };
+    let letter = letter("e1", "{}", "attempts_exhausted");
     park(&s, std::slice::from_ref(&letter), T0 + 10).expect("park");
     assert_eq!(waiting(&s, None).expect("waiting").len(), 1);
     // The original copy redelivered: settled, not sent.
@@ -270,11 +276,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
 #[test]
 fn a_letter_the_platform_dead_lettered_without_a_claim_is_replayed() {
     let s = shard();
-    let letter = Letter {
-        key: item("e9", "n9").key,
-        body: "{}".into(),
-        reason: "platform_retries_exhausted".into(),
-    };
+    let letter = letter("e9", "{}", "platform_retries_exhausted");
     park(&s, &[letter], T0).expect("park");
     assert!(is_send(claim_one(
         &s,
@@ -327,11 +329,7 @@ fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
 #[test]
 fn a_dead_letter_parked_again_is_kept_from_its_first_parking() {
     let s = shard();
-    let letter = Letter {
-        key: item("b2", "n1").key,
-        body: "{\"hashed\":\"contact data\"}".into(),
-        reason: "attempts_exhausted".into(),
-    };
+    let letter = letter("b2", "{\"hashed\":\"contact data\"}", "attempts_exhausted");
     park(&s, std::slice::from_ref(&letter), T0).expect("park");
     // Its replay failed too, five days later: parked again, waiting again…
     park(&s, &[letter], T0 + 5 * DAY_MS).expect("park again");
@@ -348,11 +346,11 @@ fn housekeeping_deletes_every_stored_copy_at_its_retention() {
     claim_one(&s, order("o1", "n1"), None, T0);
     park(
         &s,
-        &[Letter {
-            key: item("b1", "n1").key,
-            body: "{\"hashed\":\"contact data\"}".into(),
-            reason: "attempts_exhausted".into(),
-        }],
+        &[letter(
+            "b1",
+            "{\"hashed\":\"contact data\"}",
+            "attempts_exhausted",
+        )],
         T0,
     )
     .expect("park");
