@@ -29,9 +29,10 @@ USAGE:
                                       day against Purchases sent / ignored (reason) / rejected /
                                       retrying, and match coverage per event name
   capi-edge replay --url https://shop.example.com/t [--event-id ID] [--tenant T] [--pixel P]
-                  [--token-env ADMIN_TOKEN]
-                                      re-drives the Worker's dead letters (POST /t/replay) once
-                                      their cause is fixed; the admin token comes from the env
+                  [--page-size 200] [--token-env ADMIN_TOKEN]
+                                      re-drives the Worker's dead letters (POST /t/replay, a page
+                                      per call, every page) once their cause is fixed; the
+                                      admin token comes from the env
   capi-edge send FILE --pixel ID [--format csv|jsonl] [--delimiter C]
                  [--action-source physical_store] [--event-name NAME] [--default-country CC]
                  [--url https://graph.facebook.com] [--api-version V] [--test-event-code CODE]

@@ -3,9 +3,12 @@
 //!
 //! ```sh
 //! ADMIN_TOKEN=… capi-edge replay --url https://shop.example.com/t [--event-id ID] [--tenant T]
+//!     [--pixel P] [--page-size N]
 //! ```
 //! The token is read from the environment (`--token-env NAME`, default `ADMIN_TOKEN`), never from
-//! the command line, where other users of the machine could read it.
+//! the command line, where other users of the machine could read it. The Worker replays a
+//! page of letters per call (`--page-size`, 1–500, default 200); the command calls until every
+//! page is replayed.
 
 use crate::flag;
 use serde_json::Value;
@@ -23,6 +26,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ("--event-id", "event_id"),
         ("--tenant", "tenant"),
         ("--pixel", "pixel"),
+        ("--page-size", "limit"),
     ] {
         if let Some(v) = flag(args, name) {
             url.push(sep);
@@ -37,8 +41,56 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .timeout_global(Some(std::time::Duration::from_secs(30)))
         .build()
         .into();
+    // The Worker replays a page per call: call again from its `next` until none is left, or
+    // the queue refused part of a page (those letters stay parked for the next replay).
+    let (mut ids, mut failed) = (Vec::new(), 0);
+    let mut after: Option<String> = None;
+    let stopped = loop {
+        let page_url = match &after {
+            Some(next) => format!(
+                "{url}{sep}after={}",
+                percent_encoding::utf8_percent_encode(next, QUERY_VALUE)
+            ),
+            None => url.clone(),
+        };
+        let body = match post(&agent, &page_url, &token, base) {
+            Ok(body) => body,
+            Err(e) => break Some(e),
+        };
+        ids.extend(
+            body["event_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|id| id.as_str().unwrap_or("").to_string()),
+        );
+        failed += body["failed"].as_i64().unwrap_or(0);
+        match body["next"].as_str() {
+            _ if failed > 0 => {
+                break Some(format!(
+                    "the queue refused {failed} dead letter(s): they stay parked, and later pages \
+                     were not tried; run the replay again once the queue takes messages"
+                ))
+            }
+            Some(next) if after.as_deref() != Some(next) => after = Some(next.to_string()),
+            _ => break None,
+        }
+    };
+    // What was replayed is said even when the replay stopped part way.
+    println!("replayed {} dead letter(s)", ids.len());
+    for id in ids {
+        println!("  {id}");
+    }
+    match stopped {
+        None => Ok(()),
+        Some(why) => Err(why),
+    }
+}
+
+/// One `POST /t/replay`: the Worker's answer, or why there is none.
+fn post(agent: &ureq::Agent, url: &str, token: &str, base: &str) -> Result<Value, String> {
     let mut resp = agent
-        .post(&url)
+        .post(url)
         .header("authorization", &format!("Bearer {token}"))
         .send_empty()
         // The transport's message names the host, never the token.
@@ -56,18 +108,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             body["error"]["code"].as_str().unwrap_or("error")
         ));
     }
-    println!(
-        "replayed {} dead letter(s){}",
-        body["replayed"].as_i64().unwrap_or(0),
-        match body["failed"].as_i64().unwrap_or(0) {
-            0 => String::new(),
-            n => format!(", {n} could not be queued and stay parked"),
-        }
-    );
-    for id in body["event_ids"].as_array().into_iter().flatten() {
-        println!("  {}", id.as_str().unwrap_or(""));
-    }
-    Ok(())
+    Ok(body)
 }
 
 /// RFC 3986 unreserved characters kept, everything else percent-encoded.

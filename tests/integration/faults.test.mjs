@@ -267,7 +267,8 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       // `capi-edge replay`, twice at the same time per pixel, as two operators might.
       const replay = async (p) => (await run(cliPath(), ['replay', '--url', `${w.url}/t`, '--tenant', 'shop', '--pixel', p], { env: { ...process.env, ADMIN_TOKEN } })).stdout;
       const answers = await Promise.all(PIXELS.flatMap((p) => [replay(p), replay(p)]));
-      assert.ok(answers.every((a) => /^replayed \d+ dead letter/.test(a) && !/could not be queued/.test(a)), answers.map((a) => a.split('\n')[0]).join(' | '));
+      // (A refusal by the queue would end the command with an error: `run` would throw.)
+      assert.ok(answers.every((a) => /^replayed \d+ dead letter/.test(a)), answers.map((a) => a.split('\n')[0]).join(' | '));
       const expected = expectedBeacons('replayed', N);
       await eventually(async () => (await received(sandbox, 'replayed-')).size === expected.size, 60_000, 'every replayed event');
       // Signal: both replays' copies are settled (one sent, one a duplicate) for every event.
@@ -299,8 +300,15 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       const parkedWithin = Date.now() - answered;
       assert.ok(parkedWithin < 30_000, `parked ${parkedWithin} ms after the last 204`);
       assert.equal((await received(sandbox, 'refused-')).size, 0, 'Meta recorded nothing while it timed out');
-      // Meta and the queue are back: the operator replays, and each event arrives once.
+      // A replay while the queue still refuses: the command says so and fails, and every letter
+      // still waits for the next replay.
       await sandbox.faults({});
+      const refused = await run(cliPath(), ['replay', '--url', `${w.url}/t`, '--tenant', 'shop', '--pixel', PIXELS[0]], { env: { ...process.env, ADMIN_TOKEN } }).then(() => null, (e) => e);
+      assert.equal(refused?.code, 2, 'the command fails');
+      assert.match(refused.stdout, /^replayed 0 dead letter\(s\)\n$/);
+      assert.match(refused.stderr, /the queue refused \d+ dead letter\(s\): they stay parked/);
+      assert.equal((await letters(PIXELS[0])).filter((d) => d.replayed_ms == null).length, N, 'every letter still waiting');
+      // Meta and the queue are back: the operator replays, and each event arrives once.
       await w.faults({ queue: 'ok' });
       for (const p of PIXELS) {
         const { stdout } = await run(cliPath(), ['replay', '--url', `${w.url}/t`, '--tenant', 'shop', '--pixel', p], { env: { ...process.env, ADMIN_TOKEN } });

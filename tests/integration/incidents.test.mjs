@@ -7,7 +7,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createHmac } from 'node:crypto';
-import { startSandbox, startWorker, eventually, ADMIN_TOKEN } from './harness.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { startSandbox, startWorker, eventually, ADMIN_TOKEN, cliPath } from './harness.mjs';
 
 const cleanup = [];
 after(async () => { for (const c of cleanup.reverse()) await c(); });
@@ -84,4 +86,70 @@ async function scenario([fault, cause, code]) {
 test('each cause that will not fix itself: events held, one incident, one alert each way, replay delivers each once', async () => {
   // The four causes run side by side, each against its own sandbox and Worker.
   await Promise.all(CAUSES.map(scenario));
+});
+
+test('a long outage: the held events are listed and replayed a page at a time, each delivered once', async () => {
+  // A token that died over a weekend holds far more events than one request should carry: the
+  // list and the replay work in pages (`next`), spread over the pixel's ledger shards.
+  const sandbox = await startSandbox();
+  cleanup.push(async () => sandbox.stop());
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret' });
+  cleanup.push(() => worker.stop());
+  const admin = async (path, init = {}) => {
+    const r = await worker.fetch(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    return { status: r.status, body: await r.json() };
+  };
+  const order = (id) => {
+    const body = JSON.stringify({ order_id: id, value: 10, currency: 'EUR', client_user_agent: 'Mozilla/5.0', client_ip_address: '8.8.8.8' });
+    return worker.fetch('/t/hooks/order', { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  };
+  const N = 60;
+  const ids = Array.from({ length: N }, (_, i) => `purchase:outage-${i}`);
+  await sandbox.faults({ kinds: ['token_expired'], error_rate: 1 });
+  const statuses = await Promise.all(ids.map((id) => order(id.slice('purchase:'.length)).then((r) => r.status)));
+  assert.ok(statuses.every((s) => s === 200), statuses.join());
+  const list = async (limit) => {
+    const seen = [];
+    let next = null;
+    let pages = 0;
+    do {
+      const { status, body } = await admin(`/t/dead-letters?limit=${limit}${next ? `&after=${next}` : ''}`);
+      assert.equal(status, 200, JSON.stringify(body));
+      assert.ok(body.dead_letters.length <= limit, `a page of ${body.dead_letters.length}`);
+      assert.ok(body.dead_letters.every((d) => d.rowid === undefined && d.body === undefined), 'ids, reasons and times only');
+      seen.push(...body.dead_letters.map((d) => d.event_id));
+      next = body.next;
+      pages += 1;
+    } while (next && pages < 100);
+    return { seen, pages };
+  };
+  await eventually(async () => (await list(1000)).seen.length === N, 30_000, 'every event held');
+  const { seen, pages } = await list(7);
+  assert.deepEqual([...seen].sort(), [...ids].sort(), 'every letter on exactly one page');
+  assert.ok(pages >= Math.ceil(N / 7), `${pages} pages of 7`);
+  for (const bad of ['limit=0', 'limit=5001', 'limit=ten', 'after=3', 'after=x.1', 'after=1.-2']) {
+    const { status, body } = await admin(`/t/dead-letters?${bad}`);
+    assert.deepEqual([status, body.error?.code], [400, 'invalid_query'], bad);
+  }
+  assert.deepEqual((await admin('/t/replay?limit=501', { method: 'POST' })).body.error?.code, 'invalid_query');
+  assert.equal((await sandbox.events()).server.length, 0, 'Meta took nothing');
+
+  // The token is fixed: `capi-edge replay` replays every page, each event once.
+  await sandbox.faults({});
+  const run = promisify(execFile);
+  const { stdout } = await run(cliPath(), ['replay', '--url', `${worker.url}/t`, '--page-size', '7'], { env: { ...process.env, ADMIN_TOKEN }, timeout: 60_000 });
+  const lines = stdout.trim().split('\n');
+  assert.equal(lines[0], `replayed ${N} dead letter(s)`);
+  assert.deepEqual(lines.slice(1).map((l) => l.trim()).sort(), [...ids].sort());
+  const atMeta = async () => {
+    const counts = new Map();
+    for (const e of (await sandbox.events()).server) counts.set(e.event_id, (counts.get(e.event_id) ?? 0) + 1);
+    return counts;
+  };
+  await eventually(async () => (await atMeta()).size === N, 30_000, 'every replayed event at Meta');
+  // Every replay copy settled: then nothing is waiting and a replay sends nothing more.
+  await eventually(async () => (await admin('/t/replay', { method: 'POST' })).body.replayed === 0, 15_000, 'nothing left to replay');
+  const counts = await atMeta();
+  assert.deepEqual([...counts.keys()].sort(), [...ids].sort());
+  assert.ok([...counts.values()].every((n) => n === 1), 'each delivered once');
 });

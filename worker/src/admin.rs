@@ -6,13 +6,21 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::ledger::LedgerClient;
+use crate::delivery::MAX_MESSAGE_BYTES;
+use crate::ledger::{Cursor, LedgerClient};
 use capi_core::webhook::signature::bearer_matches;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
+
+/// A query parameter of the request's URL, decoded (the first, if it comes twice).
+fn param(url: &worker::Url, k: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.into_owned())
+}
 
 /// The ledger of the tenant and pixel the caller may read, or 401/404/503 as documented. One
 /// tenant's token never reads another tenant's receipts.
@@ -31,11 +39,7 @@ fn authorized_tenant<'a>(
     env: &Env,
 ) -> Result<(LedgerClient, &'a str, &'a crate::config::Tenant), ApiError> {
     let url = req.url()?;
-    let param = |k: &str| {
-        url.query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
+    let param = |k: &str| param(&url, k);
     let tenant = match param("tenant") {
         Some(id) => cfg.tenant(&id).ok_or(ApiError::UnknownTenant),
         None => cfg.tenant_for_host(url.host_str().unwrap_or("")),
@@ -121,30 +125,62 @@ pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
     )
 }
 
-/// `GET /t/dead-letters`: what could not be delivered, with the reason (ids only).
-pub async fn dead_letters(req: &Request, cfg: &Config, env: &Env) -> Answer {
-    let (ledger, pixel) = authorized(req, cfg, env)?;
-    let rows = ledger.dead_letters().await?;
-    no_store(&json!({"pixel_id": pixel, "dead_letters": rows}))
+/// Dead letters listed per page by default, and at most (ids, reasons and times: ≈ 150 bytes
+/// each).
+const LIST_PAGE: (u32, u32) = (1000, 5000);
+/// Letters replayed per call by default, and at most: the bodies of one page (also at most
+/// `REPLAY_PAGE_BYTES`) are held in memory and sent in bundles of up to [`MAX_MESSAGE_BYTES`].
+const REPLAY_PAGE: (u32, u32) = (200, 500);
+
+/// `?limit=N&after=CURSOR` of a paged route: where the page starts (a page's `next`) and its
+/// length, within `(default, max)`; 400 `invalid_query` otherwise.
+fn paging(req: &Request, (default, max): (u32, u32)) -> Result<(Cursor, u32), ApiError> {
+    let url = req.url()?;
+    let param = |k: &str| param(&url, k);
+    let limit = match param("limit") {
+        None => default,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or(ApiError::BadQuery("limit must be a whole number from 1 to the route's maximum"))?,
+    };
+    let after = match param("after") {
+        None => Cursor::default(),
+        Some(v) => Cursor::parse(&v).ok_or(ApiError::BadQuery("after must be a page's next"))?,
+    };
+    Ok((after, limit))
 }
 
-/// `POST /t/replay[?event_id=ID]`: re-drives the dead letters waiting for replay (all, or one
-/// event's) through the normal delivery path once the cause is fixed (a new token, Meta back).
+/// `GET /t/dead-letters[?limit=N&after=NEXT]`: what could not be delivered, with the reason
+/// (ids only), a page at a time; `next` is where the next page starts (null: the last page).
+pub async fn dead_letters(req: &Request, cfg: &Config, env: &Env) -> Answer {
+    let (ledger, pixel) = authorized(req, cfg, env)?;
+    let (after, limit) = paging(req, LIST_PAGE)?;
+    let (rows, next) = ledger.dead_letters(after, limit).await?;
+    let rows: Vec<Value> = rows.into_iter().map(|(_, r)| r).collect();
+    no_store(&json!({"pixel_id": pixel, "dead_letters": rows, "next": next.map(|c| c.to_string())}))
+}
+
+/// `POST /t/replay[?event_id=ID | ?limit=N&after=NEXT]`: re-drives the dead letters waiting
+/// for replay (one event's, or a page of them: call again with `after` = `next` until `next`
+/// is null) through the normal delivery path once the cause is fixed (a new token, Meta back).
 /// Gives before it takes: the letters are read unchanged and each is enqueued as a replay copy
-/// (a fresh nonce); the ledger hands the event's claim to that copy when it is claimed, once
-/// per parking, and only if the event was not sent. A letter the queue refuses stays waiting
-/// for the next replay; a replay cut short loses nothing.
+/// (a fresh nonce), in bundles; the ledger hands the event's claim to that copy when it is
+/// claimed, once per parking, and only if the event was not sent. A letter the queue refuses
+/// stays waiting: the rest of the page is not sent and `next` is where the refused part
+/// starts, so a replay cut short loses nothing.
 pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
-    let url = req.url()?;
-    let event_id = url
-        .query_pairs()
-        .find(|(k, _)| k == "event_id")
-        .map(|(_, v)| v.into_owned());
-    let bodies = ledger.waiting(event_id.as_deref()).await?;
-    let (mut replayed, mut failed) = (Vec::new(), 0);
-    for body in bodies {
-        let Ok(mut q) = serde_json::from_str::<crate::delivery::QueuedEvent>(&body) else {
+    let event_id = param(&req.url()?, "event_id");
+    let (after, limit) = paging(req, REPLAY_PAGE)?;
+    let (letters, mut next) = ledger.waiting(event_id.as_deref(), after, limit).await?;
+    let mut copies = Vec::new();
+    for (at, row) in letters {
+        let Some(Ok(mut q)) = row["body"]
+            .as_str()
+            .map(serde_json::from_str::<crate::delivery::QueuedEvent>)
+        else {
             continue;
         };
         let Some(id) = q.event.as_ref().map(|e| e.event_id.clone()) else {
@@ -154,15 +190,62 @@ pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
         q.nonce = crate::delivery::new_nonce();
         q.counts.clear();
         q.replay = true;
-        if failed == 0 && crate::delivery::enqueue(env, &q, 0).await {
-            replayed.push(id);
+        copies.push((at, id, q.to_json()));
+    }
+    let (mut ids, mut failed, mut resume) = (Vec::new(), 0, after);
+    for mut bundle in bundles(copies) {
+        if failed == 0 && crate::delivery::send_text(env, bundle.text, 0).await {
+            ids.append(&mut bundle.ids);
+            resume = bundle.last;
         } else {
-            failed += 1;
+            // Not sent, and nothing after it: the letters stay waiting, and the next call
+            // starts after the last letter the queue took.
+            failed += bundle.ids.len();
         }
     }
-    no_store(
-        &json!({"pixel_id": pixel, "replayed": replayed.len(), "event_ids": replayed, "failed": failed}),
-    )
+    if failed > 0 {
+        next = event_id.is_none().then_some(resume);
+    }
+    no_store(&json!({
+        "pixel_id": pixel,
+        "replayed": ids.len(),
+        "event_ids": ids,
+        "failed": failed,
+        "next": next.map(|c| c.to_string()),
+    }))
+}
+
+/// Replay copies gathered into one queue message (a JSON array, as ingest bundles beacons).
+struct Bundle {
+    text: String,
+    ids: Vec<String>,
+    /// Where its last letter lies.
+    last: Cursor,
+}
+
+/// The replay copies `(where the letter lies, event id, JSON)`, in order, as queue messages of
+/// at most [`MAX_MESSAGE_BYTES`] each (a copy alone in its bundle if it is that long itself: a
+/// queue message takes 128 KB).
+fn bundles(copies: Vec<(Cursor, String, String)>) -> Vec<Bundle> {
+    let mut out: Vec<Bundle> = Vec::new();
+    for (at, id, json) in copies {
+        match out.last_mut() {
+            Some(b) if b.text.len() + json.len() + 2 <= MAX_MESSAGE_BYTES => {
+                b.text.pop();
+                b.text.push(',');
+                b.text.push_str(&json);
+                b.text.push(']');
+                b.ids.push(id);
+                b.last = at;
+            }
+            _ => out.push(Bundle {
+                text: format!("[{json}]"),
+                ids: vec![id],
+                last: at,
+            }),
+        }
+    }
+    out
 }
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -182,11 +265,7 @@ fn date_of(day: i64) -> String {
 pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel, tenant) = authorized_tenant(req, cfg, env)?;
     let url = req.url()?;
-    let param = |k: &str| {
-        url.query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
+    let param = |k: &str| param(&url, k);
     let today = (worker::Date::now().as_millis() as f64 / DAY_MS).floor() as i64;
     let bad = |why| ApiError::BadQuery(why);
     let to = match param("to") {
@@ -385,4 +464,30 @@ fn report_html(r: &Value) -> String {
         from = esc(r["from"].as_str().unwrap_or("")),
         to = esc(r["to"].as_str().unwrap_or("")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_copies_go_in_order_in_bundles_no_longer_than_a_queue_message() {
+        let at = |rowid| Cursor { shard: 1, rowid };
+        let copy = |n: i64, len: usize| (at(n), format!("e{n}"), format!("\"{}\"", "x".repeat(len - 2)));
+        // Three of 50 KB fit in none but two of them; the fourth is small.
+        let out = bundles(vec![copy(1, 50_000), copy(2, 50_000), copy(3, 50_000), copy(4, 10)]);
+        let shape: Vec<(Vec<&str>, Cursor)> = out
+            .iter()
+            .map(|b| (b.ids.iter().map(String::as_str).collect(), b.last))
+            .collect();
+        assert_eq!(shape, [(vec!["e1", "e2"], at(2)), (vec!["e3", "e4"], at(4))]);
+        for b in &out {
+            assert!(b.text.len() <= MAX_MESSAGE_BYTES);
+            let events: Vec<String> = serde_json::from_str(&b.text).expect("a JSON array");
+            assert_eq!(events.len(), b.ids.len());
+        }
+        // A copy as long as a queue message is a bundle of its own.
+        let out = bundles(vec![copy(1, 10), copy(2, MAX_MESSAGE_BYTES), copy(3, 10)]);
+        assert_eq!(out.iter().map(|b| b.ids.len()).collect::<Vec<_>>(), [1, 1, 1]);
+    }
 }

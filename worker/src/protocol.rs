@@ -313,16 +313,35 @@ pub enum Op {
         letters: Vec<Letter>,
         now_ms: i64,
     },
-    /// Lists dead letters (ids, reasons, times).
-    DeadLetters {},
-    /// The bodies of the letters waiting for replay (one event id, or all), unchanged: the
-    /// replay copy takes each when it is claimed.
+    /// Lists dead letters (ids, reasons, times), a page at a time: at most `limit` in rowid
+    /// order after the rowid `after`, each with its `rowid`.
+    DeadLetters {
+        #[serde(default)]
+        after: i64,
+        #[serde(default = "page_all")]
+        limit: u32,
+    },
+    /// The letters waiting for replay (one event id, or all), `{rowid, body}` with the body
+    /// unchanged (the replay copy takes each when it is claimed); paged as `DeadLetters`.
     Waiting {
         event_id: Option<String>,
+        #[serde(default)]
+        after: i64,
+        #[serde(default = "page_all")]
+        limit: u32,
     },
     /// Housekeeping now, as the hourly alarm runs it: deletes what is past its retention at
     /// `now_ms` (the alarm's clock; a test moves it forward). Never sent by the Worker.
     Housekeep {
         now_ms: i64,
     },
+}
+
+/// A page of waiting letters ends once their bodies reach this many bytes (at least one
+/// letter): what one replay call holds in memory stays bounded whatever the events weigh.
+pub const REPLAY_PAGE_BYTES: usize = 4_000_000;
+
+/// A page of a list op without a limit: everything (an op from a Worker of before paging).
+fn page_all() -> u32 {
+    u32::MAX
 }

@@ -166,12 +166,18 @@ pub enum Next {
 /// Puts one message on the `EVENTS` queue; false if the queue refused it or is not bound.
 #[cfg(feature = "backend")]
 pub async fn enqueue(env: &Env, queued: &QueuedEvent, delay_secs: u32) -> bool {
+    send_text(env, queued.to_json(), delay_secs).await
+}
+
+/// Puts one message of ours (an event's JSON, or a bundle of them) on the `EVENTS` queue;
+/// false if the queue refused it or is not bound.
+#[cfg(feature = "backend")]
+pub async fn send_text(env: &Env, body: String, delay_secs: u32) -> bool {
     let Ok(q) = env.queue("EVENTS") else {
         log::warn("queue_not_bound", &[("binding", "EVENTS".into())]);
         return false;
     };
     // Text: the body is already JSON; workerd need not serialise it again.
-    let body = queued.to_json();
     let bytes = body.len();
     let mut msg = MessageBuilder::new(body).content_type(QueueContentType::Text);
     if delay_secs > 0 {

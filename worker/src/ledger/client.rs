@@ -5,6 +5,7 @@
 use crate::config::{Config, PreviousLayout};
 use crate::protocol::{
     ClaimItem, ClaimStatus, Count, EventKey, Imported, Letter, Op, PurchaseAnswer, Receipt,
+    REPLAY_PAGE_BYTES,
 };
 use capi_core::delivery::ledger_shard;
 use capi_core::report;
@@ -15,6 +16,46 @@ use worker::{Env, Result};
 
 /// The longest the Worker waits for one ledger call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Where a page of a list over every shard starts: after `rowid` in `shard`. Written
+/// `{shard}.{rowid}` (digits and a dot: a query value as it is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub shard: u32,
+    pub rowid: i64,
+}
+
+impl Cursor {
+    /// The cursor a page's `next` wrote, None if `text` is not one.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (shard, rowid) = text.split_once('.')?;
+        let digits = |t: &str| !t.is_empty() && t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit());
+        (digits(shard) && digits(rowid)).then(|| Cursor {
+            shard: shard.parse().unwrap_or(u32::MAX),
+            rowid: rowid.parse().unwrap_or(0),
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.shard, self.rowid)
+    }
+}
+
+/// A page of rows, each with where it lies, and where the next page starts.
+pub type Page = (Vec<(Cursor, serde_json::Value)>, Option<Cursor>);
+
+/// A listed row of `shard` without its `rowid`, and where it lies. A waiting letter from an
+/// object of before pages is its body alone.
+fn row(shard: u32, mut r: serde_json::Value) -> (Cursor, serde_json::Value) {
+    let rowid = r["rowid"].as_i64().unwrap_or(0);
+    match r.as_object_mut() {
+        Some(o) => drop(o.remove("rowid")),
+        None => r = serde_json::json!({ "body": r }),
+    }
+    (Cursor { shard, rowid }, r)
+}
 
 /// A handle on the ledger shards of one tenant's pixel: claims, receipts and counters of one
 /// tenant never share an object with another's.
@@ -315,33 +356,63 @@ impl LedgerClient {
         join_all(calls).await.into_iter().all(|ok| ok)
     }
 
-    /// Dead letters of every shard (ids, reasons, times).
-    pub async fn dead_letters(&self) -> Result<Vec<serde_json::Value>> {
-        let mut all = Vec::new();
-        for shard in 0..self.shards {
-            all.extend(
-                self.call::<Vec<serde_json::Value>>(shard, &Op::DeadLetters {})
-                    .await?,
-            );
-        }
-        Ok(all)
+    /// A page of dead letters over every shard (ids, reasons, times) from `from`, and where
+    /// the next page starts.
+    pub async fn dead_letters(&self, from: Cursor, limit: u32) -> Result<Page> {
+        self.page(from, limit, usize::MAX, &|after, limit| Op::DeadLetters {
+            after,
+            limit,
+        })
+        .await
     }
 
-    /// The queued-event bodies of the letters waiting for replay, unchanged.
-    pub async fn waiting(&self, event_id: Option<&str>) -> Result<Vec<String>> {
-        let op = Op::Waiting {
+    /// A page of the letters waiting for replay over every shard from `from`, each `{body}`
+    /// with the body unchanged (or the letters of one event id, all on one page). A page ends
+    /// at `limit` letters or once its bodies reach [`REPLAY_PAGE_BYTES`].
+    pub async fn waiting(&self, event_id: Option<&str>, from: Cursor, limit: u32) -> Result<Page> {
+        let op = |after, limit| Op::Waiting {
             event_id: event_id.map(str::to_string),
+            after,
+            limit,
         };
         match event_id {
-            Some(id) => self.call(self.shard_of(id), &op).await,
-            None => {
-                let mut all = Vec::new();
-                for shard in 0..self.shards {
-                    all.extend(self.call::<Vec<String>>(shard, &op).await?);
-                }
-                Ok(all)
+            Some(id) => {
+                let shard = self.shard_of(id);
+                let rows = self.call::<Vec<serde_json::Value>>(shard, &op(0, limit)).await?;
+                Ok((rows.into_iter().map(|r| row(shard, r)).collect(), None))
+            }
+            None => self.page(from, limit, REPLAY_PAGE_BYTES, &op).await,
+        }
+    }
+
+    /// One page of a list op over every shard: shard after shard, in rowid order, at most
+    /// `limit` rows, ending early once the rows' bodies reach `bytes` (the object stops there
+    /// too); the next page starts after its last row (None: nothing is left). A page costs at
+    /// most one call per shard, whatever the shards hold. An object of a Worker from before
+    /// pages answers every row without rowids: the page is then everything, with no next.
+    async fn page(
+        &self,
+        from: Cursor,
+        limit: u32,
+        bytes: usize,
+        op: &dyn Fn(i64, u32) -> Op,
+    ) -> Result<Page> {
+        let mut rows: Vec<(Cursor, serde_json::Value)> = Vec::new();
+        let (mut size, mut unpaged) = (0, false);
+        for shard in from.shard..self.shards {
+            let after = if shard == from.shard { from.rowid } else { 0 };
+            let want = limit.saturating_sub(rows.len() as u32).max(1);
+            for r in self.call::<Vec<serde_json::Value>>(shard, &op(after, want)).await? {
+                unpaged |= r.get("rowid").is_none();
+                size += r["body"].as_str().map_or(0, str::len);
+                rows.push(row(shard, r));
+            }
+            if !unpaged && (rows.len() as u32 >= limit || size >= bytes) {
+                let next = rows.last().map(|(c, _)| *c);
+                return Ok((rows, next));
             }
         }
+        Ok((rows, None))
     }
 
     /// Counter rows of every shard, summed.
@@ -366,5 +437,24 @@ impl LedgerClient {
             }
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn a_cursor_reads_back_what_a_page_wrote_and_nothing_else() {
+        let c = Cursor {
+            shard: 3,
+            rowid: 1042,
+        };
+        assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        for bad in ["", "3", "3.", ".5", "-1.5", "3.-5", "3.5.1", "a.1", "3.1e3", "+3.1", "3 .1"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+        // Too many digits: a shard past every layout, never an overflow.
+        assert_eq!(Cursor::parse("99999999999.1").map(|c| c.shard), Some(u32::MAX));
     }
 }

@@ -13,7 +13,7 @@
 mod client;
 mod sql;
 
-pub use client::LedgerClient;
+pub use client::{Cursor, LedgerClient};
 
 use crate::protocol::Op;
 use serde_json::{json, Value};
@@ -155,14 +155,18 @@ impl Ledger {
                 sql::park(&sql, &letters, now_ms)?;
                 json!({ "parked": letters.len() })
             }
-            Op::DeadLetters {} => Value::Array(sql::dead_letters(&sql)?),
+            Op::DeadLetters { after, limit } => {
+                Value::Array(sql::dead_letters(&sql, after, limit)?)
+            }
             Op::Housekeep { now_ms } => {
                 sql::housekeep(&sql, now_ms)?;
                 json!({ "housekept": true })
             }
-            Op::Waiting { event_id } => {
-                serde_json::to_value(sql::waiting(&sql, event_id.as_deref())?)?
-            }
+            Op::Waiting {
+                event_id,
+                after,
+                limit,
+            } => Value::Array(sql::waiting(&sql, event_id.as_deref(), after, limit)?),
         })
     }
 }

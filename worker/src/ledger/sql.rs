@@ -9,7 +9,7 @@
 
 use crate::protocol::{
     is_order_source, ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, PurchaseAnswer,
-    Receipt, Source,
+    Receipt, Source, REPLAY_PAGE_BYTES,
 };
 use capi_core::claim::{
     claim_retention_ms, decide, is_held_back, purchase_state, Ask, Decision, Holder,
@@ -822,22 +822,30 @@ pub fn park<S: Sql>(sql: &S, letters: &[Letter], now_ms: i64) -> Result<(), S::E
     Ok(())
 }
 
-/// The bodies of the letters waiting for replay (one event's, or all).
-pub fn waiting<S: Sql>(sql: &S, event_id: Option<&str>) -> Result<Vec<String>, S::Error> {
-    let rows = match event_id {
-        Some(id) => sql.run(
-            "SELECT body FROM dead_letters WHERE replayed_ms IS NULL AND event_id = ?",
-            vec![id.into()],
-        )?,
-        None => sql.run(
-            "SELECT body FROM dead_letters WHERE replayed_ms IS NULL ORDER BY parked_ms",
-            Vec::new(),
-        )?,
-    };
-    Ok(rows
-        .iter()
-        .filter_map(|r| text(r, "body").map(str::to_string))
-        .collect())
+/// The letters waiting for replay (one event's, or all), `{rowid, body}` with the body
+/// unchanged: at most `limit`, in rowid order after `after`, and no more once their bodies reach
+/// [`REPLAY_PAGE_BYTES`] (a page of a replay).
+pub fn waiting<S: Sql>(
+    sql: &S,
+    event_id: Option<&str>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Value>, S::Error> {
+    // The page also ends once its bodies reach REPLAY_PAGE_BYTES (always one letter at least):
+    // a body may be up to a queue message long.
+    sql.run(
+        "SELECT rowid, body FROM (SELECT rowid, body, SUM(length(body)) OVER (ORDER BY rowid) - length(body) AS before
+           FROM (SELECT rowid, body FROM dead_letters WHERE replayed_ms IS NULL AND rowid > ?
+                   AND (? IS NULL OR event_id = ?) ORDER BY rowid LIMIT ?))
+         WHERE before < ? ORDER BY rowid",
+        vec![
+            after.into(),
+            event_id.into(),
+            event_id.into(),
+            i64::from(limit).into(),
+            (REPLAY_PAGE_BYTES as i64).into(),
+        ],
+    )
 }
 
 /// Housekeeping: every stored copy of an event past its retention goes.
@@ -940,11 +948,13 @@ pub fn stats<S: Sql>(sql: &S, now_ms: i64) -> Result<Vec<Value>, S::Error> {
     )
 }
 
-/// Dead letters (ids, reasons, times; not the events).
-pub fn dead_letters<S: Sql>(sql: &S) -> Result<Vec<Value>, S::Error> {
+/// Dead letters (ids, reasons, times; not the events): at most `limit`, in rowid order after
+/// `after` (a page of the list).
+pub fn dead_letters<S: Sql>(sql: &S, after: i64, limit: u32) -> Result<Vec<Value>, S::Error> {
     sql.run(
-        "SELECT event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters ORDER BY parked_ms",
-        Vec::new(),
+        "SELECT rowid, event_name, event_id, reason, parked_ms, replayed_ms FROM dead_letters
+           WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        vec![after.into(), i64::from(limit).into()],
     )
 }
 
