@@ -72,6 +72,9 @@ enum Kind {
     Gender,
     Ip,
     ExternalId,
+    /// One of Meta's own ids of a person (`lead_id`, `madid`, …): it belongs in `user_data`,
+    /// where data controls govern it; in `custom_data` it is dropped in every mode.
+    MetaId,
     /// A `user_data` object inside `custom_data`: dropped whole.
     UserData,
     AccessToken,
@@ -82,7 +85,7 @@ enum Kind {
 
 impl Kind {
     #[cfg(test)]
-    const ALL: [Kind; 19] = [
+    const ALL: [Kind; 20] = [
         Kind::Email,
         Kind::Phone,
         Kind::FirstName,
@@ -97,6 +100,7 @@ impl Kind {
         Kind::Gender,
         Kind::Ip,
         Kind::ExternalId,
+        Kind::MetaId,
         Kind::UserData,
         Kind::AccessToken,
         Kind::Token,
@@ -121,6 +125,7 @@ impl Kind {
             Kind::Gender => "gender",
             Kind::Ip => "ip_address",
             Kind::ExternalId => "external_id",
+            Kind::MetaId => "meta_id",
             Kind::UserData => "user_data",
             Kind::AccessToken => "access_token",
             Kind::Token => "token",
@@ -157,6 +162,31 @@ impl Kind {
     }
 }
 
+/// Meta's `user_data` ids of a person (`event::UNHASHED_IDS` but Meta's subscription and page
+/// ids), as a key's words run together.
+const META_PERSON_IDS: &[&str] = &[
+    "fbloginid",
+    "leadid",
+    "anonid",
+    "madid",
+    "pagescopeduserid",
+    "ctwaclid",
+    "igaccountid",
+    "igsid",
+];
+
+/// Whether `words`, run together, are `whole` (no allocation: this runs for every key).
+fn run_together(words: &[String], whole: &str) -> bool {
+    let mut rest = whole;
+    for w in words {
+        match rest.strip_prefix(w.as_str()) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// Field names a `custom_data` drop is counted under: the kinds above, plus the key names
 /// earlier versions counted (so rows already stored keep their names).
 pub const COUNTED_FIELDS: &[&str] = &[
@@ -174,6 +204,7 @@ pub const COUNTED_FIELDS: &[&str] = &[
     "gender",
     "ip_address",
     "external_id",
+    "meta_id",
     "user_data",
     "access_token",
     "token",
@@ -820,6 +851,10 @@ fn strong_kind(words: &[String]) -> Option<Kind> {
         [a, b] if a == "user" && b == "data" => return Some(Kind::UserData),
         _ => {}
     }
+    // Meta's own ids of a person, whole (`lead_id`, `leadId`, `madid`, …).
+    if META_PERSON_IDS.iter().any(|id| run_together(words, id)) {
+        return Some(Kind::MetaId);
+    }
     // Credentials (webhooks-and-pitfalls #25: tokens leaked into custom_data).
     if has(words, &["password", "passwd", "passphrase", "pwd"]) {
         return Some(Kind::Password);
@@ -1032,45 +1067,58 @@ fn shape_kind(text: &str, no_phone: bool) -> Option<Kind> {
     }
 }
 
-/// Whether any word of `text` is an email address (`mailto:`, `<…>`, `?email=…` included).
-/// Words with a `/` are URLs or paths (`logo@2x.png` in an image URL), not addresses.
+/// Whether any word of `text` is an email address (`mailto:`, `<…>`, `?email=…`, a URL's path
+/// included), also percent-encoded (`jane%40example.com`). A retina image's name
+/// (`logo@2x.png`) is not an address.
 fn has_email(text: &str) -> bool {
-    text.contains('@')
-        && text
-            .split(|c: char| {
-                c.is_whitespace()
-                    || matches!(
-                        c,
-                        ',' | ';'
-                            | ':'
-                            | '<'
-                            | '>'
-                            | '('
-                            | ')'
-                            | '['
-                            | ']'
-                            | '"'
-                            | '\''
-                            | '='
-                            | '&'
-                            | '?'
-                            | '|'
-                    )
+    (text.contains('@') && word_is_email(text))
+        || text.contains("%40")
+            && word_is_email(&percent_encoding::percent_decode_str(text).decode_utf8_lossy())
+}
+
+fn word_is_email(text: &str) -> bool {
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                ',' | ';'
+                    | ':'
+                    | '<'
+                    | '>'
+                    | '('
+                    | ')'
+                    | '['
+                    | ']'
+                    | '"'
+                    | '\''
+                    | '='
+                    | '&'
+                    | '?'
+                    | '|'
+                    | '/'
+            )
+    })
+    .map(|w| w.trim_matches(|c: char| matches!(c, '.' | '!' | '*' | '{' | '}')))
+    .any(|w| {
+        normalize::email(w).is_ok_and(|e| {
+            e.rsplit_once('@').is_some_and(|(_, domain)| {
+                domain.split('.').all(|label| {
+                    !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                }) && domain.rsplit('.').next().is_some_and(|tld| {
+                    tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)
+                }) && !is_pixel_density(domain)
             })
-            .map(|w| w.trim_matches(|c: char| matches!(c, '.' | '!' | '*' | '{' | '}')))
-            .any(|w| {
-                !w.contains('/')
-                    && normalize::email(w).is_ok_and(|e| {
-                        e.rsplit_once('@').is_some_and(|(_, domain)| {
-                            domain.split('.').all(|label| {
-                                !label.is_empty()
-                                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-                            }) && domain.rsplit('.').next().is_some_and(|tld| {
-                                tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)
-                            })
-                        })
-                    })
-            })
+        })
+    })
+}
+
+/// `2x.png`, `3x.webp`: the `@2x` of an image's name, not a mail domain.
+fn is_pixel_density(domain: &str) -> bool {
+    domain.split('.').next().is_some_and(|label| {
+        label
+            .strip_suffix(['x', 'X'])
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// Characters a written phone number is made of.
@@ -1345,11 +1393,18 @@ mod tests {
             "Reach me: <Jane.Doe+shop@Example.co.uk>.",
             "mailto:jane@example.com",
             "https://shop.example/?email=jane@example.com&x=1",
+            "https://shop.example/u/jane@example.com",
+            "https://shop.example/account/jane@example.com/orders",
+            "https://shop.example/signup?email=jane%40example.com",
+            "jane%40example.com",
         ] {
             assert!(has_email(email), "{email}");
         }
         for not in [
             "https://cdn.example/img/logo@2x.png",
+            "icon@3X.webp",
+            "50%40off",
+            "https://cdn.example/a%40b",
             "2@3.99",
             "@handle",
             "a@b",

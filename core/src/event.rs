@@ -155,6 +155,26 @@ impl UserData {
         dropped
     }
 
+    /// Whether any contact field is set (what [`UserData::keep_pixel_fields_only`] drops).
+    pub fn has_contact_data(&self) -> bool {
+        [
+            &self.em,
+            &self.ph,
+            &self.first_name,
+            &self.ln,
+            &self.ct,
+            &self.st,
+            &self.zp,
+            &self.country,
+            &self.ge,
+            &self.db,
+            &self.external_id,
+        ]
+        .iter()
+        .any(|f| f.is_some())
+            || !self.unhashed_ids.is_empty()
+    }
+
     /// The slot of a hashed field.
     pub fn hashed_mut(&mut self, field: Field) -> &mut Option<String> {
         match field {

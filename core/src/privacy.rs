@@ -245,6 +245,37 @@ pub fn verdict(modes: &Modes, consent: Consent, gpc: bool) -> Verdict {
     Verdict::Relay { ldu }
 }
 
+/// Today's settings on an event accepted earlier and sent now (a retry, a replay of a dead
+/// letter, an order's refund): contact data goes only while `CUSTOMER_DATA` still allows it, and
+/// `LDU` turned on since marks it. Never loosens: an event marked for Limited Data Use stays
+/// marked. Consent and GPC are the event's own signals, decided when it arrived. Returns whether
+/// anything was dropped or marked.
+pub fn as_of_now(modes: &Modes, event: &mut crate::event::ServerEvent) -> bool {
+    if !is_stale(modes, event) {
+        return false;
+    }
+    if modes.customer_data == CustomerData::Off {
+        event.user_data.keep_pixel_fields_only();
+    }
+    if event.data_processing_options.is_none() {
+        if let Verdict::Relay { ldu: Some(ldu) } = verdict(modes, Consent::Unknown, false) {
+            event.set_ldu(Some(ldu));
+        }
+    }
+    true
+}
+
+/// Whether [`as_of_now`] would change `event`: it carries contact data `CUSTOMER_DATA` no
+/// longer allows, or lacks the LDU flags `LDU` now asks for.
+pub fn is_stale(modes: &Modes, event: &crate::event::ServerEvent) -> bool {
+    (modes.customer_data == CustomerData::Off && event.user_data.has_contact_data())
+        || event.data_processing_options.is_none()
+            && matches!(
+                verdict(modes, Consent::Unknown, false),
+                Verdict::Relay { ldu: Some(_) }
+            )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +287,40 @@ mod tests {
             ldu,
             ..Modes::default()
         }
+    }
+
+    #[test]
+    fn an_event_sent_later_follows_todays_settings_and_is_never_loosened() {
+        let text = r#"{"event_name":"Purchase","event_time":1,"event_id":"purchase:1","action_source":"website",
+            "user_data":{"em":"aa","external_id":"bb","lead_id":"L1","fbp":"fb.1.1.2","client_ip_address":"198.51.100.4"},
+            "custom_data":{"value":5}}"#;
+        let accepted: crate::event::ServerEvent = serde_json::from_str(text).expect("event");
+        // Still hashed, LDU still off: unchanged.
+        let mut e = accepted.clone();
+        let hashed = Modes {
+            customer_data: CustomerData::Hashed,
+            ..Modes::default()
+        };
+        assert!(!as_of_now(&hashed, &mut e));
+        assert_eq!(e, accepted);
+        // Data controls turned off, LDU turned on since: contact data goes, LDU comes.
+        let now = Modes {
+            ldu: LduMode::Geo,
+            ..Modes::default()
+        };
+        assert!(as_of_now(&now, &mut e));
+        let u = serde_json::to_value(&e.user_data).expect("json");
+        assert_eq!(
+            u,
+            serde_json::json!({"fbp": "fb.1.1.2", "client_ip_address": "198.51.100.4"})
+        );
+        assert_eq!(e.data_processing_options, Some(vec!["LDU".to_string()]));
+        assert_eq!(e.data_processing_options_state, Some(0));
+        // An event marked California keeps its own flags when LDU is off again.
+        let mut marked = accepted.clone();
+        marked.set_ldu(Some(LDU_CALIFORNIA));
+        assert!(!as_of_now(&hashed, &mut marked));
+        assert_eq!(marked.data_processing_options_state, Some(1000));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::fbc::{fbc_click_id, fbc_for_click, fbclid_in_page_or_referrer, is_val
 use crate::normalize::{self, Field};
 use crate::privacy::{self, CustomerData, Modes, Verdict};
 use crate::quality::is_public;
+use crate::webhook::lifecycle::{REFUND_EVENT, RENEWAL_EVENT};
 use crate::MAX_EVENT_AGE_SECS;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -417,9 +418,10 @@ pub const OFFLINE_EVENT_ID_PREFIX: &str = "offline:";
 /// its event belongs to a signed source.
 ///
 /// - While any order webhook is configured, the server copy of a Purchase comes only from the
-///   signed webhook: a beacon named `Purchase`, or one that uses an id the webhooks give their
-///   events (`purchase:…`, `refund:…`, `renewal:…`, `trial:…`, any case), goes to the browser
-///   pixel only. So no unsigned beacon (a thank-you page arriving first, or a forged one) can
+///   signed webhook: a beacon named `Purchase` or with a name only the webhooks give their
+///   events (`OrderRefunded`, `SubscriptionRenewed`), or one that uses an id the webhooks give
+///   their events (`purchase:…`, `refund:…`, `renewal:…`, `trial:…`, any case), goes to the
+///   browser pixel only. So no unsigned beacon (a thank-you page arriving first, or a forged one) can
 ///   pre-empt, block or compete with the order's real Purchase, refund, renewal or trial.
 ///   Without webhooks such a beacon is relayed: it is then the only server copy.
 /// - A beacon with an offline conversion's id (`offline:…`) is never relayed: only the shop's own
@@ -432,7 +434,9 @@ pub fn is_signed_source_only(event_name: &str, event_id: &str, signed_orders: bo
     };
     prefixed(OFFLINE_EVENT_ID_PREFIX)
         || signed_orders
-            && (event_name.eq_ignore_ascii_case("purchase")
+            && (["purchase", REFUND_EVENT, RENEWAL_EVENT]
+                .iter()
+                .any(|n| event_name.eq_ignore_ascii_case(n))
                 || ORDER_EVENT_ID_PREFIXES.iter().any(|p| prefixed(p)))
 }
 
@@ -540,6 +544,12 @@ mod tests {
             assert!(is_signed_source_only(name, id, true), "{id}");
             assert!(!is_signed_source_only(name, id, false), "{id}");
         }
+        // So are the names only the webhooks give their events, whatever the id.
+        for name in ["OrderRefunded", "subscriptionrenewed"] {
+            assert!(is_signed_source_only(name, "x1", true), "{name}");
+            assert!(!is_signed_source_only(name, "x1", false), "{name}");
+        }
+        assert!(!is_signed_source_only("StartTrial", "x1", true));
         assert!(ORDER_EVENT_ID_PREFIXES
             .iter()
             .any(|p| crate::webhook::event_id_for_order("1001").starts_with(p)));

@@ -68,6 +68,34 @@ fn order(w: Webhook) -> Order {
 const NOW_MS: u64 = 1_795_440_000_000;
 
 #[test]
+fn a_shopify_order_from_a_browser_with_gpc_gets_limited_data_use() {
+    // The shim writes `_capi_gpc` next to `_fbp` in the cart's attributes (`GPC = ldu`).
+    let mut body: Value =
+        serde_json::from_slice(&fixture("shopify-orders-create.json")).expect("json");
+    let without = order(
+        webhook::shopify::webhook("orders/create", body.to_string().as_bytes()).expect("parses"),
+    );
+    let e = purchase_event(&without, "https://shop.test/", NOW_MS, &HASHED).event;
+    assert_eq!(e.data_processing_options, None);
+    body["note_attributes"]
+        .as_array_mut()
+        .expect("note attributes")
+        .push(serde_json::json!({"name": "_capi_gpc", "value": "1"}));
+    let with = order(
+        webhook::shopify::webhook("orders/create", body.to_string().as_bytes()).expect("parses"),
+    );
+    let e = purchase_event(&with, "https://shop.test/", NOW_MS, &HASHED).event;
+    assert_eq!(e.data_processing_options, Some(vec!["LDU".to_string()]));
+    assert_eq!(
+        (
+            e.data_processing_options_country,
+            e.data_processing_options_state
+        ),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
 fn shopify_order_becomes_a_purchase() {
     let o = order(
         webhook::shopify::webhook("orders/create", &fixture("shopify-orders-create.json"))
@@ -252,6 +280,16 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         Stage::Paid,
         "financial_status paid"
     );
+    // Shopify signs the body, not the topic header: a placed order's body re-posted under
+    // another topic is that placed order again, neither cancelled nor paid.
+    let mut placed: Value =
+        serde_json::from_slice(&fixture("shopify-orders-create.json")).expect("json");
+    placed["financial_status"] = "pending".into();
+    for topic in ["orders/cancelled", "orders/paid", "orders/create"] {
+        let o =
+            order(webhook::shopify::webhook(topic, placed.to_string().as_bytes()).expect("parses"));
+        assert_eq!(o.stage, Stage::Created, "{topic}");
+    }
     let w = order(
         webhook::woocommerce::webhook("order.updated", &fixture("woocommerce-order-refunded.json"))
             .expect("parses"),

@@ -128,8 +128,8 @@ test('default (optional) then revoke: beacons stop and Meta\'s pixel is told', a
   await s.context.close();
 });
 
-test('GPC: beacons carry gpc:true and Meta\'s pixel gets LDU before init', async () => {
-  const s = await storefront({ init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
+test('GPC: beacons carry gpc:true, Meta\'s pixel gets LDU before init, and a Shopify order carries it', async () => {
+  const s = await storefront({ attrs: 'data-shopify-cart="on"', init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
   await s.open();
   await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
   assert.equal(s.beacons()[0].gpc, true);
@@ -137,6 +137,9 @@ test('GPC: beacons carry gpc:true and Meta\'s pixel gets LDU before init', async
   const dpo = indexOfCall(log, 'dataProcessingOptions');
   assert.ok(dpo >= 0 && dpo < indexOfCall(log, 'init'), 'dataProcessingOptions before init');
   assert.deepEqual(log[dpo], ['dataProcessingOptions', ['LDU'], 0, 0]);
+  // The order's webhook reads it back from the cart: its Purchase gets LDU too.
+  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart'), 5_000, 'cart attributes');
+  assert.equal(cart.body.attributes._capi_gpc, '1');
   await s.context.close();
 });
 

@@ -5,7 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { startSandbox, startWorker, eventually, PIXEL_ID, HASHED_KEYS, ADMIN_TOKEN } from './harness.mjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSandbox, startWorker, startSplit, eventually, PIXEL_ID, HASHED_KEYS, ADMIN_TOKEN } from './harness.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) capi-edge-privacy-test';
 const ORDER_SECRET = 'order-secret';
@@ -190,7 +193,8 @@ test('signed sources win: a forged beacon Purchase can neither pre-empt nor bloc
     assert.equal(copies.length, 1, 'one server copy');
     // The ids the webhooks give an order's refunds, a subscription's renewals and trials are
     // theirs as well: a beacon that takes one first is not relayed and holds no claim.
-    for (const [event_name, event_id] of [['OrderRefunded', `refund:${orderId}:cancel`], ['SubscriptionRenewed', `Renewal:in_${orderId}`], ['StartTrial', `trial:sub_${orderId}`]]) {
+    // So are the names only the webhooks give their events, whatever the id.
+    for (const [event_name, event_id] of [['OrderRefunded', `refund:${orderId}:cancel`], ['SubscriptionRenewed', `Renewal:in_${orderId}`], ['StartTrial', `trial:sub_${orderId}`], ['OrderRefunded', uid()], ['SubscriptionRenewed', uid()]]) {
       await assertNotRelayed(worker, { ...event(), event_name, event_id, custom_data: { value: 0.01, currency: 'EUR' } }, 'signed_source_only');
     }
   } finally { await worker.stop(); }
@@ -202,6 +206,35 @@ test('signed sources win: a forged beacon Purchase can neither pre-empt nor bloc
     // An offline conversion's id is the shop's uploads' alone, webhooks or not.
     await assertNotRelayed(noHooks, { ...event(), event_name: 'Purchase', event_id: `offline:${uid()}` }, 'signed_source_only');
   } finally { await noHooks.stop(); }
+});
+
+test('settings count when an event is sent: an order held while CUSTOMER_DATA=hashed is replayed without contact data once it is off, and with LDU once LDU is on', async () => {
+  // The token died while data controls were on; before the replay the shop's privacy review
+  // turned them off and LDU on. The ledger (and its dead letters) outlive the restart.
+  const persist = mkdtempSync(join(tmpdir(), 'capi-privacy-'));
+  const id = `now-${uid()}`;
+  const admin = (w, path, init = {}) => w.fetch(path, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.json());
+  try {
+    await sandbox.faults({ kinds: ['token_expired'], error_rate: 1 });
+    const before = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'hashed' }, { persist });
+    try {
+      assert.equal((await order(before, { order_id: id })).status, 200);
+      await eventually(async () => (await admin(before, `/t/receipts/purchase:${id}`)).receipts?.[0]?.outcome === 'dead_lettered', 15_000, 'the order held');
+    } finally { await before.stop(); }
+    await sandbox.faults({});
+    const after = await startSplit({ META_GRAPH_URL: sandbox.url, CUSTOMER_DATA: 'off', LDU: 'geo' }, { persist });
+    try {
+      assert.equal((await admin(after, `/t/replay?event_id=purchase:${id}`, { method: 'POST' })).replayed, 1);
+      const sent = await arrived(`purchase:${id}`, 'the replayed order');
+      for (const k of HASHED_KEYS) assert.equal(sent.user_data[k], undefined, `${k} must not be sent once CUSTOMER_DATA=off`);
+      assert.equal(sent.user_data.client_ip_address, '198.51.100.4', 'what the pixel itself sends still goes');
+      assert.deepEqual([sent.data_processing_options, sent.data_processing_options_country, sent.data_processing_options_state], [['LDU'], 0, 0]);
+      assert.equal(sent.custom_data.value, 49.5);
+    } finally { await after.stop(); }
+  } finally {
+    await sandbox.faults({});
+    rmSync(persist, { recursive: true, force: true });
+  }
 });
 
 test('unsigned beacons are rate limited per client IP', async () => {

@@ -209,12 +209,15 @@ impl Carried {
         }
     }
 
-    /// Puts these keys (and privacy flags) on `event`.
+    /// Puts these keys (and privacy flags) on `event`. Limited Data Use is never loosened: an
+    /// event its own payload (a GPC signal) or today's settings marked keeps its flags.
     pub fn apply(self, event: &mut crate::event::ServerEvent) {
         event.user_data = self.user_data;
-        event.data_processing_options = self.data_processing_options;
-        event.data_processing_options_country = self.data_processing_options_country;
-        event.data_processing_options_state = self.data_processing_options_state;
+        if event.data_processing_options.is_none() {
+            event.data_processing_options = self.data_processing_options;
+            event.data_processing_options_country = self.data_processing_options_country;
+            event.data_processing_options_state = self.data_processing_options_state;
+        }
     }
 }
 
@@ -444,6 +447,32 @@ mod tests {
             NOW_MS,
             &HASHED,
         )
+    }
+
+    #[test]
+    fn a_refund_takes_the_purchases_keys_but_never_loses_its_own_ldu() {
+        let purchase = plan_of(&order(Stage::Created), OrderSettings::default())
+            .event
+            .expect("a Purchase")
+            .event;
+        let carried = Carried::of(&purchase);
+        assert_eq!(carried.data_processing_options, None);
+        // The refund's own payload carried a GPC signal (or LDU was turned on since).
+        let mut refund = purchase.clone();
+        refund.user_data = crate::event::UserData::default();
+        refund.set_ldu(Some(crate::privacy::LDU_GEOLOCATE));
+        carried.apply(&mut refund);
+        assert_eq!(refund.user_data, purchase.user_data);
+        assert_eq!(
+            refund.data_processing_options,
+            Some(vec!["LDU".to_string()])
+        );
+        // An unmarked refund takes the Purchase's flags.
+        let mut marked = purchase.clone();
+        marked.set_ldu(Some(crate::privacy::LDU_CALIFORNIA));
+        let mut plain = purchase.clone();
+        Carried::of(&marked).apply(&mut plain);
+        assert_eq!(plain.data_processing_options_state, Some(1000));
     }
 
     #[test]

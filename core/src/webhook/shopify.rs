@@ -29,17 +29,17 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
     }
     let o = json_object(body)?;
     let financial = o.get("financial_status").and_then(Value::as_str);
-    let stage = if topic == "orders/cancelled"
-        || pointer(&o, &["cancelled_at"]).is_some()
+    // The stage comes from the signed body alone: Shopify's signature does not cover the topic
+    // header, so a captured `orders/create` re-posted as `orders/cancelled` (or `orders/paid`)
+    // is only that order again. Shopify's cancelled and paid payloads say so themselves.
+    let stage = if pointer(&o, &["cancelled_at"]).is_some()
         || matches!(financial, Some("refunded" | "voided"))
     {
         Stage::Cancelled
-    } else if topic == "orders/paid"
-        || matches!(
-            financial,
-            Some("paid" | "partially_paid" | "partially_refunded")
-        )
-    {
+    } else if matches!(
+        financial,
+        Some("paid" | "partially_paid" | "partially_refunded")
+    ) {
         Stage::Paid
     } else {
         Stage::Created

@@ -15,6 +15,7 @@ use capi_core::claim::may_start_send;
 use capi_core::delivery::{next_attempt, presend_check, step_for, NextAttempt, Outcome, Step};
 use capi_core::event::{events_url, request_body, ServerEvent};
 use capi_core::meta_answer::{Incident, MetaAnswer};
+use capi_core::privacy;
 use capi_core::report::{coverage_event_name, coverage_of};
 use capi_core::website::{is_signed_source_only, SIGNED_SOURCE_ONLY};
 use capi_core::MAX_EVENTS_PER_REQUEST;
@@ -69,6 +70,32 @@ pub async fn deliver_pixel(
     let token = pixel.and_then(|p| p.access_token.clone());
     let app_secret = pixel.and_then(|p| p.app_secret.clone());
     let tenant_test_code = tenant.and_then(|t| t.test_event_code.clone());
+    // Today's privacy settings, whatever they were when an event was accepted (a retry, a
+    // replay): the safe defaults if a setting cannot be read.
+    let modes = tenant
+        .and_then(|t| t.privacy().ok())
+        .unwrap_or_default();
+    // Only events accepted under other settings are copied (and then checked, sent, retried and
+    // parked as they are now); the rest go as they are.
+    let current: Vec<QueuedEvent>;
+    let items = if items
+        .iter()
+        .any(|q| q.event.as_ref().is_some_and(|e| privacy::is_stale(&modes, e)))
+    {
+        current = items
+            .iter()
+            .cloned()
+            .map(|mut q| {
+                if let Some(e) = &mut q.event {
+                    privacy::as_of_now(&modes, e);
+                }
+                q
+            })
+            .collect();
+        &current[..]
+    } else {
+        items
+    };
     // Signed sources win (`is_signed_source_only`, core): while the tenant's order webhooks are
     // configured, no beacon Purchase is relayed, nor takes the claim its order's signed
     // Purchase needs. Ingest holds such a beacon back where it can read the webhook secrets;
