@@ -93,11 +93,11 @@ import { initSync, start, command } from './capi_pixel.js';
   }
 
   // Shopify: the cart attributes the order webhook carries back (with the browser's GPC signal,
-  // which the order's Purchase then honours). Never _fbp/_fbc before tracking started; emptied
-  // (Shopify removes empty attributes) when consent is refused.
+  // which the order's Purchase then honours, written at once, consent or not). Never _fbp/_fbc
+  // before tracking started; emptied (Shopify removes empty attributes) when consent is refused.
   function cart() {
-    if (ds.shopifyCart != 'on' || !(booted || consent)) return;
-    var attrs = consent == 'denied' ? { _fbp: '', _fbc: '', _capi_consent: consent } : { _fbp: ck('_fbp'), _fbc: ck('_fbc') };
+    if (ds.shopifyCart != 'on' || !(booted || consent || gpc)) return;
+    var attrs = consent == 'denied' ? { _fbp: '', _fbc: '', _capi_consent: consent } : booted ? { _fbp: ck('_fbp'), _fbc: ck('_fbc') } : {};
     if (consent == 'granted') attrs._capi_consent = consent;
     if (gpc) attrs._capi_gpc = '1';
     var sent = JSON.stringify(attrs);

@@ -18,7 +18,10 @@ const budgets = [
   // data controls on, the browser id's SHA-256 (Web Crypto) as the pixel's external_id (+157 B
   // loader).
   { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.25 * KiB },
-  // 365 KiB (was 364) since five fixes from reviews: delivery applies today's CUSTOMER_DATA and
+  // 366 KiB (was 365) since a review of those fixes: LDU turned on since applies whatever
+  // CONSENT says, a file's name in a URL is not an email, a replay page's byte budget holds over
+  // every shard: 373,450 -> 373,892 B.
+  // Before that 365 KiB (was 364) since five fixes from reviews: delivery applies today's CUSTOMER_DATA and
   // LDU to events accepted earlier, emails in URL paths and percent-encoded are scrubbed from
   // custom_data, Meta's ids of a person are dropped from it, beacons may not use the webhooks'
   // event names, a Shopify order's stage comes from its signed body: 372,388 -> 373,450 B.
@@ -44,7 +47,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 365 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 366 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

@@ -1068,8 +1068,8 @@ fn shape_kind(text: &str, no_phone: bool) -> Option<Kind> {
 }
 
 /// Whether any word of `text` is an email address (`mailto:`, `<…>`, `?email=…`, a URL's path
-/// included), also percent-encoded (`jane%40example.com`). A retina image's name
-/// (`logo@2x.png`) is not an address.
+/// included), also percent-encoded (`jane%40example.com`). A file's name in a URL or a path
+/// (`/img/logo@2x.png`, `/p/shirt@large.jpg`) is not an address.
 fn has_email(text: &str) -> bool {
     (text.contains('@') && word_is_email(text))
         || text.contains("%40")
@@ -1077,6 +1077,8 @@ fn has_email(text: &str) -> bool {
 }
 
 fn word_is_email(text: &str) -> bool {
+    // In a URL or a path, a word before `.png` is a file's name (`/img/logo@2x.png`).
+    let in_path = text.contains('/');
     text.split(|c: char| {
         c.is_whitespace()
             || matches!(
@@ -1106,19 +1108,24 @@ fn word_is_email(text: &str) -> bool {
                     !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
                 }) && domain.rsplit('.').next().is_some_and(|tld| {
                     tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)
-                }) && !is_pixel_density(domain)
+                }) && !(in_path && is_file_name(domain))
             })
         })
     })
 }
 
-/// `2x.png`, `3x.webp`: the `@2x` of an image's name, not a mail domain.
-fn is_pixel_density(domain: &str) -> bool {
-    domain.split('.').next().is_some_and(|label| {
-        label
-            .strip_suffix(['x', 'X'])
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    })
+/// `2x.png`, `large.jpg`: what follows the `@` of a file's name, not a mail domain (these
+/// extensions are no top-level domains).
+fn is_file_name(domain: &str) -> bool {
+    const FILE_EXTENSIONS: &[&str] = &[
+        "png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico", "bmp", "tif", "tiff", "heic",
+        "css", "js", "mjs", "json", "html", "htm", "pdf", "mp4", "webm", "mov", "woff", "woff2",
+        "ttf", "otf",
+    ];
+    domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|ext| FILE_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)))
 }
 
 /// Characters a written phone number is made of.
@@ -1397,12 +1404,15 @@ mod tests {
             "https://shop.example/account/jane@example.com/orders",
             "https://shop.example/signup?email=jane%40example.com",
             "jane%40example.com",
+            "write to jane@2x.de",
         ] {
             assert!(has_email(email), "{email}");
         }
         for not in [
             "https://cdn.example/img/logo@2x.png",
-            "icon@3X.webp",
+            "https://cdn.example/img/icon@1.5x.png",
+            "https://cdn.example/img/logo@2x-min.PNG",
+            "https://cdn.example/p/shirt@large.jpg?v=3",
             "50%40off",
             "https://cdn.example/a%40b",
             "2@3.99",

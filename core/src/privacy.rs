@@ -236,13 +236,18 @@ pub fn verdict(modes: &Modes, consent: Consent, gpc: bool) -> Verdict {
     if gpc && modes.gpc == GpcMode::Drop {
         return Verdict::Ignore(GPC_OPT_OUT);
     }
-    let ldu = match modes.ldu {
+    let ldu = ldu_for_every_event(modes)
+        .or_else(|| (gpc && modes.gpc == GpcMode::Ldu).then_some(LDU_GEOLOCATE));
+    Verdict::Relay { ldu }
+}
+
+/// The flags `LDU` puts on every event (none with `off`; GPC's own are per event).
+pub fn ldu_for_every_event(modes: &Modes) -> Option<Ldu> {
+    match modes.ldu {
         LduMode::On => Some(LDU_CALIFORNIA),
         LduMode::Geo => Some(LDU_GEOLOCATE),
-        LduMode::Off if gpc && modes.gpc == GpcMode::Ldu => Some(LDU_GEOLOCATE),
         LduMode::Off => None,
-    };
-    Verdict::Relay { ldu }
+    }
 }
 
 /// Today's settings on an event accepted earlier and sent now (a retry, a replay of a dead
@@ -258,9 +263,7 @@ pub fn as_of_now(modes: &Modes, event: &mut crate::event::ServerEvent) -> bool {
         event.user_data.keep_pixel_fields_only();
     }
     if event.data_processing_options.is_none() {
-        if let Verdict::Relay { ldu: Some(ldu) } = verdict(modes, Consent::Unknown, false) {
-            event.set_ldu(Some(ldu));
-        }
+        event.set_ldu(ldu_for_every_event(modes));
     }
     true
 }
@@ -269,11 +272,7 @@ pub fn as_of_now(modes: &Modes, event: &mut crate::event::ServerEvent) -> bool {
 /// longer allows, or lacks the LDU flags `LDU` now asks for.
 pub fn is_stale(modes: &Modes, event: &crate::event::ServerEvent) -> bool {
     (modes.customer_data == CustomerData::Off && event.user_data.has_contact_data())
-        || event.data_processing_options.is_none()
-            && matches!(
-                verdict(modes, Consent::Unknown, false),
-                Verdict::Relay { ldu: Some(_) }
-            )
+        || event.data_processing_options.is_none() && ldu_for_every_event(modes).is_some()
 }
 
 #[cfg(test)]
@@ -316,6 +315,16 @@ mod tests {
         );
         assert_eq!(e.data_processing_options, Some(vec!["LDU".to_string()]));
         assert_eq!(e.data_processing_options_state, Some(0));
+        // The same whatever CONSENT says: the event's consent was decided when it arrived.
+        let mut e = accepted.clone();
+        let required = Modes {
+            consent: ConsentMode::Required,
+            ldu: LduMode::On,
+            ..hashed
+        };
+        assert!(as_of_now(&required, &mut e));
+        assert_eq!(e.data_processing_options_state, Some(1000));
+        assert_eq!(e.user_data, accepted.user_data, "still hashed: kept");
         // An event marked California keeps its own flags when LDU is off again.
         let mut marked = accepted.clone();
         marked.set_ldu(Some(LDU_CALIFORNIA));

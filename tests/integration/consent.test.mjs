@@ -143,6 +143,21 @@ test('GPC: beacons carry gpc:true, Meta\'s pixel gets LDU before init, and a Sho
   await s.context.close();
 });
 
+test('Shopify, GPC and no marketing decision yet: the cart carries the GPC signal alone, nothing else leaves', async () => {
+  const s = await storefront({
+    attrs: 'data-shopify-cart="on"',
+    head: '<script>window.Shopify = { customerPrivacy: { marketingAllowed: () => false } };</script>',
+    init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }),
+  });
+  await s.open('/shop/products/mug');
+  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart'), 5_000, 'cart attributes');
+  assert.deepEqual(cart.body, { attributes: { _capi_gpc: '1' } }, 'no _fbp/_fbc before tracking');
+  await s.marker('undecided');
+  assert.deepEqual(s.before('undecided').filter((r) => r.kind !== 'cart'), [], 'no pixel, no beacon');
+  assert.deepEqual(await s.cookieNames(), []);
+  await s.context.close();
+});
+
 test('Shopify Customer Privacy API: marketing denied sends nothing; visitorConsentCollected(allowed) starts tracking', async () => {
   const s = await storefront({
     attrs: 'data-shopify-cart="on"',

@@ -329,6 +329,10 @@ pub enum Op {
         after: i64,
         #[serde(default = "page_all")]
         limit: u32,
+        /// The page's bodies stop once they reach this many bytes (what is left of
+        /// [`REPLAY_PAGE_BYTES`] when the page began in an earlier shard).
+        #[serde(default = "replay_page_bytes")]
+        bytes: u64,
     },
     /// Housekeeping now, as the hourly alarm runs it: deletes what is past its retention at
     /// `now_ms` (the alarm's clock; a test moves it forward). Never sent by the Worker.
@@ -344,4 +348,8 @@ pub const REPLAY_PAGE_BYTES: usize = 4_000_000;
 /// A page of a list op without a limit: everything (an op from a Worker of before paging).
 fn page_all() -> u32 {
     u32::MAX
+}
+
+fn replay_page_bytes() -> u64 {
+    REPLAY_PAGE_BYTES as u64
 }

@@ -359,7 +359,7 @@ impl LedgerClient {
     /// A page of dead letters over every shard (ids, reasons, times) from `from`, and where
     /// the next page starts.
     pub async fn dead_letters(&self, from: Cursor, limit: u32) -> Result<Page> {
-        self.page(from, limit, usize::MAX, &|after, limit| Op::DeadLetters {
+        self.page(from, limit, usize::MAX, &|after, limit, _| Op::DeadLetters {
             after,
             limit,
         })
@@ -370,15 +370,18 @@ impl LedgerClient {
     /// with the body unchanged (or the letters of one event id, all on one page). A page ends
     /// at `limit` letters or once its bodies reach [`REPLAY_PAGE_BYTES`].
     pub async fn waiting(&self, event_id: Option<&str>, from: Cursor, limit: u32) -> Result<Page> {
-        let op = |after, limit| Op::Waiting {
+        let op = |after, limit, bytes: usize| Op::Waiting {
             event_id: event_id.map(str::to_string),
             after,
             limit,
+            bytes: bytes as u64,
         };
         match event_id {
             Some(id) => {
                 let shard = self.shard_of(id);
-                let rows = self.call::<Vec<serde_json::Value>>(shard, &op(0, limit)).await?;
+                let rows = self
+                    .call::<Vec<serde_json::Value>>(shard, &op(0, limit, REPLAY_PAGE_BYTES))
+                    .await?;
                 Ok((rows.into_iter().map(|r| row(shard, r)).collect(), None))
             }
             None => self.page(from, limit, REPLAY_PAGE_BYTES, &op).await,
@@ -395,14 +398,15 @@ impl LedgerClient {
         from: Cursor,
         limit: u32,
         bytes: usize,
-        op: &dyn Fn(i64, u32) -> Op,
+        op: &dyn Fn(i64, u32, usize) -> Op,
     ) -> Result<Page> {
         let mut rows: Vec<(Cursor, serde_json::Value)> = Vec::new();
         let (mut size, mut unpaged) = (0, false);
         for shard in from.shard..self.shards {
             let after = if shard == from.shard { from.rowid } else { 0 };
             let want = limit.saturating_sub(rows.len() as u32).max(1);
-            for r in self.call::<Vec<serde_json::Value>>(shard, &op(after, want)).await? {
+            let op = op(after, want, bytes.saturating_sub(size).max(1));
+            for r in self.call::<Vec<serde_json::Value>>(shard, &op).await? {
                 unpaged |= r.get("rowid").is_none();
                 size += r["body"].as_str().map_or(0, str::len);
                 rows.push(row(shard, r));

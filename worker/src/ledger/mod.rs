@@ -166,7 +166,13 @@ impl Ledger {
                 event_id,
                 after,
                 limit,
-            } => Value::Array(sql::waiting(&sql, event_id.as_deref(), after, limit)?),
+                bytes,
+            } => Value::Array(sql::waiting(
+                &sql,
+                event_id.as_deref(),
+                (after, limit),
+                bytes,
+            )?),
         })
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::protocol::{
     is_order_source, ClaimItem, ClaimStatus, Count, CountKind, Imported, Letter, PurchaseAnswer,
-    Receipt, Source, REPLAY_PAGE_BYTES,
+    Receipt, Source,
 };
 use capi_core::claim::{
     claim_retention_ms, decide, is_held_back, purchase_state, Ask, Decision, Holder,
@@ -824,15 +824,15 @@ pub fn park<S: Sql>(sql: &S, letters: &[Letter], now_ms: i64) -> Result<(), S::E
 
 /// The letters waiting for replay (one event's, or all), `{rowid, body}` with the body
 /// unchanged: at most `limit`, in rowid order after `after`, and no more once their bodies reach
-/// [`REPLAY_PAGE_BYTES`] (a page of a replay).
+/// `bytes` (a page of a replay: [`crate::protocol::REPLAY_PAGE_BYTES`] over every shard).
 pub fn waiting<S: Sql>(
     sql: &S,
     event_id: Option<&str>,
-    after: i64,
-    limit: u32,
+    (after, limit): (i64, u32),
+    bytes: u64,
 ) -> Result<Vec<Value>, S::Error> {
-    // The page also ends once its bodies reach REPLAY_PAGE_BYTES (always one letter at least):
-    // a body may be up to a queue message long.
+    // The page also ends once its bodies reach `bytes` (always one letter at least): a body
+    // may be up to a queue message long.
     sql.run(
         "SELECT rowid, body FROM (SELECT rowid, body, SUM(length(body)) OVER (ORDER BY rowid) - length(body) AS before
            FROM (SELECT rowid, body FROM dead_letters WHERE replayed_ms IS NULL AND rowid > ?
@@ -843,7 +843,7 @@ pub fn waiting<S: Sql>(
             event_id.into(),
             event_id.into(),
             i64::from(limit).into(),
-            (REPLAY_PAGE_BYTES as i64).into(),
+            (bytes.min(i64::MAX as u64) as i64).into(),
         ],
     )
 }

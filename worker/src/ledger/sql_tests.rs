@@ -2,7 +2,7 @@
 //! real rows, migrations from the oldest schema, and every retention enforced by housekeeping.
 
 use super::*;
-use crate::protocol::EventKey;
+use crate::protocol::{EventKey, REPLAY_PAGE_BYTES};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::Connection;
 
@@ -244,7 +244,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     settle(&s, "e1", "n1", Outcome::DeadLettered, T0 + 10);
     let letter = letter("e1", "{}", "attempts_exhausted");
     park(&s, std::slice::from_ref(&letter), T0 + 10).expect("park");
-    assert_eq!(waiting(&s, None, 0, u32::MAX).expect("waiting").len(), 1);
+    assert_eq!(waiting(&s, None, (0, u32::MAX), PAGE_BYTES).expect("waiting").len(), 1);
     // The original copy redelivered: settled, not sent.
     assert_eq!(
         claim_one(&s, item("e1", "n1"), Some("a2"), T0 + 20),
@@ -260,7 +260,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
         claim_one(&s, replay("r2"), Some("a4"), T0 + 31),
         ClaimStatus::Duplicate
     );
-    assert!(waiting(&s, None, 0, u32::MAX).expect("waiting").is_empty());
+    assert!(waiting(&s, None, (0, u32::MAX), PAGE_BYTES).expect("waiting").is_empty());
     // The replay fails again and is parked again: the next replay may take it.
     settle(&s, "e1", "r1", Outcome::DeadLettered, T0 + 40);
     park(&s, &[letter], T0 + 40).expect("park");
@@ -333,7 +333,7 @@ fn a_dead_letter_parked_again_is_kept_from_its_first_parking() {
     park(&s, std::slice::from_ref(&letter), T0).expect("park");
     // Its replay failed too, five days later: parked again, waiting again…
     park(&s, &[letter], T0 + 5 * DAY_MS).expect("park again");
-    assert_eq!(waiting(&s, Some("b2"), 0, u32::MAX).expect("waiting").len(), 1);
+    assert_eq!(waiting(&s, Some("b2"), (0, u32::MAX), PAGE_BYTES).expect("waiting").len(), 1);
     // …and deleted 7 days after it was first parked, not 7 days after the second time.
     housekeep(&s, T0 + DEAD_LETTER_RETENTION_MS + 1).expect("housekeeping");
     assert_eq!(count_rows(&s, "dead_letters"), 0);
@@ -358,16 +358,19 @@ fn dead_letters_and_waiting_letters_are_read_a_page_at_a_time_in_parking_order()
     let after = first[1]["rowid"].as_i64().expect("rowid");
     assert_eq!(ids(&dead_letters(&s, after, 10).expect("page")), ["p2", "p3", "p4"]);
     // Waiting letters: the same order, the bodies unchanged; a replayed one is not waiting.
-    let page = waiting(&s, None, 0, 3).expect("waiting");
+    let page = waiting(&s, None, (0, 3), PAGE_BYTES).expect("waiting");
     let bodies: Vec<&str> = page.iter().filter_map(|r| r["body"].as_str()).collect();
     assert_eq!(bodies, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
-    let rest = waiting(&s, None, page[2]["rowid"].as_i64().expect("rowid"), 3).expect("waiting");
+    let rest = waiting(&s, None, (page[2]["rowid"].as_i64().expect("rowid"), 3), PAGE_BYTES).expect("waiting");
     assert_eq!(rest.len(), 2);
-    assert_eq!(waiting(&s, Some("p3"), 0, 3).expect("one event").len(), 1);
-    assert!(waiting(&s, Some("p3"), rest[1]["rowid"].as_i64().expect("rowid"), 3)
+    assert_eq!(waiting(&s, Some("p3"), (0, 3), PAGE_BYTES).expect("one event").len(), 1);
+    assert!(waiting(&s, Some("p3"), (rest[1]["rowid"].as_i64().expect("rowid"), 3), PAGE_BYTES)
         .expect("one event")
         .is_empty());
 }
+
+/// A replay page's byte budget, whole.
+const PAGE_BYTES: u64 = REPLAY_PAGE_BYTES as u64;
 
 #[test]
 fn a_page_of_waiting_letters_ends_once_its_bodies_reach_the_byte_budget() {
@@ -379,15 +382,18 @@ fn a_page_of_waiting_letters_ends_once_its_bodies_reach_the_byte_budget() {
     park(&s, &letters, T0).expect("park");
     // Two bodies are 3/4 of the budget, three would be more: the page takes the third and
     // stops (it always ends with the letter that reaches the budget).
-    let page = waiting(&s, None, 0, 100).expect("waiting");
+    let page = waiting(&s, None, (0, 100), PAGE_BYTES).expect("waiting");
     assert_eq!(page.len(), 3);
-    let rest = waiting(&s, None, page[2]["rowid"].as_i64().expect("rowid"), 100).expect("rest");
+    let rest = waiting(&s, None, (page[2]["rowid"].as_i64().expect("rowid"), 100), PAGE_BYTES).expect("rest");
     assert_eq!(rest.len(), 1);
+    // What is left of a page begun in another shard: a smaller budget, one letter at least.
+    assert_eq!(waiting(&s, None, (0, 100), 1).expect("waiting").len(), 1);
+    assert_eq!(waiting(&s, None, (0, 100), third as u64 + 1).expect("waiting").len(), 2);
     // One letter alone over the budget is still a page.
     let huge = letter("huge", &"y".repeat(REPLAY_PAGE_BYTES + 1), "attempts_exhausted");
     park(&s, &[huge], T0).expect("park");
     let after = rest[0]["rowid"].as_i64().expect("rowid");
-    assert_eq!(waiting(&s, None, after, 100).expect("waiting").len(), 1);
+    assert_eq!(waiting(&s, None, (after, 100), PAGE_BYTES).expect("waiting").len(), 1);
 }
 
 #[test]
