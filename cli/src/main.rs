@@ -82,6 +82,22 @@ fn main() -> ExitCode {
 }
 
 /// The value after `--name` in `args`.
+/// Whether `url` may receive Meta's access token: https, or plain http to this machine only
+/// (the sandbox). The token travels in the request body.
+pub fn token_may_go_to(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|l| {
+                url.strip_prefix(l)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            })
+}
+
+/// What `--url` must be, for the error that refuses it.
+pub const URL_RULE: &str =
+    "--url must start with https:// (or http://127.0.0.1, http://localhost for the sandbox)";
+
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)

@@ -67,8 +67,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let base = flag(args, "--url")
         .unwrap_or(DEFAULT_GRAPH_URL)
         .trim_end_matches('/');
-    if !(base.starts_with("https://") || base.starts_with("http://")) {
-        return Err("--url must start with https:// (or http:// for the sandbox)".into());
+    if !crate::token_may_go_to(base) {
+        return Err(crate::URL_RULE.into());
     }
     let version = flag(args, "--api-version").unwrap_or(DEFAULT_API_VERSION);
     let version_ok = capi_core::event::is_api_version(version);

@@ -3,7 +3,6 @@
 
 use crate::event::ServerEvent;
 use crate::meta_answer::MetaAnswer;
-use crate::MAX_EVENT_AGE_SECS;
 
 /// Where an event's delivery stands, as its receipt says (on the ledger's wire by
 /// `as_str`'s names).
@@ -78,14 +77,18 @@ pub struct Settled {
     pub reason: &'static str,
 }
 
-/// The pre-send check, in one place: an event older than Meta's 7 days is `expired`; one
-/// that breaks Meta's documented rules is `rejected` with the rule's name; anything else is
-/// sent.
+/// The pre-send check, in one place: an event older than Meta takes events of its
+/// `action_source` (7 days; 62 for `physical_store`) is `expired`; one that breaks Meta's
+/// documented rules is `rejected` with the rule's name; anything else is sent.
 pub fn presend_check(event: &ServerEvent, now_secs: i64) -> Result<(), Settled> {
-    if is_expired(event.event_time, now_secs) {
+    if !crate::meta_rules::is_within_window(&event.action_source, event.event_time, now_secs) {
         return Err(Settled {
             outcome: Outcome::Expired,
-            reason: "older_than_7_days",
+            reason: if event.action_source == "physical_store" {
+                "older_than_62_days"
+            } else {
+                "older_than_7_days"
+            },
         });
     }
     let value = serde_json::to_value(event).map_err(|_| Settled {
@@ -217,12 +220,6 @@ pub fn retry_delay_secs(
     jittered.max(1) as u32
 }
 
-/// Meta rejects (the whole request) an event older than 7 days: such an event gets an
-/// `expired` receipt instead of being sent.
-pub fn is_expired(event_time: i64, now_secs: i64) -> bool {
-    event_time < now_secs - MAX_EVENT_AGE_SECS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,9 +323,30 @@ mod tests {
     }
 
     #[test]
-    fn events_older_than_seven_days_expire() {
+    fn events_expire_after_metas_window_for_their_source() {
         let now = 1_800_000_000;
-        assert!(!is_expired(now - MAX_EVENT_AGE_SECS, now));
-        assert!(is_expired(now - MAX_EVENT_AGE_SECS - 1, now));
+        let day = 24 * 3600;
+        let event = |source: &str, age: i64| -> ServerEvent {
+            serde_json::from_value(serde_json::json!({
+                "event_name": "Purchase", "event_time": now - age, "event_id": "purchase:1",
+                "action_source": source, "event_source_url": "https://shop.test/thanks",
+                "user_data": {"fbp": "fb.1.1700000000000.42", "client_ip_address": "198.51.100.4",
+                    "client_user_agent": "Mozilla/5.0"},
+                "custom_data": {"value": 5.0, "currency": "EUR"}
+            }))
+            .expect("event")
+        };
+        let reason = |e: &ServerEvent| presend_check(e, now).err().map(|s| s.reason);
+        assert_eq!(reason(&event("website", crate::MAX_EVENT_AGE_SECS)), None);
+        assert_eq!(
+            reason(&event("website", crate::MAX_EVENT_AGE_SECS + 1)),
+            Some("older_than_7_days")
+        );
+        // A store sale (a POS order's webhook, retried or replayed) has 62 days.
+        assert_eq!(reason(&event("physical_store", 30 * day)), None);
+        assert_eq!(
+            reason(&event("physical_store", 62 * day + 1)),
+            Some("older_than_62_days")
+        );
     }
 }

@@ -247,6 +247,11 @@ test('unsigned beacons are rate limited per client IP', async () => {
     const err = await limited[0].json();
     assert.equal(err.error.code, 'rate_limited');
     assert.equal((await beaconTo(worker, event(), { 'cf-connecting-ip': '198.51.100.77' })).status, 204, 'another address is not limited');
+    // An IPv6 client is counted by its /64: a fresh address in it for every beacon is one client.
+    const rotating = [];
+    for (let i = 1; i <= 8; i++) rotating.push(await beaconTo(worker, event(), { 'cf-connecting-ip': `2001:db8:7:9::${i.toString(16)}:1` }));
+    assert.ok(rotating.filter((r) => r.status === 429).length >= 3, `rotating inside a /64: ${rotating.map((r) => r.status)}`);
+    assert.equal((await beaconTo(worker, event(), { 'cf-connecting-ip': '2001:db8:7:a::1' })).status, 204, 'another /64 is not limited');
   } finally { await worker.stop(); }
 });
 

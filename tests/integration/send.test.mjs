@@ -249,7 +249,8 @@ test('JSON Lines, flat or in Meta\'s shape; contents items without an id are ref
     else lines.push({ event_name: 'Contact', event_time: t, action_source: 'chat', external_id: `crm-${i}`, order_id: `J-${i}` });
   }
   const path = join(dir, 'crm.jsonl');
-  writeFileSync(path, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n\nnot json\n`);
+  // As PowerShell 5 writes UTF-8: a byte order mark before the first row.
+  writeFileSync(path, `\u{feff}${lines.map((l) => JSON.stringify(l)).join('\n')}\n\nnot json\n`);
   const { code, stderr } = await send(sandboxArgs(path));
   assert.equal(code, 0, stderr);
   const s = summaryOf(stderr);
@@ -316,6 +317,14 @@ test('bad input gets a clear error, never a panic, and never echoes the file', a
   await refused([...sandboxArgs(good), '--token', 'secret-on-the-command-line'], /environment only/);
   await refused(sandboxArgs(good, '--state', headerless), /not a capi-edge send record/);
   assert.equal(readFileSync(headerless, 'utf8'), `jane@example.com,${NOW},Purchase\n`, 'a wrong --state is left as it was');
+  // A dry run's --out is created empty: never over the input (nor the state file it resumes).
+  const goodText = readFileSync(good, 'utf8');
+  await refused(sandboxArgs(good, '--dry-run', '--out', good), /--out must not be the input file/);
+  assert.equal(readFileSync(good, 'utf8'), goodText, 'the input is left as it was');
+  // A secret given as --flag=value is refused and never repeated back, nor sent in clear.
+  const err = await refused([...sandboxArgs(good), '--access-token=EAABsecret-value'], /environment only/);
+  assert.ok(!err.includes('EAABsecret-value'));
+  await refused(sandboxArgs(good).map((a) => (a === sandbox.url ? 'http://graph.facebook.com' : a)), /--url must start with https:\/\//);
   await refused(sandboxArgs(path('sales.xlsx', 'PK')), /pass --format csv or --format jsonl/);
   await refused(sandboxArgs(good, '--action-source', 'store'), /--action-source must be one of Meta's values/);
   await refused(sandboxArgs(join(dir, 'missing.csv')), /missing\.csv: No such file/);

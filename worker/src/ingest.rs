@@ -177,9 +177,28 @@ pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<Gated, ApiError> {
         });
     }
     Ok(Gated {
-        key: format!("{}:{}", tenant.id, head.ip.as_deref().unwrap_or("unknown")),
+        key: format!("{}:{}", tenant.id, rate_client(head)),
         caller,
     })
+}
+
+/// Who the rate limiter counts: the address Cloudflare saw (behind a Pseudo IPv4 stand-in, the
+/// IPv6 address it stands for), an IPv6 address by its /64. One home or server has a whole /64
+/// and could take a fresh address for every few beacons.
+fn rate_client(head: &Head) -> String {
+    let seen = head.ipv6.as_deref().or(head.ip.as_deref()).unwrap_or("");
+    match seen.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        Ok(ip) => ip.to_string(),
+        Err(_) => "unknown".into(),
+    }
 }
 
 /// A beacon with its body (None: it was longer than `MAX_BEACON_BYTES`) and the rate limiter's

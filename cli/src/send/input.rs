@@ -244,6 +244,12 @@ impl JsonlRows {
                     record: Err(unreadable("not_utf8", "the line is not UTF-8 text")),
                 }));
             };
+            // A byte order mark (PowerShell's `Out-File -Encoding utf8`) opens the first line.
+            let text = if self.line == 1 {
+                text.strip_prefix('\u{feff}').unwrap_or(text)
+            } else {
+                text
+            };
             if text.trim().is_empty() {
                 continue;
             }

@@ -40,10 +40,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let total_bytes = std::fs::metadata(&opts.input)
         .map_err(|e| format!("{name}: {e}"))?
         .len();
-    if std::fs::canonicalize(&opts.state).ok() == std::fs::canonicalize(&opts.input).ok()
-        && opts.state.exists()
-    {
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a.exists() && std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+    };
+    if same(&opts.state, &opts.input) {
         return Err("--state must not be the input file".into());
+    }
+    // A dry run's output file is created empty: never over the input or the state it resumes.
+    if let Some(out) = &opts.out {
+        if same(out, &opts.input) || same(out, &opts.state) {
+            return Err("--out must not be the input file or the --state file".into());
+        }
     }
     let mut rows = match opts.format {
         Format::Csv => Rows::Csv(CsvRows::open(&opts)?),

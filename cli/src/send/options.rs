@@ -74,13 +74,18 @@ impl Options {
                     .ok_or_else(|| format!("{name} needs a value"))?;
                 values.insert(name, value);
                 i += 1;
-            } else if matches!(arg, "--token" | "--access-token" | "--app-secret") {
-                return Err(format!(
-                    "{arg}: secrets come from the environment only (--token-env, --app-secret-env), \
-                     never from the command line, where other users of the machine can read them"
-                ));
             } else if arg.starts_with("--") {
-                return Err(format!("unknown option {arg} (see capi-edge --help)"));
+                // `--name=value` is not how flags are given here; the value may be a secret, so
+                // it is never repeated back (errors end up in CI logs).
+                let flag = arg.split_once('=').map_or(arg, |(name, _)| name);
+                if matches!(flag, "--token" | "--access-token" | "--app-secret") {
+                    return Err(format!(
+                        "{flag}: secrets come from the environment only (--token-env, \
+                         --app-secret-env), never from the command line, where other users of the \
+                         machine can read them"
+                    ));
+                }
+                return Err(format!("unknown option {flag} (see capi-edge --help)"));
             } else if input.replace(PathBuf::from(arg)).is_some() {
                 return Err("send takes one input file".into());
             }
@@ -111,8 +116,8 @@ impl Options {
             .unwrap_or(&DEFAULT_GRAPH_URL)
             .trim_end_matches('/')
             .to_string();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err("--url must start with https:// (or http:// for the sandbox)".into());
+        if !crate::token_may_go_to(&url) {
+            return Err(crate::URL_RULE.into());
         }
         let api_version = values
             .get("--api-version")
@@ -261,5 +266,30 @@ mod tests {
         assert!(Options::parse(&args("sales.csv --pixel 1 --token abc"))
             .err()
             .is_some_and(|e| e.contains("environment") && !e.contains("abc")));
+        // A secret given as `--flag=value`, known or not, is never repeated back.
+        for bad in [
+            "sales.csv --pixel 1 --access-token=EAABsecret",
+            "sales.csv --pixel 1 --acess-token=EAABsecret",
+        ] {
+            assert!(
+                Options::parse(&args(bad))
+                    .err()
+                    .is_some_and(|e| !e.contains("EAABsecret")),
+                "{bad}"
+            );
+        }
+        // The token goes in clear only to this machine.
+        for (url, ok) in [
+            ("https://graph.facebook.com", true),
+            ("http://127.0.0.1:8787", true),
+            ("http://localhost:8787/", true),
+            ("http://[::1]:8787", true),
+            ("http://graph.facebook.com", false),
+            ("http://localhost.example.com", false),
+            ("http://127.0.0.1.example.com", false),
+        ] {
+            let parsed = Options::parse(&args(&format!("sales.csv --pixel 1 --url {url}")));
+            assert_eq!(parsed.is_ok(), ok, "{url}");
+        }
     }
 }
