@@ -81,23 +81,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// The value after `--name` in `args`.
-/// Whether `url` may receive Meta's access token: https, or plain http to this machine only
-/// (the sandbox). The token travels in the request body.
+/// Whether `url` may receive a token (Meta's access token, the Worker's admin token): https, or
+/// plain http to this machine only (the sandbox, `make dev`), as the `url` crate reads the host
+/// (`http://localhost:1@evil.example` goes to evil.example, and is refused).
 pub fn token_may_go_to(url: &str) -> bool {
-    url.starts_with("https://")
-        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|l| {
-                url.strip_prefix(l)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-            })
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    u.username().is_empty()
+        && u.password().is_none()
+        && (u.scheme() == "https" && u.host().is_some() || u.scheme() == "http" && loopback)
 }
 
 /// What `--url` must be, for the error that refuses it.
-pub const URL_RULE: &str =
-    "--url must start with https:// (or http://127.0.0.1, http://localhost for the sandbox)";
+pub const URL_RULE: &str = "--url must start with https:// (or http:// to 127.0.0.1, localhost \
+     or [::1], for the sandbox), with no user name or password";
 
+/// The value after `--name` in `args`.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)

@@ -57,7 +57,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 }
                 i += 2;
             }
-            other => return Err(format!("unknown argument {other:?} (see capi-edge --help)")),
+            // Never repeated back whole: `--access-token=…` would put the secret in a log.
+            other => {
+                let name = other.split_once('=').map_or(other, |(name, _)| name);
+                return Err(format!("unknown argument {name:?} (see capi-edge --help)"));
+            }
         }
     }
     let pixel = flag(args, "--pixel").ok_or("--pixel is required (the pixel or dataset id)")?;

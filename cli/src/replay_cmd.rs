@@ -15,6 +15,10 @@ use serde_json::Value;
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let base = flag(args, "--url").ok_or("--url is required (e.g. https://shop.example.com/t)")?;
+    // The admin token reads every tenant's receipts: never in clear over a network.
+    if !crate::token_may_go_to(base) {
+        return Err(crate::URL_RULE.into());
+    }
     let token_env = flag(args, "--token-env").unwrap_or("ADMIN_TOKEN");
     let token = std::env::var(token_env)
         .ok()

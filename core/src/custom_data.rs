@@ -1114,13 +1114,13 @@ fn word_is_email(text: &str) -> bool {
     })
 }
 
-/// `2x.png`, `large.jpg`: what follows the `@` of a file's name, not a mail domain (these
-/// extensions are no top-level domains).
+/// `2x.png`, `large.jpg`: what follows the `@` of a file's name, not a mail domain (none of
+/// these extensions is a top-level domain; `.mov` is one, so it is not here).
 fn is_file_name(domain: &str) -> bool {
     const FILE_EXTENSIONS: &[&str] = &[
         "png", "jpg", "jpeg", "gif", "webp", "avif", "svg", "ico", "bmp", "tif", "tiff", "heic",
-        "css", "js", "mjs", "json", "html", "htm", "pdf", "mp4", "webm", "mov", "woff", "woff2",
-        "ttf", "otf",
+        "css", "js", "mjs", "json", "html", "htm", "pdf", "mp4", "webm", "woff", "woff2", "ttf",
+        "otf",
     ];
     domain
         .rsplit('.')

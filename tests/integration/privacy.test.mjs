@@ -252,6 +252,11 @@ test('unsigned beacons are rate limited per client IP', async () => {
     for (let i = 1; i <= 8; i++) rotating.push(await beaconTo(worker, event(), { 'cf-connecting-ip': `2001:db8:7:9::${i.toString(16)}:1` }));
     assert.ok(rotating.filter((r) => r.status === 429).length >= 3, `rotating inside a /64: ${rotating.map((r) => r.status)}`);
     assert.equal((await beaconTo(worker, event(), { 'cf-connecting-ip': '2001:db8:7:a::1' })).status, 204, 'another /64 is not limited');
+    // A made-up CF-Connecting-IPv6 does not make a client new: it counts only behind a Pseudo
+    // IPv4 stand-in (240.0.0.0/4).
+    const forged = [];
+    for (let i = 1; i <= 8; i++) forged.push(await beaconTo(worker, event(), { 'cf-connecting-ip': '198.51.100.88', 'cf-connecting-ipv6': `2001:db8:${i}::1` }));
+    assert.ok(forged.filter((r) => r.status === 429).length >= 3, `forged IPv6 headers: ${forged.map((r) => r.status)}`);
   } finally { await worker.stop(); }
 });
 

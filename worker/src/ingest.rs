@@ -186,18 +186,27 @@ pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<Gated, ApiError> {
 /// IPv6 address it stands for), an IPv6 address by its /64. One home or server has a whole /64
 /// and could take a fresh address for every few beacons.
 fn rate_client(head: &Head) -> String {
-    let seen = head.ipv6.as_deref().or(head.ip.as_deref()).unwrap_or("");
-    match seen.trim().parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(std::net::IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map(|v4| v4.to_string())
-            .unwrap_or_default(),
-        Ok(ip) => ip.to_string(),
-        Err(_) => "unknown".into(),
+    use std::net::IpAddr;
+    let parse = |ip: Option<&str>| ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    let ip = parse(head.ip.as_deref());
+    // `CF-Connecting-IPv6` only when `CF-Connecting-IP` is a Pseudo IPv4 stand-in (240.0.0.0/4):
+    // otherwise the header is the client's own to make up.
+    let pseudo = matches!(ip, Some(IpAddr::V4(v4)) if v4.octets()[0] >= 240);
+    let seen = if pseudo {
+        parse(head.ipv6.as_deref()).or(ip)
+    } else {
+        ip
+    };
+    match seen {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(ip) => ip.to_string(),
+        None => "unknown".into(),
     }
 }
 

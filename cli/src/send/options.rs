@@ -287,6 +287,9 @@ mod tests {
             ("http://graph.facebook.com", false),
             ("http://localhost.example.com", false),
             ("http://127.0.0.1.example.com", false),
+            ("http://localhost:1@evil.example", false),
+            ("https://user:pw@graph.facebook.com", false),
+            ("http://127.0.0.2:8787", true),
         ] {
             let parsed = Options::parse(&args(&format!("sales.csv --pixel 1 --url {url}")));
             assert_eq!(parsed.is_ok(), ok, "{url}");
