@@ -18,7 +18,7 @@ const budgets = [
   // data controls on, the browser id's SHA-256 (Web Crypto) as the pixel's external_id (+157 B
   // loader).
   { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.25 * KiB },
-  // (374,533 B since the rate limiter counts an IPv6 client by its /64 and a store sale keeps
+  // (374,506 B since the rate limiter counts an IPv6 client by its /64 and a store sale keeps
   // Meta's 62 days at delivery.)
   // 366 KiB (was 365) since a review of those fixes: LDU turned on since applies whatever
   // CONSENT says, a file's name in a URL is not an email, a replay page's byte budget holds over

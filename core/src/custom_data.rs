@@ -34,7 +34,7 @@
 //!
 //! Long on purpose: the scrubber's key shapes and value shapes are one rule set a privacy review reads together; split, its decisions would scatter.
 
-use crate::event::UserData;
+use crate::event::{UserData, UNHASHED_IDS};
 use crate::normalize::{self, Field};
 use crate::privacy::CustomerData;
 use serde_json::{Map, Value};
@@ -162,29 +162,15 @@ impl Kind {
     }
 }
 
-/// Meta's `user_data` ids of a person (`event::UNHASHED_IDS` but Meta's subscription and page
-/// ids), as a key's words run together.
-const META_PERSON_IDS: &[&str] = &[
-    "fbloginid",
-    "leadid",
-    "anonid",
-    "madid",
-    "pagescopeduserid",
-    "ctwaclid",
-    "igaccountid",
-    "igsid",
-];
+/// Meta's unhashed `user_data` ids that name no person: a subscription, a Facebook page.
+const META_IDS_OF_NO_PERSON: [&str; 2] = ["subscription_id", "page_id"];
 
-/// Whether `words`, run together, are `whole` (no allocation: this runs for every key).
-fn run_together(words: &[String], whole: &str) -> bool {
-    let mut rest = whole;
-    for w in words {
-        match rest.strip_prefix(w.as_str()) {
-            Some(r) => rest = r,
-            None => return false,
-        }
-    }
-    rest.is_empty()
+/// Whether `words`, run together, spell `key` without its underscores (`lead_id` for `leadId`,
+/// `lead_id`, `LEADID`; no allocation: this runs for every key).
+fn spells(words: &[String], key: &str) -> bool {
+    key.chars()
+        .filter(|c| *c != '_')
+        .eq(words.iter().flat_map(|w| w.chars()))
 }
 
 /// Field names a `custom_data` drop is counted under: the kinds above, plus the key names
@@ -852,7 +838,10 @@ fn strong_kind(words: &[String]) -> Option<Kind> {
         _ => {}
     }
     // Meta's own ids of a person, whole (`lead_id`, `leadId`, `madid`, …).
-    if META_PERSON_IDS.iter().any(|id| run_together(words, id)) {
+    if UNHASHED_IDS
+        .iter()
+        .any(|id| !META_IDS_OF_NO_PERSON.contains(id) && spells(words, id))
+    {
         return Some(Kind::MetaId);
     }
     // Credentials (webhooks-and-pitfalls #25: tokens leaked into custom_data).

@@ -187,17 +187,11 @@ pub fn gate(cfg: &Config, head: &Head) -> std::result::Result<Gated, ApiError> {
 /// and could take a fresh address for every few beacons.
 fn rate_client(head: &Head) -> String {
     use std::net::IpAddr;
-    let parse = |ip: Option<&str>| ip.and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-    let ip = parse(head.ip.as_deref());
-    // `CF-Connecting-IPv6` only when `CF-Connecting-IP` is a Pseudo IPv4 stand-in (240.0.0.0/4):
-    // otherwise the header is the client's own to make up.
-    let pseudo = matches!(ip, Some(IpAddr::V4(v4)) if v4.octets()[0] >= 240);
-    let seen = if pseudo {
-        parse(head.ipv6.as_deref()).or(ip)
-    } else {
-        ip
-    };
-    match seen {
+    // The client's address as Meta gets it (`CF-Connecting-IPv6` only behind a Pseudo IPv4
+    // stand-in: otherwise it is the client's own to make up).
+    let ip = cloudflare_client_ip(head.ip.as_deref(), head.ipv6.as_deref())
+        .and_then(|ip| ip.parse::<IpAddr>().ok());
+    match ip {
         Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => {
