@@ -18,6 +18,12 @@ const budgets = [
   // data controls on, the browser id's SHA-256 (Web Crypto) as the pixel's external_id (+157 B
   // loader).
   { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.25 * KiB },
+  // 367 KiB (was 366) since fixes from reviews of the order webhooks and the admin routes: a
+  // copy refused for what it lacked (no consent decision, no customer, a test order) blocks no
+  // other copy of the order (claim rule 9, with reconciliation's count taken back), tenants'
+  // admin tokens checked against each other and the operator's, a secret's name not repeated
+  // when it reads as a value, a platform without a secret answered 503 first, a bearer scheme
+  // in any case, 405 on the admin routes: 374,506 -> 375,657 B.
   // (374,506 B since the rate limiter counts an IPv6 client by its /64 and a store sale keeps
   // Meta's 62 days at delivery.)
   // 366 KiB (was 365) since a review of those fixes: LDU turned on since applies whatever
@@ -49,7 +55,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 366 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 367 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

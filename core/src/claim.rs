@@ -16,8 +16,9 @@
 //!    the receipt ([`may_start_send`]); past that it stops and the message is retried.
 //! 2. A copy with another nonce is a `Duplicate`: never sent.
 //! 3. The holder's copy finds a final state `Settled`: acked, nothing sent. A final state is
-//!    never reopened, except by a replay of a parked dead letter (rule 6) and, for a Purchase
-//!    a failed payment held back, by a copy of the paid order (rule 8).
+//!    never reopened, except by a replay of a parked dead letter (rule 6), for a Purchase a
+//!    failed payment held back by a copy of the paid order (rule 8), and for a copy refused
+//!    before any request for what it lacked by any other copy (rule 9).
 //! 4. The holder's copy finds the lease taken by another attempt (the same message delivered
 //!    twice, also at the same time): `Busy`. It is retried after a short delay, never sent
 //!    meanwhile; when the other attempt ends it finds `Settled` or an open claim to take.
@@ -37,6 +38,14 @@
 //!    but blocks nothing: a copy of the order paid after all takes the claim (the one final
 //!    state a copy other than a replay reopens); a copy from before the payment finds a
 //!    `Duplicate`, and a cancellation still settles it `ignored / cancelled` for good.
+//! 9. A copy refused before any request for what that copy lacked — no consent decision
+//!    (`ignored / no_consent`), contact data, a time within Meta's window, a field Meta requires
+//!    (`expired`, or `rejected` by the pre-send check, never by Meta) — or for being a test order
+//!    (a staging backend's order of the same number) settles its claim without Meta getting the
+//!    event, and blocks nothing: another copy of the event (an order's next webhook, which may
+//!    carry the consent or the customer; the live order) takes the claim ([`reopen_of`]). A
+//!    cancellation settles it `ignored / cancelled` for good, as in rule 8. The order then counts
+//!    once, by its final outcome.
 //!
 //! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -70,10 +79,32 @@ pub const ORDER_CLAIM_DAYS: i64 = 90;
 /// Why a failed payment settled a waiting Purchase (rule 8).
 pub const PAYMENT_FAILED: &str = "payment_failed";
 
-/// Whether a claim settled `outcome` for `reason` is a Purchase a failed payment held back, which
-/// a copy of the paid order may take (rule 8).
-pub fn is_held_back(outcome: Outcome, reason: Option<&str>) -> bool {
-    outcome == Outcome::Ignored && reason == Some(PAYMENT_FAILED)
+/// Which other copies may take a claim settled without Meta getting its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reopen {
+    /// None: Meta has the event, must never get it, or the claim is still open.
+    #[default]
+    Never,
+    /// A copy of the paid order: a Purchase a failed payment held back (rule 8).
+    PaidCopy,
+    /// Any other copy: this one was refused before any request for what it lacked (rule 9).
+    AnyCopy,
+}
+
+/// Which copies may take a claim settled `outcome` for `reason` (rules 8 and 9).
+pub fn reopen_of(outcome: Outcome, reason: Option<&str>) -> Reopen {
+    match (outcome, reason) {
+        (Outcome::Ignored, Some(PAYMENT_FAILED)) => Reopen::PaidCopy,
+        (
+            Outcome::Ignored,
+            Some(crate::privacy::NO_CONSENT | crate::webhook::lifecycle::TEST_ORDER),
+        )
+        | (Outcome::Expired, _) => Reopen::AnyCopy,
+        (Outcome::Rejected, Some(r)) if !crate::meta_answer::is_metas_rejection(r) => {
+            Reopen::AnyCopy
+        }
+        _ => Reopen::Never,
+    }
 }
 
 /// The current holder of a claim, as the shard has it.
@@ -83,9 +114,8 @@ pub struct Holder<'a> {
     pub outcome: Outcome,
     pub lease: Option<&'a str>,
     pub lease_until_ms: i64,
-    /// Held back by a failed payment (`ignored` / [`PAYMENT_FAILED`]): another copy of the
-    /// order may take it (rule 8).
-    pub reopenable: bool,
+    /// Which other copies may take it although it is final (rules 8 and 9).
+    pub reopen: Reopen,
 }
 
 /// What a copy asks for.
@@ -145,7 +175,12 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
             && h.outcome == Outcome::Queued
             && h.lease_until_ms > 0
             && ask.now_ms >= h.lease_until_ms;
-        return if abandoned || (h.reopenable && ask.paid) {
+        let reopened = match h.reopen {
+            Reopen::Never => false,
+            Reopen::PaidCopy => ask.paid,
+            Reopen::AnyCopy => true,
+        };
+        return if abandoned || reopened {
             Decision::Take
         } else {
             Decision::Duplicate
@@ -246,7 +281,7 @@ mod tests {
             outcome,
             lease,
             lease_until_ms: until,
-            reopenable: false,
+            reopen: Reopen::Never,
         }
     }
 
@@ -344,7 +379,7 @@ mod tests {
     #[test]
     fn a_purchase_a_failed_payment_held_back_is_taken_by_the_orders_next_copy() {
         let held_back = Holder {
-            reopenable: true,
+            reopen: reopen_of(Outcome::Ignored, Some(PAYMENT_FAILED)),
             ..holder("n1", Outcome::Ignored, None, 0)
         };
         let paid = |nonce| Ask {
@@ -364,6 +399,58 @@ mod tests {
         );
         let cancelled = holder("n1", Outcome::Ignored, None, 0);
         assert_eq!(decide(Some(&cancelled), &paid("n2")), Decision::Duplicate);
+    }
+
+    #[test]
+    fn a_copy_refused_for_what_it_lacked_blocks_no_other_copy() {
+        // Refused before any request: no consent decision, contact data missing, too old.
+        for (outcome, reason) in [
+            (Outcome::Ignored, crate::privacy::NO_CONSENT),
+            (Outcome::Rejected, "user_data_missing"),
+            (Outcome::Expired, "older_than_7_days"),
+            // A staging backend's test order of the live order's number.
+            (Outcome::Ignored, crate::webhook::lifecycle::TEST_ORDER),
+        ] {
+            let refused = Holder {
+                reopen: reopen_of(outcome, Some(reason)),
+                ..holder("n1", outcome, None, 0)
+            };
+            assert_eq!(
+                decide(Some(&refused), &ask("n2", None)),
+                Decision::Take,
+                "{reason}: the next copy takes it"
+            );
+            assert_eq!(
+                decide(Some(&refused), &ask("n1", Some("a1"))),
+                Decision::Settled,
+                "{reason}: the refused copy itself stays settled"
+            );
+            assert_eq!(purchase_state(Some(&refused), NOW), PurchaseState::NotSent);
+        }
+        // Final for good: Meta has it, Meta refused it, or it must never be sent.
+        let metas = crate::meta_answer::MetaAnswer::Rejected {
+            code: 100,
+            subcode: None,
+            fbtrace_id: None,
+        }
+        .reason();
+        for (outcome, reason) in [
+            (Outcome::Sent, None),
+            (Outcome::Rejected, metas.as_deref()),
+            (Outcome::Ignored, Some("cancelled")),
+            (Outcome::Ignored, Some(crate::privacy::CONSENT_REFUSED)),
+            (Outcome::Ignored, Some(PAYMENT_FAILED)),
+        ] {
+            let h = Holder {
+                reopen: reopen_of(outcome, reason),
+                ..holder("n1", outcome, None, 0)
+            };
+            assert_eq!(
+                decide(Some(&h), &ask("n2", None)),
+                Decision::Duplicate,
+                "{outcome:?} {reason:?}"
+            );
+        }
     }
 
     #[test]

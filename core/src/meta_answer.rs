@@ -30,6 +30,15 @@ pub enum MetaAnswer {
     },
 }
 
+/// How the reason of an event Meta rejected begins (`meta_code_100_subcode_0`): the pre-send
+/// check's reasons never do.
+const METAS_REJECTION: &str = "meta_code_";
+
+/// Whether a receipt's reason says Meta rejected the event (not the check before sending it).
+pub fn is_metas_rejection(reason: &str) -> bool {
+    reason.starts_with(METAS_REJECTION)
+}
+
 impl MetaAnswer {
     /// The stable reason recorded in receipts and counters (`None` when Meta accepted).
     pub fn reason(&self) -> Option<String> {
@@ -38,9 +47,10 @@ impl MetaAnswer {
             MetaAnswer::Transient { code: Some(c), .. } => Some(format!("transient_code_{c}")),
             MetaAnswer::Transient { code: None, .. } => Some("transient".into()),
             MetaAnswer::Blocked { cause, .. } => Some(cause.as_str().into()),
-            MetaAnswer::Rejected { code, subcode, .. } => {
-                Some(format!("meta_code_{code}_subcode_{}", subcode.unwrap_or(0)))
-            }
+            MetaAnswer::Rejected { code, subcode, .. } => Some(format!(
+                "{METAS_REJECTION}{code}_subcode_{}",
+                subcode.unwrap_or(0)
+            )),
         }
     }
 

@@ -265,6 +265,17 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         ("509562969", 41.94),
         "the successful refund transaction, not the line subtotal"
     );
+    // A return that refunded no money names no currency either: acknowledged, nothing sent.
+    let mut nothing: Value =
+        serde_json::from_slice(&fixture("shopify-refunds-create.json")).expect("json");
+    nothing["transactions"] = Value::Array(Vec::new());
+    nothing["refund_line_items"] = Value::Array(Vec::new());
+    assert!(matches!(
+        webhook::shopify::webhook("refunds/create", nothing.to_string().as_bytes()),
+        Ok(Webhook::Ignored {
+            reason: "refund_of_nothing"
+        })
+    ));
     let c = shopify("orders/cancelled", "shopify-orders-cancelled.json");
     assert_eq!(c.stage, Stage::Cancelled);
     assert_eq!(

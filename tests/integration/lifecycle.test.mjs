@@ -252,6 +252,29 @@ test('Stripe: the session and its payment intent are one Purchase; a partial ref
   await exactly(h, 'Purchase', `purchase:${orderId}-again`);
 });
 
+test('a copy of an order refused for what it lacked blocks none of the copies that have it', async () => {
+  const h = hooks(refunds);
+  const orderId = `lacks-${uniq()}`;
+  // A backend's first copy carries no customer and no browser id: Meta would refuse it.
+  const bare = { order_id: orderId, value: 20, currency: 'EUR' };
+  const first = await (await h.order(bare)).json();
+  assert.deepEqual([first.sent, first.outcome, first.reason], [false, 'rejected', 'user_data_missing']);
+  assert.equal((await (await h.order(bare)).json()).outcome, 'rejected', 'its redelivery is refused again');
+  // The next copy has them: it is the one sent, once, however often it comes.
+  const full = { ...bare, fbp: 'fb.1.1700000000000.77', customer: { email: 'lacks@example.com' } };
+  assert.equal((await (await h.order(full)).json()).queued, true);
+  assert.equal((await (await h.order(full)).json()).duplicate, true);
+  const [p] = await exactly(h, 'Purchase', `purchase:${orderId}`);
+  assert.equal([].concat(p.user_data.em)[0], sha('lacks@example.com'));
+  await eventually(async () => (await refunds.receipts(`purchase:${orderId}`)).receipts?.some((r) => r.outcome === 'sent'), 10_000, 'sent');
+  // A staging backend's test order with a live order's number does not hold the live one back.
+  const shared = `shared-${uniq()}`;
+  const staging = await (await h.order({ ...full, order_id: shared, test: true })).json();
+  assert.deepEqual([staging.sent, staging.reason], [false, 'test_order']);
+  assert.equal((await (await h.order({ ...full, order_id: shared })).json()).queued, true);
+  await exactly(h, 'Purchase', `purchase:${shared}`);
+});
+
 test('Stripe subscriptions: the first invoice is the Purchase, a renewal three days later has an id of its own', async () => {
   const sub = `sub_${uniq()}`;
   const first = fixture('stripe-invoice-paid.json');

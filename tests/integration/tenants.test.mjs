@@ -98,15 +98,30 @@ test('order webhooks are verified with their tenant\'s secret and fan out to its
 });
 
 test('a tenant that cannot be read is reported and relays nothing, the others carry on', async () => {
-  const broken = [TENANTS[0], { ...TENANTS[1], pixels: [{ id: '221', access_token: 'MISSING_TOKEN' }] }];
-  const w = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: JSON.stringify(broken), ...SECRETS, PIXEL_ID: '', META_ACCESS_TOKEN: '' });
+  // shop-b names a secret that was never put, and pastes a token where its name belongs;
+  // shop-c and shop-d share an admin token, shop-e's is the operator's.
+  const pasted = 'EAABpastedValue1234567890abcdef';
+  const shop = (id, admin) => ({ id, hosts: [`${id}.test`], pixels: [{ id: '331', access_token: 'A_TOKEN_1' }], admin_token: admin });
+  const broken = [TENANTS[0], { ...TENANTS[1], pixels: [{ id: '221', access_token: 'MISSING_TOKEN' }, { id: '222', access_token: pasted }] },
+    shop('shop-c', 'C_ADMIN'), shop('shop-d', 'D_ADMIN'), shop('shop-e', 'E_ADMIN')];
+  const w = await startWorker({ META_GRAPH_URL: sandbox.url, TENANTS: JSON.stringify(broken), ...SECRETS, C_ADMIN: 'shared-admin', D_ADMIN: 'shared-admin', E_ADMIN: ADMIN_TOKEN, PIXEL_ID: '', META_ACCESS_TOKEN: '' });
   try {
     assert.deepEqual(await (await w.mf.dispatchFetch('http://b.shop.test/t/health')).json(), { ok: false }, 'without a token: only ok');
     const health = await (await w.mf.dispatchFetch('http://b.shop.test/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
     assert.equal(health.ok, false);
-    const b = health.tenants.find((t) => t.id === 'shop-b');
-    assert.deepEqual(b.errors, ['pixel 221: secret MISSING_TOKEN is not set']);
+    const errors = (id) => health.tenants.find((t) => t.id === id).errors;
+    assert.equal(errors('shop-b')[0], 'pixel 221: secret MISSING_TOKEN is not set');
+    assert.match(errors('shop-b')[1], /^pixel 222: the secret it names is not set \(the name is not shown/);
+    assert.deepEqual([errors('shop-c'), errors('shop-d')], [['admin token: another tenant has the same one'], ['admin token: another tenant has the same one']]);
+    assert.deepEqual(errors('shop-e'), ['admin token: it is the operator\'s ADMIN_TOKEN']);
     assert.ok(!JSON.stringify(health).includes('tok-'), 'never a secret\'s value');
+    assert.ok(!JSON.stringify(health).includes(pasted.slice(0, 12)), 'nor what was pasted as a name');
+    // A shared token reads neither tenant; the misconfigured shop-b's own token still reads its
+    // own ledger, in any case of the scheme, and a wrong method is 405.
+    for (const host of ['shop-c.test', 'shop-d.test']) assert.equal((await w.mf.dispatchFetch(`http://${host}/t/stats`, { headers: { authorization: 'Bearer shared-admin' } })).status, 401);
+    assert.equal((await w.mf.dispatchFetch('http://b.shop.test/t/stats', { headers: { authorization: 'bearer admin-b' } })).status, 200);
+    const wrong = await w.mf.dispatchFetch('http://b.shop.test/t/replay', { headers: { authorization: 'Bearer admin-b' } });
+    assert.deepEqual([wrong.status, (await wrong.json()).error.code], [405, 'method_not_allowed']);
     const res = await w.mf.dispatchFetch('http://b.shop.test/t/e', { method: 'POST', headers: { origin: 'http://b.shop.test', 'user-agent': UA }, body: JSON.stringify(event({ consent: 'granted' })) });
     assert.equal(res.status, 503);
     assert.equal((await res.json()).error.code, 'not_configured');

@@ -42,7 +42,7 @@ fn authorized_tenant<'a>(
     let param = |k: &str| param(&url, k);
     let tenant = match param("tenant") {
         Some(id) => cfg.tenant(&id).ok_or(ApiError::UnknownTenant),
-        None => cfg.tenant_for_host(url.host_str().unwrap_or("")),
+        None => cfg.listed_tenant_for_host(url.host_str().unwrap_or("")),
     };
     let auth = req.headers().get("authorization")?;
     let own_token = tenant.as_ref().ok().and_then(|t| t.admin_token.as_deref());

@@ -261,12 +261,16 @@ impl Config {
     /// The tenant a request host belongs to (the single-shop tenant serves any host), or a
     /// documented error: `not_configured` when `TENANTS` or that tenant cannot be read.
     pub fn tenant_for_host(&self, host: &str) -> Result<&Tenant, ApiError> {
+        self.listed_tenant_for_host(host).and_then(Tenant::usable)
+    }
+
+    /// The tenant a host belongs to, readable or not (the admin routes authenticate its admin
+    /// token whatever else is wrong with it, as they do for `?tenant=`).
+    pub fn listed_tenant_for_host(&self, host: &str) -> Result<&Tenant, ApiError> {
         if self.tenants.is_err() {
             return Err(ApiError::NotConfigured("TENANTS"));
         }
-        self.host_tenant(host)
-            .ok_or(ApiError::UnknownTenant)
-            .and_then(Tenant::usable)
+        self.host_tenant(host).ok_or(ApiError::UnknownTenant)
     }
 
     /// The tenant a host belongs to, readable or not: a `TENANTS` tenant takes only the hosts
@@ -439,7 +443,16 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
         let mut secret = |what: &str, name: &str| {
             let value = var(name);
             if value.is_none() {
-                missing.push(format!("{what}: secret {name} is not set"));
+                // Named only when it reads as a name: what a merchant pasted where the name
+                // belongs may be the secret itself, and errors are logged and shown by health.
+                missing.push(if looks_like_secret_name(name) {
+                    format!("{what}: secret {name} is not set")
+                } else {
+                    format!(
+                        "{what}: the secret it names is not set (the name is not shown: a \
+                         secret's name is A-Z, 0-9 and _, up to 64; was a value pasted?)"
+                    )
+                });
             }
             value
         };
@@ -517,5 +530,36 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
             errors,
         });
     }
+    // One admin token per tenant, never the operator's: a token two tenants share would read
+    // both, and the operator's reads every tenant. Such a token is not honoured.
+    let operator = var("ADMIN_TOKEN");
+    let tokens: Vec<Option<String>> = tenants.iter().map(|t| t.admin_token.clone()).collect();
+    for (n, t) in tenants.iter_mut().enumerate() {
+        let Some(mine) = &tokens[n] else { continue };
+        let shared = tokens
+            .iter()
+            .enumerate()
+            .any(|(m, other)| m != n && other.as_ref() == Some(mine));
+        if operator.as_ref() == Some(mine) {
+            t.errors
+                .push("admin token: it is the operator's ADMIN_TOKEN".into());
+        } else if shared {
+            t.errors
+                .push("admin token: another tenant has the same one".into());
+        } else {
+            continue;
+        }
+        t.admin_token = None;
+    }
     Ok(tenants)
+}
+
+/// Whether `name` reads as the name of a secret (`SHOP_A_TOKEN`), not as a value.
+fn looks_like_secret_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_uppercase()
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
 }

@@ -15,7 +15,7 @@ use crate::log;
 use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, PurchaseAnswer, Receipt, Source};
 use capi_core::delivery::{presend_check, Outcome};
 use capi_core::privacy::{self, InvalidSetting};
-use capi_core::webhook::lifecycle::{self, Carried, Plan, Refunds, TenantMode};
+use capi_core::webhook::lifecycle::{self, Carried, Plan, Refunds, TenantMode, TEST_ORDER};
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, PayloadError, Webhook};
 use serde_json::json;
@@ -366,12 +366,15 @@ async fn event_for_pixel(
     };
     if let Some((outcome, reason)) = settled {
         delivery::log_event(&event, outcome, Some(reason), None, 0);
-        // An order's Purchase that this copy says must not be sent (consent refused, a test
-        // order) is held back even when another copy of the order reserved it first and it is
-        // still waiting (claim rule 8); one being sent right now is asked again later.
-        // A copy that merely lacks a consent (`no_consent`) holds nothing back: another copy
-        // of the order may carry the grant.
-        let holds_back = built.ignored.is_some_and(|r| r != privacy::NO_CONSENT);
+        // An order's Purchase that this copy says must not be sent (consent refused, GPC, an
+        // offline order) is held back even when another copy of the order reserved it first
+        // and it is still waiting (claim rule 8); one being sent right now is asked again later.
+        // A copy that merely lacks a consent (`no_consent`), or a test order (a staging
+        // backend's order of a live order's number), holds nothing back and blocks no other
+        // copy (claim rule 9): another copy of the order may carry the grant, or be the live one.
+        let holds_back = built
+            .ignored
+            .is_some_and(|r| r != privacy::NO_CONSENT && r != TEST_ORDER);
         if let (Some(l), true, Source::Webhook) = (&ledger, holds_back, source) {
             return match l.purchase(&key, Some(reason), true, now_ms).await {
                 None => Err(ApiError::UpstreamUnavailable),

@@ -110,7 +110,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         (Method::Get, r) if r.starts_with("/receipts/") => {
             admin::receipts(&req, &cfg, &env, &r["/receipts/".len()..]).await
         }
-        (_, "/p.js" | "/p.wasm" | "/e" | "/health") => Err(ApiError::MethodNotAllowed),
+        (
+            _,
+            "/p.js" | "/p.wasm" | "/e" | "/health" | "/stats" | "/report" | "/dead-letters"
+            | "/replay",
+        ) => Err(ApiError::MethodNotAllowed),
+        (_, r) if r.starts_with("/receipts/") => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     };
     answer.or_else(|e| e.into_response())
@@ -262,7 +267,8 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
         .is_some_and(|t| bearer_matches(auth.as_deref(), t));
     let bearer = auth
         .as_deref()
-        .is_some_and(|a| a.trim_start().starts_with("Bearer "));
+        .and_then(capi_core::webhook::signature::bearer_token)
+        .is_some();
     if bearer && !operator && !tenant_admin {
         return Err(ApiError::Unauthorized);
     }

@@ -193,8 +193,8 @@ pub struct Imported {
     pub outcome: Outcome,
     pub first_seen_ms: i64,
     pub source: Option<Source>,
-    /// Why a final outcome was reached (a Purchase a failed payment held back stays reopenable
-    /// in the new layout).
+    /// Why a final outcome was reached (a claim another copy may take stays so in the new
+    /// layout: claim rules 8 and 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

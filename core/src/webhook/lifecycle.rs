@@ -13,6 +13,8 @@ use serde_json::json;
 /// The custom event a refund (or a cancellation after delivery) is sent as: Meta has no refund
 /// event and refuses negative values.
 pub const REFUND_EVENT: &str = "OrderRefunded";
+/// Why a test order's Purchase is not sent on a live tenant.
+pub const TEST_ORDER: &str = "test_order";
 /// The custom event a subscription renewal is sent as with `RENEWALS = event`.
 pub const RENEWAL_EVENT: &str = "SubscriptionRenewed";
 
@@ -288,7 +290,7 @@ pub fn plan(
                 name_event(&mut built, order, settings);
                 if built.ignored.is_none() {
                     built.ignored = if order.test && mode == TenantMode::Live {
-                        Some("test_order")
+                        Some(TEST_ORDER)
                     } else if order.kind == Kind::Purchase
                         && order.channel != Channel::Online
                         && settings.offline_orders == OfflineOrders::Ignore
@@ -309,7 +311,7 @@ pub fn plan(
         // when nothing was captured (the money of a paid order comes back as refunds of their
         // own, which would count it twice).
         let uncaptured = order.captured == Some(false);
-        if refunds.is_empty()
+        if !refunds.iter().any(|r| r.amount > 0.0)
             && matches!(order.stage, Stage::Cancelled | Stage::Failed)
             && uncaptured
             && order.value > 0.0
@@ -578,6 +580,24 @@ mod tests {
         assert_eq!(r.custom_data["order_id"], "1001");
         assert_eq!(r.action_source, "system_generated");
         assert!(r.user_data.em.is_some(), "the order's match keys");
+        // Shopify cancels an authorized order with a refund of its void transactions only:
+        // a refund of no money, which stands for nothing, so the cancellation still does.
+        let voided = Order {
+            refunds: vec![Refund {
+                id: "r-void".into(),
+                amount: 0.0,
+                created_at: None,
+            }],
+            ..unpaid.clone()
+        };
+        let p = plan_of(&voided, event);
+        assert_eq!(
+            p.refunds
+                .iter()
+                .map(|r| r.event.event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["refund:1001:cancel"]
+        );
         let partial = Order {
             refunds: vec![
                 Refund {

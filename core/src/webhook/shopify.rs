@@ -152,6 +152,13 @@ fn refund_webhook(r: &Map<String, Value>) -> Result<Webhook, PayloadError> {
     let order_id = text(r.get("order_id")).ok_or(PayloadError("order_id is missing"))?;
     let body = Value::Object(r.clone());
     let refund = refund(&body).ok_or(PayloadError("refund id is missing"))?;
+    if refund.amount <= 0.0 {
+        // A return or restock that refunded no money (it may name no currency either): nothing
+        // to send, and acknowledged, so Shopify does not retry it.
+        return Ok(Webhook::Ignored {
+            reason: "refund_of_nothing",
+        });
+    }
     let currency = r
         .get("transactions")
         .and_then(Value::as_array)

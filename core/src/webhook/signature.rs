@@ -67,11 +67,23 @@ fn any_secret(configured: &str, check: impl Fn(&str) -> bool) -> Result<(), Sign
     }
 }
 
-fn base64_digest(header: Option<&str>) -> Result<Vec<u8>, SignatureError> {
-    let h = header
+/// The signature header, once a secret is configured: with none, the platform is not set up
+/// (`NoSecret`, 503) whatever the request carries.
+fn signature_header<'a>(
+    header: Option<&'a str>,
+    configured: &str,
+) -> Result<&'a str, SignatureError> {
+    if secrets(configured).next().is_none() {
+        return Err(SignatureError::NoSecret);
+    }
+    header
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .ok_or(SignatureError::Missing)?;
+        .ok_or(SignatureError::Missing)
+}
+
+fn base64_digest(header: Option<&str>, configured: &str) -> Result<Vec<u8>, SignatureError> {
+    let h = signature_header(header, configured)?;
     let d = base64::engine::general_purpose::STANDARD
         .decode(h)
         .map_err(|_| SignatureError::Malformed)?;
@@ -100,7 +112,7 @@ pub fn verify_shopify(
     header: Option<&str>,
     configured: &str,
 ) -> Result<(), SignatureError> {
-    let expected = base64_digest(header)?;
+    let expected = base64_digest(header, configured)?;
     any_secret(configured, |s| {
         hmac_matches(s.as_bytes(), &[body], &expected)
     })
@@ -113,7 +125,7 @@ pub fn verify_woocommerce(
     header: Option<&str>,
     configured: &str,
 ) -> Result<(), SignatureError> {
-    let expected = base64_digest(header)?;
+    let expected = base64_digest(header, configured)?;
     any_secret(configured, |s| {
         hmac_matches(html_entity_decoded(s).as_bytes(), &[body], &expected)
     })
@@ -140,10 +152,7 @@ pub fn verify_stripe(
     configured: &str,
     now_secs: i64,
 ) -> Result<(), SignatureError> {
-    let h = header
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(SignatureError::Missing)?;
+    let h = signature_header(header, configured)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in h.split(',') {
@@ -176,10 +185,7 @@ pub fn verify_order(
     header: Option<&str>,
     configured: &str,
 ) -> Result<(), SignatureError> {
-    let h = header
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(SignatureError::Missing)?;
+    let h = signature_header(header, configured)?;
     let hex = h.strip_prefix("sha256=").unwrap_or(h).to_ascii_lowercase();
     let expected = hex_digest(&hex).ok_or(SignatureError::Malformed)?;
     any_secret(configured, |s| {
@@ -190,7 +196,7 @@ pub fn verify_order(
 /// `Authorization: Bearer <token>` against the configured token, in constant time (an HMAC of
 /// each under a fixed key, compared with `verify_slice`, so neither length nor content leaks).
 pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
-    let Some(presented) = authorization.and_then(|h| h.trim().strip_prefix("Bearer ")) else {
+    let Some(presented) = authorization.and_then(bearer_token) else {
         return false;
     };
     if expected.is_empty() {
@@ -205,6 +211,12 @@ pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
     digest(presented.trim())
         .verify_slice(&digest(expected).finalize().into_bytes())
         .is_ok()
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme in any case, RFC 9110 §11.1).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// Hex HMAC-SHA256, for signing test fixtures and the generic webhook's senders.
@@ -226,6 +238,34 @@ mod tests {
         assert!(!bearer_matches(Some("s3cret"), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
         assert!(!bearer_matches(Some("Bearer "), ""));
+        // The scheme in any case (RFC 9110 §11.1), never the token.
+        assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("BEARER s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer S3CRET"), "s3cret"));
+        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
+    }
+
+    #[test]
+    fn a_platform_without_a_secret_is_not_configured_whatever_the_request_carries() {
+        for header in [None, Some(""), Some("not base64 !"), Some("t=1,v1=zz")] {
+            assert_eq!(
+                verify_shopify(b"{}", header, ""),
+                Err(SignatureError::NoSecret)
+            );
+            assert_eq!(
+                verify_woocommerce(b"{}", header, " , "),
+                Err(SignatureError::NoSecret)
+            );
+            assert_eq!(
+                verify_stripe(b"{}", header, "", 0),
+                Err(SignatureError::NoSecret)
+            );
+            assert_eq!(
+                verify_order(b"{}", header, ""),
+                Err(SignatureError::NoSecret)
+            );
+        }
+        assert_eq!(verify_order(b"{}", None, "s"), Err(SignatureError::Missing));
     }
 
     #[test]

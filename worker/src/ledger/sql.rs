@@ -12,8 +12,8 @@ use crate::protocol::{
     Receipt, Source,
 };
 use capi_core::claim::{
-    claim_retention_ms, decide, is_held_back, purchase_state, Ask, Decision, Holder,
-    PurchaseState, LEASE_MS, PAYMENT_FAILED, RESERVATION_MS,
+    claim_retention_ms, decide, purchase_state, reopen_of, Ask, Decision, Holder, PurchaseState,
+    Reopen, LEASE_MS, RESERVATION_MS,
 };
 use capi_core::counters::{counted_field, counted_reason};
 use capi_core::delivery::Outcome;
@@ -222,23 +222,42 @@ struct Held {
     outcome: Outcome,
     lease: Option<String>,
     lease_until_ms: i64,
-    /// Held back by a failed payment (claim rule 8).
-    reopenable: bool,
+    /// Which other copies may take it although it is final (claim rules 8 and 9).
+    reopen: Reopen,
+    /// The reconciliation count a webhook order's final outcome added: `(day, outcome, reason)`.
+    counted: Option<Counted>,
     first_seen_ms: i64,
 }
 
-/// Takes back the reconciliation count of an order `ignored / payment_failed` (on `day`, the
-/// day it was first seen) when its Purchase reaches another outcome after all: an order counts
-/// once, by its final outcome.
-fn uncount_failed_payment<S: Sql>(sql: &S, day: i64) -> Result<(), S::Error> {
+/// A webhook order's final outcome as reconciliation counted it: the day it was first seen,
+/// the outcome and its counted reason.
+type Counted = (i64, Outcome, String);
+
+/// What reconciliation counted for the claim in `row` (`outcome`, `reason`, `source`,
+/// `first_seen_ms`), if anything: a webhook order's final outcome.
+fn counted(row: &Value, outcome: Outcome) -> Option<Counted> {
+    (outcome.is_final() && text(row, "source") == Some(report::WEBHOOK)).then(|| {
+        (
+            int(row, "first_seen_ms") / DAY_MS,
+            outcome,
+            reason_or_empty(text(row, "reason").unwrap_or("")).to_string(),
+        )
+    })
+}
+
+/// Takes back the reconciliation count of an order's final outcome when a claim settled without
+/// Meta getting the event (claim rules 8 and 9) reaches another outcome after all: an order
+/// counts once, by its final outcome.
+fn uncount<S: Sql>(sql: &S, counted: &Counted) -> Result<(), S::Error> {
+    let (day, outcome, reason) = counted;
     sql.run(
         "UPDATE daily_counts SET count = count - 1
           WHERE day = ? AND kind = ? AND name = ? AND reason = ? AND count > 0",
         vec![
-            day.into(),
+            (*day).into(),
             CountKind::Order.as_str().into(),
-            Outcome::Ignored.as_str().into(),
-            PAYMENT_FAILED.into(),
+            outcome.as_str().into(),
+            reason.as_str().into(),
         ],
     )?;
     Ok(())
@@ -356,7 +375,8 @@ pub fn claim<S: Sql>(
                 outcome,
                 lease: text(h, "lease").map(str::to_string),
                 lease_until_ms: int(h, "lease_until_ms"),
-                reopenable: is_held_back(outcome, text(h, "reason")),
+                reopen: reopen_of(outcome, text(h, "reason")),
+                counted: counted(h, outcome),
                 first_seen_ms: int(h, "first_seen_ms"),
             })
         })
@@ -382,9 +402,9 @@ pub fn claim<S: Sql>(
     let mut taken: Vec<usize> = Vec::new();
     let mut taken_keys: Vec<&str> = Vec::new();
     let mut letters_done: Vec<&str> = Vec::new();
-    // The days whose reconciliation counted an order `ignored / payment_failed` that a paid copy
-    // now takes over (claim rule 8): the order's final outcome is the paid copy's.
-    let mut reopened_days: Vec<i64> = Vec::new();
+    // What reconciliation counted for orders settled without being sent that another copy now
+    // takes over (claim rules 8 and 9): the order's final outcome is that copy's.
+    let mut reopened: Vec<Counted> = Vec::new();
     for (n, (item, key)) in items.iter().zip(&keys).enumerate() {
         // A second copy of a key already taken in this call (one message delivered twice into
         // the same batch): the first copy sends it.
@@ -413,7 +433,7 @@ pub fn claim<S: Sql>(
                 outcome: h.outcome,
                 lease: h.lease.as_deref(),
                 lease_until_ms: h.lease_until_ms,
-                reopenable: h.reopenable,
+                reopen: h.reopen,
             }
         });
         let ask = Ask {
@@ -426,8 +446,8 @@ pub fn claim<S: Sql>(
         let status = match decide(holder.as_ref(), &ask) {
             Decision::Take => {
                 let first_take = holder.is_none_or(|h| h.nonce != item.nonce);
-                if first_take && holder.is_some_and(|h| h.reopenable) {
-                    reopened_days.push(current.map_or(now_ms, |p| held[p].first_seen_ms) / DAY_MS);
+                if first_take && holder.is_some_and(|h| h.reopen != Reopen::Never) {
+                    reopened.extend(current.and_then(|p| held[p].counted.clone()));
                 }
                 if first_take {
                     counts.extend(item.counts.iter().cloned());
@@ -448,7 +468,8 @@ pub fn claim<S: Sql>(
                     },
                     lease: attempt.map(str::to_string),
                     lease_until_ms,
-                    reopenable: false,
+                    reopen: Reopen::Never,
+                    counted: None,
                     first_seen_ms: current.map_or(now_ms, |p| held[p].first_seen_ms),
                 };
                 match current {
@@ -500,8 +521,8 @@ pub fn claim<S: Sql>(
             )?;
         }
     }
-    for day in reopened_days {
-        uncount_failed_payment(sql, day)?;
+    for c in &reopened {
+        uncount(sql, c)?;
     }
     if !letters_done.is_empty() {
         // The letter is taken by this replay copy: a second replay of the same parking finds
@@ -537,7 +558,7 @@ pub fn purchase<S: Sql>(
     import(sql, imported, now_ms)?;
     let text_key = key.text();
     let rows = sql.run(
-        "SELECT nonce, outcome, reason, lease, lease_until_ms, carried, first_seen_ms FROM events WHERE key = ?",
+        "SELECT nonce, outcome, reason, lease, lease_until_ms, carried, first_seen_ms, source FROM events WHERE key = ?",
         vec![text_key.as_str().into()],
     )?;
     let row = rows.first();
@@ -549,20 +570,21 @@ pub fn purchase<S: Sql>(
         outcome,
         lease: text(r, "lease"),
         lease_until_ms: int(r, "lease_until_ms"),
-        reopenable: is_held_back(outcome, text(r, "reason")),
+        reopen: reopen_of(outcome, text(r, "reason")),
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
-    // A Purchase a failed payment held back is still open to a cancellation, or to another
-    // failed payment: either settles it again, and the order is counted by that outcome alone.
-    let held_back = holder.is_some_and(|h| h.reopenable);
+    // A Purchase settled without being sent that another copy may still take (a failed payment,
+    // a copy refused for what it lacked: claim rules 8 and 9) is still open to a cancellation, or
+    // to another failed payment: either settles it again, and the order is counted by that
+    // outcome alone.
+    let held_back = holder.is_some_and(|h| h.reopen != Reopen::Never);
     let cancel = cancel.map(counted_reason).filter(|_| {
         (state.cancellable() || held_back) && (create || state != PurchaseState::Unknown)
     });
     if let Some(reason) = cancel {
-        if held_back {
-            let first_seen = row.map_or(now_ms, |r| int(r, "first_seen_ms"));
-            uncount_failed_payment(sql, first_seen / DAY_MS)?;
+        if let Some(c) = row.zip(outcome).filter(|_| held_back).and_then(|(r, o)| counted(r, o)) {
+            uncount(sql, &c)?;
         }
         if state == PurchaseState::Unknown {
             // The cancellation came first: the order's Purchase, if it comes, is a duplicate.

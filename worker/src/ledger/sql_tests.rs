@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::protocol::{EventKey, REPLAY_PAGE_BYTES};
+use capi_core::claim::PAYMENT_FAILED;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::Connection;
 
@@ -721,6 +722,65 @@ fn a_purchase_a_failed_payment_held_back_is_cancelled_for_good_by_a_cancellation
     assert!(matches!(answer, PurchaseAnswer::Pending { .. }));
     assert_eq!(
         claim_one(&s, paid_order("o8", "n2"), None, T0 + 5),
+        ClaimStatus::Duplicate,
+        "a cancelled order's Purchase is never sent"
+    );
+    assert_eq!(order_counts(&s), [("ignored".into(), "cancelled".into(), 1)]);
+}
+
+/// An order's webhook copy settled before any claim, as `hooks.rs` records it: a receipt with a
+/// nonce of its own.
+fn refused_copy(s: &Mem, id: &str, nonce: &str, outcome: Outcome, why: &str, now: i64) {
+    let refused = Receipt {
+        source: Some(Source::Webhook),
+        reason: Some(why.into()),
+        attempts: 0,
+        ..receipt(id, nonce, outcome)
+    };
+    record(s, &[refused], now, &mut Vec::new()).expect("record");
+}
+
+#[test]
+fn an_order_copy_refused_for_what_it_lacked_lets_the_next_copy_send_it() {
+    let s = shard();
+    for (id, outcome, why) in [
+        ("o10", Outcome::Ignored, capi_core::privacy::NO_CONSENT),
+        ("o11", Outcome::Rejected, "user_data_missing"),
+    ] {
+        // Stripe's payment_intent.succeeded comes first, without the consent or the customer.
+        refused_copy(&s, id, "r1", outcome, why, T0);
+        // Its redelivery finds it settled.
+        assert_eq!(claim_one(&s, order(id, "r1"), None, T0 + 1), ClaimStatus::Settled);
+        // checkout.session.completed, which carries them, takes the claim and is sent once.
+        assert!(is_send(claim_one(&s, order(id, "c1"), None, T0 + 2)), "{why}");
+        assert!(is_send(claim_one(&s, order(id, "c1"), Some("a1"), T0 + 3)));
+        let sent = Receipt {
+            source: Some(Source::Webhook),
+            ..receipt(id, "c1", Outcome::Sent)
+        };
+        record(&s, &[sent], T0 + 4, &mut Vec::new()).expect("record");
+        assert_eq!(
+            claim_one(&s, order(id, "r2"), None, T0 + 5),
+            ClaimStatus::Duplicate,
+            "{why}: once sent, no other copy"
+        );
+    }
+    // Each order counts once, by its final outcome.
+    assert_eq!(order_counts(&s), [("sent".into(), String::new(), 2)]);
+    // Meta's own rejection blocks the other copies as before.
+    refused_copy(&s, "o12", "r1", Outcome::Rejected, "meta_code_100_subcode_0", T0);
+    assert_eq!(claim_one(&s, order("o12", "c1"), None, T0 + 1), ClaimStatus::Duplicate);
+}
+
+#[test]
+fn an_order_copy_refused_for_what_it_lacked_is_cancelled_for_good() {
+    let s = shard();
+    refused_copy(&s, "o13", "r1", Outcome::Ignored, capi_core::privacy::NO_CONSENT, T0);
+    assert_eq!(order_counts(&s), [("ignored".into(), "no_consent".into(), 1)]);
+    let answer = settle_purchase(&s, "o13", "cancelled", true, T0 + 1);
+    assert_eq!(answer, PurchaseAnswer::Pending { carried: None });
+    assert_eq!(
+        claim_one(&s, order("o13", "c1"), None, T0 + 2),
         ClaimStatus::Duplicate,
         "a cancelled order's Purchase is never sent"
     );
