@@ -104,6 +104,39 @@ pub const URL_RULE: &str = "--url must start with https:// (or http:// to 127.0.
      or [::1], for the sandbox), with no user name or password";
 
 /// The value after `--name` in `args`.
+/// Refuses what a command does not take: an unknown or misspelled flag (`--event_id`), a flag
+/// without its value, or a token on the command line (`--token`, `--access-token`), where other
+/// users of the machine could read it. An unknown `--flag=value` is named without its value.
+pub fn check_args(
+    args: &[String],
+    value_flags: &[&str],
+    switches: &[&str],
+    token_env: &str,
+) -> Result<(), String> {
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        match arg.as_str() {
+            a if switches.contains(&a) => i += 1,
+            "--token" | "--access-token" => {
+                return Err(format!(
+                    "{arg} is not taken: the token comes from the environment ({token_env}, or --token-env NAME)"
+                ))
+            }
+            a if value_flags.contains(&a) => {
+                if args.get(i + 1).is_none() {
+                    return Err(format!("{a} needs a value"));
+                }
+                i += 2;
+            }
+            other => {
+                let name = other.split_once('=').map_or(other, |(name, _)| name);
+                return Err(format!("unknown argument {name:?} (see capi-edge --help)"));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)

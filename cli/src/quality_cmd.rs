@@ -44,26 +44,7 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'~');
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let mut i = 0;
-    while let Some(arg) = args.get(i) {
-        match arg.as_str() {
-            "--json" => i += 1,
-            "--token" | "--access-token" => {
-                return Err(format!("{arg} is not taken: the token comes from the environment (META_ACCESS_TOKEN, or --token-env NAME)"))
-            }
-            a if VALUE_FLAGS.contains(&a) => {
-                if args.get(i + 1).is_none() {
-                    return Err(format!("{a} needs a value"));
-                }
-                i += 2;
-            }
-            // Never repeated back whole: `--access-token=…` would put the secret in a log.
-            other => {
-                let name = other.split_once('=').map_or(other, |(name, _)| name);
-                return Err(format!("unknown argument {name:?} (see capi-edge --help)"));
-            }
-        }
-    }
+    crate::check_args(args, VALUE_FLAGS, &["--json"], "META_ACCESS_TOKEN")?;
     let pixel = flag(args, "--pixel").ok_or("--pixel is required (the pixel or dataset id)")?;
     if pixel.is_empty() || pixel.len() > 32 || !pixel.bytes().all(|b| b.is_ascii_digit()) {
         return Err("--pixel must be the pixel (dataset) id: digits only".into());

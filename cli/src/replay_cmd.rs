@@ -13,7 +13,19 @@
 use crate::flag;
 use serde_json::Value;
 
+/// The flags `replay` takes, each with a value.
+const VALUE_FLAGS: &[&str] = &[
+    "--url",
+    "--token-env",
+    "--event-id",
+    "--tenant",
+    "--pixel",
+    "--page-size",
+];
+
 pub fn run(args: &[String]) -> Result<(), String> {
+    // A misspelled `--event_id` or `--tennant` would replay every letter of the host's tenant.
+    crate::check_args(args, VALUE_FLAGS, &[], "ADMIN_TOKEN")?;
     let base = flag(args, "--url").ok_or("--url is required (e.g. https://shop.example.com/t)")?;
     // The admin token reads every tenant's receipts: never in clear over a network.
     if !crate::token_may_go_to(base) {

@@ -8,7 +8,14 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::io::Read;
 
-pub fn run(_args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<(), String> {
+    // It takes nothing but stdin: `report --help` or a URL must not wait on a terminal.
+    if let Some(arg) = args.first() {
+        let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+        return Err(format!(
+            "unknown argument {name:?}: pipe /t/report's JSON into capi-edge report (see capi-edge --help)"
+        ));
+    }
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)

@@ -117,7 +117,6 @@ fn respond(request: Request, status: u16, content_type: &str, body: String) {
     let response = Response::from_string(body)
         .with_status_code(status)
         .with_header(header("content-type", content_type))
-        .with_header(header("access-control-allow-origin", "*"))
         .with_header(header("cache-control", "no-store"));
     let _ = request.respond(response);
 }
@@ -293,12 +292,10 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             let (version, pixel) = (version.to_string(), pixel.to_string());
             graph_events(request, state, &version, &pixel, &query, &body)
         }
+        // No CORS: only the sandbox's own pages read what it keeps (no web page the developer
+        // opens elsewhere may read the requests the Worker made).
         (Method::Options, _) => {
-            let response = Response::empty(204)
-                .with_header(header("access-control-allow-origin", "*"))
-                .with_header(header("access-control-allow-methods", "GET, POST, OPTIONS"))
-                .with_header(header("access-control-allow-headers", "content-type"));
-            let _ = request.respond(response);
+            let _ = request.respond(Response::empty(204));
         }
         _ => respond_json(
             request,
@@ -450,8 +447,7 @@ fn graph_events(
                 rule: "body_not_json",
                 message: "The request body is not JSON".into(),
             };
-            let text = String::from_utf8_lossy(body);
-            let payload = json!({"body_text": inspect::truncated(&text)});
+            let payload = json!({"body_text": inspect::kept_body_text(body)});
             return reject(request, state, (version, pixel), &v, &trace, payload);
         }
     };

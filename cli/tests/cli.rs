@@ -123,3 +123,35 @@ fn payload_prints_the_exact_capi_body_for_a_beacon_and_a_webhook() {
     assert!(!ok);
     assert!(err.contains("User-Agent"), "{err}");
 }
+
+#[test]
+fn replay_quality_and_report_refuse_what_they_do_not_take() {
+    for (args, needle) in [
+        // A misspelled filter would replay every letter of the host's tenant.
+        (
+            &["replay", "--url", "https://shop.test/t", "--event_id", "e1"][..],
+            "unknown argument \"--event_id\"",
+        ),
+        (
+            &["replay", "--url", "https://shop.test/t", "--tennant", "b"][..],
+            "unknown argument \"--tennant\"",
+        ),
+        (
+            &["replay", "--url=https://shop.test/t?token=sekrit-value"][..],
+            "unknown argument \"--url\"",
+        ),
+        (&["replay", "--token", "x"][..], "is not taken"),
+        (&["replay", "--url"][..], "--url needs a value"),
+        (
+            &["quality", "--pixel", "1", "--jsn"][..],
+            "unknown argument \"--jsn\"",
+        ),
+        (&["report", "--help"][..], "unknown argument \"--help\""),
+    ] {
+        let (out, err, ok) = run(args, "");
+        assert!(!ok, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("sekrit-value"), "a value is never repeated");
+    }
+}

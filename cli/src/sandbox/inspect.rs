@@ -104,6 +104,19 @@ fn looks_hashed(v: &Value) -> bool {
     }
 }
 
+/// What the sandbox keeps of a body that is not JSON: its text, cut to [`MAX_TEXT`] bytes,
+/// unless it may carry the access token or the proof made from it (Graph also takes form-encoded
+/// bodies, `access_token=…&data=…`): the token itself is never kept.
+pub(super) fn kept_body_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("access_token") || lower.contains("appsecret_proof") {
+        "(not kept: the body carries an access token)".into()
+    } else {
+        truncated(&text)
+    }
+}
+
 /// `text` cut to [`MAX_TEXT`] bytes on a character boundary.
 pub(super) fn truncated(text: &str) -> String {
     if text.len() <= MAX_TEXT {
@@ -770,6 +783,20 @@ mod tests {
             .as_array()
             .and_then(|e| e.iter().find(|r| r["id"] == id))
             .unwrap_or(&Value::Null)
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_kept_without_its_token() {
+        for body in [
+            "access_token=EAAB-sandbox-secret&data=%5B%5D",
+            "data=%5B%5D&appsecret_proof=abc123&ACCESS_TOKEN=EAAB-sandbox-secret",
+            "{\"access_token\": \"EAAB-sandbox-secret\", \"data\": [",
+        ] {
+            let kept = kept_body_text(body.as_bytes());
+            assert!(!kept.contains("EAAB-sandbox-secret"), "{kept}");
+            assert!(!kept.contains("abc123"), "{kept}");
+        }
+        assert_eq!(kept_body_text(b"data=%5B%5D"), "data=%5B%5D");
     }
 
     #[test]
