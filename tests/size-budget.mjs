@@ -18,7 +18,10 @@ const budgets = [
   // data controls on, the browser id's SHA-256 (Web Crypto) as the pixel's external_id (+157 B
   // loader).
   { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.25 * KiB },
-  // 367 KiB (was 366) since fixes from reviews of the order webhooks and the admin routes: a
+  // 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's
+  // Purchase (three ledger looks and the invoice's mark before the claim, a second plan):
+  // 375,657 -> 377,947 B (2.6 KB at first; one await site for the three looks won 0.3 KB).
+  // Before that 367 KiB (was 366) since fixes from reviews of the order webhooks and the admin routes: a
   // copy refused for what it lacked (no consent decision, no customer, a test order) blocks no
   // other copy of the order (claim rule 9, with reconciliation's count taken back), tenants'
   // admin tokens checked against each other and the operator's, a secret's name not repeated
@@ -55,7 +58,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 367 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 370 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

@@ -339,6 +339,14 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         renewal.subscription_id.as_deref(),
         Some("sub_1QHa0b2eZvKYlo2Cmonthly")
     );
+    assert_eq!(
+        (
+            renewal.subscription_order_id.as_deref(),
+            first.subscription_order_id.as_deref()
+        ),
+        (Some("sub_1QHa0b2eZvKYlo2Cmonthly"), None),
+        "a renewal names its subscription's first order, the first order does not"
+    );
     assert!(matches!(
         webhook::stripe::webhook(&fixture("stripe-checkout-session-expired.json")),
         Ok(Webhook::Ignored {

@@ -299,4 +299,15 @@ test('Stripe subscriptions: the first invoice is the Purchase, a renewal three d
   const trialSub = `sub_${uniq()}`;
   await g.stripe({ ...first, data: { object: { ...first.data.object, subscription: trialSub, amount_paid: 0 } } });
   await exactly(g, 'StartTrial', `trial:${trialSub}`);
+  // The trial ends: Stripe bills it as a cycle. That first paid invoice is the subscription's
+  // Purchase (once, redelivered or not), not a renewal; the next cycle is a renewal.
+  const converts = { ...renewal, data: { object: { ...renewal.data.object, id: `in_${uniq()}`, subscription: trialSub } } };
+  for (let i = 0; i < 2; i++) assert.equal((await g.stripe(converts)).status, 200);
+  const [paid] = await exactly(g, 'Purchase', `purchase:${trialSub}`);
+  assert.equal(paid.custom_data.value, renewal.data.object.amount_paid / 100);
+  assert.equal((await named('SubscriptionRenewed', `renewal:${converts.data.object.id}`)).length, 0, 'not also a renewal');
+  const next = { ...renewal, data: { object: { ...renewal.data.object, id: `in_${uniq()}`, subscription: trialSub } } };
+  await g.stripe(next);
+  await exactly(g, 'SubscriptionRenewed', `renewal:${next.data.object.id}`);
+  assert.equal((await named('Purchase', `purchase:${trialSub}`)).length, 1);
 });

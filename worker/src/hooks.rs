@@ -15,7 +15,9 @@ use crate::log;
 use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, PurchaseAnswer, Receipt, Source};
 use capi_core::delivery::{presend_check, Outcome};
 use capi_core::privacy::{self, InvalidSetting};
-use capi_core::webhook::lifecycle::{self, Carried, Plan, Refunds, TenantMode, TEST_ORDER};
+use capi_core::webhook::lifecycle::{
+    self, AfterTrial, Carried, Plan, Refunds, TenantMode, TEST_ORDER,
+};
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, PayloadError, Webhook};
 use serde_json::json;
@@ -168,10 +170,15 @@ pub async fn hook(
         TenantMode::Live
     };
     let plan = lifecycle::plan(&order, &settings, mode, &source_url, now_ms, &modes);
+    // A renewal may be the first invoice paid after a trial: each pixel's ledger says which.
+    let after_trial = lifecycle::after_trial(&order).map(|a| {
+        let first = lifecycle::plan(&a.purchase, &settings, mode, &source_url, now_ms, &modes);
+        (first, a)
+    });
     if let Some(built) = &plan.event {
         log::dropped(&built.event.event_id, &built.dropped);
     }
-    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() {
+    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() && after_trial.is_none() {
         let reason = plan.skipped.unwrap_or("nothing_to_report");
         return ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
     }
@@ -180,7 +187,9 @@ pub async fn hook(
     let mut first: Option<serde_json::Value> = None;
     let mut failed: Option<ApiError> = None;
     for pixel in &tenant.pixels {
-        match order_for_pixel(cfg, env, tenant, &pixel.id, &plan, now_ms).await {
+        match order_for_pixel(cfg, env, tenant, &pixel.id, &plan, after_trial.as_ref(), now_ms)
+            .await
+        {
             Ok(answer) => {
                 answers.insert(pixel.id.clone(), answer.clone());
                 first.get_or_insert(answer);
@@ -215,9 +224,20 @@ async fn order_for_pixel(
     tenant: &Tenant,
     pixel_id: &str,
     plan: &Plan,
+    after_trial: Option<&(Plan, AfterTrial)>,
     now_ms: u64,
 ) -> Result<serde_json::Value, ApiError> {
     let tenant_id = tenant.id.as_str();
+    let plan = match after_trial {
+        Some((first, a)) if paid_after_trial(cfg, env, tenant_id, pixel_id, a, now_ms).await? => {
+            first
+        }
+        _ => plan,
+    };
+    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() {
+        let reason = plan.skipped.unwrap_or("nothing_to_report");
+        return Ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
+    }
     let settings = tenant
         .orders
         .map_err(|InvalidSetting(name)| ApiError::InvalidSetting(name))?;
@@ -327,6 +347,67 @@ async fn order_for_pixel(
     }
     answer["refunds"] = sent.into();
     Ok(answer)
+}
+
+/// Whether a renewal is, for this pixel, the first invoice paid after a trial
+/// (`lifecycle::after_trial`): the invoice's mark says so already (a redelivery), or the pixel's
+/// ledger knows the trial start and no Purchase of the subscription. Then the mark is written
+/// before the Purchase is claimed, so that a redelivery after a failure is that Purchase again,
+/// never also a renewal.
+async fn paid_after_trial(
+    cfg: &Config,
+    env: &Env,
+    tenant_id: &str,
+    pixel_id: &str,
+    a: &AfterTrial,
+    now_ms: u64,
+) -> Result<bool, ApiError> {
+    let Some(ledger) = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id) else {
+        return Ok(false);
+    };
+    // One call site for the three looks (the mark, the trial start, the Purchase): renewals are
+    // rare, and each await site is code in the bundle.
+    let purchase_id = capi_core::webhook::event_id_for_order(&a.purchase.order_id);
+    let mut known = [false; 3];
+    for (n, (event_name, event_id)) in [
+        (lifecycle::AFTER_TRIAL_EVENT, a.mark_event_id.as_str()),
+        (lifecycle::TRIAL_EVENT, a.trial_event_id.as_str()),
+        ("Purchase", purchase_id.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = EventKey {
+            event_name: event_name.into(),
+            event_id: event_id.into(),
+        };
+        known[n] = ledger
+            .purchase(&key, None, false, now_ms)
+            .await
+            .ok_or(ApiError::UpstreamUnavailable)?
+            != PurchaseAnswer::Unknown;
+    }
+    let [marked, trial, purchased] = known;
+    if marked || !trial || purchased {
+        return Ok(marked);
+    }
+    let mark = Receipt {
+        key: EventKey {
+            event_name: lifecycle::AFTER_TRIAL_EVENT.into(),
+            event_id: a.mark_event_id.clone(),
+        },
+        outcome: Outcome::Ignored,
+        reason: Some(lifecycle::FIRST_PAID_AFTER_TRIAL.into()),
+        attempts: 0,
+        fbtrace_id: None,
+        source: Some(Source::OrderUpdate),
+        nonce: Some(new_nonce()),
+    };
+    let shard = ledger.shard_of(&a.mark_event_id);
+    if !ledger.record(shard, vec![mark], Vec::new(), now_ms).await {
+        return Err(ApiError::UpstreamUnavailable);
+    }
+    Ok(true)
 }
 
 /// One event of an order for one pixel: settle it (privacy, a test order, expiry, Meta's rules)

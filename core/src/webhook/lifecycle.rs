@@ -13,6 +13,15 @@ use serde_json::json;
 /// The custom event a refund (or a cancellation after delivery) is sent as: Meta has no refund
 /// event and refuses negative values.
 pub const REFUND_EVENT: &str = "OrderRefunded";
+/// A subscription's trial start, Meta's standard event.
+pub const TRIAL_EVENT: &str = "StartTrial";
+/// Why a renewal was not reported as one: it is the first invoice paid after a free trial, sent
+/// as the subscription's Purchase ([`after_trial`]). Its receipt, under [`AFTER_TRIAL_EVENT`], also
+/// marks the invoice so that its redeliveries are that Purchase again.
+pub const FIRST_PAID_AFTER_TRIAL: &str = "first_invoice_after_trial";
+/// The name of that receipt's key, `(AFTER_TRIAL_EVENT, renewal:<invoice id>)`: no event of
+/// Meta's, only a mark in the ledger.
+pub const AFTER_TRIAL_EVENT: &str = "capi_trial_paid";
 /// Why a test order's Purchase is not sent on a live tenant.
 pub const TEST_ORDER: &str = "test_order";
 /// The custom event a subscription renewal is sent as with `RENEWALS = event`.
@@ -369,13 +378,51 @@ fn name_event(built: &mut PurchaseEvent, order: &Order, settings: &OrderSettings
             }
         }
         Kind::Trial => {
-            e.event_name = "StartTrial".into();
-            e.event_id = format!(
-                "trial:{}",
-                order.subscription_id.as_deref().unwrap_or(&order.order_id)
-            );
+            e.event_name = TRIAL_EVENT.into();
+            e.event_id =
+                trial_event_id(order.subscription_id.as_deref().unwrap_or(&order.order_id));
         }
     }
+}
+
+fn trial_event_id(subscription: &str) -> String {
+    format!("trial:{}", subscription.trim())
+}
+
+/// A renewal that is the first invoice paid after a free trial is the subscription's Purchase:
+/// the trial start (a first invoice of 0) reported no Purchase, and Stripe bills the end of a
+/// trial as a `subscription_cycle`. For a renewal: the order as its Purchase (the subscription's
+/// first order id, online), the trial start's event id and the invoice's mark id (under
+/// [`AFTER_TRIAL_EVENT`]). The caller asks the ledger: a trial start it knows, and no Purchase
+/// yet (or this invoice's mark), make it that Purchase; anything else, a renewal.
+pub fn after_trial(order: &Order) -> Option<AfterTrial> {
+    if order.kind != Kind::Renewal {
+        return None;
+    }
+    let subscription = order.subscription_id.as_deref()?;
+    let purchase = Order {
+        order_id: order.subscription_order_id.clone()?,
+        kind: Kind::Purchase,
+        channel: Channel::Online,
+        subscription_order_id: None,
+        ..order.clone()
+    };
+    Some(AfterTrial {
+        purchase,
+        trial_event_id: trial_event_id(subscription),
+        mark_event_id: format!("renewal:{}", order.order_id.trim()),
+    })
+}
+
+/// See [`after_trial`].
+#[derive(Debug, Clone)]
+pub struct AfterTrial {
+    /// The invoice as the subscription's first order.
+    pub purchase: Order,
+    /// The trial start's event id (`trial:<subscription>`, under [`TRIAL_EVENT`]).
+    pub trial_event_id: String,
+    /// The invoice's mark (`renewal:<invoice id>`, under [`AFTER_TRIAL_EVENT`]).
+    pub mark_event_id: String,
 }
 
 /// An event that is no visit to a page of the shop: no `event_source_url`, and nothing said
@@ -670,6 +717,39 @@ mod tests {
             (e.event_name.as_str(), e.event_id.as_str()),
             ("StartTrial", "trial:sub_1")
         );
+        assert!(after_trial(&trial).is_none(), "only a renewal");
+    }
+
+    #[test]
+    fn a_renewal_may_be_the_purchase_a_free_trial_did_not_report() {
+        let renewal = Order {
+            order_id: "in_2".into(),
+            value: 12.0,
+            kind: Kind::Renewal,
+            channel: Channel::System,
+            subscription_id: Some("sub_1".into()),
+            subscription_order_id: Some("order-7".into()),
+            ..order(Stage::Paid)
+        };
+        let a = after_trial(&renewal).expect("a renewal");
+        assert_eq!(
+            (a.trial_event_id.as_str(), a.mark_event_id.as_str()),
+            ("trial:sub_1", "renewal:in_2")
+        );
+        let e = plan_of(&a.purchase, OrderSettings::default())
+            .event
+            .expect("the Purchase, whatever RENEWALS says")
+            .event;
+        assert_eq!(
+            (
+                e.event_name.as_str(),
+                e.event_id.as_str(),
+                e.action_source.as_str()
+            ),
+            ("Purchase", "purchase:order-7", "other")
+        );
+        assert_eq!(e.custom_data["value"], 12.0);
+        assert_eq!(e.custom_data["subscription_id"], "sub_1");
     }
 
     #[test]

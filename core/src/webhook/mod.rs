@@ -92,6 +92,10 @@ pub struct Order {
     /// Whether money was captured, when the payload says (`Some(false)`: authorized, pending or
     /// failed only): a cancellation of an uncaptured order is refunded as a whole.
     pub captured: Option<bool>,
+    /// On a subscription's renewal: the id its first order's Purchase has (Stripe: the
+    /// subscription's `order_id` metadata, else its id), for the first invoice paid after a
+    /// free trial, which is that Purchase ([`lifecycle::after_trial`]).
+    pub subscription_order_id: Option<String>,
 }
 
 /// `customer_type` from a count of the customer's orders, this one included.

@@ -296,6 +296,7 @@ fn invoice(i: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
     let sub_metadata = pointer(i, &["subscription_details", "metadata"])
         .or_else(|| pointer(i, &["parent", "subscription_details", "metadata"]))
         .and_then(Value::as_object);
+    let sub_order_id = text(meta_value(sub_metadata, "order_id"));
     let (kind, order_id) = match i.get("billing_reason").and_then(Value::as_str) {
         Some("subscription_create") => (
             if minor == 0 {
@@ -303,7 +304,8 @@ fn invoice(i: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
             } else {
                 Kind::Purchase
             },
-            text(meta_value(sub_metadata, "order_id"))
+            sub_order_id
+                .clone()
                 .or_else(|| metadata_order_id(i))
                 .unwrap_or_else(|| subscription.clone()),
         ),
@@ -325,6 +327,8 @@ fn invoice(i: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
         } else {
             Channel::Online
         },
+        subscription_order_id: (kind == Kind::Renewal)
+            .then(|| sub_order_id.unwrap_or_else(|| subscription.clone())),
         subscription_id: Some(subscription),
         ..Order::default()
     };
