@@ -47,7 +47,7 @@
 //!    cancellation settles it `ignored / cancelled` for good, as in rule 8. The order then counts
 //!    once, by its final outcome.
 //!
-//! Claims are kept, and never re-claimable, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
+//! Claims are kept, and never re-claimable but by rules 6, 8 and 9, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
 use crate::delivery::Outcome;
 

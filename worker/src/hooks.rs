@@ -228,12 +228,24 @@ async fn order_for_pixel(
     now_ms: u64,
 ) -> Result<serde_json::Value, ApiError> {
     let tenant_id = tenant.id.as_str();
-    let plan = match after_trial {
-        Some((first, a)) if paid_after_trial(cfg, env, tenant_id, pixel_id, a, now_ms).await? => {
+    let ledger = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id);
+    let renewal = plan.event.as_ref().map(|b| EventKey {
+        event_name: b.event.event_name.clone(),
+        event_id: b.event.event_id.clone(),
+    });
+    let plan = match (after_trial, &ledger) {
+        (Some((first, a)), Some(l)) if paid_after_trial(l, a, renewal.as_ref(), now_ms).await? => {
             first
         }
         _ => plan,
     };
+    // A trial start is marked first: only the first invoice paid after a trial this Worker saw
+    // start is its subscription's Purchase.
+    if let (Some(built), Some(l)) = (&plan.event, &ledger) {
+        if built.event.event_name == lifecycle::TRIAL_EVENT {
+            mark(l, &built.event.event_id, lifecycle::TRIAL_STARTED, now_ms).await?;
+        }
+    }
     if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() {
         let reason = plan.skipped.unwrap_or("nothing_to_report");
         return Ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
@@ -264,8 +276,7 @@ async fn order_for_pixel(
     if !plan.cancels && plan.refunds.is_empty() {
         return Ok(answer);
     }
-    let ledger = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id)
-        .ok_or(ApiError::UpstreamUnavailable)?;
+    let ledger = ledger.ok_or(ApiError::UpstreamUnavailable)?;
     let key = EventKey {
         event_name: "Purchase".into(),
         event_id: plan.purchase_id.clone(),
@@ -351,63 +362,71 @@ async fn order_for_pixel(
 
 /// Whether a renewal is, for this pixel, the first invoice paid after a trial
 /// (`lifecycle::after_trial`): the invoice's mark says so already (a redelivery), or the pixel's
-/// ledger knows the trial start and no Purchase of the subscription. Then the mark is written
-/// before the Purchase is claimed, so that a redelivery after a failure is that Purchase again,
-/// never also a renewal.
+/// ledger has the trial start's mark and neither a Purchase of the subscription nor this
+/// invoice as a renewal (under `renewal`, the renewal's own event key). Then the invoice's mark
+/// is written before the Purchase is claimed, so that a redelivery after a failure is that
+/// Purchase again, never also a renewal.
 async fn paid_after_trial(
-    cfg: &Config,
-    env: &Env,
-    tenant_id: &str,
-    pixel_id: &str,
+    ledger: &LedgerClient,
     a: &AfterTrial,
+    renewal: Option<&EventKey>,
     now_ms: u64,
 ) -> Result<bool, ApiError> {
-    let Some(ledger) = LedgerClient::for_pixel(env, cfg, tenant_id, pixel_id) else {
-        return Ok(false);
-    };
-    // One call site for the three looks (the mark, the trial start, the Purchase): renewals are
-    // rare, and each await site is code in the bundle.
     let purchase_id = capi_core::webhook::event_id_for_order(&a.purchase.order_id);
-    let mut known = [false; 3];
-    for (n, (event_name, event_id)) in [
-        (lifecycle::AFTER_TRIAL_EVENT, a.mark_event_id.as_str()),
-        (lifecycle::TRIAL_EVENT, a.trial_event_id.as_str()),
-        ("Purchase", purchase_id.as_str()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let key = EventKey {
-            event_name: event_name.into(),
-            event_id: event_id.into(),
-        };
-        known[n] = ledger
-            .purchase(&key, None, false, now_ms)
-            .await
-            .ok_or(ApiError::UpstreamUnavailable)?
-            != PurchaseAnswer::Unknown;
-    }
-    let [marked, trial, purchased] = known;
-    if marked || !trial || purchased {
-        return Ok(marked);
-    }
-    let mark = Receipt {
-        key: EventKey {
-            event_name: lifecycle::AFTER_TRIAL_EVENT.into(),
-            event_id: a.mark_event_id.clone(),
+    let mut keys = vec![
+        mark_key(&a.mark_event_id),
+        mark_key(&a.trial_event_id),
+        EventKey {
+            event_name: "Purchase".into(),
+            event_id: purchase_id,
         },
+    ];
+    keys.extend(renewal.cloned());
+    // One call site for the looks: renewals are rare, and each await site is code in the bundle.
+    let mut known = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let state = ledger.purchase(key, None, false, now_ms).await;
+        known.push(state.ok_or(ApiError::UpstreamUnavailable)? != PurchaseAnswer::Unknown);
+    }
+    match known[..] {
+        [true, ..] => Ok(true),
+        [false, true, false] | [false, true, false, false] => {
+            mark(ledger, &a.mark_event_id, lifecycle::FIRST_PAID_AFTER_TRIAL, now_ms).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn mark_key(event_id: &str) -> EventKey {
+    EventKey {
+        event_name: lifecycle::MARK_EVENT.into(),
+        event_id: event_id.into(),
+    }
+}
+
+/// Writes a mark (`lifecycle::MARK_EVENT`): a receipt no event has, never counted.
+async fn mark(
+    ledger: &LedgerClient,
+    event_id: &str,
+    reason: &'static str,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let mark = Receipt {
+        key: mark_key(event_id),
         outcome: Outcome::Ignored,
-        reason: Some(lifecycle::FIRST_PAID_AFTER_TRIAL.into()),
+        reason: Some(reason.into()),
         attempts: 0,
         fbtrace_id: None,
         source: Some(Source::OrderUpdate),
         nonce: Some(new_nonce()),
     };
-    let shard = ledger.shard_of(&a.mark_event_id);
-    if !ledger.record(shard, vec![mark], Vec::new(), now_ms).await {
-        return Err(ApiError::UpstreamUnavailable);
+    let shard = ledger.shard_of(event_id);
+    if ledger.record(shard, vec![mark], Vec::new(), now_ms).await {
+        Ok(())
+    } else {
+        Err(ApiError::UpstreamUnavailable)
     }
-    Ok(true)
 }
 
 /// One event of an order for one pixel: settle it (privacy, a test order, expiry, Meta's rules)

@@ -324,7 +324,7 @@ fn health_details(cfg: &Config, own: Option<&config::Tenant>, operator: bool) ->
             .filter(|t| operator || own.is_some_and(|o| o.id == t.id))
             .map(|t| {
                 serde_json::json!({"id": t.id, "ok": t.usable().is_ok(), "pixels": t.pixels.len(),
-                    "errors": t.errors, "invalid_setting": t.modes.and(t.orders).err().map(|e| e.0)})
+                    "errors": t.errors, "warnings": t.warnings, "invalid_setting": t.modes.and(t.orders).err().map(|e| e.0)})
             })
             .collect(),
         Err(e) => vec![serde_json::json!({"ok": false, "errors": [e]})],

@@ -15,13 +15,17 @@ use serde_json::json;
 pub const REFUND_EVENT: &str = "OrderRefunded";
 /// A subscription's trial start, Meta's standard event.
 pub const TRIAL_EVENT: &str = "StartTrial";
-/// Why a renewal was not reported as one: it is the first invoice paid after a free trial, sent
-/// as the subscription's Purchase ([`after_trial`]). Its receipt, under [`AFTER_TRIAL_EVENT`], also
-/// marks the invoice so that its redeliveries are that Purchase again.
+/// The event name of the ledger's marks: rows no event of Meta's has, which the webhooks write
+/// to remember what they saw (a trial start, the invoice that ended it), never counted as
+/// events. Its reasons: [`TRIAL_STARTED`] (`trial:<subscription>`) and
+/// [`FIRST_PAID_AFTER_TRIAL`] (`renewal:<invoice id>`).
+pub const MARK_EVENT: &str = "capi_mark";
+/// A trial start this version of the Worker saw: only its subscription's first paid invoice
+/// after it can be the subscription's Purchase ([`after_trial`]).
+pub const TRIAL_STARTED: &str = "trial_started";
+/// An invoice that is the first paid after a free trial, sent as the subscription's Purchase
+/// ([`after_trial`]): its redeliveries are that Purchase again, never a renewal.
 pub const FIRST_PAID_AFTER_TRIAL: &str = "first_invoice_after_trial";
-/// The name of that receipt's key, `(AFTER_TRIAL_EVENT, renewal:<invoice id>)`: no event of
-/// Meta's, only a mark in the ledger.
-pub const AFTER_TRIAL_EVENT: &str = "capi_trial_paid";
 /// Why a test order's Purchase is not sent on a live tenant.
 pub const TEST_ORDER: &str = "test_order";
 /// The custom event a subscription renewal is sent as with `RENEWALS = event`.
@@ -276,11 +280,15 @@ pub fn plan(
     modes: &Modes,
 ) -> Plan {
     let purchase_id = event_id_for_order(&order.order_id);
+    // A test order on a live tenant touches nothing of the live order of its number (a staging
+    // backend's `1001` and the shop's): not sent, and neither its privacy signals, its channel
+    // nor its cancellation hold anything back (claim rule 9).
+    let live_test = order.test && mode == TenantMode::Live;
     let mut plan = Plan {
         event: None,
         skipped: None,
-        cancels: matches!(order.stage, Stage::Cancelled | Stage::Failed),
-        cancels_unreported: order.stage == Stage::Cancelled,
+        cancels: !live_test && matches!(order.stage, Stage::Cancelled | Stage::Failed),
+        cancels_unreported: !live_test && order.stage == Stage::Cancelled,
         refunds: Vec::new(),
         purchase_id,
         paid: order.stage == Stage::Paid,
@@ -297,10 +305,10 @@ pub fn plan(
             if plan.skipped.is_none() {
                 let mut built = purchase_event(&valued, fallback_url, now_ms, modes);
                 name_event(&mut built, order, settings);
-                if built.ignored.is_none() {
-                    built.ignored = if order.test && mode == TenantMode::Live {
-                        Some(TEST_ORDER)
-                    } else if order.kind == Kind::Purchase
+                if live_test {
+                    built.ignored = Some(TEST_ORDER);
+                } else if built.ignored.is_none() {
+                    built.ignored = if order.kind == Kind::Purchase
                         && order.channel != Channel::Online
                         && settings.offline_orders == OfflineOrders::Ignore
                     {
@@ -314,7 +322,7 @@ pub fn plan(
         }
         Stage::Cancelled | Stage::Failed | Stage::RefundOnly => {}
     }
-    if settings.refunds == Refunds::Event && !(order.test && mode == TenantMode::Live) {
+    if settings.refunds == Refunds::Event && !live_test {
         let mut refunds = order.refunds.clone();
         // A cancellation after delivery that names no refund stands for the order's value only
         // when nothing was captured (the money of a paid order comes back as refunds of their
@@ -392,9 +400,10 @@ fn trial_event_id(subscription: &str) -> String {
 /// A renewal that is the first invoice paid after a free trial is the subscription's Purchase:
 /// the trial start (a first invoice of 0) reported no Purchase, and Stripe bills the end of a
 /// trial as a `subscription_cycle`. For a renewal: the order as its Purchase (the subscription's
-/// first order id, online), the trial start's event id and the invoice's mark id (under
-/// [`AFTER_TRIAL_EVENT`]). The caller asks the ledger: a trial start it knows, and no Purchase
-/// yet (or this invoice's mark), make it that Purchase; anything else, a renewal.
+/// first order id, online), the trial start's mark id and the invoice's (both under
+/// [`MARK_EVENT`]). The caller asks the ledger: this invoice's mark, or the trial start's and
+/// neither a Purchase of the subscription nor this invoice as a renewal, make it that Purchase;
+/// anything else (a trial the Worker did not see start, a later invoice), a renewal.
 pub fn after_trial(order: &Order) -> Option<AfterTrial> {
     if order.kind != Kind::Renewal {
         return None;
@@ -419,9 +428,10 @@ pub fn after_trial(order: &Order) -> Option<AfterTrial> {
 pub struct AfterTrial {
     /// The invoice as the subscription's first order.
     pub purchase: Order,
-    /// The trial start's event id (`trial:<subscription>`, under [`TRIAL_EVENT`]).
+    /// The trial start's mark (`trial:<subscription>`, under [`MARK_EVENT`], the trial's own
+    /// event id).
     pub trial_event_id: String,
-    /// The invoice's mark (`renewal:<invoice id>`, under [`AFTER_TRIAL_EVENT`]).
+    /// The invoice's mark (`renewal:<invoice id>`, under [`MARK_EVENT`]).
     pub mark_event_id: String,
 }
 
@@ -566,6 +576,27 @@ mod tests {
         };
         let p = plan_of(&test, OrderSettings::default());
         assert_eq!(p.event.expect("receipt").ignored, Some("test_order"));
+        // A staging backend's test order with a live order's number holds nothing of it back:
+        // not its refused consent, nor its cancellation or failed payment.
+        let refused = Order {
+            consent: crate::privacy::Consent::Denied,
+            ..test.clone()
+        };
+        let p = plan_of(&refused, OrderSettings::default());
+        assert_eq!(p.event.expect("receipt").ignored, Some(TEST_ORDER));
+        for stage in [Stage::Cancelled, Stage::Failed] {
+            let p = plan_of(
+                &Order {
+                    stage,
+                    ..test.clone()
+                },
+                OrderSettings::default(),
+            );
+            assert!(
+                !p.cancels && !p.cancels_unreported && p.refunds.is_empty(),
+                "{stage:?}"
+            );
+        }
         let sent = plan(
             &test,
             &OrderSettings::default(),

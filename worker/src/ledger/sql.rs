@@ -741,7 +741,7 @@ fn record_sql() -> &'static str {
                attempts = excluded.attempts, fbtrace_id = COALESCE(excluded.fbtrace_id, events.fbtrace_id),
                updated_ms = excluded.updated_ms, lease = NULL, lease_until_ms = 0
              WHERE events.outcome NOT IN ({finals}) AND (excluded.nonce IS NULL OR events.nonce IS excluded.nonce)
-             RETURNING outcome, reason, source, first_seen_ms"
+             RETURNING event_name, outcome, reason, source, first_seen_ms"
         )
     })
 }
@@ -798,6 +798,10 @@ pub fn record<S: Sql>(
             continue;
         };
         let reason = text(&w, "reason").unwrap_or("");
+        // A webhook's mark is no event: never counted.
+        if text(&w, "event_name") == Some(capi_core::webhook::lifecycle::MARK_EVENT) {
+            continue;
+        }
         if outcome.is_final() || outcome == Outcome::Retrying {
             counts.push(Count::outcome(outcome, reason));
         }
