@@ -5,7 +5,9 @@
 // data-shopify-cart="on" (copy _fbp/_fbc and the consent state into hidden Shopify cart
 // attributes, which the order webhook carries back as note_attributes), data-consent="required"
 // (opt-in: nothing runs until `capi('consent', 'grant')`).
-// Consent is not stored by the shim: a consent banner calls capi('consent', …) on every page.
+// A consent banner calls capi('consent', …) on every page. The shim remembers only a refusal
+// (localStorage `capi_consent`), so that the next page sends nothing before the banner speaks
+// again; a grant forgets it. A refusal also expires the browser ids (_fbp, _fbc, _capi_eid).
 import { initSync, start, command } from './capi_pixel.js';
 
 (function (w, d) {
@@ -23,6 +25,7 @@ import { initSync, start, command } from './capi_pixel.js';
   // GPC in "drop" mode: this page is treated as consent refused, whatever a banner says later.
   var locked = gpc && modes.gpc == 'drop';
   var consent = locked ? 'denied' : ''; // '' unknown | 'granted' | 'denied'
+  try { if (localStorage.getItem('capi_consent') == 'denied') consent = 'denied'; } catch (e) { /* storage blocked */ }
   var ready, booted, held = [];
   // Events Manager test code for this browser session only: `?capi_test=CODE` on any page
   // starts it, `?capi_test=off` ends it (kept in sessionStorage: this tab, until it closes).
@@ -50,8 +53,14 @@ import { initSync, start, command } from './capi_pixel.js';
     if (a[0] == 'consent') {
       if (!locked && (a[1] == 'grant' || a[1] == 'revoke')) {
         consent = a[1] == 'grant' ? 'granted' : 'denied';
-        // Meta's pixel: events held while consent is pending are dropped on revoke.
-        if (a[1] == 'revoke') held.length = 0;
+        try { a[1] == 'grant' ? localStorage.removeItem('capi_consent') : localStorage.setItem('capi_consent', consent); } catch (e) { /* storage blocked */ }
+        // Meta's pixel: events held while consent is pending are dropped on revoke; the
+        // browser ids expire, on the host and every parent domain they may have been set on.
+        if (a[1] == 'revoke') {
+          held.length = 0;
+          for (var h = w.location.hostname.split('.'), i = 0; i < h.length; i++)
+            ['_fbp', '_fbc', '_capi_eid'].forEach(function (n) { d.cookie = n + '=; max-age=0; path=/; domain=' + h.slice(i).join('.'); d.cookie = n + '=; max-age=0; path=/'; });
+        }
         if (w.fbq) w.fbq('consent', a[1]);
         flush();
       }
@@ -100,11 +109,12 @@ import { initSync, start, command } from './capi_pixel.js';
     var attrs = consent == 'denied' ? { _fbp: '', _fbc: '', _capi_consent: consent } : booted ? { _fbp: ck('_fbp'), _fbc: ck('_fbc') } : {};
     if (consent == 'granted') attrs._capi_consent = consent;
     if (gpc) attrs._capi_gpc = '1';
+    // Written once per cart (a new order in the same tab has a new cart: Shopify's `cart` token).
     var sent = JSON.stringify(attrs);
     try {
-      if (sessionStorage.getItem('capi_cart') !== sent) {
+      if (sessionStorage.getItem('capi_cart') !== sent + ck('cart')) {
         fetch('/cart/update.js', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ attributes: attrs }), credentials: 'same-origin' })
-          .then(function (r) { if (r.ok) sessionStorage.setItem('capi_cart', sent); });
+          .then(function (r) { if (r.ok) sessionStorage.setItem('capi_cart', sent + ck('cart')); });
       }
     } catch (e) { /* storage blocked: skip, the webhook falls back to landing_site */ }
   }
@@ -115,11 +125,18 @@ import { initSync, start, command } from './capi_pixel.js';
   if (ds.pageview != 'off') held.push(['track', 'PageView']);
   for (var i = 0; i < early.length; i++) run(early[i]);
 
-  // Shopify's Customer Privacy API: marketing allowed = granted; until then, opt-in.
+  // Shopify's Customer Privacy API: marketing allowed = granted; until then, opt-in. The
+  // visitor's "do not sell or share" (saleOfDataAllowed false) counts as a GPC signal.
   if (shopify) {
-    var follow = function () { try { if (S.customerPrivacy.marketingAllowed()) run(['consent', 'grant']); } catch (e) {} };
+    var optOut = function (sale) {
+      if (sale !== false || gpc) return;
+      gpc = true;
+      if (modes.gpc == 'drop') { run(['consent', 'revoke']); locked = true; }
+      flush();
+    };
+    var follow = function () { try { var P = S.customerPrivacy; optOut(P.saleOfDataAllowed && P.saleOfDataAllowed()); if (P.marketingAllowed()) run(['consent', 'grant']); } catch (e) {} };
     S.customerPrivacy ? follow() : S.loadFeatures([{ name: 'consent-tracking-api', version: '0.1' }], follow);
-    d.addEventListener('visitorConsentCollected', function (e) { run(['consent', e.detail && e.detail.marketingAllowed ? 'grant' : 'revoke']); });
+    d.addEventListener('visitorConsentCollected', function (e) { var x = e.detail || {}; optOut(x.saleOfDataAllowed); run(['consent', x.marketingAllowed ? 'grant' : 'revoke']); });
   }
 
   // Compiled off the main thread as it streams in; only the (cheap) instantiation is synchronous.

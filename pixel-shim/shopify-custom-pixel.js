@@ -17,8 +17,9 @@ const CUSTOMER_DATA = 'off'; // 'hashed': the buyer's contact fields go to the W
 const LDU = 'off'; // 'on' | 'geo': Meta's Limited Data Use on every event
 const GPC = 'ldu'; // 'drop' | 'ignore': what a Global Privacy Control signal does
 
-// A Global Privacy Control signal, unless the shop ignores it.
-const gpc = globalThis.navigator?.globalPrivacyControl === true && GPC !== 'ignore';
+// A Global Privacy Control signal, or the visitor's "do not sell or share" choice in Shopify's
+// Customer Privacy API (saleOfDataAllowed false), unless the shop ignores them.
+let gpc = (globalThis.navigator?.globalPrivacyControl === true || init.customerPrivacy?.saleOfDataAllowed === false) && GPC !== 'ignore';
 
 function uuidv7() {
   const b = crypto.getRandomValues(new Uint8Array(16));
@@ -34,12 +35,15 @@ function uuidv7() {
 let marketingAllowed = init.customerPrivacy?.marketingAllowed === true;
 api.customerPrivacy?.subscribe('visitorConsentCollected', (event) => {
   marketingAllowed = event.customerPrivacy?.marketingAllowed === true;
+  if (event.customerPrivacy?.saleOfDataAllowed === false && GPC !== 'ignore') gpc = true;
   if (PIXEL_ID && window.fbq) fbq('consent', marketingAllowed ? 'grant' : 'revoke');
 });
 
-// The Purchase event_id: "purchase:<order id>", trimmed, as capi_rules::event_id_for_order.
+// The Purchase event_id: "purchase:<order id>", trimmed, as capi_rules::event_id_for_order
+// (Shopify's global id, gid://shopify/OrderIdentity/N, counts by its number N).
 function eventIdForOrder(orderId) {
-  return `purchase:${String(orderId).trim()}`;
+  const id = String(orderId).trim();
+  return `purchase:${id.startsWith('gid://shopify/') ? id.slice(id.lastIndexOf('/') + 1) : id}`;
 }
 
 // Meta's base code, installed only once marketing is allowed; consent is granted before init.
@@ -66,7 +70,7 @@ async function report(eventName, eventId, checkout, event) {
     content_type: 'product',
     num_items: (checkout.lineItems || []).reduce((n, li) => n + (li.quantity || 0), 0),
   };
-  if (eventName === 'Purchase') customData.order_id = String(checkout.order.id).trim();
+  if (eventName === 'Purchase') customData.order_id = eventIdForOrder(checkout.order.id).slice('purchase:'.length);
   if (PIXEL_ID) fbq('track', eventName, customData, { eventID: eventId });
   const address = checkout.billingAddress || checkout.shippingAddress || {};
   const beacon = {

@@ -17,8 +17,16 @@ const budgets = [
   // its exact appendix grammar in capi-rules (+70 B wasm: the six v1 language tokens) and, with
   // data controls on, the browser id's SHA-256 (Web Crypto) as the pixel's external_id (+157 B
   // loader).
-  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.25 * KiB },
-  // 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's
+  // Then 11.5 KiB (was 11.25) for a review of the browser side: Shopify's "do not sell or share"
+  // counted as GPC, a refusal remembered on the next page and the browser ids expired on it, the
+  // cart attributes written again for a new cart, `capi('track', 'Purchase', {order_id})` given
+  // the order's id, Shopify's global order ids read by their number (capi-rules): 11,465 ->
+  // 11,771 B (p.js +205 B, p.wasm +90 B after the global id's rule was written with a forward
+  // split: +158 B with a reverse byte search). Still under the 12 KiB target.
+  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.5 * KiB },
+  // 371 KiB (was 370) since the shim it embeds grew by 306 B (below) and its own review fixes:
+  // 378,827 -> 379,244 B.
+  // Before that 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's
   // Purchase (three ledger looks and the invoice's mark before the claim, a second plan):
   // 375,657 -> 377,947 B (2.6 KB at first; one await site for the three looks won 0.3 KB); then
   // 378,827 B with a review of it (the trial start marked, the invoice's own renewal asked,
@@ -61,7 +69,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 370 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 371 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

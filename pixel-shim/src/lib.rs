@@ -86,25 +86,30 @@ pub fn command(
     test_code: &str,
 ) -> Option<String> {
     let method = method.as_string()?;
-    let (method, name, params, event_id) = if method == "purchase" {
-        let params = ffi::params_or_empty(arg1);
-        let order_id = ffi::non_blank_text_field(&params, "order_id")?;
-        (
-            "track",
-            String::from("Purchase"),
-            params,
-            capi_rules::event_id_for_order(&order_id),
-        )
+    let purchase = method == "purchase";
+    let name = if purchase {
+        String::from("Purchase")
     } else if method == "track" || method == "trackCustom" {
-        let name = arg1.as_string().filter(|n| !n.is_empty())?;
-        (
-            method.as_str(),
-            name,
-            ffi::params_or_empty(arg2),
-            ids::uuid_v7(ffi::now_ms() as u64)?,
-        )
+        arg1.as_string().filter(|n| !n.is_empty())?
     } else {
         return None;
+    };
+    let params = ffi::params_or_empty(if purchase { arg1 } else { arg2 });
+    // An order's Purchase (`capi('purchase', {order_id})`, or `capi('track', 'Purchase',
+    // {order_id})` as a merchant used to `fbq` writes it) has the order's id, which its webhook's
+    // copy has too.
+    let order_id = (name == "Purchase" && method != "trackCustom")
+        .then(|| ffi::non_blank_text_field(&params, "order_id"))
+        .flatten();
+    let event_id = match order_id {
+        Some(order_id) => capi_rules::event_id_for_order(&order_id),
+        None if purchase => return None,
+        None => ids::uuid_v7(ffi::now_ms() as u64)?,
+    };
+    let method = if method == "trackCustom" {
+        "trackCustom"
+    } else {
+        "track"
     };
     ffi::call_fbq(method, &name, &params, &event_id);
     send(endpoint, &name, &event_id, &params, privacy, test_code);

@@ -19,10 +19,20 @@ pub const COOKIE_MAX_AGE_SECS: u32 = 90 * 24 * 3600;
 const MAX_FBCLID_LEN: usize = 500;
 
 /// The `event_id` of an order's Purchase, on both sides: the order webhook and the thank-you
-/// page's `capi('purchase', {order_id})`. `purchase:<order id without surrounding spaces>`.
+/// page's `capi('purchase', {order_id})`. `purchase:<order id without surrounding spaces>`; an id
+/// written as Shopify's global id (`gid://shopify/OrderIdentity/450789469`, as a checkout pixel
+/// may have it) counts by its last part, the number the order webhook has.
 pub fn event_id_for_order(order_id: &str) -> String {
+    let order_id = order_id.trim();
+    // Forward on purpose: `next_back` would bring std's reverse searcher into the shim (+90 B).
+    #[allow(clippy::double_ended_iterator_last)]
+    let order_id = if order_id.as_bytes().starts_with(b"gid://shopify/") {
+        order_id.split('/').last().unwrap_or(order_id)
+    } else {
+        order_id
+    };
     let mut id = String::from("purchase:");
-    id.push_str(order_id.trim());
+    id.push_str(order_id);
     id
 }
 

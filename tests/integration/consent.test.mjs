@@ -189,6 +189,44 @@ test('Shopify: Customer Privacy API loaded through Shopify.loadFeatures, marketi
   await s.context.close();
 });
 
+test('default (optional): a refusal is remembered on the next page, and the browser ids expire', async () => {
+  const s = await storefront();
+  await s.open();
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
+  await eventually(async () => (await s.cookieNames()).includes('_fbp'), 5_000, '_fbp');
+  await s.page.evaluate(() => window.capi('consent', 'revoke'));
+  assert.deepEqual((await s.cookieNames()).filter((n) => ['_fbp', '_fbc', '_capi_eid'].includes(n)), [], 'ids expired on revoke');
+  // The next page: nothing leaves before the banner speaks again (no pixel, no beacon).
+  const firstPage = s.requests.length;
+  await s.open('/shop/next');
+  await s.page.evaluate(() => window.capi('track', 'ViewContent'));
+  await s.marker('next-page');
+  assert.deepEqual(s.before('next-page').slice(firstPage), [], 'nothing from the next page');
+  // A grant forgets the refusal.
+  await s.page.evaluate(() => { window.capi('consent', 'grant'); window.capi('trackCustom', 'AfterGrant'); });
+  await eventually(() => s.beacons().some((b) => b.event_name === 'AfterGrant'), 10_000, 'after grant');
+  await s.open('/shop/third');
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView' && b.event_source_url.endsWith('/shop/third')), 10_000, 'the third page is tracked');
+  await s.context.close();
+});
+
+test('Shopify: "do not sell or share" (saleOfDataAllowed false) counts as GPC: LDU before init, gpc on beacons, in the cart', async () => {
+  const s = await storefront({
+    attrs: 'data-shopify-cart="on"',
+    head: '<script>window.Shopify = { customerPrivacy: { marketingAllowed: () => true, saleOfDataAllowed: () => false } };</script>',
+  });
+  await s.open('/shop/products/mug');
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
+  assert.equal(s.beacons()[0].gpc, true);
+  const log = await s.fbqLog();
+  const dpo = indexOfCall(log, 'dataProcessingOptions');
+  assert.ok(dpo >= 0 && dpo < indexOfCall(log, 'init'), 'dataProcessingOptions before init');
+  assert.deepEqual(log[dpo], ['dataProcessingOptions', ['LDU'], 0, 0]);
+  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart' && r.body.attributes._fbp), 5_000, 'cart attributes');
+  assert.equal(cart.body.attributes._capi_gpc, '1');
+  await s.context.close();
+});
+
 test('Shopify checkout custom pixel with marketing denied sends nothing', async () => {
   const snippet = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8')
     .replace("const CAPI_ENDPOINT = 'https://shop.example.com/t/e';", `const CAPI_ENDPOINT = '${worker.url}/t/e';`)

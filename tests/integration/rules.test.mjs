@@ -113,7 +113,11 @@ test('subdomain_index: the _fbp the shim mints carries the index of the domain i
 test('event_id_for_order: the shim\'s Purchase beacon carries the rules\' event id', async () => {
   const s = await shop({ tag: 'data-pageview="off"' });
   await s.open('https://shop.example.com/thank-you');
-  for (const c of V.event_id_for_order) await s.page.evaluate((id) => window.capi('purchase', { order_id: id, value: 1, currency: 'EUR' }), c.order_id);
+  // Half as `capi('purchase', …)`, half as `capi('track', 'Purchase', …)`, as fbq users write it.
+  for (const [i, c] of V.event_id_for_order.entries()) {
+    await s.page.evaluate(([id, track]) => (track ? window.capi('track', 'Purchase', { order_id: id, value: 1, currency: 'EUR' })
+      : window.capi('purchase', { order_id: id, value: 1, currency: 'EUR' })), [c.order_id, i % 2 === 1]);
+  }
   // sendBeacon is asynchronous: wait for one beacon per vector, then compare in order.
   const end = Date.now() + 10_000;
   while (s.beacons.length < V.event_id_for_order.length && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
@@ -124,7 +128,7 @@ test('event_id_for_order: the shim\'s Purchase beacon carries the rules\' event 
 /** Runs pixel-shim/shopify-custom-pixel.js in a Node vm with Shopify's custom-pixel globals,
  *  its constants set from `settings` (PIXEL_ID, CUSTOMER_DATA, LDU, GPC) and the browser's GPC
  *  signal from `gpc`. `fbq()`: the calls Meta's base code queued, in order. */
-function customPixel({ marketingAllowed = true, settings = {}, gpc = false }) {
+function customPixel({ marketingAllowed = true, settings = {}, gpc = false, saleOfDataAllowed = true }) {
   let code = readFileSync(`${ROOT}pixel-shim/shopify-custom-pixel.js`, 'utf8');
   for (const [name, value] of Object.entries(settings)) {
     const set = code.replace(new RegExp(`const ${name} = '[a-z0-9]*';`), `const ${name} = '${value}';`);
@@ -135,7 +139,7 @@ function customPixel({ marketingAllowed = true, settings = {}, gpc = false }) {
   const ctx = {
     analytics: { subscribe: (name, fn) => { handlers[name] = fn; } },
     browser: { cookie: { get: async () => '' } },
-    init: { customerPrivacy: { marketingAllowed } },
+    init: { customerPrivacy: { marketingAllowed, saleOfDataAllowed } },
     api: { customerPrivacy: { subscribe: (name, fn) => { if (name === 'visitorConsentCollected') consentHandlers.push(fn); } } },
     fetch: async (url, opts) => { posts.push({ url, opts, body: JSON.parse(opts.body) }); return { ok: true }; },
     crypto: globalThis.crypto,
@@ -210,4 +214,9 @@ test('the Shopify custom pixel gives Meta\'s pixel LDU before init, as the Worke
   const ignored = await ldu({ GPC: 'ignore' }, true);
   assert.equal(ignored.posts[0].body.gpc, undefined);
   assert.ok(!ignored.fbq().some((c) => c[0] === 'dataProcessingOptions'));
+  // The visitor's "do not sell or share" in Shopify's Customer Privacy API counts as GPC.
+  const optOut = customPixel({ settings: { PIXEL_ID: '123' }, saleOfDataAllowed: false });
+  await optOut.fire('checkout_started', buyer);
+  assert.deepEqual(optOut.fbq().map((c) => c[0]), ['consent', 'dataProcessingOptions', 'init', 'track']);
+  assert.equal(optOut.posts[0].body.gpc, true);
 });
