@@ -6,8 +6,9 @@
 // attributes, which the order webhook carries back as note_attributes), data-consent="required"
 // (opt-in: nothing runs until `capi('consent', 'grant')`).
 // A consent banner calls capi('consent', …) on every page. The shim remembers only a refusal
-// (localStorage `capi_consent`), so that the next page sends nothing before the banner speaks
-// again; a grant forgets it. A refusal also expires the browser ids (_fbp, _fbc, _capi_eid).
+// (localStorage `capi_consent`): the next page is then opt-in (events wait) until the banner
+// speaks again; a grant forgets it. A refusal also expires the browser ids (_fbp, _fbc,
+// _capi_eid), again on each page while it is remembered, and tells a pixel the page installed.
 import { initSync, start, command } from './capi_pixel.js';
 
 (function (w, d) {
@@ -25,7 +26,13 @@ import { initSync, start, command } from './capi_pixel.js';
   // GPC in "drop" mode: this page is treated as consent refused, whatever a banner says later.
   var locked = gpc && modes.gpc == 'drop';
   var consent = locked ? 'denied' : ''; // '' unknown | 'granted' | 'denied'
-  try { if (localStorage.getItem('capi_consent') == 'denied') consent = 'denied'; } catch (e) { /* storage blocked */ }
+  // The browser ids, expired on the host and every parent domain they may have been set on.
+  var forget = function () {
+    for (var h = w.location.hostname.split('.'), i = 0; i < h.length; i++)
+      ['_fbp', '_fbc', '_capi_eid'].forEach(function (n) { d.cookie = n + '=; max-age=0; path=/; domain=' + h.slice(i).join('.'); d.cookie = n + '=; max-age=0; path=/'; });
+    if (w.fbq) w.fbq('consent', 'revoke');
+  };
+  try { if (localStorage.getItem('capi_consent') == 'denied') { optIn = 1; forget(); } } catch (e) { /* storage blocked */ }
   var ready, booted, held = [];
   // Events Manager test code for this browser session only: `?capi_test=CODE` on any page
   // starts it, `?capi_test=off` ends it (kept in sessionStorage: this tab, until it closes).
@@ -55,13 +62,9 @@ import { initSync, start, command } from './capi_pixel.js';
         consent = a[1] == 'grant' ? 'granted' : 'denied';
         try { a[1] == 'grant' ? localStorage.removeItem('capi_consent') : localStorage.setItem('capi_consent', consent); } catch (e) { /* storage blocked */ }
         // Meta's pixel: events held while consent is pending are dropped on revoke; the
-        // browser ids expire, on the host and every parent domain they may have been set on.
-        if (a[1] == 'revoke') {
-          held.length = 0;
-          for (var h = w.location.hostname.split('.'), i = 0; i < h.length; i++)
-            ['_fbp', '_fbc', '_capi_eid'].forEach(function (n) { d.cookie = n + '=; max-age=0; path=/; domain=' + h.slice(i).join('.'); d.cookie = n + '=; max-age=0; path=/'; });
-        }
-        if (w.fbq) w.fbq('consent', a[1]);
+        // browser ids expire (and the hash of the old one is not given to a later init).
+        if (a[1] == 'revoke') { held.length = 0; xid = 0; forget(); }
+        else if (w.fbq) w.fbq('consent', a[1]);
         flush();
       }
       return;

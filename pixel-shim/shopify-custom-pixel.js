@@ -40,10 +40,11 @@ api.customerPrivacy?.subscribe('visitorConsentCollected', (event) => {
 });
 
 // The Purchase event_id: "purchase:<order id>", trimmed, as capi_rules::event_id_for_order
-// (Shopify's global id, gid://shopify/OrderIdentity/N, counts by its number N).
+// (Shopify's global id, gid://shopify/OrderIdentity/N, counts by its number N, if it has one).
 function eventIdForOrder(orderId) {
   const id = String(orderId).trim();
-  return `purchase:${id.startsWith('gid://shopify/') ? id.slice(id.lastIndexOf('/') + 1) : id}`;
+  const last = id.slice(id.lastIndexOf('/') + 1);
+  return `purchase:${id.startsWith('gid://shopify/') && last ? last : id}`;
 }
 
 // Meta's base code, installed only once marketing is allowed; consent is granted before init.

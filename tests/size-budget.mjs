@@ -22,8 +22,10 @@ const budgets = [
   // cart attributes written again for a new cart, `capi('track', 'Purchase', {order_id})` given
   // the order's id, Shopify's global order ids read by their number (capi-rules): 11,465 ->
   // 11,771 B (p.js +205 B, p.wasm +90 B after the global id's rule was written with a forward
-  // split: +158 B with a reverse byte search). Still under the 12 KiB target.
-  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.5 * KiB },
+  // split: +158 B with a reverse byte search). Still under the 12 KiB target. Then 11,789 B with
+  // a review of it (a remembered refusal holds events instead of dropping them, and expires the
+  // ids again on each page), so 11.75 KiB, under the 12 KiB target.
+  { name: 'pixel shim (p.wasm + p.js)', files: ['build/shim/p.wasm', 'build/shim/p.js'], gzipLimit: 11.75 * KiB },
   // 371 KiB (was 370) since the shim it embeds grew by 306 B (below) and its own review fixes:
   // 378,827 -> 379,244 B.
   // Before that 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's

@@ -26,10 +26,9 @@ pub fn event_id_for_order(order_id: &str) -> String {
     let order_id = order_id.trim();
     // Forward on purpose: `next_back` would bring std's reverse searcher into the shim (+90 B).
     #[allow(clippy::double_ended_iterator_last)]
-    let order_id = if order_id.as_bytes().starts_with(b"gid://shopify/") {
-        order_id.split('/').last().unwrap_or(order_id)
-    } else {
-        order_id
+    let order_id = match order_id.split('/').last() {
+        Some(n) if !n.is_empty() && order_id.as_bytes().starts_with(b"gid://shopify/") => n,
+        _ => order_id,
     };
     let mut id = String::from("purchase:");
     id.push_str(order_id);

@@ -205,6 +205,7 @@ test('default (optional): a refusal is remembered on the next page, and the brow
   // A grant forgets the refusal.
   await s.page.evaluate(() => { window.capi('consent', 'grant'); window.capi('trackCustom', 'AfterGrant'); });
   await eventually(() => s.beacons().some((b) => b.event_name === 'AfterGrant'), 10_000, 'after grant');
+  assert.ok(s.beacons().some((b) => b.event_name === 'ViewContent'), 'what waited on the next page is sent on grant');
   await s.open('/shop/third');
   await eventually(() => s.beacons().some((b) => b.event_name === 'PageView' && b.event_source_url.endsWith('/shop/third')), 10_000, 'the third page is tracked');
   await s.context.close();
