@@ -128,19 +128,24 @@ test('default (optional) then revoke: beacons stop and Meta\'s pixel is told', a
   await s.context.close();
 });
 
-test('GPC: beacons carry gpc:true, Meta\'s pixel gets LDU before init, and a Shopify order carries it', async () => {
-  const s = await storefront({ attrs: 'data-shopify-cart="on"', init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
-  await s.open();
+/** A GPC signal honoured in `s`'s tab: beacons say so, Meta's pixel gets LDU before its init,
+ * and the cart carries it back to the order's webhook, whose Purchase gets LDU too. Closes `s`. */
+async function honoursGpc(s) {
   await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
   assert.equal(s.beacons()[0].gpc, true);
   const log = await s.fbqLog();
   const dpo = indexOfCall(log, 'dataProcessingOptions');
   assert.ok(dpo >= 0 && dpo < indexOfCall(log, 'init'), 'dataProcessingOptions before init');
   assert.deepEqual(log[dpo], ['dataProcessingOptions', ['LDU'], 0, 0]);
-  // The order's webhook reads it back from the cart: its Purchase gets LDU too.
-  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart'), 5_000, 'cart attributes');
+  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart' && r.body.attributes._fbp), 5_000, 'cart attributes');
   assert.equal(cart.body.attributes._capi_gpc, '1');
   await s.context.close();
+}
+
+test('GPC: beacons carry gpc:true, Meta\'s pixel gets LDU before init, and a Shopify order carries it', async () => {
+  const s = await storefront({ attrs: 'data-shopify-cart="on"', init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
+  await s.open();
+  await honoursGpc(s);
 });
 
 test('Shopify, GPC and no marketing decision yet: the cart carries the GPC signal alone, nothing else leaves', async () => {
@@ -217,15 +222,7 @@ test('Shopify: "do not sell or share" (saleOfDataAllowed false) counts as GPC: L
     head: '<script>window.Shopify = { customerPrivacy: { marketingAllowed: () => true, saleOfDataAllowed: () => false } };</script>',
   });
   await s.open('/shop/products/mug');
-  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
-  assert.equal(s.beacons()[0].gpc, true);
-  const log = await s.fbqLog();
-  const dpo = indexOfCall(log, 'dataProcessingOptions');
-  assert.ok(dpo >= 0 && dpo < indexOfCall(log, 'init'), 'dataProcessingOptions before init');
-  assert.deepEqual(log[dpo], ['dataProcessingOptions', ['LDU'], 0, 0]);
-  const cart = await eventually(() => s.requests.find((r) => r.kind === 'cart' && r.body.attributes._fbp), 5_000, 'cart attributes');
-  assert.equal(cart.body.attributes._capi_gpc, '1');
-  await s.context.close();
+  await honoursGpc(s);
 });
 
 test('Shopify checkout custom pixel with marketing denied sends nothing', async () => {
