@@ -13,10 +13,11 @@ use crate::error::ApiError;
 use crate::ledger::LedgerClient;
 use crate::log;
 use crate::protocol::{ClaimItem, ClaimStatus, Count, EventKey, PurchaseAnswer, Receipt, Source};
+use capi_core::claim::{reopen_of, Reopen};
 use capi_core::delivery::{presend_check, Outcome};
 use capi_core::privacy::{self, InvalidSetting};
 use capi_core::webhook::lifecycle::{
-    self, AfterTrial, Carried, Plan, Refunds, TenantMode, TEST_ORDER,
+    self, AfterTrial, Carried, Plan, Refunds, TenantMode,
 };
 use capi_core::webhook::signature::{self, SignatureError};
 use capi_core::webhook::{self, PayloadError, Webhook};
@@ -178,7 +179,7 @@ pub async fn hook(
     if let Some(built) = &plan.event {
         log::dropped(&built.event.event_id, &built.dropped);
     }
-    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() && after_trial.is_none() {
+    if plan.is_empty() && after_trial.is_none() {
         let reason = plan.skipped.unwrap_or("nothing_to_report");
         return ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
     }
@@ -234,7 +235,9 @@ async fn order_for_pixel(
         event_id: b.event.event_id.clone(),
     });
     let plan = match (after_trial, &ledger) {
-        (Some((first, a)), Some(l)) if paid_after_trial(l, a, renewal.as_ref(), now_ms).await? => {
+        (Some((first, a)), Some(l))
+            if paid_after_trial(l, a, &first.purchase_id, renewal.as_ref(), now_ms).await? =>
+        {
             first
         }
         _ => plan,
@@ -246,7 +249,7 @@ async fn order_for_pixel(
             mark(l, &built.event.event_id, lifecycle::TRIAL_STARTED, now_ms).await?;
         }
     }
-    if plan.event.is_none() && !plan.cancels && plan.refunds.is_empty() {
+    if plan.is_empty() {
         let reason = plan.skipped.unwrap_or("nothing_to_report");
         return Ok(json!({"ok": true, "ignored": reason, "event_id": plan.purchase_id}));
     }
@@ -369,16 +372,16 @@ async fn order_for_pixel(
 async fn paid_after_trial(
     ledger: &LedgerClient,
     a: &AfterTrial,
+    purchase_id: &str,
     renewal: Option<&EventKey>,
     now_ms: u64,
 ) -> Result<bool, ApiError> {
-    let purchase_id = capi_core::webhook::event_id_for_order(&a.purchase.order_id);
     let mut keys = vec![
         mark_key(&a.mark_event_id),
         mark_key(&a.trial_event_id),
         EventKey {
             event_name: "Purchase".into(),
-            event_id: purchase_id,
+            event_id: purchase_id.into(),
         },
     ];
     keys.extend(renewal.cloned());
@@ -474,7 +477,7 @@ async fn event_for_pixel(
         // copy (claim rule 9): another copy of the order may carry the grant, or be the live one.
         let holds_back = built
             .ignored
-            .is_some_and(|r| r != privacy::NO_CONSENT && r != TEST_ORDER);
+            .is_some_and(|r| reopen_of(Outcome::Ignored, Some(r)) == Reopen::Never);
         if let (Some(l), true, Source::Webhook) = (&ledger, holds_back, source) {
             return match l.purchase(&key, Some(reason), true, now_ms).await {
                 None => Err(ApiError::UpstreamUnavailable),

@@ -262,6 +262,14 @@ pub struct Plan {
     pub paid: bool,
 }
 
+impl Plan {
+    /// Whether the plan asks for nothing: no event, no cancellation, no refund (`skipped` says
+    /// why, or nothing was to report).
+    pub fn is_empty(&self) -> bool {
+        self.event.is_none() && !self.cancels && self.refunds.is_empty()
+    }
+}
+
 /// Whether the tenant sends to Events Manager's test tool (a `TEST_EVENT_CODE`): then test
 /// orders are sent (with that code), else they are settled `ignored / test_order`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
