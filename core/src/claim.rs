@@ -47,7 +47,16 @@
 //!    cancellation settles it `ignored / cancelled` for good, as in rule 8. The order then counts
 //!    once, by its final outcome.
 //!
-//! Claims are kept, and never re-claimable but by rules 6, 8 and 9, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
+//! 10. A verified webhook as the platform delivers it (its reservation) takes a claim no one is
+//!     working on from any other copy:
+//!     one `retrying`, `dead_lettered`, or `queued` under a lease that ended, held by another
+//!     copy (a beacon's copy of the order, or a copy of its own whose attempt vanished before it
+//!     gave the claim back, so that no message carries it). A claim a direct attempt
+//!     ([`DIRECT_LEASE`]) or a beacon's copy holds the lease of is `Busy` for it (the platform
+//!     redelivers it later); a live reservation (rule 7), or a webhook copy the consumer is
+//!     sending, a `Duplicate`: that copy's message is on its way.
+//!
+//! Claims are kept, and never re-claimable but by rules 6, 8, 9 and 10, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
 use crate::delivery::Outcome;
 
@@ -116,7 +125,14 @@ pub struct Holder<'a> {
     pub lease_until_ms: i64,
     /// Which other copies may take it although it is final (rules 8 and 9).
     pub reopen: Reopen,
+    /// Held by a verified webhook's copy of an order (rule 10).
+    pub signed: bool,
 }
+
+/// How the lease token of an attempt no queue message carries begins: a webhook or a pooled
+/// batch delivered directly because the queue refused it. If that attempt vanishes, nothing
+/// retries it (rule 10).
+pub const DIRECT_LEASE: &str = "direct:";
 
 /// What a copy asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +145,9 @@ pub struct Ask<'a> {
     pub replay: Option<bool>,
     /// A copy of a paid order: it takes a Purchase a failed payment held back (rule 8).
     pub paid: bool,
+    /// A verified webhook's copy as the platform delivers it (its reservation): it takes a
+    /// claim no one is working on (rule 10).
+    pub signed: bool,
     pub now_ms: i64,
 }
 
@@ -180,10 +199,25 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
             Reopen::PaidCopy => ask.paid,
             Reopen::AnyCopy => true,
         };
-        return if abandoned || reopened {
-            Decision::Take
-        } else {
-            Decision::Duplicate
+        if abandoned || reopened {
+            return Decision::Take;
+        }
+        // Rule 10: a signed copy and a claim no one is working on. A webhook copy the consumer
+        // is sending has its message behind it, which retries it if this attempt fails: the
+        // signed copy is a duplicate of it. Any other attempt it waits for (`Busy`).
+        let reserved = h.lease.is_none() && h.lease_until_ms > ask.now_ms;
+        let carried = h.signed && !h.lease.is_some_and(|l| l.starts_with(DIRECT_LEASE));
+        return match h.outcome {
+            Outcome::Queued | Outcome::Retrying | Outcome::DeadLettered if ask.signed => {
+                if leased_to_other && !carried {
+                    busy(h, ask.now_ms)
+                } else if reserved || leased_to_other {
+                    Decision::Duplicate
+                } else {
+                    Decision::Take
+                }
+            }
+            _ => Decision::Duplicate,
         };
     }
     if h.outcome.is_final() {
@@ -282,6 +316,7 @@ mod tests {
             lease,
             lease_until_ms: until,
             reopen: Reopen::Never,
+            signed: false,
         }
     }
 
@@ -291,7 +326,58 @@ mod tests {
             attempt,
             replay: None,
             paid: false,
+            signed: false,
             now_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn a_signed_copy_takes_a_claim_no_one_is_working_on() {
+        let reserve = |nonce| Ask {
+            signed: true,
+            ..ask(nonce, None)
+        };
+        // A beacon's copy of the order waiting for its retry, or parked; a webhook copy whose
+        // direct attempt vanished (its lease ended, no message carries it).
+        for open in [
+            holder("b1", Outcome::Retrying, None, 0),
+            holder("b1", Outcome::DeadLettered, None, 0),
+            holder("w1", Outcome::Queued, Some("a1"), NOW - 1),
+        ] {
+            assert_eq!(decide(Some(&open), &reserve("w2")), Decision::Take);
+            assert_eq!(
+                decide(Some(&open), &ask("b2", Some("a9"))),
+                Decision::Duplicate,
+                "an unsigned copy does not"
+            );
+        }
+        // Being sent by another attempt: looked at again later, never sent meanwhile…
+        let sending = holder("b1", Outcome::Queued, Some("a1"), NOW + 50_000);
+        assert!(matches!(
+            decide(Some(&sending), &reserve("w2")),
+            Decision::Busy { .. }
+        ));
+        let direct = Holder {
+            signed: true,
+            ..holder("w1", Outcome::Queued, Some("direct:a1"), NOW + 50_000)
+        };
+        assert!(matches!(
+            decide(Some(&direct), &reserve("w2")),
+            Decision::Busy { .. }
+        ));
+        // …but a webhook's copy the consumer sends has its own message: a duplicate.
+        let consumed = Holder {
+            signed: true,
+            ..holder("w1", Outcome::Queued, Some("a1"), NOW + 50_000)
+        };
+        assert_eq!(decide(Some(&consumed), &reserve("w2")), Decision::Duplicate);
+        // A live reservation: its own message is on the way.
+        let reserved = holder("w1", Outcome::Queued, None, NOW + 30_000);
+        assert_eq!(decide(Some(&reserved), &reserve("w2")), Decision::Duplicate);
+        // Final outcomes stay final for it too (but rules 8 and 9).
+        for done in [Outcome::Sent, Outcome::Rejected, Outcome::Ignored] {
+            let h = holder("b1", done, None, 0);
+            assert_eq!(decide(Some(&h), &reserve("w2")), Decision::Duplicate);
         }
     }
 
@@ -432,6 +518,7 @@ mod tests {
             code: 100,
             subcode: None,
             fbtrace_id: None,
+            blamed: None,
         }
         .reason();
         for (outcome, reason) in [

@@ -176,6 +176,10 @@ pub enum Step {
     Sent,
     /// Meta rejected the batch (it rejects all for one bad event): split it to isolate the event.
     Split,
+    /// The same, and Meta's answer names the event (its index in the batch): that event is sent
+    /// alone, the rest together, so a batch of 1,000 costs two more requests instead of twenty.
+    /// It is rejected only once Meta rejects it alone.
+    SplitAt(usize),
     /// Meta rejected a batch of one: that event is `rejected`.
     RejectOne,
     /// Transient failure: retry later.
@@ -188,6 +192,9 @@ pub enum Step {
 pub fn step_for(answer: &MetaAnswer, batch_len: usize) -> Step {
     match answer {
         MetaAnswer::Accepted { .. } => Step::Sent,
+        MetaAnswer::Rejected {
+            blamed: Some(at), ..
+        } if batch_len > 1 && *at < batch_len => Step::SplitAt(*at),
         MetaAnswer::Rejected { .. } if batch_len > 1 => Step::Split,
         MetaAnswer::Rejected { .. } => Step::RejectOne,
         MetaAnswer::Transient { .. } => Step::Retry,
@@ -230,9 +237,21 @@ mod tests {
             code: 100,
             subcode: None,
             fbtrace_id: None,
+            blamed: None,
         };
         assert_eq!(step_for(&rejected, 10), Step::Split);
         assert_eq!(step_for(&rejected, 1), Step::RejectOne);
+        // Meta names the bad event: sent alone, the rest together; an index the batch does not
+        // have is a plain split.
+        let named = |at| MetaAnswer::Rejected {
+            code: 100,
+            subcode: None,
+            fbtrace_id: None,
+            blamed: Some(at),
+        };
+        assert_eq!(step_for(&named(3), 10), Step::SplitAt(3));
+        assert_eq!(step_for(&named(10), 10), Step::Split);
+        assert_eq!(step_for(&named(0), 1), Step::RejectOne);
         assert_eq!(
             step_for(
                 &MetaAnswer::Transient {

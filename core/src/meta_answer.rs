@@ -27,6 +27,8 @@ pub enum MetaAnswer {
         code: i64,
         subcode: Option<i64>,
         fbtrace_id: Option<String>,
+        /// The event of the request the answer blames, by its index (`data[N]`), if it names one.
+        blamed: Option<usize>,
     },
 }
 
@@ -168,6 +170,7 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
             code: c,
             subcode,
             fbtrace_id,
+            blamed: rejected_event_index(body),
         },
         None if status == 401 || status == 403 => MetaAnswer::Blocked {
             cause: Incident::TokenInvalid,

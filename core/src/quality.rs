@@ -199,7 +199,7 @@ pub fn advice(key: &str, event_name: &str, data_controls_on: bool) -> &'static s
             "orders without it: collect it at checkout, or pass it in the order webhook's customer"
         }
         "em" | "ph" | "fn" | "ln" | "ct" | "st" | "zp" | "country" | "db" => {
-            "pass the shopper's email or phone as user_data on events where you know it (logged in, checkout)"
+            "browser events have none from the shim (keep emails out of capi() params: Meta's pixel gets those in plain); orders carry the customer's"
         }
         "external_id" if !data_controls_on => {
             "turn on data controls: a first-party id per browser is sent as external_id"

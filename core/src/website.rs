@@ -177,17 +177,17 @@ pub const INVALID_TEST_CODE: &str = "invalid_test_event_code";
 pub const TEST_CODE_NOT_LISTED: &str = "test_event_code_not_listed";
 
 /// The browser session's test code (`?capi_test=CODE`, trimmed) if it may mark the session's
-/// events, else the reason it is dropped. Any visitor can set one, and each distinct code makes
-/// a Conversions API request of its own: with an allow-list (`TEST_EVENT_CODES`, non-empty)
-/// only a listed code is attached, without one only a code of the shape Events Manager issues
-/// ([`crate::event::is_test_event_code`]). An event whose code is dropped is sent as a normal
-/// event.
+/// events, else the reason it is dropped. Any visitor can set one (a link to the shop can carry
+/// it), and a marked event goes to Test Events instead of the live data; each distinct code also
+/// makes a Conversions API request of its own. So only a code the tenant lists
+/// (`TEST_EVENT_CODES`) is attached, and none while it lists none. An event whose code is
+/// dropped is sent as a normal event.
 pub fn session_test_code(code: &str, allowed: &[String]) -> Result<String, &'static str> {
     let code = code.trim();
     if !crate::event::is_test_event_code(code) {
         return Err(INVALID_TEST_CODE);
     }
-    if !allowed.is_empty() && !allowed.iter().any(|a| a.trim() == code) {
+    if !allowed.iter().any(|a| a.trim() == code) {
         return Err(TEST_CODE_NOT_LISTED);
     }
     Ok(code.to_string())
@@ -204,7 +204,7 @@ pub fn website_event(
 }
 
 /// [`website_event`] for a tenant that may list the test codes its visitors can use
-/// (`TEST_EVENT_CODES`; empty: any code of Events Manager's shape, see [`session_test_code`]).
+/// (`TEST_EVENT_CODES`; empty: none, see [`session_test_code`]).
 pub fn tenant_website_event(
     beacon: Beacon,
     facts: &RequestFacts<'_>,
@@ -471,18 +471,31 @@ mod tests {
     };
 
     #[test]
-    fn a_session_test_code_is_kept_only_when_valid() {
+    fn a_session_test_code_is_kept_only_when_valid_and_listed() {
+        let listed = ["TEST12345".to_string()];
+        let w = tenant_website_event(
+            beacon(r#","test_event_code":"TEST12345""#),
+            &facts(),
+            &HASHED,
+            &listed,
+        )
+        .expect("event");
+        assert_eq!(w.test_event_code.as_deref(), Some("TEST12345"));
+        // No list: no session code (a link to the shop could send its visitors' events to
+        // Test Events).
         let w = website_event(
             beacon(r#","test_event_code":"TEST12345""#),
             &facts(),
             &HASHED,
         )
         .expect("event");
-        assert_eq!(w.test_event_code.as_deref(), Some("TEST12345"));
-        let w = website_event(
+        assert_eq!(w.test_event_code, None);
+        assert!(w.dropped.iter().any(|d| d.reason == TEST_CODE_NOT_LISTED));
+        let w = tenant_website_event(
             beacon(r#","test_event_code":"TEST 1;x""#),
             &facts(),
             &HASHED,
+            &listed,
         )
         .expect("event");
         assert_eq!(w.test_event_code, None);
@@ -493,16 +506,21 @@ mod tests {
     }
 
     #[test]
-    fn session_test_codes_have_metas_shape_or_are_listed() {
+    fn session_test_codes_have_metas_shape_and_are_listed() {
         let none: &[String] = &[];
         assert_eq!(
             session_test_code(" TEST12345 ", none),
+            Err(TEST_CODE_NOT_LISTED)
+        );
+        let mine = ["TEST12345".to_string(), "TEST123".to_string()];
+        assert_eq!(
+            session_test_code(" TEST12345 ", &mine),
             Ok("TEST12345".into())
         );
-        assert_eq!(session_test_code("TEST123", none), Ok("TEST123".into()));
+        assert_eq!(session_test_code("TEST123", &mine), Ok("TEST123".into()));
         for bad in ["", "T1", "test12345", "TEST-1", "TEST 1;x", &"A".repeat(21)] {
             assert_eq!(
-                session_test_code(bad, none),
+                session_test_code(bad, &mine),
                 Err(INVALID_TEST_CODE),
                 "{bad}"
             );

@@ -9,7 +9,7 @@ let sandbox, worker, browser;
 
 before(async () => {
   sandbox = await startSandbox();
-  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed' });
+  worker = await startWorker({ META_GRAPH_URL: sandbox.url, DEMO_STOREFRONT: 'on', ORDER_WEBHOOK_SECRET: 'order-secret', CUSTOMER_DATA: 'hashed', TEST_EVENT_CODES: 'TEST777' });
   browser = await launchChromium();
 });
 after(async () => {

@@ -332,6 +332,9 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       await w.faults({ ledgerDown: { match: '/112/', ms: 60_000 } });
       const first = await Promise.all(ids.map(async (id) => (await order(w, id)).status));
       assert.ok(first.every((s) => s === 503), `503 while pixel 112 cannot take the order: ${first.slice(0, 5)}`);
+      // An operator reading that pixel's numbers meanwhile is told to try again, not a 500.
+      const stats = await w.fetch('/t/stats?pixel=112', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      assert.deepEqual([stats.status, (await stats.json()).error?.code, stats.headers.get('retry-after')], [503, 'ledger_unavailable', '5']);
       await w.faults({ ledgerDown: null });
       // The platform redelivers: pixel 111 already has it (duplicate), pixel 112 takes it now.
       const again = await Promise.all(ids.map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));

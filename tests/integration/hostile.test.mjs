@@ -89,6 +89,7 @@ test('wrong methods, content types, origins and odd paths get their documented e
   await refused(await worker.fetch('/t/nope'), 404, 'not_found');
   await refused(await post('/t/hooks/%2e%2e%2fe', JSON.stringify(ok)), 404, 'not_found');
   await refused(await post('/t/hooks/nope', '{}'), 404, 'not_found');
+  await refused(await worker.fetch('/t/hooks/shopify'), 405, 'method_not_allowed');
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
   for (const id of ['..%2f..%2fstats', '%00', `${'a'.repeat(5000)}`, '%E0%A4%A', '%ff%fe']) {
     await refused(await worker.fetch(`/t/receipts/${id}`, { headers: admin }), 404, 'not_found');
@@ -105,6 +106,9 @@ test('forged or broken webhooks are refused before anything is parsed', async ()
   await refused(await post('/t/hooks/shopify', body, { 'x-shopify-hmac-sha256': 'A'.repeat(10_000), 'x-shopify-topic': 'orders/create' }), 401, 'invalid_signature');
   await refused(await post('/t/hooks/stripe', body, { 'stripe-signature': 't=1,v1=' + 'a'.repeat(64) }), 401, 'invalid_signature');
   await refused(await post('/t/hooks/stripe', body, { 'stripe-signature': ',,,=,t=,v1' }), 401, 'invalid_signature');
+  // A header listing a hundred signatures is refused as malformed before any MAC of the body.
+  const many = Array.from({ length: 100 }, () => `v1=${'b'.repeat(64)}`).join(',');
+  await refused(await post('/t/hooks/stripe', body, { 'stripe-signature': `t=1,${many}` }), 401, 'invalid_signature');
 });
 
 test('header injection attempts never reach a Set-Cookie or CORS header', async () => {

@@ -315,7 +315,7 @@ test('the ledger never lets a stale non-final update reopen a final outcome', as
 });
 
 test('a browser session\'s test code marks its own events only, in requests of their own', async () => {
-  const worker = await startWorker({ META_GRAPH_URL: sandbox.url });
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url, TEST_EVENT_CODES: 'TEST12345' });
   try {
     const tested = event({ test_event_code: 'TEST12345' });
     const other = event();
@@ -324,5 +324,14 @@ test('a browser session\'s test code marks its own events only, in requests of t
     assert.equal((await arrived(tested.event_id))._sandbox.test_event_code, 'TEST12345');
     assert.equal((await arrived(other.event_id))._sandbox.test_event_code, null, 'other visitors are not test traffic');
     assert.equal((await arrived(bad.event_id))._sandbox.test_event_code, null, 'an invalid code is dropped, not sent');
+  } finally { await worker.stop(); }
+});
+
+test('a shop that lists no test codes takes none from a visitor (a link cannot send its visitors to Test Events)', async () => {
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url });
+  try {
+    const linked = event({ test_event_code: 'TEST12345' });
+    assert.equal((await beaconTo(worker, linked)).status, 204);
+    assert.equal((await arrived(linked.event_id))._sandbox.test_event_code, null, 'sent as a live event');
   } finally { await worker.stop(); }
 });

@@ -113,7 +113,7 @@ test('a beacon Purchase cannot pre-empt the signed order: the whole Worker settl
   }
 });
 
-test('a beacon Purchase that took its claim before the order webhook was configured gives it back when it comes again', async () => {
+test('a beacon Purchase that took its claim before the order webhook was configured holds nothing back when it comes again', async () => {
   const persist = mkdtempSync(`${tmpdir()}/capi-split-ledger-`);
   const id = 'purchase:split-late-1';
   const receipt = async (w) => (await (await w.fetch(`/t/receipts/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
@@ -149,6 +149,53 @@ test('a beacon Purchase that took its claim before the order webhook was configu
       assert.equal(res.status, 200);
       assert.equal((await res.json()).queued, true, 'the claim was given back: the order is not a duplicate');
       await eventually(async () => (await received(sandbox, id)).size === 1, 30_000, 'the order at Meta');
+      const copies = (await sandbox.events()).server.filter((e) => e.event_id === id);
+      assert.deepEqual(copies.map((e) => e.custom_data.value), [20], "Meta's one copy is the signed order's");
+    } finally {
+      await after.stop();
+    }
+  } finally {
+    rmSync(persist, { recursive: true, force: true });
+  }
+});
+
+test('the order webhook takes the claim a beacon Purchase left waiting before the webhooks were configured (claim rule 10)', async () => {
+  const persist = mkdtempSync(`${tmpdir()}/capi-split-ledger-`);
+  const id = 'purchase:split-late-2';
+  const receipt = async (w) => (await (await w.fetch(`/t/receipts/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
+  let body;
+  try {
+    const before = await startSplit({ META_GRAPH_URL: sandbox.url }, { orderSecret: null, persist, capture: true });
+    try {
+      const res = await before.fetch('/t/e', {
+        method: 'POST',
+        body: JSON.stringify({ event_name: 'Purchase', event_id: id, event_source_url: 'http://shop.test/thanks', custom_data: { value: 9999, currency: 'EUR' } }),
+        headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.8' },
+      });
+      assert.equal(res.status, 204);
+      body = await eventually(async () => (await before.captured()).find((b) => b.includes(id)), 10_000, 'the beacon on the queue');
+      await sandbox.faults({ error_rate: 1, kinds: ['500'] });
+      const whole = await before.mf.getWorker('capi-edge');
+      await whole.queue('capi-edge-events', [{ id: 'm2', timestamp: new Date(), body, attempts: 1 }]);
+      await eventually(async () => (await receipt(before))?.outcome === 'retrying', 10_000, 'the beacon holding its claim, retrying');
+    } finally {
+      await before.stop();
+      await sandbox.faults({});
+    }
+    // The webhook comes first, while the beacon's copy waits for its retry: it is not a duplicate.
+    const after = await startSplit({ META_GRAPH_URL: sandbox.url }, { persist });
+    try {
+      const order = JSON.stringify({ order_id: 'split-late-2', value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
+        event_source_url: 'https://shop.test/thanks' });
+      const res = await after.fetch('/t/hooks/order', { method: 'POST', body: order,
+        headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(order).digest('hex')}` } });
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).queued, true, 'the webhook took the claim the beacon left waiting');
+      await eventually(async () => (await received(sandbox, id)).size === 1, 30_000, 'the order at Meta');
+      // The beacon's retry comes after: it sends nothing.
+      const whole = await after.mf.getWorker('capi-edge');
+      await whole.queue('capi-edge-events', [{ id: 'm2', timestamp: new Date(), body, attempts: 2 }]);
+      await eventually(async () => (await receipt(after))?.outcome === 'sent', 10_000, 'the order sent');
       const copies = (await sandbox.events()).server.filter((e) => e.event_id === id);
       assert.deepEqual(copies.map((e) => e.custom_data.value), [20], "Meta's one copy is the signed order's");
     } finally {

@@ -2,7 +2,8 @@
 //! operators. Behind a bearer token: the operator's `ADMIN_TOKEN` (every tenant, `?tenant=ID`)
 //! or a tenant's own admin token (that tenant only; the host's tenant by default). `?pixel=ID`
 //! picks one of the tenant's pixels (default: its first). Ids, outcomes, reasons and counts
-//! only — no customer data is stored in the ledger to begin with.
+//! only, never the customer data the ledger keeps for replays and refunds (a replay sends it to
+//! Meta, never to the caller).
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -14,6 +15,15 @@ use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
 type Answer = std::result::Result<Response, ApiError>;
+
+/// A ledger call that failed or timed out: 503, not the runtime's 500 (the Worker is fine).
+fn unavailable(e: worker::Error) -> ApiError {
+    crate::log::error(
+        "ledger_unavailable",
+        &[("op", "admin".into()), ("error", crate::log::kind_of(&e).into())],
+    );
+    ApiError::LedgerUnavailable
+}
 
 /// A query parameter of the request's URL, decoded (the first, if it comes twice).
 fn param(url: &worker::Url, k: &str) -> Option<String> {
@@ -87,7 +97,7 @@ pub async fn receipts(req: &Request, cfg: &Config, env: &Env, event_id: &str) ->
     {
         return Err(ApiError::NotFound);
     }
-    let rows = ledger.receipts(&event_id).await?;
+    let rows = ledger.receipts(&event_id).await.map_err(unavailable)?;
     if rows.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -97,7 +107,7 @@ pub async fn receipts(req: &Request, cfg: &Config, env: &Env, event_id: &str) ->
 /// Counts per outcome and reason, and per dropped field and reason.
 pub async fn stats(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
-    let rows = ledger.stats(worker::Date::now().as_millis()).await?;
+    let rows = ledger.stats(worker::Date::now().as_millis()).await.map_err(unavailable)?;
     let mut outcomes = serde_json::Map::new();
     let mut reasons = Vec::new();
     let mut dropped = Vec::new();
@@ -157,7 +167,7 @@ fn paging(req: &Request, (default, max): (u32, u32)) -> Result<(Cursor, u32), Ap
 pub async fn dead_letters(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
     let (after, limit) = paging(req, LIST_PAGE)?;
-    let (rows, next) = ledger.dead_letters(after, limit).await?;
+    let (rows, next) = ledger.dead_letters(after, limit).await.map_err(unavailable)?;
     let rows: Vec<Value> = rows.into_iter().map(|(_, r)| r).collect();
     no_store(&json!({"pixel_id": pixel, "dead_letters": rows, "next": next.map(|c| c.to_string())}))
 }
@@ -174,7 +184,7 @@ pub async fn replay(req: &Request, cfg: &Config, env: &Env) -> Answer {
     let (ledger, pixel) = authorized(req, cfg, env)?;
     let event_id = param(&req.url()?, "event_id");
     let (after, limit) = paging(req, REPLAY_PAGE)?;
-    let (letters, mut next) = ledger.waiting(event_id.as_deref(), after, limit).await?;
+    let (letters, mut next) = ledger.waiting(event_id.as_deref(), after, limit).await.map_err(unavailable)?;
     let mut copies = Vec::new();
     for (at, row) in letters {
         let Some(Ok(mut q)) = row["body"]
@@ -281,7 +291,7 @@ pub async fn report(req: &Request, cfg: &Config, env: &Env) -> Answer {
             "`from` must not be after `to`, and the range at most 92 days",
         ));
     }
-    let rows = ledger.report_rows(from, to).await?;
+    let rows = ledger.report_rows(from, to).await.map_err(unavailable)?;
     let report = capi_core::report::reconcile(&rows, from, to);
     let days: Vec<Value> = report
         .days

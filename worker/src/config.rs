@@ -74,8 +74,8 @@ pub struct Tenant {
     pub alert_webhook: Option<String>,
     pub test_event_code: Option<String>,
     /// The only session test codes (`?capi_test=CODE`) attached to events
-    /// (`TEST_EVENT_CODES`, comma separated; TENANTS `test_event_codes`). Empty: any code of
-    /// the shape Events Manager issues (`capi_core::website::session_test_code`).
+    /// (`TEST_EVENT_CODES`, comma separated; TENANTS `test_event_codes`). Empty: none
+    /// (`capi_core::website::session_test_code`).
     pub test_event_codes: Vec<String>,
     /// What is wrong with this tenant's configuration (setting names only, never a value);
     /// nothing is relayed while it is not empty.

@@ -27,7 +27,10 @@ pub enum ApiError {
     BadWebhook(&'static str),
     /// Meta could not take the event now; the webhook's platform should redeliver later.
     UpstreamUnavailable,
-    /// A cancellation found its order's Purchase being sent: redeliver after `retry_secs`.
+    /// An admin route could not read the ledger now (a shard timed out or failed): try again.
+    LedgerUnavailable,
+    /// A webhook found its order's event being sent by another copy (a cancellation its
+    /// Purchase, a copy the event itself): redeliver after `retry_secs`.
     PurchaseInFlight {
         retry_secs: u32,
     },
@@ -93,10 +96,15 @@ impl ApiError {
                 "meta_unavailable",
                 "the Conversions API is not reachable now; redeliver later".into(),
             ),
+            ApiError::LedgerUnavailable => (
+                503,
+                "ledger_unavailable",
+                "the ledger could not be read now; try again".into(),
+            ),
             ApiError::PurchaseInFlight { .. } => (
                 503,
                 "purchase_in_flight",
-                "the order's Purchase is being sent now; redeliver later".into(),
+                "the order's event is being sent now; redeliver later".into(),
             ),
             ApiError::Unauthorized => (
                 401,
@@ -147,6 +155,7 @@ impl ApiError {
         let retry_after = match &self {
             ApiError::PurchaseInFlight { retry_secs } => Some(*retry_secs),
             ApiError::RateLimited => Some(60),
+            ApiError::LedgerUnavailable => Some(5),
             _ => None,
         };
         let body = serde_json::json!({"error": {"code": code, "message": message}});

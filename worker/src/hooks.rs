@@ -526,7 +526,8 @@ async fn event_for_pixel(
         });
     }
     // Webhooks reserve their claim synchronously (no lease: the consumer takes it): a
-    // redelivery must be answered `duplicate` now.
+    // redelivery must be answered `duplicate` now, or take over a claim no one is working on
+    // (claim rule 10: a beacon's copy of the order, a copy of its own whose attempt vanished).
     let claim = match &ledger {
         Some(l) => l
             .claim(
@@ -549,9 +550,15 @@ async fn event_for_pixel(
         None => ClaimStatus::Unavailable,
     };
     match claim {
-        ClaimStatus::Duplicate | ClaimStatus::Settled | ClaimStatus::Busy { .. } => {
+        ClaimStatus::Duplicate | ClaimStatus::Settled => {
             delivery::log_event(&event, Outcome::Duplicate, None, None, 0);
             return Ok(json!({"ok": true, "duplicate": true, "event_id": key.event_id}));
+        }
+        // Another copy of the event is being sent right now (claim rule 10): the platform
+        // redelivers this one after it, and it finds the event settled, or takes it over if
+        // that attempt failed or vanished.
+        ClaimStatus::Busy { retry_secs } => {
+            return Err(ApiError::PurchaseInFlight { retry_secs });
         }
         // Without the ledger the platform's redelivery is the safe retry. The claim may still
         // have been written after the Worker stopped waiting: it is given back, so the
@@ -569,7 +576,7 @@ async fn event_for_pixel(
         return Ok(json!({"ok": true, "queued": true, "event_id": key.event_id}));
     }
     // The queue refused it: deliver now through the same path (the reservation becomes a lease).
-    let attempt = delivery::Attempt::new(None);
+    let attempt = delivery::Attempt::direct(None);
     let result = delivery::deliver_pixel(cfg, env, tenant_id, pixel_id, &[queued], &attempt)
         .await
         .pop();

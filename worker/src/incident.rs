@@ -85,7 +85,9 @@ pub async fn after_round(
             announce(cfg, env, tenant_id, pixel_id, &row, "open").await;
         }
     }
-    if accepted && due(&key, now_ms, false) {
+    // Not in a round that held events too: Meta taking some of them while refusing others
+    // (a revocation reaching its servers unevenly) does not end the incident it just raised.
+    if accepted && held.is_none() && due(&key, now_ms, false) {
         for row in ledger.incident_close(now_ms).await {
             log::info(
                 "meta_incident_ended",

@@ -116,6 +116,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             | "/replay",
         ) => Err(ApiError::MethodNotAllowed),
         (_, r) if r.starts_with("/receipts/") => Err(ApiError::MethodNotAllowed),
+        (_, r) if hooks::Platform::from_route(r).is_some() => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound),
     };
     answer.or_else(|e| e.into_response())
@@ -279,7 +280,12 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
             body["isolate"] = stats::json();
         }
         if let Some(t) = own {
-            body["incidents"] = open_incidents(cfg, env, t).await.into();
+            let incidents = open_incidents(cfg, env, t).await;
+            // Configured, but Meta refuses its events: not ok until the incident ends.
+            if !incidents.is_empty() {
+                body["ok"] = false.into();
+            }
+            body["incidents"] = incidents.into();
         }
         body
     } else {

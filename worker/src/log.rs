@@ -57,21 +57,26 @@ pub fn dropped(event_id: &str, dropped: &[capi_core::custom_data::Dropped]) {
     {
         return;
     }
-    let fields: Vec<Value> = dropped
+    // Each `field:reason` once (field names are bounded: an unknown key counts as `other`), so
+    // a beacon of thousands of made-up keys makes a line of a few names, not of thousands.
+    let mut fields: Vec<String> = dropped
         .iter()
         .map(|d| {
-            Value::from(format!(
+            format!(
                 "{}:{}",
                 capi_core::counters::counted_field(&d.field),
                 d.reason
-            ))
+            )
         })
         .collect();
+    fields.sort_unstable();
+    fields.dedup();
     info(
         "dropped",
         &[
             ("event_id", event_id.into()),
-            ("fields", Value::Array(fields)),
+            ("fields", fields.into()),
+            ("count", dropped.len().into()),
         ],
     );
 }

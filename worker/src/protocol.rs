@@ -239,6 +239,11 @@ pub struct Letter {
     pub key: EventKey,
     pub body: String,
     pub reason: String,
+    /// The `dead_lettered` receipt of the copy parked, written with the letter (the fallbacks
+    /// park copies no delivery round recorded as dead: a queue that refused them, the platform
+    /// giving up on a message); `None` when the round records it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
 }
 
 /// The ops of a shard (externally tagged, `{"claim": {…}}`: see [`ClaimStatus`]).

@@ -45,11 +45,19 @@ fn secrets(configured: &str) -> impl Iterator<Item = &str> {
 
 /// True when HMAC-SHA256(secret, parts…) equals `expected`, compared in constant time.
 fn hmac_matches(secret: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    hmac_matches_any(secret, parts, std::slice::from_ref(&expected))
+}
+
+/// One MAC over the body per secret, compared (in constant time) with each signature given: a
+/// header listing many signatures costs no more hashing of the body than one.
+fn hmac_matches_any<E: AsRef<[u8]>>(secret: &[u8], parts: &[&[u8]], expected: &[E]) -> bool {
     let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
         return false;
     };
     parts.iter().for_each(|p| mac.update(p));
-    mac.verify_slice(expected).is_ok()
+    expected
+        .iter()
+        .any(|e| mac.clone().verify_slice(e.as_ref()).is_ok())
 }
 
 fn any_secret(configured: &str, check: impl Fn(&str) -> bool) -> Result<(), SignatureError> {
@@ -144,6 +152,10 @@ fn html_entity_decoded(s: &str) -> String {
 /// Stripe's default replay tolerance (official libraries: 300 s).
 pub const STRIPE_TOLERANCE_SECS: i64 = 300;
 
+/// The most `v1` signatures a `Stripe-Signature` header may list (Stripe sends one per active
+/// secret, two while a secret rolls); more is refused as malformed.
+pub const STRIPE_MAX_SIGNATURES: usize = 8;
+
 /// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, each v1 = hex(HMAC-SHA256(secret,
 /// "{t}.{raw body}")); any v1 may match (Stripe sends several while rolling a secret).
 pub fn verify_stripe(
@@ -163,14 +175,12 @@ pub fn verify_stripe(
         }
     }
     let t = timestamp.ok_or(SignatureError::Malformed)?;
-    if signatures.is_empty() {
+    if signatures.is_empty() || signatures.len() > STRIPE_MAX_SIGNATURES {
         return Err(SignatureError::Malformed);
     }
     let t_text = t.to_string();
     any_secret(configured, |s| {
-        signatures
-            .iter()
-            .any(|sig| hmac_matches(s.as_bytes(), &[t_text.as_bytes(), b".", body], sig))
+        hmac_matches_any(s.as_bytes(), &[t_text.as_bytes(), b".", body], &signatures)
     })?;
     if (now_secs - t).abs() > STRIPE_TOLERANCE_SECS {
         return Err(SignatureError::Stale);
@@ -266,6 +276,29 @@ mod tests {
             );
         }
         assert_eq!(verify_order(b"{}", None, "s"), Err(SignatureError::Missing));
+    }
+
+    #[test]
+    fn a_stripe_header_may_list_a_few_signatures_and_no_more() {
+        let body = b"{\"id\":\"evt_1\"}";
+        let good = hmac_sha256_hex("whsec_b", b"100.{\"id\":\"evt_1\"}");
+        let wrong = "0".repeat(64);
+        // The matching signature last among several, checked against both secrets.
+        let header = format!("t=100,v1={wrong},v1={wrong},v1={good}");
+        assert_eq!(
+            verify_stripe(body, Some(&header), "whsec_a,whsec_b", 100),
+            Ok(())
+        );
+        // A header listing more than STRIPE_MAX_SIGNATURES is refused before any MAC is made,
+        // even when one of them matches.
+        let many = std::iter::repeat_n(format!("v1={wrong}"), STRIPE_MAX_SIGNATURES)
+            .chain([format!("v1={good}")])
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            verify_stripe(body, Some(&format!("t=100,{many}")), "whsec_b", 100),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]

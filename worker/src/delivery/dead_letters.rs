@@ -7,7 +7,8 @@ use super::{message_events, QueuedEvent};
 use crate::config::Config;
 use crate::ledger::LedgerClient;
 use crate::log;
-use crate::protocol::Letter;
+use crate::protocol::{Letter, Receipt};
+use capi_core::delivery::Outcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use worker::{Date, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
@@ -58,6 +59,25 @@ pub async fn to_queue(env: &Env, events: &[(&QueuedEvent, &str)]) -> bool {
     true
 }
 
+/// A queued copy parked for `reason` by a fallback, with its `dead_lettered` receipt.
+pub fn parked_copy(q: &QueuedEvent, reason: &str) -> Option<Letter> {
+    let key = q.key()?;
+    Some(Letter {
+        receipt: Some(Receipt {
+            key: key.clone(),
+            outcome: Outcome::DeadLettered,
+            reason: Some(reason.into()),
+            attempts: q.attempt,
+            fbtrace_id: None,
+            source: q.source,
+            nonce: Some(q.nonce.clone()),
+        }),
+        key,
+        body: q.to_json(),
+        reason: reason.into(),
+    })
+}
+
 /// The dead-letter queue's consumer: parks every event of each message in its shard (a
 /// message is a dead letter of ours, or a plain queued event or bundle the platform gave up
 /// on); acks a message once all its events are parked.
@@ -83,15 +103,13 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
         };
         let mut by_pixel: BTreeMap<(String, String), Vec<Letter>> = BTreeMap::new();
         for (queued, reason) in letters {
-            let Some(key) = queued.key() else { continue };
+            let Some(letter) = parked_copy(&queued, &reason) else {
+                continue;
+            };
             by_pixel
                 .entry((queued.tenant.clone(), queued.pixel_id.clone()))
                 .or_default()
-                .push(Letter {
-                    key,
-                    body: queued.to_json(),
-                    reason,
-                });
+                .push(letter);
         }
         let mut parked = true;
         for ((tenant, pixel_id), letters) in by_pixel {

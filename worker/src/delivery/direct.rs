@@ -21,7 +21,7 @@ const DIRECT_SEND_WINDOW_MS: i64 = 6_000;
 
 pub async fn deliver_texts(env: &Env, bodies: &[String]) {
     let cfg = Config::from_env(env);
-    let attempt = Attempt::new(Some(Date::now().as_millis() as i64 + DIRECT_SEND_WINDOW_MS));
+    let attempt = Attempt::direct(Some(Date::now().as_millis() as i64 + DIRECT_SEND_WINDOW_MS));
     let mut by_pixel: BTreeMap<(String, String), Vec<QueuedEvent>> = BTreeMap::new();
     for body in bodies {
         match super::message_events(body) {
@@ -43,8 +43,11 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
             None => log::error("unreadable_queue_message", &[]),
         }
     }
-    for ((tenant, pixel_id), queued) in by_pixel {
-        let results = super::deliver_pixel(&cfg, env, &tenant, &pixel_id, &queued, &attempt).await;
+    // The pixels' groups at once, not one after another: each group's ledger calls, requests
+    // and parking are bounded, and the sum of several would not fit in `waitUntil`'s 30 s.
+    let (cfg, attempt) = (&cfg, &attempt);
+    let groups = by_pixel.into_iter().map(|((tenant, pixel_id), queued)| async move {
+        let results = super::deliver_pixel(cfg, env, &tenant, &pixel_id, &queued, attempt).await;
         let mut unkept: Vec<(QueuedEvent, u32)> = Vec::new();
         for (q, d) in queued.into_iter().zip(results) {
             match d.next {
@@ -53,8 +56,9 @@ pub async fn deliver_texts(env: &Env, bodies: &[String]) {
                 Next::Later { delay_secs } => unkept.push((q, delay_secs)),
             }
         }
-        keep(env, &cfg, &tenant, &pixel_id, unkept).await;
-    }
+        keep(env, cfg, &tenant, &pixel_id, unkept).await;
+    });
+    futures_util::future::join_all(groups).await;
 }
 
 /// Puts events that need another try where something will try them.
@@ -78,13 +82,7 @@ async fn keep(
     }
     let letters: Vec<Letter> = refused
         .iter()
-        .filter_map(|q| {
-            Some(Letter {
-                key: q.key()?,
-                body: q.to_json(),
-                reason: "queue_unavailable".into(),
-            })
-        })
+        .filter_map(|q| super::dead_letters::parked_copy(q, "queue_unavailable"))
         .collect();
     let now_ms = Date::now().as_millis();
     let parked = match crate::ledger::LedgerClient::for_pixel(env, cfg, tenant, pixel_id) {

@@ -21,12 +21,15 @@ pub async fn post(url: &str, body: String) -> MetaAnswer {
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
     crate::stats::add(crate::stats::Stat::MetaRequests, 1);
-    match crate::deadline::within(META_TIMEOUT, fetch.send_with_signal(&signal)).await {
-        Some(Ok(mut resp)) => {
-            let status = resp.status_code();
-            let text = resp.text().await.unwrap_or_default();
-            meta_answer(status, &text)
-        }
+    // The answer's body is read under the same deadline: an attempt must not outlive its lease
+    // waiting for a body that stalls after the status line.
+    let call = async {
+        let mut resp = fetch.send_with_signal(&signal).await?;
+        let status = resp.status_code();
+        Ok::<_, worker::Error>((status, resp.text().await.unwrap_or_default()))
+    };
+    match crate::deadline::within(META_TIMEOUT, call).await {
+        Some(Ok((status, text))) => meta_answer(status, &text),
         Some(Err(_)) => transient,
         None => {
             controller.abort();

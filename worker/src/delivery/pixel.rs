@@ -44,9 +44,19 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// A consumer round's attempt: its messages retry what it does not finish.
     pub fn new(deadline_ms: Option<i64>) -> Attempt {
         Attempt {
             token: new_nonce(),
+            deadline_ms,
+        }
+    }
+
+    /// An attempt no queue message carries (a direct delivery): its lease says so, and a
+    /// webhook's redelivery waits for it rather than trusting it (claim rule 10).
+    pub fn direct(deadline_ms: Option<i64>) -> Attempt {
+        Attempt {
+            token: format!("{}{}", capi_core::claim::DIRECT_LEASE, new_nonce()),
             deadline_ms,
         }
     }
@@ -117,16 +127,8 @@ pub async fn deliver_pixel(
         })
         .collect();
     // A copy that took its claim before the webhooks were configured (then retried, or
-    // redelivered) gives it back: the ledger deletes only that copy's own queued or retrying
-    // row, once no attempt holds its lease, so the signed Purchase can take the claim.
-    // One at a time: a beacon Purchase of a shop with signed orders is rare in a round.
-    if let Some(l) = &ledger {
-        for (q, _) in items.iter().zip(&unsigned).filter(|(_, u)| **u) {
-            if let Some(key) = q.key() {
-                l.release(&key, &q.nonce, None).await;
-            }
-        }
-    }
+    // redelivered) keeps it until the order's webhook takes it (claim rule 10: a claim no one is
+    // working on); settled here, it is never sent.
 
     // 1. Claims: one ledger call per shard, concurrently (the shards are independent objects).
     let mut statuses = vec![ClaimStatus::Unavailable; items.len()];
@@ -321,7 +323,14 @@ pub async fn deliver_pixel(
                             });
                         }
                     }
-                    Step::Split => {
+                    // `events` holds one event per member of `group`, in its order.
+                    Step::SplitAt(at) if events.len() == group.len() => {
+                        let mut rest = group;
+                        let blamed = rest.remove(at);
+                        work.push((code.clone(), rest));
+                        work.push((code, vec![blamed]));
+                    }
+                    Step::Split | Step::SplitAt(_) => {
                         let (a, b) = group.split_at(group.len() / 2);
                         work.push((code.clone(), a.to_vec()));
                         work.push((code, b.to_vec()));
@@ -393,6 +402,7 @@ pub async fn deliver_pixel(
                     key: items[*i].key()?,
                     body: items[*i].to_json(),
                     reason: results[*i].reason.clone().unwrap_or_default(),
+                    receipt: None,
                 })
             })
             .collect();
@@ -484,9 +494,15 @@ pub async fn deliver_pixel(
     // After the receipts (they must fit in the lease): an incident is raised once its events
     // are held, and looked at again once Meta takes events from this pixel (`incident.rs`).
     if let Some(l) = &ledger {
+        // Held for the incident's cause in this round; a replay's copy was held (and counted)
+        // when it was parked first.
+        let cause = held.map(|(c, _)| c.as_str());
         let n = results
             .iter()
-            .filter(|r| r.outcome == Outcome::DeadLettered)
+            .zip(items)
+            .filter(|(r, q)| {
+                r.outcome == Outcome::DeadLettered && !q.replay && r.reason.as_deref() == cause
+            })
             .count();
         crate::incident::after_round(cfg, env, l, tenant_id, pixel_id, held, n, accepted).await;
     }

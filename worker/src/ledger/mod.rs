@@ -152,7 +152,9 @@ impl Ledger {
                 Value::Array(sql::report_rows(&sql, from_day, to_day)?)
             }
             Op::Park { letters, now_ms } => {
-                sql::park(&sql, &letters, now_ms)?;
+                let mut counts = Vec::new();
+                sql::park(&sql, &letters, now_ms, &mut counts)?;
+                sql::add_counts(&sql, &counts, now_ms / DAY_MS)?;
                 json!({ "parked": letters.len() })
             }
             Op::DeadLetters { after, limit } => {

@@ -203,6 +203,7 @@ const TAKE_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_see
        outcome = CASE WHEN events.nonce IS excluded.nonce THEN events.outcome ELSE 'queued' END,
        reason = CASE WHEN events.nonce IS excluded.nonce THEN events.reason ELSE NULL END,
        attempts = CASE WHEN events.nonce IS excluded.nonce THEN events.attempts ELSE 0 END,
+       source = CASE WHEN events.nonce IS excluded.nonce THEN events.source ELSE COALESCE(excluded.source, events.source) END,
        nonce = excluded.nonce, lease = excluded.lease, lease_until_ms = excluded.lease_until_ms,
        updated_ms = excluded.updated_ms, keep_until_ms = MAX(events.keep_until_ms, excluded.keep_until_ms)";
 
@@ -227,6 +228,8 @@ struct Held {
     /// The reconciliation count a webhook order's final outcome added: `(day, outcome, reason)`.
     counted: Option<Counted>,
     first_seen_ms: i64,
+    /// Held by an order's webhook copy (counted as a seen order when it was taken).
+    order: bool,
 }
 
 /// A webhook order's final outcome as reconciliation counted it: the day it was first seen,
@@ -271,10 +274,17 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
             continue;
         };
         let order = is_order_source(im.source);
+        // An open claim comes without its lease: it is held as a reservation would be (rule 7)
+        // for a minute, so the copy that carries it (its message) finds it first.
+        let held_until = if im.outcome.is_final() {
+            0
+        } else {
+            now_ms + RESERVATION_MS
+        };
         sql.run(
             "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms,
-                reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                reason, lease_until_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
             vec![
                 im.key.clone().into(),
                 name.into(),
@@ -290,6 +300,7 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
                     .into(),
                 (im.first_seen_ms + claim_retention_ms(order)).into(),
                 im.reason.as_deref().into(),
+                held_until.into(),
             ],
         )?;
     }
@@ -378,6 +389,7 @@ pub fn claim<S: Sql>(
                 reopen: reopen_of(outcome, text(h, "reason")),
                 counted: counted(h, outcome),
                 first_seen_ms: int(h, "first_seen_ms"),
+                order: text(h, "source") == Some(report::WEBHOOK),
             })
         })
         .collect();
@@ -434,6 +446,7 @@ pub fn claim<S: Sql>(
                 lease: h.lease.as_deref(),
                 lease_until_ms: h.lease_until_ms,
                 reopen: h.reopen,
+                signed: h.order,
             }
         });
         let ask = Ask {
@@ -441,21 +454,32 @@ pub fn claim<S: Sql>(
             attempt,
             replay: item.replay.then(|| waiting.contains(key)),
             paid: item.paid,
+            // Rule 10 is the platform's delivery of a webhook (its reservation): a copy the
+            // consumer delivers has its own message, which retries it.
+            signed: item.source.is_some() && attempt.is_none(),
             now_ms,
         };
         let status = match decide(holder.as_ref(), &ask) {
             Decision::Take => {
                 let first_take = holder.is_none_or(|h| h.nonce != item.nonce);
-                if first_take && holder.is_some_and(|h| h.reopen != Reopen::Never) {
+                // Another copy takes a settled claim (a replay of a dead letter, rules 6, 8, 9
+                // and 10): the order counts by the outcome it reaches now, not also the old one.
+                if first_take {
                     reopened.extend(current.and_then(|p| held[p].counted.clone()));
                 }
                 if first_take {
                     counts.extend(item.counts.iter().cloned());
-                    if holder.is_none() && item.source == Some(Source::Webhook) {
+                    // An order is seen once: when its webhook first holds its claim (a beacon's
+                    // copy may have held it before, claim rule 10).
+                    let seen = current.is_some_and(|p| held[p].order);
+                    if !seen && item.source == Some(Source::Webhook) {
                         counts.push(Count::order_seen());
                     }
                 }
-                if item.replay {
+                // A signed copy that takes a dead-lettered claim (rule 10) replays its letter.
+                if item.replay
+                    || (first_take && holder.is_some_and(|h| h.outcome == Outcome::DeadLettered))
+                {
                     letters_done.push(key);
                 }
                 let row = Held {
@@ -471,6 +495,8 @@ pub fn claim<S: Sql>(
                     reopen: Reopen::Never,
                     counted: None,
                     first_seen_ms: current.map_or(now_ms, |p| held[p].first_seen_ms),
+                    order: item.source == Some(Source::Webhook)
+                        || current.is_some_and(|p| held[p].order),
                 };
                 match current {
                     Some(p) => held[p] = row,
@@ -571,6 +597,7 @@ pub fn purchase<S: Sql>(
         lease: text(r, "lease"),
         lease_until_ms: int(r, "lease_until_ms"),
         reopen: reopen_of(outcome, text(r, "reason")),
+        signed: text(r, "source") == Some(report::WEBHOOK),
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
@@ -583,7 +610,9 @@ pub fn purchase<S: Sql>(
         (state.cancellable() || held_back) && (create || state != PurchaseState::Unknown)
     });
     if let Some(reason) = cancel {
-        if let Some(c) = row.zip(outcome).filter(|_| held_back).and_then(|(r, o)| counted(r, o)) {
+        // The order counts by its cancellation alone (a held-back or dead-lettered Purchase
+        // was counted by that outcome).
+        if let Some(c) = row.zip(outcome).and_then(|(r, o)| counted(r, o)) {
             uncount(sql, &c)?;
         }
         if state == PurchaseState::Unknown {
@@ -692,9 +721,10 @@ pub fn release<S: Sql>(
     // Never a claim another attempt is sending under: its lease must have ended. The caller's
     // own attempt (`attempt`) has: a lease it still holds (its receipt was not written, or its
     // claim answered after it stopped waiting) goes with the claim.
-    sql.run(
+    let gone = sql.run(
         "DELETE FROM events WHERE key = ? AND nonce = ? AND outcome IN ('queued', 'retrying')
-           AND (lease IS NULL OR lease_until_ms <= ? OR lease = ?)",
+           AND (lease IS NULL OR lease_until_ms <= ? OR lease = ?)
+         RETURNING source, first_seen_ms",
         vec![
             key.into(),
             nonce.into(),
@@ -702,6 +732,22 @@ pub fn release<S: Sql>(
             attempt.into(),
         ],
     )?;
+    // The claim counted its order as seen when it was taken fresh: the copy that takes it next
+    // counts it again, so the order is seen once.
+    for row in gone
+        .iter()
+        .filter(|r| text(r, "source") == Some(report::WEBHOOK))
+    {
+        sql.run(
+            "UPDATE daily_counts SET count = count - 1
+              WHERE day = ? AND kind = ? AND name = ? AND reason = '' AND count > 0",
+            vec![
+                (int(row, "first_seen_ms") / DAY_MS).into(),
+                CountKind::Order.as_str().into(),
+                report::SEEN.into(),
+            ],
+        )?;
+    }
     Ok(())
 }
 
@@ -829,7 +875,14 @@ pub fn record<S: Sql>(
 
 /// Parks dead letters (a new parking waits for replay again). A letter parked again keeps the
 /// time it was first parked: its retention runs from then, however often a replay fails.
-pub fn park<S: Sql>(sql: &S, letters: &[Letter], now_ms: i64) -> Result<(), S::Error> {
+pub fn park<S: Sql>(
+    sql: &S,
+    letters: &[Letter],
+    now_ms: i64,
+    counts: &mut Vec<Count>,
+) -> Result<(), S::Error> {
+    let receipts: Vec<Receipt> = letters.iter().filter_map(|l| l.receipt.clone()).collect();
+    record(sql, &receipts, now_ms, counts)?;
     for l in letters {
         sql.run(
             "INSERT INTO dead_letters (key, event_name, event_id, body, reason, parked_ms) VALUES (?, ?, ?, ?, ?, ?)
@@ -949,11 +1002,15 @@ pub fn add_counts<S: Sql>(sql: &S, counts: &[Count], day: i64) -> Result<(), S::
     Ok(())
 }
 
-/// The receipts of one event id (every name it was sent under).
+/// The receipts of one event id (every name it was sent under); the webhooks' marks are no
+/// events.
 pub fn receipts<S: Sql>(sql: &S, event_id: &str) -> Result<Vec<Value>, S::Error> {
     sql.run(
-        "SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ?",
-        vec![event_id.into()],
+        "SELECT event_name, event_id, outcome, reason, attempts, fbtrace_id, first_seen_ms, updated_ms FROM events WHERE event_id = ? AND event_name <> ?",
+        vec![
+            event_id.into(),
+            capi_core::webhook::lifecycle::MARK_EVENT.into(),
+        ],
     )
 }
 

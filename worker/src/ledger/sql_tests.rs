@@ -78,11 +78,16 @@ fn letter(id: &str, body: &str, reason: &str) -> Letter {
         key: item(id, "x").key,
         body: body.into(),
         reason: reason.into(),
+        receipt: None,
     }
 }
 
 fn claim_one(s: &Mem, i: ClaimItem, attempt: Option<&str>, now: i64) -> ClaimStatus {
-    claim(s, &[i], attempt, &[], now, &mut Vec::new()).expect("claim")[0]
+    let mut counts = Vec::new();
+    let status = claim(s, &[i], attempt, &[], now, &mut counts).expect("claim")[0];
+    // As the ledger object does after each claim.
+    add_counts(s, &counts, now / DAY_MS).expect("counts");
+    status
 }
 
 fn receipt(id: &str, nonce: &str, outcome: Outcome) -> Receipt {
@@ -244,7 +249,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     assert!(is_send(claim_one(&s, item("e1", "n1"), Some("a1"), T0)));
     settle(&s, "e1", "n1", Outcome::DeadLettered, T0 + 10);
     let letter = letter("e1", "{}", "attempts_exhausted");
-    park(&s, std::slice::from_ref(&letter), T0 + 10).expect("park");
+    park(&s, std::slice::from_ref(&letter), T0 + 10, &mut Vec::new()).expect("park");
     assert_eq!(waiting(&s, None, (0, u32::MAX), PAGE_BYTES).expect("waiting").len(), 1);
     // The original copy redelivered: settled, not sent.
     assert_eq!(
@@ -264,7 +269,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
     assert!(waiting(&s, None, (0, u32::MAX), PAGE_BYTES).expect("waiting").is_empty());
     // The replay fails again and is parked again: the next replay may take it.
     settle(&s, "e1", "r1", Outcome::DeadLettered, T0 + 40);
-    park(&s, &[letter], T0 + 40).expect("park");
+    park(&s, &[letter], T0 + 40, &mut Vec::new()).expect("park");
     assert!(is_send(claim_one(&s, replay("r3"), Some("a5"), T0 + 50)));
     // A letter whose event was sent meanwhile is resolved without sending.
     settle(&s, "e1", "r3", Outcome::Sent, T0 + 60);
@@ -278,7 +283,7 @@ fn replay_hands_a_dead_letter_to_exactly_one_replay_copy_per_parking() {
 fn a_letter_the_platform_dead_lettered_without_a_claim_is_replayed() {
     let s = shard();
     let letter = letter("e9", "{}", "platform_retries_exhausted");
-    park(&s, &[letter], T0).expect("park");
+    park(&s, &[letter], T0, &mut Vec::new()).expect("park");
     assert!(is_send(claim_one(
         &s,
         ClaimItem {
@@ -331,9 +336,9 @@ fn an_order_stays_claimed_for_weeks_and_a_browser_event_for_a_week() {
 fn a_dead_letter_parked_again_is_kept_from_its_first_parking() {
     let s = shard();
     let letter = letter("b2", "{\"hashed\":\"contact data\"}", "attempts_exhausted");
-    park(&s, std::slice::from_ref(&letter), T0).expect("park");
+    park(&s, std::slice::from_ref(&letter), T0, &mut Vec::new()).expect("park");
     // Its replay failed too, five days later: parked again, waiting again…
-    park(&s, &[letter], T0 + 5 * DAY_MS).expect("park again");
+    park(&s, &[letter], T0 + 5 * DAY_MS, &mut Vec::new()).expect("park again");
     assert_eq!(waiting(&s, Some("b2"), (0, u32::MAX), PAGE_BYTES).expect("waiting").len(), 1);
     // …and deleted 7 days after it was first parked, not 7 days after the second time.
     housekeep(&s, T0 + DEAD_LETTER_RETENTION_MS + 1).expect("housekeeping");
@@ -346,9 +351,9 @@ fn dead_letters_and_waiting_letters_are_read_a_page_at_a_time_in_parking_order()
     let letters: Vec<Letter> = (0..5)
         .map(|n| letter(&format!("p{n}"), &format!("{{\"n\":{n}}}"), "attempts_exhausted"))
         .collect();
-    park(&s, &letters, T0).expect("park");
+    park(&s, &letters, T0, &mut Vec::new()).expect("park");
     // A letter parked again keeps its place.
-    park(&s, &letters[1..2], T0 + 10).expect("park again");
+    park(&s, &letters[1..2], T0 + 10, &mut Vec::new()).expect("park again");
     let ids = |rows: &[Value]| -> Vec<String> {
         rows.iter()
             .map(|r| r["event_id"].as_str().unwrap_or("").to_string())
@@ -380,7 +385,7 @@ fn a_page_of_waiting_letters_ends_once_its_bodies_reach_the_byte_budget() {
     let letters: Vec<Letter> = (0..4)
         .map(|n| letter(&format!("big{n}"), &"x".repeat(third), "attempts_exhausted"))
         .collect();
-    park(&s, &letters, T0).expect("park");
+    park(&s, &letters, T0, &mut Vec::new()).expect("park");
     // Two bodies are 3/4 of the budget, three would be more: the page takes the third and
     // stops (it always ends with the letter that reaches the budget).
     let page = waiting(&s, None, (0, 100), PAGE_BYTES).expect("waiting");
@@ -392,7 +397,7 @@ fn a_page_of_waiting_letters_ends_once_its_bodies_reach_the_byte_budget() {
     assert_eq!(waiting(&s, None, (0, 100), third as u64 + 1).expect("waiting").len(), 2);
     // One letter alone over the budget is still a page.
     let huge = letter("huge", &"y".repeat(REPLAY_PAGE_BYTES + 1), "attempts_exhausted");
-    park(&s, &[huge], T0).expect("park");
+    park(&s, &[huge], T0, &mut Vec::new()).expect("park");
     let after = rest[0]["rowid"].as_i64().expect("rowid");
     assert_eq!(waiting(&s, None, (after, 100), PAGE_BYTES).expect("waiting").len(), 1);
 }
@@ -410,6 +415,7 @@ fn housekeeping_deletes_every_stored_copy_at_its_retention() {
             "attempts_exhausted",
         )],
         T0,
+        &mut Vec::new(),
     )
     .expect("park");
     add_counts(
@@ -499,7 +505,8 @@ fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
     // The webhook reserved it; its queued copy's consumer took the lease.
     reserved_then_leased(&s, "o1", "n1");
     release(&s, &order("o1", "n1").key.text(), "n1", None, T0 + 20).expect("release");
-    // A redelivery of the webhook is still a duplicate: the consumer is sending it.
+    // A redelivery of the webhook is still a duplicate: the consumer is sending it, and its
+    // message retries it if that fails.
     assert_eq!(
         claim_one(&s, order("o1", "n2"), None, T0 + 30),
         ClaimStatus::Duplicate
@@ -514,17 +521,21 @@ fn a_claim_an_attempt_is_sending_under_is_never_given_back() {
 fn a_webhook_delivered_directly_gives_back_its_own_attempts_lease() {
     let s = shard();
     let key = order("o1", "n1").key.text();
-    // The queue refused the webhook; its direct attempt "a1" took the lease, and Meta failed
-    // without the retry's receipt being written: the lease is still a1's.
-    reserved_then_leased(&s, "o1", "n1");
-    // Another attempt cannot give it back while the lease runs; a1, which has ended, can.
+    // The queue refused the webhook; its direct attempt took the lease, and Meta failed
+    // without the retry's receipt being written: the lease is still that attempt's.
+    let direct = "direct:a1";
+    assert!(is_send(claim_one(&s, order("o1", "n1"), None, T0)));
+    assert!(is_send(claim_one(&s, order("o1", "n1"), Some(direct), T0 + 10)));
+    // Another attempt cannot give it back while the lease runs; the direct one, which has
+    // ended, can.
     release(&s, &key, "n1", Some("a2"), T0 + 20).expect("release");
     release(&s, &key, "n1", None, T0 + 20).expect("release");
-    assert_eq!(
+    // Meanwhile a redelivery is asked to come back (no message carries the direct attempt).
+    assert!(matches!(
         claim_one(&s, order("o1", "n2"), None, T0 + 30),
-        ClaimStatus::Duplicate
-    );
-    release(&s, &key, "n1", Some("a1"), T0 + 40).expect("release");
+        ClaimStatus::Busy { .. }
+    ));
+    release(&s, &key, "n1", Some(direct), T0 + 40).expect("release");
     // The platform's redelivery of the webhook (a new copy) is sent.
     assert!(is_send(claim_one(&s, order("o1", "n3"), None, T0 + 50)));
     // A lease is never given back with another copy's claim, nor once the event was sent.
@@ -819,4 +830,163 @@ fn a_purchase_delivered_under_the_previous_layout_is_not_cancelled_in_the_new_on
         matches!(answer, PurchaseAnswer::Delivered { .. }),
         "{answer:?}"
     );
+}
+
+/// How many orders reconciliation saw.
+fn orders_seen(s: &Mem) -> i64 {
+    report_rows(s, 0, i64::MAX)
+        .expect("rows")
+        .iter()
+        .filter(|r| r["kind"] == "order" && r["name"] == "seen")
+        .map(|r| int(r, "count"))
+        .sum()
+}
+
+/// `id`'s Purchase claimed by an order's copy `n1` and parked (its token died).
+fn dead_lettered_order(s: &Mem, id: &str) {
+    assert!(is_send(claim_one(s, order(id, "n1"), Some("a1"), T0)));
+    let parked = Receipt {
+        source: Some(Source::Webhook),
+        ..receipt(id, "n1", Outcome::DeadLettered)
+    };
+    record(s, &[parked], T0 + 1, &mut Vec::new()).expect("record");
+    park(s, &[letter(id, "{}", "meta_code_190")], T0 + 1, &mut Vec::new()).expect("park");
+    assert_eq!(
+        order_counts(s),
+        [("dead_lettered".into(), String::new(), 1)]
+    );
+}
+
+#[test]
+fn a_dead_lettered_order_counts_once_by_the_outcome_its_replay_or_cancellation_reaches() {
+    let s = shard();
+    dead_lettered_order(&s, "o20");
+    // The token is fixed and the letter replayed: sent, and no longer dead.
+    let replay = ClaimItem {
+        replay: true,
+        ..order("o20", "r1")
+    };
+    assert!(is_send(claim_one(&s, replay, Some("a2"), T0 + 2)));
+    let sent = Receipt {
+        source: Some(Source::Webhook),
+        ..receipt("o20", "r1", Outcome::Sent)
+    };
+    record(&s, &[sent], T0 + 3, &mut Vec::new()).expect("record");
+    assert_eq!(order_counts(&s), [("sent".into(), String::new(), 1)]);
+    assert_eq!(orders_seen(&s), 1);
+
+    let s = shard();
+    dead_lettered_order(&s, "o21");
+    settle_purchase(&s, "o21", "cancelled", true, T0 + 2);
+    assert_eq!(order_counts(&s), [("ignored".into(), "cancelled".into(), 1)]);
+}
+
+#[test]
+fn a_reservation_given_back_leaves_its_order_seen_once() {
+    let s = shard();
+    // The webhook reserves, the queue and Meta both fail, the claim is given back (503)…
+    assert!(is_send(claim_one(&s, order("o22", "n1"), None, T0)));
+    release(&s, &item("o22", "x").key.text(), "n1", None, T0 + 1).expect("release");
+    // …and the platform's redelivery reserves it again.
+    assert!(is_send(claim_one(&s, order("o22", "n2"), None, T0 + 2)));
+    assert_eq!(orders_seen(&s), 1);
+}
+
+#[test]
+fn a_signed_copy_takes_an_order_a_beacon_copy_left_waiting_or_parked() {
+    let s = shard();
+    // A beacon's Purchase, claimed before the webhooks were configured, waits for its retry.
+    assert!(is_send(claim_one(&s, item("o23", "b1"), Some("a1"), T0)));
+    settle(&s, "o23", "b1", Outcome::Retrying, T0 + 1);
+    // The order's webhook takes the claim instead of being answered `duplicate`…
+    assert!(is_send(claim_one(&s, order("o23", "w1"), None, T0 + 2)));
+    // …and the beacon copy's retry sends nothing.
+    assert_eq!(
+        claim_one(&s, item("o23", "b1"), Some("a2"), T0 + 3),
+        ClaimStatus::Duplicate
+    );
+    assert!(is_send(claim_one(&s, order("o23", "w1"), Some("a3"), T0 + 4)));
+    let sent = Receipt {
+        source: Some(Source::Webhook),
+        ..receipt("o23", "w1", Outcome::Sent)
+    };
+    record(&s, &[sent], T0 + 5, &mut Vec::new()).expect("record");
+    // Reconciliation sees the order once, sent.
+    assert_eq!(orders_seen(&s), 1);
+    assert_eq!(order_counts(&s), [("sent".into(), String::new(), 1)]);
+
+    // A parked beacon copy: the webhook takes it, and its letter is no longer waiting.
+    assert!(is_send(claim_one(&s, item("o24", "b1"), Some("a1"), T0)));
+    settle(&s, "o24", "b1", Outcome::DeadLettered, T0 + 1);
+    park(&s, &[letter("o24", "{}", "meta_code_190")], T0 + 1, &mut Vec::new()).expect("park");
+    assert!(is_send(claim_one(&s, order("o24", "w1"), None, T0 + 2)));
+    let waiting = waiting(&s, Some("o24"), (0, 10), u64::MAX).expect("waiting");
+    assert!(waiting.is_empty(), "{waiting:?}");
+
+    // A copy of its own whose attempt vanished (lease over, nothing carries it).
+    assert!(is_send(claim_one(&s, order("o25", "w1"), None, T0)));
+    assert!(is_send(claim_one(&s, order("o25", "w1"), Some("direct:a1"), T0 + 1)));
+    assert!(is_send(claim_one(
+        &s,
+        order("o25", "w2"),
+        None,
+        T0 + 1 + LEASE_MS
+    )));
+    // While another attempt sends it, the webhook is asked to come back (Busy), never sent.
+    assert!(is_send(claim_one(&s, item("o26", "b1"), Some("a1"), T0)));
+    assert!(matches!(
+        claim_one(&s, order("o26", "w1"), None, T0 + 1),
+        ClaimStatus::Busy { .. }
+    ));
+}
+
+#[test]
+fn a_receipt_lookup_shows_no_marks() {
+    let s = shard();
+    let mark = Receipt {
+        key: EventKey {
+            event_name: capi_core::webhook::lifecycle::MARK_EVENT.into(),
+            event_id: "trial:sub_1".into(),
+        },
+        ..receipt("trial:sub_1", "m1", Outcome::Ignored)
+    };
+    settle(&s, "trial:sub_1", "n1", Outcome::Sent, T0);
+    record(&s, &[mark], T0, &mut Vec::new()).expect("record");
+    let found = receipts(&s, "trial:sub_1").expect("receipts");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["event_name"], "Purchase");
+}
+
+#[test]
+fn a_copy_parked_by_a_fallback_gets_its_dead_lettered_receipt() {
+    let s = shard();
+    // An order's copy the consumer claimed (retrying), which the platform then gave up on.
+    reserved_then_leased(&s, "o30", "n1");
+    settle(&s, "o30", "n1", Outcome::Retrying, T0 + 20);
+    let parked = |nonce: &str, reason: &str| Letter {
+        receipt: Some(Receipt {
+            source: Some(Source::Webhook),
+            reason: Some(reason.into()),
+            ..receipt("o30", nonce, Outcome::DeadLettered)
+        }),
+        ..letter("o30", "{}", reason)
+    };
+    let mut counts = Vec::new();
+    park(&s, &[parked("n1", "platform_retries_exhausted")], T0 + 30, &mut counts).expect("park");
+    assert!(counts.iter().any(|c| c.name == "dead_lettered"), "{counts:?}");
+    let rows = receipts(&s, "o30").expect("receipts");
+    assert_eq!(rows[0]["outcome"], "dead_lettered");
+    assert_eq!(rows[0]["reason"], "platform_retries_exhausted");
+    assert_eq!(
+        order_counts(&s),
+        [("dead_lettered".into(), "platform_retries_exhausted".into(), 1)]
+    );
+    // Another copy's letter never settles a claim it does not hold.
+    assert!(is_send(claim_one(&s, order("o31", "n1"), Some("a1"), T0)));
+    let other = Letter {
+        receipt: Some(receipt("o31", "n9", Outcome::DeadLettered)),
+        ..letter("o31", "{}", "queue_unavailable")
+    };
+    park(&s, &[other], T0 + 1, &mut Vec::new()).expect("park");
+    assert_eq!(receipts(&s, "o31").expect("receipts")[0]["outcome"], "queued");
 }
