@@ -30,7 +30,10 @@ const budgets = [
   // a claim no one is working on), a rejected request split at the event Meta names, the direct
   // fallback's pixels delivered at once (join_all), the fallbacks' parked copies given their
   // dead_lettered receipts, the admin routes' 503 for a ledger they cannot read, the reports'
-  // counts taken back on a replay, a cancellation or a claim given back: 379,276 -> 384,533 B.
+  // counts taken back on a replay, a cancellation or a claim given back: 379,276 -> 384,533 B;
+  // then 377 KiB for a review of those (a parked copy never settles a leased claim, a takeover
+  // given back leaves its letter waiting, an earlier layout's open claim waited for, tenants
+  // warned of a shared cookie domain, on the whole Worker only): 385,852 B.
   // Before that 371 KiB (was 370) since the shim it embeds grew by 306 B (below) and its own
   // review fixes: 378,827 -> 379,244 B.
   // Before that 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's
@@ -76,7 +79,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 376 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 377 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

@@ -49,12 +49,14 @@
 //!
 //! 10. A verified webhook as the platform delivers it (its reservation) takes a claim no one is
 //!     working on from any other copy:
-//!     one `retrying`, `dead_lettered`, or `queued` under a lease that ended, held by another
-//!     copy (a beacon's copy of the order, or a copy of its own whose attempt vanished before it
-//!     gave the claim back, so that no message carries it). A claim a direct attempt
+//!     one `retrying`, or `queued` under a lease that ended, held by another copy (a beacon's
+//!     copy of the order, or a copy of its own whose attempt vanished before it gave the claim
+//!     back, so that no message carries it), or a beacon's copy parked as a dead letter (a
+//!     webhook's own parked copy waits for its replay). A claim a direct attempt
 //!     ([`DIRECT_LEASE`]) or a beacon's copy holds the lease of is `Busy` for it (the platform
-//!     redelivers it later); a live reservation (rule 7), or a webhook copy the consumer is
-//!     sending, a `Duplicate`: that copy's message is on its way.
+//!     redelivers it later), as is a claim an earlier layout held that is not yet a minute in
+//!     this one; a live reservation (rule 7), or a webhook copy the consumer is sending, a
+//!     `Duplicate`: that copy's message is on its way.
 //!
 //! Claims are kept, and never re-claimable but by rules 6, 8, 9 and 10, for [`BEACON_CLAIM_DAYS`] or [`ORDER_CLAIM_DAYS`].
 
@@ -205,19 +207,29 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
         // Rule 10: a signed copy and a claim no one is working on. A webhook copy the consumer
         // is sending has its message behind it, which retries it if this attempt fails: the
         // signed copy is a duplicate of it. Any other attempt it waits for (`Busy`).
+        // A webhook's own parked copy waits for its replay (the cause may still be there); a
+        // reservation is a webhook's (rule 7), or a claim an earlier layout held (its lease
+        // unknown): only the former's message is surely on its way.
         let reserved = h.lease.is_none() && h.lease_until_ms > ask.now_ms;
         let carried = h.signed && !h.lease.is_some_and(|l| l.starts_with(DIRECT_LEASE));
-        return match h.outcome {
-            Outcome::Queued | Outcome::Retrying | Outcome::DeadLettered if ask.signed => {
-                if leased_to_other && !carried {
-                    busy(h, ask.now_ms)
-                } else if reserved || leased_to_other {
-                    Decision::Duplicate
-                } else {
-                    Decision::Take
-                }
+        let open = matches!(h.outcome, Outcome::Queued | Outcome::Retrying)
+            || (h.outcome == Outcome::DeadLettered && !h.signed);
+        return if !(ask.signed && open) {
+            Decision::Duplicate
+        } else if leased_to_other {
+            if carried {
+                Decision::Duplicate
+            } else {
+                busy(h, ask.now_ms)
             }
-            _ => Decision::Duplicate,
+        } else if reserved {
+            if h.signed && h.outcome == Outcome::Queued {
+                Decision::Duplicate
+            } else {
+                busy(h, ask.now_ms)
+            }
+        } else {
+            Decision::Take
         };
     }
     if h.outcome.is_final() {
@@ -342,7 +354,10 @@ mod tests {
         for open in [
             holder("b1", Outcome::Retrying, None, 0),
             holder("b1", Outcome::DeadLettered, None, 0),
-            holder("w1", Outcome::Queued, Some("a1"), NOW - 1),
+            Holder {
+                signed: true,
+                ..holder("w1", Outcome::Queued, Some("direct:a1"), NOW - 1)
+            },
         ] {
             assert_eq!(decide(Some(&open), &reserve("w2")), Decision::Take);
             assert_eq!(
@@ -372,8 +387,23 @@ mod tests {
         };
         assert_eq!(decide(Some(&consumed), &reserve("w2")), Decision::Duplicate);
         // A live reservation: its own message is on the way.
-        let reserved = holder("w1", Outcome::Queued, None, NOW + 30_000);
+        let reserved = Holder {
+            signed: true,
+            ..holder("w1", Outcome::Queued, None, NOW + 30_000)
+        };
         assert_eq!(decide(Some(&reserved), &reserve("w2")), Decision::Duplicate);
+        // An earlier layout's claim, its lease unknown for a minute: looked at again later.
+        let imported = holder("b1", Outcome::Retrying, None, NOW + 30_000);
+        assert!(matches!(
+            decide(Some(&imported), &reserve("w2")),
+            Decision::Busy { .. }
+        ));
+        // A webhook's own parked copy waits for its replay.
+        let parked = Holder {
+            signed: true,
+            ..holder("w1", Outcome::DeadLettered, None, 0)
+        };
+        assert_eq!(decide(Some(&parked), &reserve("w2")), Decision::Duplicate);
         // Final outcomes stay final for it too (but rules 8 and 9).
         for done in [Outcome::Sent, Outcome::Rejected, Outcome::Ignored] {
             let h = holder("b1", done, None, 0);

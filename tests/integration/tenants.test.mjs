@@ -116,6 +116,8 @@ test('a tenant that cannot be read is reported and relays nothing, the others ca
     // Not honoured, but the shops relay as before: an admin setting never stops their events.
     for (const id of ['shop-c', 'shop-d']) assert.deepEqual([tenant(id).ok, tenant(id).warnings], [true, ['admin token: another tenant has the same one, not honoured']]);
     assert.deepEqual([tenant('shop-e').ok, tenant('shop-e').warnings], [true, ['admin token: it is the operator\'s ADMIN_TOKEN, not honoured']]);
+    // shop-a and shop-b are on hosts of one domain: their browser cookies would be one another's.
+    assert.deepEqual(tenant('shop-a').warnings, ['cookie domain shop.test: another tenant\'s host sets its cookies there too; set cookie_domain to this shop\'s own host']);
     assert.equal((await w.mf.dispatchFetch('http://shop-c.test/t/e', { method: 'POST', headers: { origin: 'http://shop-c.test', 'user-agent': UA }, body: JSON.stringify(event()) })).status, 204);
     assert.ok(!JSON.stringify(health).includes('tok-'), 'never a secret\'s value');
     assert.ok(!JSON.stringify(health).includes(pasted.slice(0, 12)), 'nor what was pasted as a name');

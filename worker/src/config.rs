@@ -560,7 +560,39 @@ fn tenants_from(json: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
         }
         t.admin_token = None;
     }
+    // Only `/t/health` shows warnings: the beacon Worker has none to show.
+    #[cfg(feature = "backend")]
+    warn_shared_cookie_domains(&mut tenants);
     Ok(tenants)
+}
+
+/// Browser cookies (`_fbp`, `_fbc`, `_capi_eid`) go on a host's registrable domain unless the
+/// tenant sets `cookie_domain`: two shops on hosts of one domain would read, and clear, each
+/// other's. Said to each of them (the other is not named).
+#[cfg(feature = "backend")]
+fn warn_shared_cookie_domains(tenants: &mut [Tenant]) {
+    let domains: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            t.hosts
+                .iter()
+                .filter_map(|h| capi_core::fbc::cookie_domain(t.cookie_domain.as_deref(), h))
+                .collect()
+        })
+        .collect();
+    for (n, t) in tenants.iter_mut().enumerate() {
+        let shared = domains[n].iter().find(|d| {
+            domains
+                .iter()
+                .enumerate()
+                .any(|(m, other)| m != n && other.contains(d))
+        });
+        if let Some(d) = shared {
+            t.warnings.push(format!(
+                "cookie domain {d}: another tenant's host sets its cookies there too; set cookie_domain to this shop's own host"
+            ));
+        }
+    }
 }
 
 /// Whether `name` reads as the name of a secret (`SHOP_A_TOKEN`), not as a value.

@@ -87,12 +87,15 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
     let messages = batch.messages()?;
     crate::stats::add(crate::stats::Stat::QueueMessagesRead, messages.len());
     for m in messages {
+        // A dead letter of ours is a copy nothing else carries: parked with its `dead_lettered`
+        // receipt. A message the platform gave up on may be a bundle whose events went on as
+        // retry messages of their own: their claims are left as they are.
         let parsed = match serde_json::from_str::<DeadLetterIn>(m.body()) {
-            Ok(d) => Some(vec![(d.queued, d.reason)]),
+            Ok(d) => Some(vec![(d.queued, d.reason, true)]),
             Err(_) => message_events(m.body()).map(|events| {
                 events
                     .into_iter()
-                    .map(|q| (q, "platform_retries_exhausted".to_string()))
+                    .map(|q| (q, "platform_retries_exhausted".to_string(), false))
                     .collect()
             }),
         };
@@ -102,10 +105,13 @@ pub async fn park_dead_letters(batch: MessageBatch<String>, env: Env) -> worker:
             continue;
         };
         let mut by_pixel: BTreeMap<(String, String), Vec<Letter>> = BTreeMap::new();
-        for (queued, reason) in letters {
-            let Some(letter) = parked_copy(&queued, &reason) else {
+        for (queued, reason, settles) in letters {
+            let Some(mut letter) = parked_copy(&queued, &reason) else {
                 continue;
             };
+            if !settles {
+                letter.receipt = None;
+            }
             by_pixel
                 .entry((queued.tenant.clone(), queued.pixel_id.clone()))
                 .or_default()

@@ -200,6 +200,8 @@ const TAKE_SQL: &str = "INSERT INTO events (key, event_name, event_id, first_see
        j.value ->> 'l', j.value ->> 'u', j.value ->> 'keep'
        FROM json_each(?) AS j WHERE true
      ON CONFLICT (key) DO UPDATE SET
+       first_seen_ms = CASE WHEN excluded.source = 'webhook' AND COALESCE(events.source, '') <> 'webhook'
+         THEN excluded.first_seen_ms ELSE events.first_seen_ms END,
        outcome = CASE WHEN events.nonce IS excluded.nonce THEN events.outcome ELSE 'queued' END,
        reason = CASE WHEN events.nonce IS excluded.nonce THEN events.reason ELSE NULL END,
        attempts = CASE WHEN events.nonce IS excluded.nonce THEN events.attempts ELSE 0 END,
@@ -230,6 +232,13 @@ struct Held {
     first_seen_ms: i64,
     /// Held by an order's webhook copy (counted as a seen order when it was taken).
     order: bool,
+    /// Held by a verified webhook's copy (an order's or its update's: claim rule 10).
+    signed: bool,
+}
+
+/// Whether a claim row's `source` names a verified webhook (an import writes `""` for none).
+fn signed_source(row: &Value) -> bool {
+    text(row, "source").is_some_and(|s| !s.is_empty())
 }
 
 /// A webhook order's final outcome as reconciliation counted it: the day it was first seen,
@@ -390,6 +399,7 @@ pub fn claim<S: Sql>(
                 counted: counted(h, outcome),
                 first_seen_ms: int(h, "first_seen_ms"),
                 order: text(h, "source") == Some(report::WEBHOOK),
+                signed: signed_source(h),
             })
         })
         .collect();
@@ -446,7 +456,7 @@ pub fn claim<S: Sql>(
                 lease: h.lease.as_deref(),
                 lease_until_ms: h.lease_until_ms,
                 reopen: h.reopen,
-                signed: h.order,
+                signed: h.signed,
             }
         });
         let ask = Ask {
@@ -497,6 +507,7 @@ pub fn claim<S: Sql>(
                     first_seen_ms: current.map_or(now_ms, |p| held[p].first_seen_ms),
                     order: item.source == Some(Source::Webhook)
                         || current.is_some_and(|p| held[p].order),
+                    signed: item.source.is_some() || current.is_some_and(|p| held[p].signed),
                 };
                 match current {
                     Some(p) => held[p] = row,
@@ -597,7 +608,7 @@ pub fn purchase<S: Sql>(
         lease: text(r, "lease"),
         lease_until_ms: int(r, "lease_until_ms"),
         reopen: reopen_of(outcome, text(r, "reason")),
-        signed: text(r, "source") == Some(report::WEBHOOK),
+        signed: signed_source(r),
     });
     let state = purchase_state(holder.as_ref(), now_ms);
     let carried = row.and_then(|r| text(r, "carried")).map(str::to_string);
@@ -732,6 +743,13 @@ pub fn release<S: Sql>(
             attempt.into(),
         ],
     )?;
+    // A dead letter the released copy took over (claim rule 10) waits for its replay again.
+    if !gone.is_empty() {
+        sql.run(
+            "UPDATE dead_letters SET replayed_ms = NULL, replay_nonce = NULL WHERE key = ? AND replay_nonce = ?",
+            vec![key.into(), nonce.into()],
+        )?;
+    }
     // The claim counted its order as seen when it was taken fresh: the copy that takes it next
     // counts it again, so the order is seen once.
     for row in gone
@@ -881,8 +899,20 @@ pub fn park<S: Sql>(
     now_ms: i64,
     counts: &mut Vec<Count>,
 ) -> Result<(), S::Error> {
-    let receipts: Vec<Receipt> = letters.iter().filter_map(|l| l.receipt.clone()).collect();
-    record(sql, &receipts, now_ms, counts)?;
+    // A parked copy's receipt settles its claim unless an attempt is sending it now (the queue
+    // stored the batch it refused, and the consumer holds the lease): that attempt's receipt
+    // stands, and the letter is only a spare.
+    let mut receipts: Vec<Receipt> = letters.iter().filter_map(|l| l.receipt.clone()).collect();
+    if !receipts.is_empty() {
+        let keys: Vec<String> = receipts.iter().map(|r| r.key.text()).collect();
+        let leased: Vec<String> = holders(sql, &keys)?
+            .iter()
+            .filter(|h| text(h, "lease").is_some() && int(h, "lease_until_ms") > now_ms)
+            .filter_map(|h| text(h, "key").map(str::to_string))
+            .collect();
+        receipts.retain(|r| !leased.contains(&r.key.text()));
+        record(sql, &receipts, now_ms, counts)?;
+    }
     for l in letters {
         sql.run(
             "INSERT INTO dead_letters (key, event_name, event_id, body, reason, parked_ms) VALUES (?, ?, ?, ?, ?, ?)

@@ -990,3 +990,69 @@ fn a_copy_parked_by_a_fallback_gets_its_dead_lettered_receipt() {
     park(&s, &[other], T0 + 1, &mut Vec::new()).expect("park");
     assert_eq!(receipts(&s, "o31").expect("receipts")[0]["outcome"], "queued");
 }
+
+#[test]
+fn a_parked_copy_never_settles_a_claim_an_attempt_is_sending() {
+    let s = shard();
+    // The queue stored the batch it refused: the consumer leased the copy meanwhile.
+    assert!(is_send(claim_one(&s, item("b40", "n1"), Some("a1"), T0)));
+    let spare = Letter {
+        receipt: Some(receipt("b40", "n1", Outcome::DeadLettered)),
+        ..letter("b40", "{}", "queue_unavailable")
+    };
+    park(&s, &[spare], T0 + 1, &mut Vec::new()).expect("park");
+    assert_eq!(receipts(&s, "b40").expect("receipts")[0]["outcome"], "queued");
+    // The consumer's receipt stands.
+    settle(&s, "b40", "n1", Outcome::Sent, T0 + 2);
+    assert_eq!(receipts(&s, "b40").expect("receipts")[0]["outcome"], "sent");
+}
+
+#[test]
+fn a_takeover_given_back_leaves_the_dead_letter_waiting() {
+    let s = shard();
+    // A beacon's copy of the order parked; the webhook takes it over (claim rule 10)…
+    assert!(is_send(claim_one(&s, item("o41", "b1"), Some("a1"), T0)));
+    settle(&s, "o41", "b1", Outcome::DeadLettered, T0 + 1);
+    park(&s, &[letter("o41", "{}", "meta_code_190")], T0 + 1, &mut Vec::new()).expect("park");
+    assert!(is_send(claim_one(&s, order("o41", "w1"), None, T0 + 2)));
+    assert!(waiting(&s, Some("o41"), (0, 10), u64::MAX).expect("waiting").is_empty());
+    // …then the queue and Meta fail and it gives the claim back: the letter waits again.
+    release(&s, &item("o41", "x").key.text(), "w1", None, T0 + 3).expect("release");
+    assert_eq!(waiting(&s, Some("o41"), (0, 10), u64::MAX).expect("waiting").len(), 1);
+}
+
+#[test]
+fn a_webhook_waits_for_an_earlier_layouts_open_claim_for_a_minute_then_takes_it() {
+    let old = shard();
+    assert!(is_send(claim_one(&old, item("o42", "b1"), Some("a1"), T0)));
+    settle(&old, "o42", "b1", Outcome::Retrying, T0 + 1);
+    let imported = exported(&old, &[item("o42", "x").key.text()]).expect("export");
+    let new = shard();
+    let webhook = |nonce, now| {
+        claim(&new, &[order("o42", nonce)], None, &imported, now, &mut Vec::new()).expect("claim")[0]
+    };
+    assert!(matches!(webhook("w1", T0 + 2), ClaimStatus::Busy { .. }));
+    assert!(is_send(webhook("w2", T0 + 3 + RESERVATION_MS)));
+}
+
+#[test]
+fn an_order_a_webhook_takes_over_from_a_beacon_is_seen_and_settled_on_one_day() {
+    let s = shard();
+    assert!(is_send(claim_one(&s, item("o43", "b1"), Some("a1"), T0)));
+    settle(&s, "o43", "b1", Outcome::Retrying, T0 + 1);
+    let next_day = T0 + DAY_MS;
+    assert!(is_send(claim_one(&s, order("o43", "w1"), None, next_day)));
+    let sent = Receipt {
+        source: Some(Source::Webhook),
+        ..receipt("o43", "w1", Outcome::Sent)
+    };
+    record(&s, &[sent], next_day + 1, &mut Vec::new()).expect("record");
+    let days: Vec<(i64, String)> = report_rows(&s, 0, i64::MAX)
+        .expect("rows")
+        .iter()
+        .filter(|r| r["kind"] == "order" && int(r, "count") > 0)
+        .map(|r| (int(r, "day"), text(r, "name").unwrap_or("").to_string()))
+        .collect();
+    let day = next_day / DAY_MS;
+    assert_eq!(days, [(day, "seen".to_string()), (day, "sent".to_string())]);
+}
