@@ -113,41 +113,55 @@ test('a beacon Purchase cannot pre-empt the signed order: the whole Worker settl
   }
 });
 
-test('a beacon Purchase that took its claim before the order webhook was configured holds nothing back when it comes again', async () => {
+/**
+ * Before the order webhook is configured, a beacon Purchase `id` is relayed as any beacon, and Meta
+ * fails it: its claim waits for the retry. Returns the ledger's directory (for the Worker after)
+ * and the queue message's body.
+ */
+async function beaconPurchaseLeftWaiting(id, messageId) {
   const persist = mkdtempSync(`${tmpdir()}/capi-split-ledger-`);
-  const id = 'purchase:split-late-1';
-  const receipt = async (w) => (await (await w.fetch(`/t/receipts/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
-  let body;
+  const before = await startSplit({ META_GRAPH_URL: sandbox.url }, { orderSecret: null, persist, capture: true });
   try {
-    // Before: no order webhook, so the beacon Purchase is relayed as any beacon; Meta fails it.
-    const before = await startSplit({ META_GRAPH_URL: sandbox.url }, { orderSecret: null, persist, capture: true });
-    try {
-      const res = await before.fetch('/t/e', {
-        method: 'POST',
-        body: JSON.stringify({ event_name: 'Purchase', event_id: id, event_source_url: 'http://shop.test/thanks', custom_data: { value: 9999, currency: 'EUR' } }),
-        headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.8' },
-      });
-      assert.equal(res.status, 204);
-      body = await eventually(async () => (await before.captured()).find((b) => b.includes(id)), 10_000, 'the beacon on the queue');
-      await sandbox.faults({ error_rate: 1, kinds: ['500'] });
-      const whole = await before.mf.getWorker('capi-edge');
-      await whole.queue('capi-edge-events', [{ id: 'm1', timestamp: new Date(), body, attempts: 1 }]);
-      await eventually(async () => (await receipt(before))?.outcome === 'retrying', 10_000, 'the beacon holding its claim, retrying');
-    } finally {
-      await before.stop();
-      await sandbox.faults({});
-    }
+    const res = await before.fetch('/t/e', {
+      method: 'POST',
+      body: JSON.stringify({ event_name: 'Purchase', event_id: id, event_source_url: 'http://shop.test/thanks', custom_data: { value: 9999, currency: 'EUR' } }),
+      headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.8' },
+    });
+    assert.equal(res.status, 204);
+    const body = await eventually(async () => (await before.captured()).find((b) => b.includes(id)), 10_000, 'the beacon on the queue');
+    await sandbox.faults({ error_rate: 1, kinds: ['500'] });
+    const whole = await before.mf.getWorker('capi-edge');
+    await whole.queue('capi-edge-events', [{ id: messageId, timestamp: new Date(), body, attempts: 1 }]);
+    await eventually(async () => (await receiptOf(before, id))?.outcome === 'retrying', 10_000, 'the beacon holding its claim, retrying');
+    return { persist, body };
+  } finally {
+    await before.stop();
+    await sandbox.faults({});
+  }
+}
+
+const receiptOf = async (w, id) => (await (await w.fetch(`/t/receipts/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
+
+/** The order's signed webhook for `orderId`, to the Worker `w`. */
+const signedOrder = (w, orderId) => {
+  const order = JSON.stringify({ order_id: orderId, value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
+    event_source_url: 'https://shop.test/thanks' });
+  return w.fetch('/t/hooks/order', { method: 'POST', body: order,
+    headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(order).digest('hex')}` } });
+};
+
+test('a beacon Purchase that took its claim before the order webhook was configured holds nothing back when it comes again', async () => {
+  const id = 'purchase:split-late-1';
+  const { persist, body } = await beaconPurchaseLeftWaiting(id, 'm1');
+  try {
     // After: the order webhook is configured, and the platform hands the same message again.
     const after = await startSplit({ META_GRAPH_URL: sandbox.url }, { persist });
     try {
       const whole = await after.mf.getWorker('capi-edge');
       await whole.queue('capi-edge-events', [{ id: 'm1', timestamp: new Date(), body, attempts: 2 }]);
-      const order = JSON.stringify({ order_id: 'split-late-1', value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
-        event_source_url: 'https://shop.test/thanks' });
-      const res = await after.fetch('/t/hooks/order', { method: 'POST', body: order,
-        headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(order).digest('hex')}` } });
+      const res = await signedOrder(after, 'split-late-1');
       assert.equal(res.status, 200);
-      assert.equal((await res.json()).queued, true, 'the claim was given back: the order is not a duplicate');
+      assert.equal((await res.json()).queued, true, 'the beacon\'s claim holds nothing back: the order is not a duplicate');
       await eventually(async () => (await received(sandbox, id)).size === 1, 30_000, 'the order at Meta');
       const copies = (await sandbox.events()).server.filter((e) => e.event_id === id);
       assert.deepEqual(copies.map((e) => e.custom_data.value), [20], "Meta's one copy is the signed order's");
@@ -160,42 +174,24 @@ test('a beacon Purchase that took its claim before the order webhook was configu
 });
 
 test('the order webhook takes the claim a beacon Purchase left waiting before the webhooks were configured (claim rule 10)', async () => {
-  const persist = mkdtempSync(`${tmpdir()}/capi-split-ledger-`);
   const id = 'purchase:split-late-2';
-  const receipt = async (w) => (await (await w.fetch(`/t/receipts/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
-  let body;
+  const { persist, body } = await beaconPurchaseLeftWaiting(id, 'm2');
   try {
-    const before = await startSplit({ META_GRAPH_URL: sandbox.url }, { orderSecret: null, persist, capture: true });
-    try {
-      const res = await before.fetch('/t/e', {
-        method: 'POST',
-        body: JSON.stringify({ event_name: 'Purchase', event_id: id, event_source_url: 'http://shop.test/thanks', custom_data: { value: 9999, currency: 'EUR' } }),
-        headers: { origin: 'http://shop.test', 'user-agent': UA, 'content-type': 'text/plain', 'cf-connecting-ip': '198.51.100.8' },
-      });
-      assert.equal(res.status, 204);
-      body = await eventually(async () => (await before.captured()).find((b) => b.includes(id)), 10_000, 'the beacon on the queue');
-      await sandbox.faults({ error_rate: 1, kinds: ['500'] });
-      const whole = await before.mf.getWorker('capi-edge');
-      await whole.queue('capi-edge-events', [{ id: 'm2', timestamp: new Date(), body, attempts: 1 }]);
-      await eventually(async () => (await receipt(before))?.outcome === 'retrying', 10_000, 'the beacon holding its claim, retrying');
-    } finally {
-      await before.stop();
-      await sandbox.faults({});
-    }
     // The webhook comes first, while the beacon's copy waits for its retry: it is not a duplicate.
     const after = await startSplit({ META_GRAPH_URL: sandbox.url }, { persist });
     try {
-      const order = JSON.stringify({ order_id: 'split-late-2', value: 20, currency: 'EUR', client_user_agent: UA, client_ip_address: '198.51.100.9',
-        event_source_url: 'https://shop.test/thanks' });
-      const res = await after.fetch('/t/hooks/order', { method: 'POST', body: order,
-        headers: { 'content-type': 'application/json', 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(order).digest('hex')}` } });
+      const res = await signedOrder(after, 'split-late-2');
       assert.equal(res.status, 200);
       assert.equal((await res.json()).queued, true, 'the webhook took the claim the beacon left waiting');
       await eventually(async () => (await received(sandbox, id)).size === 1, 30_000, 'the order at Meta');
       // The beacon's retry comes after: it sends nothing.
       const whole = await after.mf.getWorker('capi-edge');
       await whole.queue('capi-edge-events', [{ id: 'm2', timestamp: new Date(), body, attempts: 2 }]);
-      await eventually(async () => (await receipt(after))?.outcome === 'sent', 10_000, 'the order sent');
+      // Signal: the retry was settled as signed_source_only (no sleep).
+      const settled = async () => (await (await after.fetch('/t/stats', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json())
+        .reasons?.some((r) => r.reason === 'signed_source_only');
+      await eventually(settled, 20_000, 'the beacon\'s retry settled as signed_source_only');
+      assert.equal((await receiptOf(after, id))?.outcome, 'sent');
       const copies = (await sandbox.events()).server.filter((e) => e.event_id === id);
       assert.deepEqual(copies.map((e) => e.custom_data.value), [20], "Meta's one copy is the signed order's");
     } finally {
