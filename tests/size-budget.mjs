@@ -31,9 +31,11 @@ const budgets = [
   // fallback's pixels delivered at once (join_all), the fallbacks' parked copies given their
   // dead_lettered receipts, the admin routes' 503 for a ledger they cannot read, the reports'
   // counts taken back on a replay, a cancellation or a claim given back: 379,276 -> 384,533 B;
-  // then 377 KiB for a review of those (a parked copy never settles a leased claim, a takeover
+  // then 377 KiB for two reviews of those (a parked copy never settles a leased claim, a takeover
   // given back leaves its letter waiting, an earlier layout's open claim waited for, tenants
-  // warned of a shared cookie domain, on the whole Worker only): 385,852 B.
+  // warned of a shared cookie domain, on the whole Worker only): 385,852 B; then 385,993 B (a
+  // webhook copy under an ended consumer lease never taken over, imported claims under a lease
+  // of their own).
   // Before that 371 KiB (was 370) since the shim it embeds grew by 306 B (below) and its own
   // review fixes: 378,827 -> 379,244 B.
   // Before that 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's

@@ -17,8 +17,9 @@
 //! 2. A copy with another nonce is a `Duplicate`: never sent.
 //! 3. The holder's copy finds a final state `Settled`: acked, nothing sent. A final state is
 //!    never reopened, except by a replay of a parked dead letter (rule 6), for a Purchase a
-//!    failed payment held back by a copy of the paid order (rule 8), and for a copy refused
-//!    before any request for what it lacked by any other copy (rule 9).
+//!    failed payment held back by a copy of the paid order (rule 8), for a copy refused
+//!    before any request for what it lacked by any other copy (rule 9), and for a beacon's
+//!    parked copy by a verified webhook (rule 10).
 //! 4. The holder's copy finds the lease taken by another attempt (the same message delivered
 //!    twice, also at the same time): `Busy`. It is retried after a short delay, never sent
 //!    meanwhile; when the other attempt ends it finds `Settled` or an open claim to take.
@@ -214,7 +215,11 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
         let carried = h.signed && !h.lease.is_some_and(|l| l.starts_with(DIRECT_LEASE));
         let open = matches!(h.outcome, Outcome::Queued | Outcome::Retrying)
             || (h.outcome == Outcome::DeadLettered && !h.signed);
-        return if !(ask.signed && open) {
+        // A webhook's copy under a consumer's lease, live or ended, has its message behind it:
+        // that attempt may have been sent before it could record its receipt, and the message
+        // (same nonce) is what retries it — never another copy.
+        let consumer_leased = h.signed && h.lease.is_some() && carried;
+        return if !(ask.signed && open) || consumer_leased {
             Decision::Duplicate
         } else if leased_to_other {
             if carried {
@@ -386,6 +391,13 @@ mod tests {
             ..holder("w1", Outcome::Queued, Some("a1"), NOW + 50_000)
         };
         assert_eq!(decide(Some(&consumed), &reserve("w2")), Decision::Duplicate);
+        // Even once that lease ended: the attempt may have sent it without its receipt, and its
+        // message retries it.
+        let ended = Holder {
+            signed: true,
+            ..holder("w1", Outcome::Queued, Some("a1"), NOW - 1)
+        };
+        assert_eq!(decide(Some(&ended), &reserve("w2")), Decision::Duplicate);
         // A live reservation: its own message is on the way.
         let reserved = Holder {
             signed: true,

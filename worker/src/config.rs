@@ -580,12 +580,21 @@ fn warn_shared_cookie_domains(tenants: &mut [Tenant]) {
                 .collect()
         })
         .collect();
+    // Another tenant's cookies reach this tenant's host when their domain is the host or a
+    // parent of it (and the other way round, said to the other tenant).
+    let reaches = |d: &str, host: &str| {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host == d || host.ends_with(&format!(".{d}"))
+    };
     for (n, t) in tenants.iter_mut().enumerate() {
-        let shared = domains[n].iter().find(|d| {
-            domains
-                .iter()
-                .enumerate()
-                .any(|(m, other)| m != n && other.contains(d))
+        let shared = domains.iter().enumerate().find_map(|(m, other)| {
+            (m != n)
+                .then(|| {
+                    other
+                        .iter()
+                        .find(|d| t.hosts.iter().any(|h| reaches(d, h)) || domains[n].contains(d))
+                })
+                .flatten()
         });
         if let Some(d) = shared {
             t.warnings.push(format!(

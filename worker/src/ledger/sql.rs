@@ -275,6 +275,9 @@ fn uncount<S: Sql>(sql: &S, counted: &Counted) -> Result<(), S::Error> {
     Ok(())
 }
 
+/// The lease an open claim copied from an earlier layout is held under for its first minute.
+const IMPORTED_LEASE: &str = "imported";
+
 /// Copies the claims an earlier layout holds (`LEDGER_PREVIOUS_SHARDS`) into this shard, where
 /// this shard has none of its own.
 fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::Error> {
@@ -283,17 +286,18 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
             continue;
         };
         let order = is_order_source(im.source);
-        // An open claim comes without its lease: it is held as a reservation would be (rule 7)
-        // for a minute, so the copy that carries it (its message) finds it first.
-        let held_until = if im.outcome.is_final() {
-            0
+        // An open claim comes without its lease: it is held under a lease of its own for a
+        // minute (an attempt of the earlier layout may still be sending it), and is never taken
+        // as an abandoned reservation (rule 7).
+        let (lease, held_until) = if im.outcome.is_final() {
+            (None, 0)
         } else {
-            now_ms + RESERVATION_MS
+            (Some(IMPORTED_LEASE), now_ms + RESERVATION_MS)
         };
         sql.run(
             "INSERT INTO events (key, event_name, event_id, first_seen_ms, outcome, updated_ms, nonce, source, keep_until_ms,
-                reason, lease_until_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                reason, lease, lease_until_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
             vec![
                 im.key.clone().into(),
                 name.into(),
@@ -309,6 +313,7 @@ fn import<S: Sql>(sql: &S, imported: &[Imported], now_ms: i64) -> Result<(), S::
                     .into(),
                 (im.first_seen_ms + claim_retention_ms(order)).into(),
                 im.reason.as_deref().into(),
+                lease.into(),
                 held_until.into(),
             ],
         )?;

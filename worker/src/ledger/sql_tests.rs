@@ -932,6 +932,13 @@ fn a_signed_copy_takes_an_order_a_beacon_copy_left_waiting_or_parked() {
         None,
         T0 + 1 + LEASE_MS
     )));
+    // A webhook's copy the consumer leased, its lease over without a receipt (Meta may have it):
+    // its message retries it, never another copy.
+    reserved_then_leased(&s, "o27", "w1");
+    assert_eq!(
+        claim_one(&s, order("o27", "w2"), None, T0 + 11 + LEASE_MS),
+        ClaimStatus::Duplicate
+    );
     // While another attempt sends it, the webhook is asked to come back (Busy), never sent.
     assert!(is_send(claim_one(&s, item("o26", "b1"), Some("a1"), T0)));
     assert!(matches!(
@@ -960,7 +967,8 @@ fn a_receipt_lookup_shows_no_marks() {
 #[test]
 fn a_copy_parked_by_a_fallback_gets_its_dead_lettered_receipt() {
     let s = shard();
-    // An order's copy the consumer claimed (retrying), which the platform then gave up on.
+    // An order's copy the consumer claimed (retrying), which the queue then refused, parked by
+    // the direct fallback.
     reserved_then_leased(&s, "o30", "n1");
     settle(&s, "o30", "n1", Outcome::Retrying, T0 + 20);
     let parked = |nonce: &str, reason: &str| Letter {
@@ -972,23 +980,24 @@ fn a_copy_parked_by_a_fallback_gets_its_dead_lettered_receipt() {
         ..letter("o30", "{}", reason)
     };
     let mut counts = Vec::new();
-    park(&s, &[parked("n1", "platform_retries_exhausted")], T0 + 30, &mut counts).expect("park");
+    park(&s, &[parked("n1", "queue_unavailable")], T0 + 30, &mut counts).expect("park");
     assert!(counts.iter().any(|c| c.name == "dead_lettered"), "{counts:?}");
     let rows = receipts(&s, "o30").expect("receipts");
     assert_eq!(rows[0]["outcome"], "dead_lettered");
-    assert_eq!(rows[0]["reason"], "platform_retries_exhausted");
+    assert_eq!(rows[0]["reason"], "queue_unavailable");
     assert_eq!(
         order_counts(&s),
-        [("dead_lettered".into(), "platform_retries_exhausted".into(), 1)]
+        [("dead_lettered".into(), "queue_unavailable".into(), 1)]
     );
-    // Another copy's letter never settles a claim it does not hold.
+    // Another copy's letter never settles a claim it does not hold (no lease in the way).
     assert!(is_send(claim_one(&s, order("o31", "n1"), Some("a1"), T0)));
+    settle(&s, "o31", "n1", Outcome::Retrying, T0);
     let other = Letter {
         receipt: Some(receipt("o31", "n9", Outcome::DeadLettered)),
         ..letter("o31", "{}", "queue_unavailable")
     };
     park(&s, &[other], T0 + 1, &mut Vec::new()).expect("park");
-    assert_eq!(receipts(&s, "o31").expect("receipts")[0]["outcome"], "queued");
+    assert_eq!(receipts(&s, "o31").expect("receipts")[0]["outcome"], "retrying");
 }
 
 #[test]
