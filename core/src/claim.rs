@@ -148,8 +148,9 @@ pub struct Ask<'a> {
     pub replay: Option<bool>,
     /// A copy of a paid order: it takes a Purchase a failed payment held back (rule 8).
     pub paid: bool,
-    /// A verified webhook's copy as the platform delivers it (its reservation): it takes a
-    /// claim no one is working on (rule 10).
+    /// A verified webhook's copy: as the platform delivers it (its reservation, `attempt`
+    /// `None`) it takes a claim no one is working on (rule 10); a copy the consumer delivers has
+    /// its own message, which retries it.
     pub signed: bool,
     pub now_ms: i64,
 }
@@ -219,7 +220,8 @@ pub fn decide(holder: Option<&Holder>, ask: &Ask) -> Decision {
         // that attempt may have been sent before it could record its receipt, and the message
         // (same nonce) is what retries it — never another copy.
         let consumer_leased = h.signed && h.lease.is_some() && carried;
-        return if !(ask.signed && open) || consumer_leased {
+        let reservation = ask.signed && ask.attempt.is_none();
+        return if !(reservation && open) || consumer_leased {
             Decision::Duplicate
         } else if leased_to_other {
             if carried {
@@ -365,6 +367,15 @@ mod tests {
             },
         ] {
             assert_eq!(decide(Some(&open), &reserve("w2")), Decision::Take);
+            let consumed = Ask {
+                signed: true,
+                ..ask("w2", Some("a9"))
+            };
+            assert_eq!(
+                decide(Some(&open), &consumed),
+                Decision::Duplicate,
+                "a copy the consumer delivers has its own message"
+            );
             assert_eq!(
                 decide(Some(&open), &ask("b2", Some("a9"))),
                 Decision::Duplicate,

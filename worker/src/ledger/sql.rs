@@ -262,14 +262,19 @@ fn counted(row: &Value, outcome: Outcome) -> Option<Counted> {
 /// counts once, by its final outcome.
 fn uncount<S: Sql>(sql: &S, counted: &Counted) -> Result<(), S::Error> {
     let (day, outcome, reason) = counted;
+    uncount_order(sql, *day, outcome.as_str(), reason)
+}
+
+/// Takes one off reconciliation's `name` / `reason` row of `day` (never below zero).
+fn uncount_order<S: Sql>(sql: &S, day: i64, name: &str, reason: &str) -> Result<(), S::Error> {
     sql.run(
         "UPDATE daily_counts SET count = count - 1
           WHERE day = ? AND kind = ? AND name = ? AND reason = ? AND count > 0",
         vec![
-            (*day).into(),
+            day.into(),
             CountKind::Order.as_str().into(),
-            outcome.as_str().into(),
-            reason.as_str().into(),
+            name.into(),
+            reason.into(),
         ],
     )?;
     Ok(())
@@ -469,9 +474,7 @@ pub fn claim<S: Sql>(
             attempt,
             replay: item.replay.then(|| waiting.contains(key)),
             paid: item.paid,
-            // Rule 10 is the platform's delivery of a webhook (its reservation): a copy the
-            // consumer delivers has its own message, which retries it.
-            signed: item.source.is_some() && attempt.is_none(),
+            signed: item.source.is_some(),
             now_ms,
         };
         let status = match decide(holder.as_ref(), &ask) {
@@ -761,15 +764,7 @@ pub fn release<S: Sql>(
         .iter()
         .filter(|r| text(r, "source") == Some(report::WEBHOOK))
     {
-        sql.run(
-            "UPDATE daily_counts SET count = count - 1
-              WHERE day = ? AND kind = ? AND name = ? AND reason = '' AND count > 0",
-            vec![
-                (int(row, "first_seen_ms") / DAY_MS).into(),
-                CountKind::Order.as_str().into(),
-                report::SEEN.into(),
-            ],
-        )?;
+        uncount_order(sql, int(row, "first_seen_ms") / DAY_MS, report::SEEN, "")?;
     }
     Ok(())
 }
