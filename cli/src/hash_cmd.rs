@@ -29,24 +29,41 @@ const BLOCK: usize = 64 * 1024;
 const UNKNOWN_FIELD: &str =
     "unknown field (use em, ph, fn, ln, ct, st, zp, country, ge, db, external_id)";
 const VALUE_NOT_STRING: &str = "value must be a string";
-/// What `BufRead::lines` reports for a line that is not UTF-8 (the answer before blocks).
-const NOT_UTF8: &str = "reading stdin: stream did not contain valid UTF-8";
+/// The answer to a line that is not UTF-8 (a list exported in another encoding).
+const NOT_UTF8: &str = "line is not UTF-8";
+/// The answer to a blank line: every input line has its output line, so a list's rows and
+/// their hashes can be joined by position.
+const BLANK_LINE: &str = "blank line";
 
-/// One block's answer: the output lines, and the error that stopped it (input not UTF-8).
+/// One block's answer: its output lines, one per input line.
 struct Done {
     seq: usize,
     out: Vec<u8>,
-    error: Option<&'static str>,
 }
+
+const THREADS_RULE: &str = "--threads must be a number from 1 to 64";
 
 /// `--threads N` hashes on N threads (default: one per core, at most 16).
 pub fn run(args: &[String]) -> Result<(), String> {
+    // The list comes on stdin only: a file name given as an argument would otherwise be ignored
+    // while the command waited on the terminal.
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--threads" {
+            rest.next().ok_or(THREADS_RULE)?;
+        } else {
+            let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+            return Err(format!(
+                "unknown argument {name:?}: capi-edge hash reads JSON lines on stdin and takes only --threads N"
+            ));
+        }
+    }
     let workers = match crate::flag(args, "--threads") {
         Some(n) => n
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=64).contains(n))
-            .ok_or("--threads must be a number from 1 to 64")?,
+            .ok_or(THREADS_RULE)?,
         None => std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1)
@@ -120,14 +137,14 @@ fn worker(jobs: &Mutex<Receiver<(usize, Vec<u8>)>>, done: &SyncSender<Done>) {
         };
         let Ok((seq, block)) = job else { return };
         let mut out = Vec::with_capacity(block.len() + block.len() / 2);
-        let error = hash_block(&block, &mut out, &mut countries);
-        if done.send(Done { seq, out, error }).is_err() {
+        hash_block(&block, &mut out, &mut countries);
+        if done.send(Done { seq, out }).is_err() {
             return;
         }
     }
 }
 
-/// Writes the workers' blocks to stdout in input order; stops at the first error.
+/// Writes the workers' blocks to stdout in input order.
 fn write_in_order(done: &Receiver<Done>) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     let mut waiting: BTreeMap<usize, Done> = BTreeMap::new();
@@ -136,46 +153,51 @@ fn write_in_order(done: &Receiver<Done>) -> Result<(), String> {
         waiting.insert(d.seq, d);
         while let Some(d) = waiting.remove(&next) {
             stdout.write_all(&d.out).map_err(|e| e.to_string())?;
-            if let Some(e) = d.error {
-                stdout.flush().map_err(|e| e.to_string())?;
-                return Err(e.to_string());
-            }
             next += 1;
         }
     }
     stdout.flush().map_err(|e| e.to_string())
 }
 
-/// Answers every line of `block` into `out`, as `BufRead::lines` would split it. Stops at the
-/// first line that is not UTF-8 and returns the error the line-by-line reader gave.
-fn hash_block(block: &[u8], out: &mut Vec<u8>, countries: &mut Countries) -> Option<&'static str> {
+/// Answers every line of `block` into `out`, one output line per input line: a line that is
+/// blank or not UTF-8 gets an error line, so no later answer moves up a row. The newline that
+/// ends a block ends its last line; it does not start another.
+fn hash_block(block: &[u8], out: &mut Vec<u8>, countries: &mut Countries) {
+    let block = block.strip_suffix(b"\n").unwrap_or(block);
     if let Ok(text) = std::str::from_utf8(block) {
         // Valid as a whole: every line is (lines are cut at an ASCII byte).
         for line in text.split('\n') {
             answer_line(line, out, countries);
         }
-        return None;
+        return;
     }
     for raw in block.split(|&b| b == b'\n') {
-        let Ok(line) = std::str::from_utf8(raw) else {
-            return Some(NOT_UTF8);
-        };
-        answer_line(line, out, countries);
+        match std::str::from_utf8(raw) {
+            Ok(line) => answer_line(line, out, countries),
+            Err(_) => fixed_error_line(out, NOT_UTF8),
+        }
     }
-    None
 }
 
-/// One line without its `\n`, as `BufRead::lines` gives it: a final `\r` dropped, blank skipped.
+/// One line without its `\n` (a final `\r` dropped).
 fn answer_line(line: &str, out: &mut Vec<u8>, countries: &mut Countries) {
     let line = line.strip_suffix('\r').unwrap_or(line);
-    let Some(&first) = line.as_bytes().first() else {
-        return;
-    };
     // Only a line starting with a space, a control or a non-ASCII character can be blank.
-    if (first <= b' ' || first >= 0x80) && line.trim().is_empty() {
-        return;
+    let blank = line
+        .as_bytes()
+        .first()
+        .is_none_or(|&b| (b <= b' ' || b >= 0x80) && line.trim().is_empty());
+    if blank {
+        return fixed_error_line(out, BLANK_LINE);
     }
     hash_line_into(line, out, countries);
+}
+
+/// An error line for a line with no field to name.
+fn fixed_error_line(out: &mut Vec<u8>, error: &str) {
+    out.extend_from_slice(b"{\"error\":");
+    json_str(out, error);
+    out.extend_from_slice(b",\"field\":null}\n");
 }
 
 /// Each distinct `country` string resolved once per worker (lists repeat a handful of them):
@@ -565,24 +587,33 @@ mod tests {
     }
 
     #[test]
-    fn blocks_split_like_buffered_lines() {
-        let mut out = Vec::new();
-        let block =
-            b"{\"field\":\"fn\",\"value\":\"A\"}\r\n\n  \n{\"field\":\"ln\",\"value\":\"B\"}";
-        assert_eq!(hash_block(block, &mut out, &mut Countries::default()), None);
-        let text = String::from_utf8(out).unwrap_or_default();
-        assert_eq!(text.lines().count(), 2);
-        assert!(text.ends_with('\n'));
-        let mut out = Vec::new();
-        let block =
-            b"{\"field\":\"fn\",\"value\":\"A\"}\n\xff\n{\"field\":\"ln\",\"value\":\"B\"}\n";
-        assert_eq!(
-            hash_block(block, &mut out, &mut Countries::default()),
-            Some(NOT_UTF8)
+    fn every_input_line_has_its_output_line() {
+        let lines = |block: &[u8]| {
+            let mut out = Vec::new();
+            hash_block(block, &mut out, &mut Countries::default());
+            String::from_utf8(out)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap_or(Value::Null))
+                .collect::<Vec<_>>()
+        };
+        let got = lines(
+            b"{\"field\":\"fn\",\"value\":\"A\"}\r\n\n  \n{\"field\":\"ln\",\"value\":\"B\"}",
         );
-        assert_eq!(
-            String::from_utf8(out).unwrap_or_default().lines().count(),
-            1
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0]["field"], "fn");
+        assert_eq!(got[1]["error"], BLANK_LINE);
+        assert_eq!(got[2]["error"], BLANK_LINE);
+        assert_eq!(got[3]["field"], "ln");
+        // A line in another encoding is answered and the rest go on, in their rows.
+        let got = lines(
+            b"{\"field\":\"fn\",\"value\":\"A\"}\n\xff\n{\"field\":\"ln\",\"value\":\"B\"}\n",
         );
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1]["error"], NOT_UTF8);
+        assert_eq!(got[2]["field"], "ln");
+        assert_eq!(got[2]["normalized"], "b");
+        // The newline ending the input ends its last line: no extra answer.
+        assert_eq!(lines(b"{\"field\":\"fn\",\"value\":\"A\"}\n").len(), 1);
     }
 }

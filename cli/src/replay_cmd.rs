@@ -59,7 +59,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .into();
     // The Worker replays a page per call: call again from its `next` until none is left, or
     // the queue refused part of a page (those letters stay parked for the next replay).
-    let (mut ids, mut failed) = (Vec::new(), 0);
+    let (mut ids, mut failed, mut unreadable) = (Vec::new(), 0, 0);
     let mut after: Option<String> = None;
     let stopped = loop {
         let page_url = match &after {
@@ -81,6 +81,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .map(|id| id.as_str().unwrap_or("").to_string()),
         );
         failed += body["failed"].as_i64().unwrap_or(0);
+        unreadable += body["unreadable"].as_i64().unwrap_or(0);
         match body["next"].as_str() {
             _ if failed > 0 => {
                 break Some(format!(
@@ -96,6 +97,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("replayed {} dead letter(s)", ids.len());
     for id in ids {
         println!("  {id}");
+    }
+    if unreadable > 0 {
+        println!(
+            "{unreadable} dead letter(s) could not be read back as events and were not replayed \
+             (the Worker logs dead_letters_unreadable)"
+        );
     }
     match stopped {
         None => Ok(()),

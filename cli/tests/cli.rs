@@ -55,6 +55,32 @@ fn hash_streams_one_answer_per_line_and_never_echoes_raw_values() {
 }
 
 #[test]
+fn hash_keeps_rows_in_place_and_reads_only_stdin() {
+    // A blank line in the middle of a list: the answers after it stay in their rows.
+    let input = concat!(
+        r#"{"field":"fn","value":"Ann"}"#,
+        "\n\n",
+        r#"{"field":"ln","value":"Lee"}"#,
+        "\n",
+    );
+    let (out, _, ok) = run(&["hash"], input);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["normalized"], "ann");
+    assert_eq!(lines[1]["error"], "blank line");
+    assert_eq!(lines[2]["normalized"], "lee");
+    // A file name is refused, not ignored while the command waits on the terminal.
+    let (out, err, ok) = run(&["hash", "customers.jsonl"], "");
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(err.contains("stdin"), "{err}");
+}
+
+#[test]
 fn payload_prints_the_exact_capi_body_for_a_beacon_and_a_webhook() {
     let beacon = r#"{"event_name":"AddToCart","event_id":"e1","event_source_url":"https://s.example/p","custom_data":{"value":"3","currency":"eur","email":"x@y.z"},"user_data":{"em":"A@B.co"}}"#;
     let (out, err, ok) = run(

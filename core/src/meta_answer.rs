@@ -141,11 +141,11 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    if (200..300).contains(&status) {
-        let events_received = json
-            .get("events_received")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+    // Meta's success says how many events it received; a 2xx without that (a proxy's or a
+    // captive portal's page on the way) is no word from Meta: tried again, never taken as sent
+    // (a copy Meta did get is deduplicated by its event_id).
+    let received = json.get("events_received").and_then(Value::as_u64);
+    if let (true, Some(events_received)) = ((200..300).contains(&status), received) {
         return MetaAnswer::Accepted {
             events_received,
             fbtrace_id: trace(&json),
@@ -172,11 +172,9 @@ pub fn meta_answer(status: u16, body: &str) -> MetaAnswer {
             fbtrace_id,
             blamed: rejected_event_index(body),
         },
-        None if status == 401 || status == 403 => MetaAnswer::Blocked {
-            cause: Incident::TokenInvalid,
-            code: 190,
-            fbtrace_id,
-        },
+        // No Graph error (a bare 401 or 403 from a proxy or a firewall on the way, say): not
+        // Meta's word on the token, so nothing is held and no incident is raised on it; retried
+        // with backoff, and parked once the attempts are used up.
         None => MetaAnswer::Transient {
             code: None,
             fbtrace_id,
@@ -322,10 +320,21 @@ mod tests {
                 "{body}"
             );
         }
+        // A 2xx that is not Meta's answer is tried again, not taken as sent.
         assert!(matches!(
-            meta_answer(401, "not json"),
+            meta_answer(200, "<html>Welcome</html>"),
+            MetaAnswer::Transient { code: None, .. }
+        ));
+        // Only Meta's own error code says a token is dead: a bare 403 is retried.
+        assert!(matches!(
+            meta_answer(403, "<html>Forbidden</html>"),
+            MetaAnswer::Transient { code: None, .. }
+        ));
+        assert!(matches!(
+            meta_answer(401, r#"{"error":{"code":190}}"#),
             MetaAnswer::Blocked {
                 cause: Incident::TokenInvalid,
+                code: 190,
                 ..
             }
         ));

@@ -218,10 +218,12 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     let full = match (international, country.and_then(calling_code)) {
         (true, _) | (false, None) => digits.to_string(),
         (false, Some(code)) => {
-            if code == "1" {
-                // NANP: national numbers are 10 digits; 11 digits starting with 1 already carry it.
-                if digits.len() == 10 {
-                    prefixed("1", digits)
+            if let (false, Some(lengths)) = (national_trunk, national_lengths(code)) {
+                // A country whose national numbers have known lengths: a number of such a length
+                // is national even when it begins with the calling code's digits (India's
+                // 91234 56789); any other length already carries the code (or is no number).
+                if lengths.contains(&digits.len()) {
+                    prefixed(code, digits)
                 } else {
                     digits.to_string()
                 }
@@ -238,6 +240,20 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     } else {
         Err(DropReason::InvalidPhone)
     }
+}
+
+/// The lengths of national significant numbers (without a trunk 0) for calling codes where they
+/// are fixed or nearly so (ITU-T E.164 national numbering plans): NANP, Russia and Kazakhstan,
+/// France, Spain, Italy's mobiles, the UK, Mexico, Brazil, Australia, Japan, India. Elsewhere a
+/// number that begins with the calling code is taken as carrying it.
+fn national_lengths(code: &str) -> Option<std::ops::RangeInclusive<usize>> {
+    Some(match code {
+        "1" | "7" | "52" | "91" => 10..=10,
+        "33" | "34" | "61" => 9..=9,
+        "39" | "44" | "81" => 9..=10,
+        "55" => 10..=11,
+        _ => return None,
+    })
 }
 
 /// `code` then `digits` (what `format!("{code}{digits}")` gives, without the formatter).

@@ -265,6 +265,26 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         ("509562969", 41.94),
         "the successful refund transaction, not the line subtotal"
     );
+    // A shop selling in several currencies: the customer paid (and is refunded) in EUR; the
+    // refund is valued in the shop's currency, as its Purchase is.
+    let mut multi: Value =
+        serde_json::from_slice(&fixture("shopify-refunds-create.json")).expect("json");
+    for t in multi["transactions"].as_array_mut().into_iter().flatten() {
+        t["currency"] = "EUR".into();
+        t["amount"] = "38.00".into();
+        t["amount_set"] = serde_json::json!({
+            "shop_money": {"amount": "41.94", "currency_code": "USD"},
+            "presentment_money": {"amount": "38.00", "currency_code": "EUR"}
+        });
+    }
+    let m = order(
+        webhook::shopify::webhook("refunds/create", multi.to_string().as_bytes()).expect("parses"),
+    );
+    assert_eq!(
+        (m.currency.as_str(), m.refunds[0].amount),
+        ("USD", 41.94),
+        "in the shop's money, not the customer's"
+    );
     // A return that refunded no money names no currency either: acknowledged, nothing sent.
     let mut nothing: Value =
         serde_json::from_slice(&fixture("shopify-refunds-create.json")).expect("json");

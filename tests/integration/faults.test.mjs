@@ -335,6 +335,9 @@ describe('the platform fails as documented; every accepted event reaches Meta ex
       // An operator reading that pixel's numbers meanwhile is told to try again, not a 500.
       const stats = await w.fetch('/t/stats?pixel=112', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       assert.deepEqual([stats.status, (await stats.json()).error?.code, stats.headers.get('retry-after')], [503, 'ledger_unavailable', '5']);
+      // A monitor is not told all is well while a ledger that may hold an incident cannot be read.
+      const health = await (await w.fetch('/t/health', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+      assert.deepEqual([health.ok, health.incidents_unknown], [false, true]);
       await w.faults({ ledgerDown: null });
       // The platform redelivers: pixel 111 already has it (duplicate), pixel 112 takes it now.
       const again = await Promise.all(ids.map(async (id) => { const r = await order(w, id); return [r.status, await r.json()]; }));

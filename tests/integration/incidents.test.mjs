@@ -14,17 +14,25 @@ import { startSandbox, startWorker, eventually, ADMIN_TOKEN, cliPath } from './h
 const cleanup = [];
 after(async () => { for (const c of cleanup.reverse()) await c(); });
 
-/** A Slack-style incoming webhook on 127.0.0.1 that keeps what it is sent. */
-async function alertReceiver() {
+/** A Slack-style incoming webhook on 127.0.0.1 that keeps what it is sent; it fails (500)
+ *  the first `failing` requests. */
+async function alertReceiver(failing = 0) {
   const got = [];
+  const receiver = { got, tries: 0 };
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
-    req.on('end', () => { got.push(JSON.parse(body)); res.end('ok'); });
+    req.on('end', () => {
+      receiver.tries += 1;
+      if (receiver.tries <= failing) { res.statusCode = 500; res.end('down'); return; }
+      got.push(JSON.parse(body));
+      res.end('ok');
+    });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   cleanup.push(() => new Promise((r) => server.close(r)));
-  return { url: `http://127.0.0.1:${server.address().port}/hook`, got };
+  receiver.url = `http://127.0.0.1:${server.address().port}/hook`;
+  return receiver;
 }
 
 const CAUSES = [
@@ -86,6 +94,34 @@ async function scenario([fault, cause, code]) {
 test('each cause that will not fix itself: events held, one incident, one alert each way, replay delivers each once', async () => {
   // The four causes run side by side, each against its own sandbox and Worker.
   await Promise.all(CAUSES.map(scenario));
+});
+
+test('an alert the receiver failed is sent again by a later round, once', async () => {
+  const sandbox = await startSandbox();
+  cleanup.push(async () => sandbox.stop());
+  const alerts = await alertReceiver(1);
+  const worker = await startWorker({ META_GRAPH_URL: sandbox.url, ORDER_WEBHOOK_SECRET: 'order-secret', ALERT_WEBHOOK: alerts.url });
+  cleanup.push(() => worker.stop());
+  const order = (id) => {
+    const body = JSON.stringify({ order_id: id, value: 10, currency: 'EUR', client_user_agent: 'Mozilla/5.0', client_ip_address: '8.8.8.8' });
+    return worker.fetch('/t/hooks/order', { method: 'POST', body, headers: { 'x-capi-signature': `sha256=${createHmac('sha256', 'order-secret').update(body).digest('hex')}` } });
+  };
+  await sandbox.faults({ kinds: ['token_expired'], error_rate: 1 });
+  assert.equal((await order('retry-alert-0')).status, 200);
+  await eventually(() => alerts.tries >= 1, 15_000, 'the first alert, refused');
+  // The next round that holds events after the retry interval (15 s) announces it again.
+  await new Promise((r) => setTimeout(r, 16_000));
+  assert.equal((await order('retry-alert-1')).status, 200);
+  await eventually(() => alerts.got.length >= 1, 15_000, 'the alert, sent again');
+  // A round right after it does not announce it again (told, and tried within the interval;
+  // the SQL tests cover each on its own).
+  assert.equal((await order('retry-alert-2')).status, 200);
+  await eventually(async () => {
+    const r = (await (await worker.fetch('/t/receipts/purchase:retry-alert-2', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).receipts?.[0];
+    return r?.outcome === 'dead_lettered';
+  }, 15_000, 'the third order held');
+  assert.deepEqual(alerts.got.map((a) => [a.capi_edge.state, a.capi_edge.cause]), [['open', 'token_invalid']]);
+  assert.equal(alerts.tries, 2);
 });
 
 test('a long outage: the held events are listed and replayed a page at a time, each delivered once', async () => {

@@ -63,6 +63,10 @@ test('ledgers and receipts stay apart; one tenant\'s token cannot read the other
   assert.equal((await admin('b.shop.test', path, 'admin-b')).status, 404, 'not in shop-b\'s ledger');
   const op = await admin('b.shop.test', `${path}?tenant=shop-a&pixel=111`, ADMIN_TOKEN);
   assert.equal(op.status, 200, 'the operator token reads any tenant');
+  // Without a token, a tenant that exists and one that does not get the same answer.
+  const probe = async (tenant) => { const r = await at('b.shop.test', `/t/stats?tenant=${tenant}`); return [r.status, (await r.json()).error.code]; };
+  assert.deepEqual(await probe('shop-a'), [401, 'unauthorized']);
+  assert.deepEqual(await probe('no-such-shop'), [401, 'unauthorized']);
 });
 
 test('a pixel that fails does not delay or duplicate delivery to the other', async () => {

@@ -2,8 +2,9 @@
 //! revoked token (code 190), a missing permission (10, 200–299), a deleted pixel (100/33), a
 //! retired API version (2635). Delivery holds the events (parked for replay, never dropped:
 //! `delivery/pixel.rs`); this module raises the incident in the pixel's ledger (shard 0), which
-//! says whether it is new, announces it once to the tenant's `ALERT_WEBHOOK`, and ends it —
-//! announced once more — when Meta takes this pixel's events again. `/t/health` and the report
+//! says whether it is to be announced, announces it to the tenant's `ALERT_WEBHOOK` (at least
+//! once: an alert that fails is tried again by a later round), and ends it — announced the same
+//! way — when Meta takes this pixel's events again. `/t/health` and the report
 //! show the open ones.
 //!
 //! Ending costs a ledger call, so an isolate looks at most once a minute per pixel after a
@@ -80,24 +81,26 @@ pub async fn after_round(
                 ("hint", cause.what_to_do().into()),
             ],
         );
-        if ledger.incident_open(cause, code, held_events, now_ms).await == Some(true) {
-            let row = json!({"cause": cause.as_str(), "code": code, "opened_ms": now_ms, "held": held_events});
-            announce(cfg, env, tenant_id, pixel_id, &row, "open").await;
+        if let Some(row) = ledger.incident_open(cause, code, held_events, now_ms).await {
+            announce(cfg, env, ledger, tenant_id, pixel_id, &row, "open").await;
         }
     }
     // Not in a round that held events too: Meta taking some of them while refusing others
     // (a revocation reaching its servers unevenly) does not end the incident it just raised.
     if accepted && held.is_none() && due(&key, now_ms, false) {
         for row in ledger.incident_close(now_ms).await {
-            log::info(
-                "meta_incident_ended",
-                &[
-                    ("tenant", tenant_id.into()),
-                    ("pixel_id", pixel_id.into()),
-                    ("cause", row["cause"].clone()),
-                ],
-            );
-            announce(cfg, env, tenant_id, pixel_id, &row, "resolved").await;
+            // Ended now (an earlier end whose announcement failed is only announced again).
+            if row["closed_ms"].as_i64() == Some(now_ms as i64) {
+                log::info(
+                    "meta_incident_ended",
+                    &[
+                        ("tenant", tenant_id.into()),
+                        ("pixel_id", pixel_id.into()),
+                        ("cause", row["cause"].clone()),
+                    ],
+                );
+            }
+            announce(cfg, env, ledger, tenant_id, pixel_id, &row, "resolved").await;
         }
     }
 }
@@ -132,11 +135,13 @@ pub fn alert_body(tenant_id: &str, pixel_id: &str, row: &Value, state: &str) -> 
     })
 }
 
-/// POSTs the alert to the tenant's `ALERT_WEBHOOK` (if set), bounded in time; the URL is a
-/// secret and never logged.
+/// POSTs the alert to the tenant's `ALERT_WEBHOOK` (if set), bounded in time, and notes in the
+/// ledger that it was told (or that no one is to be told); one that fails is tried again by a
+/// later round after `ALERT_RETRY_MS`. The URL is a secret and never logged.
 async fn announce(
     cfg: &Config,
     env: &Env,
+    ledger: &LedgerClient,
     tenant_id: &str,
     pixel_id: &str,
     row: &Value,
@@ -144,6 +149,7 @@ async fn announce(
 ) {
     let _ = env;
     let Some(url) = cfg.tenant(tenant_id).and_then(|t| t.alert_webhook.clone()) else {
+        ledger.incident_told(row, state).await;
         return;
     };
     let body = alert_body(tenant_id, pixel_id, row, state).to_string();
@@ -156,6 +162,9 @@ async fn announce(
         .await
         .flatten()
         .is_some();
+    if ok {
+        ledger.incident_told(row, state).await;
+    }
     log::info(
         if ok { "alert_sent" } else { "alert_failed" },
         &[

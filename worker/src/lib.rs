@@ -280,10 +280,14 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
             body["isolate"] = stats::json();
         }
         if let Some(t) = own {
-            let incidents = open_incidents(cfg, env, t).await;
-            // Configured, but Meta refuses its events: not ok until the incident ends.
-            if !incidents.is_empty() {
+            let (incidents, read) = open_incidents(cfg, env, t).await;
+            // Configured, but Meta refuses its events: not ok until the incident ends. A ledger
+            // that cannot be read may hold one: not ok either (a monitor must not read "fine").
+            if !incidents.is_empty() || !read {
                 body["ok"] = false.into();
+            }
+            if !read {
+                body["incidents_unknown"] = true.into();
             }
             body["incidents"] = incidents.into();
         }
@@ -296,15 +300,25 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
     Ok(resp)
 }
 
-/// The tenant's open incidents, per pixel: why delivery stopped and what fixes it.
+/// The tenant's open incidents, per pixel: why delivery stopped and what fixes it; false when
+/// a pixel's ledger could not be read.
 #[cfg(feature = "backend")]
-async fn open_incidents(cfg: &Config, env: &Env, t: &config::Tenant) -> Vec<serde_json::Value> {
+async fn open_incidents(
+    cfg: &Config,
+    env: &Env,
+    t: &config::Tenant,
+) -> (Vec<serde_json::Value>, bool) {
     let mut open = Vec::new();
+    let mut read = true;
     for p in &t.pixels {
         let Some(l) = ledger::LedgerClient::for_pixel(env, cfg, &t.id, &p.id) else {
             continue;
         };
-        for i in l.incidents().await.unwrap_or_default() {
+        let Ok(incidents) = l.incidents().await else {
+            read = false;
+            continue;
+        };
+        for i in incidents {
             if i["closed_ms"].is_null() {
                 let cause = i["cause"]
                     .as_str()
@@ -317,7 +331,7 @@ async fn open_incidents(cfg: &Config, env: &Env, t: &config::Tenant) -> Vec<serd
             }
         }
     }
-    open
+    (open, read)
 }
 
 /// The health details an admin sees: the host's tenant (configured, privacy modes) and what is
@@ -327,7 +341,8 @@ fn health_details(cfg: &Config, own: Option<&config::Tenant>, operator: bool) ->
     let tenants: Vec<serde_json::Value> = match &cfg.tenants {
         Ok(ts) => ts
             .iter()
-            .filter(|t| operator || own.is_some_and(|o| o.id == t.id))
+            // The host's own entry (by identity: a second entry with its id is another's).
+            .filter(|t| operator || own.is_some_and(|o| std::ptr::eq(o, *t)))
             .map(|t| {
                 serde_json::json!({"id": t.id, "ok": t.usable().is_ok(), "pixels": t.pixels.len(),
                     "errors": t.errors, "warnings": t.warnings, "invalid_setting": t.modes.and(t.orders).err().map(|e| e.0)})

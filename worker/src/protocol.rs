@@ -280,16 +280,23 @@ pub enum Op {
         imported: Vec<Imported>,
         now_ms: i64,
     },
-    /// Raises an incident (or adds `held` events to the open one): `{"opened": bool}`.
+    /// Raises an incident (or adds `held` events to the open one): the incident when its
+    /// opening is to be announced now, else null.
     IncidentOpen {
         cause: capi_core::meta_answer::Incident,
         code: i64,
         held: i64,
         now_ms: i64,
     },
-    /// Ends the open incidents: the ones it ended.
+    /// Ends the open incidents: the ended ones whose end is to be announced now.
     IncidentClose {
         now_ms: i64,
+    },
+    /// Notes that an incident's `state` was announced.
+    IncidentTold {
+        cause: String,
+        opened_ms: i64,
+        state: String,
     },
     /// The incidents, open first.
     Incidents {},

@@ -121,7 +121,7 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
 }
 
 /// One refund of a payload (`refunds[]` of an order, or `refunds/create`'s body): its id and
-/// the money its successful refund transactions returned (a return or restock that refunded no
+/// the money its successful refund transactions returned, in the shop's currency (a return or restock that refunded no
 /// money is a refund of 0, and sends nothing).
 fn refund(r: &Value) -> Option<Refund> {
     let id = text(r.get("id"))?;
@@ -137,7 +137,9 @@ fn refund(r: &Value) -> Option<Refund> {
                     None | Some("success")
                 )
         })
-        .filter_map(|t| amount(t.get("amount")))
+        // In the shop's currency, as the order's Purchase is valued (`amount` is the
+        // customer's currency when the shop sells in several).
+        .filter_map(|t| amount(t.pointer("/amount_set/shop_money/amount").or(t.get("amount"))))
         .sum();
     Some(Refund {
         id,
@@ -164,7 +166,10 @@ fn refund_webhook(r: &Map<String, Value>) -> Result<Webhook, PayloadError> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .find_map(|t| t.get("currency"))
+        .find_map(|t| {
+            t.pointer("/amount_set/shop_money/currency_code")
+                .or(t.get("currency"))
+        })
         .or_else(|| body.pointer("/refund_line_items/0/subtotal_set/shop_money/currency_code"));
     Ok(Webhook::Order(Box::new(Order {
         order_id,

@@ -319,7 +319,12 @@ fn invoice(i: &Map<String, Value>) -> Result<Option<Order>, PayloadError> {
         order_id,
         value: major(minor, &currency),
         currency,
-        created_at: i.get("created").and_then(Value::as_i64),
+        // When it was paid (an invoice is drafted an hour or more before it is charged, and a
+        // renewal paid on a later retry or a net-30 invoice may be paid days later: its
+        // creation time could be past Meta's 7 days when the payment comes).
+        created_at: pointer(i, &["status_transitions", "paid_at"])
+            .or_else(|| i.get("created"))
+            .and_then(Value::as_i64),
         customer_id: text(i.get("customer")),
         kind,
         channel: if kind == Kind::Renewal {
@@ -351,5 +356,28 @@ mod tests {
         assert_eq!(minor_unit_exponent("jpy"), 0);
         assert_eq!(minor_unit_exponent("BHD"), 3);
         assert_eq!(minor_unit_exponent("eur"), 2);
+    }
+
+    #[test]
+    fn an_invoice_counts_from_when_it_was_paid() {
+        // A renewal drafted on day 0 and paid on a retry 9 days later.
+        let paid = |transitions: &str| {
+            let body = format!(
+                r#"{{"type":"invoice.paid","created":1795800000,"livemode":true,"data":{{"object":{{
+                "id":"in_1","object":"invoice","billing_reason":"subscription_cycle",
+                "subscription":"sub_1","currency":"eur","amount_paid":990,"created":1795000000
+                {transitions}}}}}}}"#
+            );
+            match webhook(body.as_bytes()) {
+                Ok(Webhook::Order(o)) => o.created_at,
+                _ => None,
+            }
+        };
+        assert_eq!(
+            paid(r#","status_transitions":{"paid_at":1795777600}"#),
+            Some(1_795_777_600)
+        );
+        // Without its payment time, the invoice's own time.
+        assert_eq!(paid(""), Some(1_795_000_000));
     }
 }

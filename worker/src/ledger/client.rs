@@ -249,14 +249,15 @@ impl LedgerClient {
         )
     }
 
-    /// Raises an incident in the pixel's shard 0; `Some(true)` when it opened now.
+    /// Raises an incident in the pixel's shard 0; the incident when its opening is to be
+    /// announced now.
     pub async fn incident_open(
         &self,
         cause: capi_core::meta_answer::Incident,
         code: i64,
         held: usize,
         now_ms: u64,
-    ) -> Option<bool> {
+    ) -> Option<serde_json::Value> {
         let op = Op::IncidentOpen {
             cause,
             code,
@@ -264,15 +265,25 @@ impl LedgerClient {
             now_ms: now_ms as i64,
         };
         Self::logged("incident", self.call::<serde_json::Value>(0, &op).await)
-            .map(|v| v["opened"].as_bool() == Some(true))
+            .filter(|v| !v.is_null())
     }
 
-    /// Ends the pixel's open incidents; the ones it ended.
+    /// Ends the pixel's open incidents; the ended ones whose end is to be announced now.
     pub async fn incident_close(&self, now_ms: u64) -> Vec<serde_json::Value> {
         let op = Op::IncidentClose {
             now_ms: now_ms as i64,
         };
         Self::logged("incident", self.call(0, &op).await).unwrap_or_default()
+    }
+
+    /// Notes that an incident's `state` (`open`, `resolved`) was announced.
+    pub async fn incident_told(&self, row: &serde_json::Value, state: &str) {
+        let op = Op::IncidentTold {
+            cause: row["cause"].as_str().unwrap_or("").to_string(),
+            opened_ms: row["opened_ms"].as_i64().unwrap_or(0),
+            state: state.to_string(),
+        };
+        Self::logged("incident", self.call::<serde_json::Value>(0, &op).await);
     }
 
     /// The pixel's incidents, open first.

@@ -132,9 +132,17 @@ impl Ledger {
                 held,
                 now_ms,
             } => {
-                json!({ "opened": sql::incident_open(&sql, cause.as_str(), code, held, now_ms)? })
+                sql::incident_open(&sql, cause.as_str(), code, held, now_ms)?.unwrap_or_default()
             }
             Op::IncidentClose { now_ms } => Value::Array(sql::incident_close(&sql, now_ms)?),
+            Op::IncidentTold {
+                cause,
+                opened_ms,
+                state,
+            } => {
+                sql::incident_told(&sql, &cause, opened_ms, &state)?;
+                Value::Null
+            }
             Op::Incidents {} => Value::Array(sql::incidents(&sql)?),
             Op::Record {
                 receipts,

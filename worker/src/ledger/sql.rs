@@ -106,7 +106,18 @@ const MIGRATIONS: &[&[&str]] = &[
     &["CREATE TABLE IF NOT EXISTS incidents (cause TEXT PRIMARY KEY, code INTEGER NOT NULL,
          opened_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
          closed_ms INTEGER)"],
+    // 6: an incident's alerts, told at least once: the state last announced, and when an
+    // announcement was last tried (incidents from before count as told).
+    &[
+        "ALTER TABLE incidents ADD COLUMN told TEXT",
+        "ALTER TABLE incidents ADD COLUMN told_try_ms INTEGER NOT NULL DEFAULT 0",
+        "UPDATE incidents SET told = CASE WHEN closed_ms IS NULL THEN 'open' ELSE 'resolved' END",
+    ],
 ];
+
+/// An incident's announcement not known to have been made is tried again after this long, by
+/// the next round that raises or ends it (an alert receiver that failed or timed out).
+pub const ALERT_RETRY_MS: i64 = 15_000;
 
 /// Closed incidents are kept this long (`/t/health`, the report).
 pub const INCIDENT_RETENTION_MS: i64 = 30 * DAY_MS;
@@ -686,20 +697,15 @@ pub fn purchase<S: Sql>(
     })
 }
 
-/// Raises (or adds to) an incident; `true` when it opens now (none of this cause was open).
+/// Raises (or adds to) an incident; the incident when its opening is to be announced now (it
+/// opened now, or its announcement failed before and is due again).
 pub fn incident_open<S: Sql>(
     sql: &S,
     cause: &str,
     code: i64,
     held: i64,
     now_ms: i64,
-) -> Result<bool, S::Error> {
-    let open = !sql
-        .run(
-            "SELECT cause FROM incidents WHERE cause = ? AND closed_ms IS NULL",
-            vec![cause.into()],
-        )?
-        .is_empty();
+) -> Result<Option<Value>, S::Error> {
     sql.run(
         "INSERT INTO incidents (cause, code, opened_ms, last_ms, held) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (cause) DO UPDATE SET code = excluded.code, last_ms = excluded.last_ms,
@@ -708,16 +714,51 @@ pub fn incident_open<S: Sql>(
            closed_ms = NULL",
         vec![cause.into(), code.into(), now_ms.into(), now_ms.into(), held.into()],
     )?;
-    Ok(!open)
+    Ok(to_tell(sql, "closed_ms IS NULL AND told IS NOT 'open' AND cause = ?", cause, now_ms)?.pop())
 }
 
-/// Ends the open incidents (Meta took events again); returns them.
+/// The incidents matching `which` whose announcement is due (never made, or its last try
+/// longer ago than [`ALERT_RETRY_MS`]), each marked as tried now: concurrent rounds do not
+/// both announce it.
+fn to_tell<S: Sql>(sql: &S, which: &str, cause: &str, now_ms: i64) -> Result<Vec<Value>, S::Error> {
+    sql.run(
+        &format!(
+            "UPDATE incidents SET told_try_ms = ? WHERE {which} AND told_try_ms <= ?
+             RETURNING cause, code, opened_ms, last_ms, held, closed_ms"
+        ),
+        vec![now_ms.into(), cause.into(), (now_ms - ALERT_RETRY_MS).into()],
+    )
+}
+
+/// Ends the open incidents (Meta took events again); returns the ended ones whose end is still
+/// to be announced (now, or an announcement that failed before).
 pub fn incident_close<S: Sql>(sql: &S, now_ms: i64) -> Result<Vec<Value>, S::Error> {
     sql.run(
-        "UPDATE incidents SET closed_ms = ? WHERE closed_ms IS NULL
-         RETURNING cause, code, opened_ms, last_ms, held, closed_ms",
+        "UPDATE incidents SET closed_ms = ? WHERE closed_ms IS NULL",
         vec![now_ms.into()],
+    )?;
+    to_tell(
+        sql,
+        "closed_ms IS NOT NULL AND told IS NOT 'resolved' AND cause <> ?",
+        "",
+        now_ms,
     )
+}
+
+/// Notes that `state` of the incident `cause` opened at `opened_ms` was announced (or that
+/// there is no one to tell): its next state is announced as soon as it comes. An incident
+/// opened again since is not affected.
+pub fn incident_told<S: Sql>(
+    sql: &S,
+    cause: &str,
+    opened_ms: i64,
+    state: &str,
+) -> Result<(), S::Error> {
+    sql.run(
+        "UPDATE incidents SET told = ?, told_try_ms = 0 WHERE cause = ? AND opened_ms = ?",
+        vec![state.into(), cause.into(), opened_ms.into()],
+    )?;
+    Ok(())
 }
 
 /// The incidents, open first.

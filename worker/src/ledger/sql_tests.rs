@@ -1065,3 +1065,34 @@ fn an_order_a_webhook_takes_over_from_a_beacon_is_seen_and_settled_on_one_day() 
     let day = next_day / DAY_MS;
     assert_eq!(days, [(day, "seen".to_string()), (day, "sent".to_string())]);
 }
+
+#[test]
+fn an_incident_is_announced_until_told_once_each_way() {
+    let s = shard();
+    let open = |now| incident_open(&s, "token_invalid", 190, 3, now).expect("open");
+    let close = |now| incident_close(&s, now).expect("close");
+    // Opened: to be announced; a second round at once does not announce it again.
+    let row = open(T0).expect("announce the opening");
+    assert_eq!(row["opened_ms"], T0);
+    assert!(open(T0 + 1).is_none(), "one try at a time");
+    // The alert failed: a round after the retry interval tries again, with the first opening.
+    let again = open(T0 + ALERT_RETRY_MS + 1).expect("announce again");
+    assert_eq!(again["opened_ms"], T0);
+    assert_eq!(again["held"], 9);
+    incident_told(&s, "token_invalid", T0, "open").expect("told");
+    assert!(open(T0 + ALERT_RETRY_MS + 2).is_none(), "told: not again");
+    // Ended: its end announced at once (however soon after the last try of its opening), until
+    // told, then never again.
+    let t1 = T0 + ALERT_RETRY_MS + 3;
+    assert_eq!(close(t1).len(), 1);
+    assert!(close(t1 + 1).is_empty(), "one try at a time");
+    assert_eq!(close(t1 + ALERT_RETRY_MS + 1).len(), 1, "its end tried again");
+    incident_told(&s, "token_invalid", T0, "resolved").expect("told");
+    assert!(close(t1 + 3 * ALERT_RETRY_MS).is_empty());
+    // Opened again later: a new incident, announced.
+    let t2 = t1 + 5 * ALERT_RETRY_MS;
+    assert_eq!(open(t2).expect("a new opening")["opened_ms"], t2);
+    // A late note about the earlier opening does not silence the new one.
+    incident_told(&s, "token_invalid", T0, "open").expect("told");
+    assert!(open(t2 + ALERT_RETRY_MS + 1).is_some());
+}
