@@ -35,7 +35,12 @@ const budgets = [
   // given back leaves its letter waiting, an earlier layout's open claim waited for, tenants
   // warned of a shared cookie domain, on the whole Worker only): 385,852 B; then 385,993 B (a
   // webhook copy under an ended consumer lease never taken over, imported claims under a lease
-  // of their own).
+  // of their own). Then 380 KiB for the fixes of two more reviews (incident alerts sent until
+  // the receiver takes them, with their own ledger op; /t/health's incidents_unknown; replay's
+  // unreadable letters; admin routes that no longer tell which tenants exist; Meta answers that
+  // prove nothing taken as transient): 387,221 B; and of a review of those (a receiver's 4xx
+  // final, a reopened incident announced, Shopify refunds in their own currency, Italy's and
+  // Russia's trunk prefixes): 388,043 B.
   // Before that 371 KiB (was 370) since the shim it embeds grew by 306 B (below) and its own
   // review fixes: 378,827 -> 379,244 B.
   // Before that 370 KiB (was 367) since the first invoice paid after a free trial is the subscription's
@@ -81,7 +86,7 @@ const budgets = [
   // paths, the deep custom_data scrubber and the date crate: +37 KB gzip, of which 15 KB were won
   // back (externally tagged ledger ops, user_data read without serde's flatten buffering). The target
   // is 300 KB (BENCHMARKS.md: what weighs in the Worker).
-  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 377 * KiB },
+  { name: 'worker bundle (index.js + index_bg.wasm)', files: ['build/worker/index.js', 'build/worker/index_bg.wasm'], gzipLimit: 380 * KiB },
   // The beacon Worker of the split deployment (ARCHITECTURE.md, "Two Workers"): the crate without
   // its `backend` feature, what a page view wakes there. Within the 300 KB target with room, and
   // budgeted at 180 KiB so that nothing of the back end creeps back in unnoticed.

@@ -53,6 +53,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
             rest.next().ok_or(THREADS_RULE)?;
         } else {
             let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+            if name == "--threads" {
+                return Err("write --threads N, with a space before the number".into());
+            }
             return Err(format!(
                 "unknown argument {name:?}: capi-edge hash reads JSON lines on stdin and takes only --threads N"
             ));

@@ -25,6 +25,12 @@ fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
     )
 }
 
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
 #[test]
 fn hash_streams_one_answer_per_line_and_never_echoes_raw_values() {
     let input = concat!(
@@ -38,10 +44,7 @@ fn hash_streams_one_answer_per_line_and_never_echoes_raw_values() {
     );
     let (out, _, ok) = run(&["hash"], input);
     assert!(ok);
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 4);
     // Meta's published examples (D-CIP).
     assert_eq!(
@@ -65,10 +68,7 @@ fn hash_keeps_rows_in_place_and_reads_only_stdin() {
     );
     let (out, _, ok) = run(&["hash"], input);
     assert!(ok);
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["normalized"], "ann");
     assert_eq!(lines[1]["error"], "blank line");

@@ -217,28 +217,35 @@ pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
     let digits = digits.trim_start_matches('0');
     let full = match (international, country.and_then(calling_code)) {
         (true, _) | (false, None) => digits.to_string(),
-        (false, Some(code)) => {
-            if let (false, Some(lengths)) = (national_trunk, national_lengths(code)) {
-                // A country whose national numbers have known lengths: a number of such a length
-                // is national even when it begins with the calling code's digits (India's
-                // 91234 56789); any other length already carries the code (or is no number).
-                if lengths.contains(&digits.len()) {
-                    prefixed(code, digits)
-                } else {
-                    digits.to_string()
-                }
-            } else if national_trunk || !digits.starts_with(code) {
-                prefixed(code, digits)
-            } else {
-                digits.to_string()
-            }
-        }
+        (false, Some(code)) => with_code(code, digits, national_trunk),
     };
     // E.164: at most 15 digits; shorter than 7 is not a phone number anywhere.
     if (7..=15).contains(&full.len()) {
         Ok(full)
     } else {
         Err(DropReason::InvalidPhone)
+    }
+}
+
+/// A number written without `+` or `00` (`digits` without leading zeros; `trunk`: it began with
+/// the national trunk 0) in the country of calling `code`, with that code.
+fn with_code(code: &str, digits: &str, trunk: bool) -> String {
+    match code {
+        // Italy's trunk 0 stays after the code (+39 06…, Rome).
+        "39" if trunk => return prefixed("390", digits),
+        // Russia and Kazakhstan dial 8 as their trunk prefix (8 912 … is +7 912 …).
+        "7" if digits.len() == 11 && digits.starts_with('8') => {
+            return prefixed(code, &digits[1..])
+        }
+        _ => {}
+    }
+    // A country whose national numbers have known lengths: a number of such a length is
+    // national even when it begins with the calling code's digits (India's 91234 56789).
+    let national = national_lengths(code).is_some_and(|l| l.contains(&digits.len()));
+    if trunk || national || !digits.starts_with(code) {
+        prefixed(code, digits)
+    } else {
+        digits.to_string()
     }
 }
 

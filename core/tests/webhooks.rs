@@ -265,25 +265,54 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         ("509562969", 41.94),
         "the successful refund transaction, not the line subtotal"
     );
-    // A shop selling in several currencies: the customer paid (and is refunded) in EUR; the
-    // refund is valued in the shop's currency, as its Purchase is.
+    // A shop selling in several currencies: a USD shop whose customer paid (and is refunded) in
+    // EUR. Shopify's refund transactions are in the customer's money: the refund event keeps
+    // the amount with its own currency, whether it comes alone or in an order's `refunds`.
     let mut multi: Value =
         serde_json::from_slice(&fixture("shopify-refunds-create.json")).expect("json");
     for t in multi["transactions"].as_array_mut().into_iter().flatten() {
         t["currency"] = "EUR".into();
         t["amount"] = "38.00".into();
-        t["amount_set"] = serde_json::json!({
-            "shop_money": {"amount": "41.94", "currency_code": "USD"},
-            "presentment_money": {"amount": "38.00", "currency_code": "EUR"}
-        });
     }
     let m = order(
         webhook::shopify::webhook("refunds/create", multi.to_string().as_bytes()).expect("parses"),
     );
     assert_eq!(
         (m.currency.as_str(), m.refunds[0].amount),
-        ("USD", 41.94),
-        "in the shop's money, not the customer's"
+        ("EUR", 38.0),
+        "alone: the refund's own money"
+    );
+    let mut cancelled: Value =
+        serde_json::from_slice(&fixture("shopify-orders-cancelled.json")).expect("json");
+    cancelled["presentment_currency"] = "EUR".into();
+    for t in cancelled["refunds"][0]["transactions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        t["currency"] = "EUR".into();
+        t["amount"] = "370.00".into();
+    }
+    let c = order(
+        webhook::shopify::webhook("orders/cancelled", cancelled.to_string().as_bytes())
+            .expect("parses"),
+    );
+    assert_eq!(c.currency, "USD", "the order is in the shop's money");
+    let settings = webhook::lifecycle::OrderSettings::parse(None, Some("event"), None, None, None)
+        .expect("settings");
+    let plan = webhook::lifecycle::plan(
+        &c,
+        &settings,
+        webhook::lifecycle::TenantMode::Live,
+        "https://shop.test/",
+        NOW_MS,
+        &HASHED,
+    );
+    let refunded = &plan.refunds[0].event.custom_data;
+    assert_eq!(
+        (refunded["value"].as_f64(), refunded["currency"].as_str()),
+        (Some(370.0), Some("EUR")),
+        "in an order's refunds: the refund's money, not 370 USD"
     );
     // A return that refunded no money names no currency either: acknowledged, nothing sent.
     let mut nothing: Value =

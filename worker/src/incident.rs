@@ -17,7 +17,7 @@ use capi_core::meta_answer::Incident;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::time::Duration;
-use worker::{Date, Env, Fetch};
+use worker::{Date, Fetch};
 
 /// How often an isolate asks whether a pixel's incidents ended, while it sends.
 const CHECK_EVERY_MS: u64 = 60_000;
@@ -55,10 +55,8 @@ fn due(pixel_key: &str, now_ms: u64, held: bool) -> bool {
 
 /// After one round of delivery to a pixel: raise the incident of the events it held, or end the
 /// pixel's incidents once Meta took events again.
-#[allow(clippy::too_many_arguments)]
 pub async fn after_round(
     cfg: &Config,
-    env: &Env,
     ledger: &LedgerClient,
     tenant_id: &str,
     pixel_id: &str,
@@ -82,7 +80,7 @@ pub async fn after_round(
             ],
         );
         if let Some(row) = ledger.incident_open(cause, code, held_events, now_ms).await {
-            announce(cfg, env, ledger, tenant_id, pixel_id, &row, "open").await;
+            announce(cfg, ledger, tenant_id, pixel_id, &row, "open").await;
         }
     }
     // Not in a round that held events too: Meta taking some of them while refusing others
@@ -100,7 +98,7 @@ pub async fn after_round(
                     ],
                 );
             }
-            announce(cfg, env, ledger, tenant_id, pixel_id, &row, "resolved").await;
+            announce(cfg, ledger, tenant_id, pixel_id, &row, "resolved").await;
         }
     }
 }
@@ -136,18 +134,17 @@ pub fn alert_body(tenant_id: &str, pixel_id: &str, row: &Value, state: &str) -> 
 }
 
 /// POSTs the alert to the tenant's `ALERT_WEBHOOK` (if set), bounded in time, and notes in the
-/// ledger that it was told (or that no one is to be told); one that fails is tried again by a
-/// later round after `ALERT_RETRY_MS`. The URL is a secret and never logged.
+/// ledger that it was told (or that no one is to be told, or that the receiver refuses it for
+/// good: a 4xx other than 408 and 429, a revoked or mistyped URL); one that failed otherwise is
+/// tried again by a later round after `ALERT_RETRY_MS`. The URL is a secret and never logged.
 async fn announce(
     cfg: &Config,
-    env: &Env,
     ledger: &LedgerClient,
     tenant_id: &str,
     pixel_id: &str,
     row: &Value,
     state: &str,
 ) {
-    let _ = env;
     let Some(url) = cfg.tenant(tenant_id).and_then(|t| t.alert_webhook.clone()) else {
         ledger.incident_told(row, state).await;
         return;
@@ -156,20 +153,23 @@ async fn announce(
     let sent = async {
         let req = crate::body::post(&url, body, true)?;
         let resp = Fetch::Request(req).send().await.ok()?;
-        (200..300).contains(&resp.status_code()).then_some(())
+        Some(resp.status_code())
     };
-    let ok = crate::deadline::within(ALERT_TIMEOUT, sent)
-        .await
-        .flatten()
-        .is_some();
-    if ok {
+    let status = crate::deadline::within(ALERT_TIMEOUT, sent).await.flatten();
+    let msg = match status {
+        Some(200..=299) => "alert_sent",
+        Some(s @ 400..=499) if s != 408 && s != 429 => "alert_refused",
+        _ => "alert_failed",
+    };
+    if msg != "alert_failed" {
         ledger.incident_told(row, state).await;
     }
     log::info(
-        if ok { "alert_sent" } else { "alert_failed" },
+        msg,
         &[
             ("tenant", tenant_id.into()),
             ("pixel_id", pixel_id.into()),
+            ("status", status.map_or(Value::Null, |s| s.into())),
             ("state", state.into()),
         ],
     );

@@ -91,13 +91,17 @@ impl Channel {
     }
 }
 
-/// One refund of an order, positive, in the order's currency.
+/// One refund of an order, positive, in the order's currency unless it names its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refund {
     /// The platform's refund id (Shopify, WooCommerce, Stripe `re_…`), or one derived from the
     /// refunded total so far (Stripe charges without expanded refunds): one event per id.
     pub id: String,
     pub amount: f64,
+    /// The currency of `amount` when the platform names it apart from the order's: a Shopify
+    /// refund's transactions are in the currency the customer paid in, the order's total in the
+    /// shop's.
+    pub currency: Option<String>,
     /// When it was made, Unix seconds.
     pub created_at: Option<i64>,
 }
@@ -344,6 +348,7 @@ pub fn plan(
             refunds.push(Refund {
                 id: "cancel".into(),
                 amount: valued.value,
+                currency: None,
                 created_at: None,
             });
         }
@@ -466,6 +471,10 @@ fn refund_event(
 ) -> PurchaseEvent {
     let at = Order {
         value: refund.amount,
+        currency: refund
+            .currency
+            .clone()
+            .unwrap_or_else(|| order.currency.clone()),
         created_at: refund.created_at.or(Some((now_ms / 1000) as i64)),
         contents: Vec::new(),
         ..order.clone()
@@ -672,6 +681,7 @@ mod tests {
             refunds: vec![Refund {
                 id: "r-void".into(),
                 amount: 0.0,
+                currency: None,
                 created_at: None,
             }],
             ..unpaid.clone()
@@ -689,11 +699,13 @@ mod tests {
                 Refund {
                     id: "r1".into(),
                     amount: 12.5,
+                    currency: None,
                     created_at: Some(1_795_000_000),
                 },
                 Refund {
                     id: "restock".into(),
                     amount: 0.0,
+                    currency: None,
                     created_at: None,
                 },
             ],

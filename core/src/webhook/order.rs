@@ -64,6 +64,7 @@ pub fn webhook(body: &[u8]) -> Result<Webhook, PayloadError> {
             id: text(r.get("id")).ok_or(PayloadError("a refund's id is missing"))?,
             amount: amount(r.get("amount"))
                 .ok_or(PayloadError("a refund's amount must be a number >= 0"))?,
+            currency: None,
             created_at: timestamp(r.get("created_at"))?,
         });
     }

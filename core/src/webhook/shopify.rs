@@ -121,11 +121,12 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
 }
 
 /// One refund of a payload (`refunds[]` of an order, or `refunds/create`'s body): its id and
-/// the money its successful refund transactions returned, in the shop's currency (a return or restock that refunded no
-/// money is a refund of 0, and sends nothing).
+/// the money its successful refund transactions returned, in their currency: the one the
+/// customer paid in, which is not the order's (`currency`, the shop's) when the shop sells in
+/// several (a return or restock that refunded no money is a refund of 0, and sends nothing).
 fn refund(r: &Value) -> Option<Refund> {
     let id = text(r.get("id"))?;
-    let amount: f64 = r
+    let refunded: Vec<&Value> = r
         .get("transactions")
         .and_then(Value::as_array)
         .into_iter()
@@ -137,13 +138,17 @@ fn refund(r: &Value) -> Option<Refund> {
                     None | Some("success")
                 )
         })
-        // In the shop's currency, as the order's Purchase is valued (`amount` is the
-        // customer's currency when the shop sells in several).
-        .filter_map(|t| amount(t.pointer("/amount_set/shop_money/amount").or(t.get("amount"))))
+        .collect();
+    let amount: f64 = refunded
+        .iter()
+        .filter_map(|t| amount(t.get("amount")))
         .sum();
     Some(Refund {
         id,
         amount: (amount * 1000.0).round() / 1000.0,
+        currency: refunded
+            .iter()
+            .find_map(|t| currency(t.get("currency")).ok()),
         created_at: text(r.get("created_at")).and_then(|t| iso8601_secs(&t)),
     })
 }
@@ -161,20 +166,16 @@ fn refund_webhook(r: &Map<String, Value>) -> Result<Webhook, PayloadError> {
             reason: "refund_of_nothing",
         });
     }
-    let currency = r
-        .get("transactions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find_map(|t| {
-            t.pointer("/amount_set/shop_money/currency_code")
-                .or(t.get("currency"))
-        })
-        .or_else(|| body.pointer("/refund_line_items/0/subtotal_set/shop_money/currency_code"));
+    let currency = match &refund.currency {
+        Some(c) => c.clone(),
+        None => currency(
+            body.pointer("/refund_line_items/0/subtotal_set/presentment_money/currency_code"),
+        )?,
+    };
     Ok(Webhook::Order(Box::new(Order {
         order_id,
         value: refund.amount,
-        currency: super::currency(currency)?,
+        currency,
         stage: Stage::RefundOnly,
         refunds: vec![refund],
         ..Order::default()

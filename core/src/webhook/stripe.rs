@@ -264,6 +264,7 @@ fn charge_refund(
         refunds: vec![Refund {
             id,
             amount: major(minor.max(0), &currency),
+            currency: None,
             created_at: event.get("created").and_then(Value::as_i64),
         }],
         currency,

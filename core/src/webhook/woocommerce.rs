@@ -102,6 +102,7 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
                     amount: amount(Some(&Value::String(
                         text(r.get("total"))?.trim_start_matches('-').into(),
                     )))?,
+                    currency: None,
                     created_at: None,
                 })
             })

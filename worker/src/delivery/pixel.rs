@@ -504,7 +504,7 @@ pub async fn deliver_pixel(
                 r.outcome == Outcome::DeadLettered && !q.replay && r.reason.as_deref() == cause
             })
             .count();
-        crate::incident::after_round(cfg, env, l, tenant_id, pixel_id, held, n, accepted).await;
+        crate::incident::after_round(cfg, l, tenant_id, pixel_id, held, n, accepted).await;
     }
 
     results

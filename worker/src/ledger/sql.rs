@@ -118,6 +118,9 @@ const MIGRATIONS: &[&[&str]] = &[
 /// An incident's announcement not known to have been made is tried again after this long, by
 /// the next round that raises or ends it (an alert receiver that failed or timed out).
 pub const ALERT_RETRY_MS: i64 = 15_000;
+/// An incident's end not announced within this long after it ended is not tried again (its
+/// opening is tried for as long as it is open).
+pub const ALERT_END_GIVE_UP_MS: i64 = DAY_MS;
 
 /// Closed incidents are kept this long (`/t/health`, the report).
 pub const INCIDENT_RETENTION_MS: i64 = 30 * DAY_MS;
@@ -711,22 +714,38 @@ pub fn incident_open<S: Sql>(
          ON CONFLICT (cause) DO UPDATE SET code = excluded.code, last_ms = excluded.last_ms,
            held = CASE WHEN incidents.closed_ms IS NULL THEN incidents.held + excluded.held ELSE excluded.held END,
            opened_ms = CASE WHEN incidents.closed_ms IS NULL THEN incidents.opened_ms ELSE excluded.opened_ms END,
+           told = CASE WHEN incidents.closed_ms IS NULL THEN incidents.told END,
+           told_try_ms = CASE WHEN incidents.closed_ms IS NULL THEN incidents.told_try_ms ELSE 0 END,
            closed_ms = NULL",
         vec![cause.into(), code.into(), now_ms.into(), now_ms.into(), held.into()],
     )?;
-    Ok(to_tell(sql, "closed_ms IS NULL AND told IS NOT 'open' AND cause = ?", cause, now_ms)?.pop())
+    Ok(to_tell(
+        sql,
+        "closed_ms IS NULL AND told IS NOT 'open' AND cause = ?",
+        vec![cause.into()],
+        now_ms,
+    )?
+    .pop())
 }
 
 /// The incidents matching `which` whose announcement is due (never made, or its last try
 /// longer ago than [`ALERT_RETRY_MS`]), each marked as tried now: concurrent rounds do not
-/// both announce it.
-fn to_tell<S: Sql>(sql: &S, which: &str, cause: &str, now_ms: i64) -> Result<Vec<Value>, S::Error> {
+/// both announce it. `args` are `which`'s.
+fn to_tell<S: Sql>(
+    sql: &S,
+    which: &str,
+    args: Vec<Arg>,
+    now_ms: i64,
+) -> Result<Vec<Value>, S::Error> {
+    let mut all: Vec<Arg> = vec![now_ms.into()];
+    all.extend(args);
+    all.push((now_ms - ALERT_RETRY_MS).into());
     sql.run(
         &format!(
             "UPDATE incidents SET told_try_ms = ? WHERE {which} AND told_try_ms <= ?
              RETURNING cause, code, opened_ms, last_ms, held, closed_ms"
         ),
-        vec![now_ms.into(), cause.into(), (now_ms - ALERT_RETRY_MS).into()],
+        all,
     )
 }
 
@@ -739,8 +758,8 @@ pub fn incident_close<S: Sql>(sql: &S, now_ms: i64) -> Result<Vec<Value>, S::Err
     )?;
     to_tell(
         sql,
-        "closed_ms IS NOT NULL AND told IS NOT 'resolved' AND cause <> ?",
-        "",
+        "closed_ms IS NOT NULL AND told IS NOT 'resolved' AND closed_ms > ?",
+        vec![(now_ms - ALERT_END_GIVE_UP_MS).into()],
         now_ms,
     )
 }

@@ -1095,4 +1095,17 @@ fn an_incident_is_announced_until_told_once_each_way() {
     // A late note about the earlier opening does not silence the new one.
     incident_told(&s, "token_invalid", T0, "open").expect("told");
     assert!(open(t2 + ALERT_RETRY_MS + 1).is_some());
+    // Told open, then ended with its end never told, then opened again: the new opening is
+    // announced (the earlier 'open' note is not carried over to it).
+    incident_told(&s, "token_invalid", t2, "open").expect("told");
+    let t3 = t2 + 5 * ALERT_RETRY_MS;
+    assert_eq!(close(t3).len(), 1, "its end tried once, and fails");
+    let t4 = t3 + 5 * ALERT_RETRY_MS;
+    assert_eq!(open(t4).expect("the reopening announced")["opened_ms"], t4);
+    incident_told(&s, "token_invalid", t4, "open").expect("told");
+    // An end the receiver never takes is tried for a day after it, then left.
+    let t5 = t4 + ALERT_RETRY_MS;
+    assert_eq!(close(t5).len(), 1);
+    assert_eq!(close(t5 + ALERT_END_GIVE_UP_MS - 1).len(), 1, "still tried");
+    assert!(close(t5 + ALERT_END_GIVE_UP_MS + ALERT_RETRY_MS).is_empty());
 }
