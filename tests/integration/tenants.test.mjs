@@ -101,6 +101,32 @@ test('order webhooks are verified with their tenant\'s secret and fan out to its
   assert.deepEqual(bCopies.map((e) => e._sandbox.pixel_id).sort(), ['221', '222']);
 });
 
+test('the operator sees every shop\'s incidents from one host; a shop\'s admin sees only its own', async () => {
+  const held = event({ consent: 'granted' });
+  await sandbox.faults({ kinds: ['token_expired'], error_rate: 1 });
+  try {
+    assert.equal((await beacon('b.shop.test', held)).status, 204);
+    for (const pixel of ['221', '222']) {
+      await eventually(async () => {
+        const r = await admin('b.shop.test', `/t/receipts/${held.event_id}?pixel=${pixel}`, 'admin-b');
+        return r.status === 200 && (await r.json()).receipts[0].outcome === 'dead_lettered';
+      }, 15_000, `held at pixel ${pixel}`);
+    }
+  } finally { await sandbox.faults({}); }
+  const operatorView = async () => (await (await admin('a.shop.test', '/t/health', ADMIN_TOKEN)).json()).tenants;
+  const seen = Object.fromEntries((await operatorView()).map((t) => [t.id, t]));
+  assert.equal(seen['shop-b'].ok, false, 'shop-b: Meta refuses its events');
+  assert.deepEqual(seen['shop-b'].incidents.map((i) => [i.pixel_id, i.cause]).sort(), [['221', 'token_invalid'], ['222', 'token_invalid']]);
+  assert.deepEqual([seen['shop-a'].ok, seen['shop-a'].incidents], [true, []]);
+  const own = await (await admin('a.shop.test', '/t/health', 'admin-a')).json();
+  assert.deepEqual(own.tenants.map((t) => t.id), ['shop-a'], 'a shop\'s admin sees no other shop');
+  // Meta takes shop-b's events again: its incidents end, and the operator's view says so.
+  const next = event({ consent: 'granted' });
+  assert.equal((await beacon('b.shop.test', next)).status, 204);
+  await eventually(async () => (await copies(next.event_id)).length === 2, 15_000, 'shop-b delivered again');
+  await eventually(async () => (await operatorView()).find((t) => t.id === 'shop-b').ok === true, 15_000, 'shop-b ok again');
+});
+
 test('a tenant that cannot be read is reported and relays nothing, the others carry on', async () => {
   // shop-b names a secret that was never put, and pastes a token where its name belongs;
   // shop-c and shop-d share an admin token, shop-e's is the operator's.
