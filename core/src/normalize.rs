@@ -210,7 +210,8 @@ pub fn email(value: &str) -> Result<String, DropReason> {
 /// Meta: digits only, no leading zeros, with the country calling code. A number written in
 /// national form gets its country's code when the country is known.
 pub fn phone(value: &str, country: Option<&str>) -> Result<String, DropReason> {
-    let v = value.trim();
+    // How it begins (`+`, `00`, a trunk 0) is read after any label or bracket: `(06) …`, `Tel. 0…`.
+    let v = value.trim_start_matches(|c: char| !c.is_ascii_digit() && c != '+');
     let international = v.starts_with('+') || v.starts_with("00");
     let national_trunk = !international && v.starts_with('0');
     let digits: String = v.chars().filter(char::is_ascii_digit).collect();

@@ -274,6 +274,12 @@ fn each_lifecycle_topic_maps_to_its_stage_refunds_and_kind() {
         t["currency"] = "EUR".into();
         t["amount"] = "38.00".into();
     }
+    // A transaction in another currency is not added to the refund's amount.
+    let in_usd = serde_json::json!({"kind": "refund", "status": "success", "amount": "41.94", "currency": "USD"});
+    multi["transactions"]
+        .as_array_mut()
+        .expect("transactions")
+        .push(in_usd);
     let m = order(
         webhook::shopify::webhook("refunds/create", multi.to_string().as_bytes()).expect("parses"),
     );

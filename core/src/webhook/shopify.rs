@@ -139,16 +139,23 @@ fn refund(r: &Value) -> Option<Refund> {
                 )
         })
         .collect();
+    // One currency per refund (a customer is refunded in what they paid); a transaction in
+    // another is not added to it.
+    let refund_currency = refunded
+        .iter()
+        .find_map(|t| currency(t.get("currency")).ok());
     let amount: f64 = refunded
         .iter()
+        .filter(|t| {
+            let c = currency(t.get("currency")).ok();
+            c.is_none() || c == refund_currency
+        })
         .filter_map(|t| amount(t.get("amount")))
         .sum();
     Some(Refund {
         id,
         amount: (amount * 1000.0).round() / 1000.0,
-        currency: refunded
-            .iter()
-            .find_map(|t| currency(t.get("currency")).ok()),
+        currency: refund_currency,
         created_at: text(r.get("created_at")).and_then(|t| iso8601_secs(&t)),
     })
 }
