@@ -48,9 +48,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // The list comes on stdin only: a file name given as an argument would otherwise be ignored
     // while the command waited on the terminal.
     let mut rest = args.iter();
+    let mut threads = None;
     while let Some(arg) = rest.next() {
         if arg == "--threads" {
-            rest.next().ok_or(THREADS_RULE)?;
+            threads = Some(rest.next().ok_or(THREADS_RULE)?);
         } else {
             let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
             if name == "--threads" {
@@ -61,7 +62,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             ));
         }
     }
-    let workers = match crate::flag(args, "--threads") {
+    let workers = match threads {
         Some(n) => n
             .parse::<usize>()
             .ok()

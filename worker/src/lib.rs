@@ -276,21 +276,17 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
     let ok = own.is_some_and(|t| t.usable().is_ok());
     let body = if operator || tenant_admin {
         let mut body = health_details(cfg, own, operator);
+        let mut own_looked = None;
         if operator {
             body["isolate"] = stats::json();
-            every_tenants_incidents(cfg, env, &mut body).await;
+            own_looked = every_tenants_incidents(cfg, env, own, &mut body).await;
         }
         if let Some(t) = own {
-            let (incidents, read) = open_incidents(cfg, env, t).await;
-            // Configured, but Meta refuses its events: not ok until the incident ends. A ledger
-            // that cannot be read may hold one: not ok either (a monitor must not read "fine").
-            if !incidents.is_empty() || !read {
-                body["ok"] = false.into();
-            }
-            if !read {
-                body["incidents_unknown"] = true.into();
-            }
-            body["incidents"] = incidents.into();
+            let looked = match own_looked {
+                Some(looked) => looked,
+                None => open_incidents(cfg, env, t).await,
+            };
+            with_incidents(&mut body, looked);
         }
         body
     } else {
@@ -301,42 +297,62 @@ async fn health(req: &Request, cfg: &Config, env: &Env) -> std::result::Result<R
     Ok(resp)
 }
 
-/// For the operator, who watches every shop from one URL: each entry of `tenants` with its
-/// open incidents, and not `ok` while it has one or its ledger cannot be read (one ledger call
-/// per pixel, one after the other: a concurrent read of them all weighed 2.8 KB gzip). A tenant
-/// that is not configured is not read (its id may be another's, or none); the tenants not
-/// reached within [`HEALTH_BUDGET_MS`] are `incidents_unknown`, so a monitor gets an answer
-/// while ledgers are slow.
+/// How long the operator's health reads tenants' ledgers before the rest say `incidents_unknown`.
 #[cfg(feature = "backend")]
 const HEALTH_BUDGET_MS: u64 = 8_000;
 
+/// Sets a health entry's open incidents: configured, but Meta refuses its events, it is not
+/// `ok` until they end; a ledger that cannot be read may hold one, so not `ok` either (a monitor
+/// must not read "fine").
 #[cfg(feature = "backend")]
-async fn every_tenants_incidents(cfg: &Config, env: &Env, body: &mut serde_json::Value) {
+fn with_incidents(
+    entry: &mut serde_json::Value,
+    (incidents, read): (Vec<serde_json::Value>, bool),
+) {
+    if !incidents.is_empty() || !read {
+        entry["ok"] = false.into();
+    }
+    if !read {
+        entry["incidents_unknown"] = true.into();
+    }
+    entry["incidents"] = incidents.into();
+}
+
+/// For the operator, who watches every shop from one URL: each entry of `tenants` with its
+/// open incidents (one ledger call per pixel, one after the other: a concurrent read of them
+/// all weighed 2.8 KB gzip). A tenant that is not configured is not read (its id may be
+/// another's, or none); the tenants not reached within [`HEALTH_BUDGET_MS`] are
+/// `incidents_unknown`, so a monitor gets an answer while ledgers are slow. Returns what it
+/// read for the host's tenant `own`, which is then not read again.
+#[cfg(feature = "backend")]
+async fn every_tenants_incidents(
+    cfg: &Config,
+    env: &Env,
+    own: Option<&config::Tenant>,
+    body: &mut serde_json::Value,
+) -> Option<(Vec<serde_json::Value>, bool)> {
     let Ok(tenants) = &cfg.tenants else {
-        return;
+        return None;
     };
     // `tenants` lists every tenant for the operator, in the configuration's order.
-    let Some(entries) = body["tenants"].as_array_mut() else {
-        return;
-    };
+    let entries = body["tenants"].as_array_mut()?;
     let start = worker::Date::now().as_millis();
+    let mut own_looked = None;
     for (entry, t) in entries.iter_mut().zip(tenants) {
         if t.usable().is_err() {
             continue;
         }
-        let (incidents, read) = if worker::Date::now().as_millis() - start < HEALTH_BUDGET_MS {
+        let looked = if worker::Date::now().as_millis() - start < HEALTH_BUDGET_MS {
             open_incidents(cfg, env, t).await
         } else {
             (Vec::new(), false)
         };
-        if !incidents.is_empty() || !read {
-            entry["ok"] = false.into();
+        if own.is_some_and(|o| std::ptr::eq(o, t)) {
+            own_looked = Some(looked.clone());
         }
-        if !read {
-            entry["incidents_unknown"] = true.into();
-        }
-        entry["incidents"] = incidents.into();
+        with_incidents(entry, looked);
     }
+    own_looked
 }
 
 /// The tenant's open incidents, per pixel: why delivery stopped and what fixes it; false when

@@ -126,7 +126,8 @@ pub fn webhook(topic: &str, body: &[u8]) -> Result<Webhook, PayloadError> {
 /// several (a return or restock that refunded no money is a refund of 0, and sends nothing).
 fn refund(r: &Value) -> Option<Refund> {
     let id = text(r.get("id"))?;
-    let refunded: Vec<&Value> = r
+    // (amount, currency) of each successful refund transaction.
+    let refunded: Vec<(Option<f64>, Option<String>)> = r
         .get("transactions")
         .and_then(Value::as_array)
         .into_iter()
@@ -138,19 +139,15 @@ fn refund(r: &Value) -> Option<Refund> {
                     None | Some("success")
                 )
         })
+        .map(|t| (amount(t.get("amount")), currency(t.get("currency")).ok()))
         .collect();
     // One currency per refund (a customer is refunded in what they paid); a transaction in
     // another is not added to it.
-    let refund_currency = refunded
-        .iter()
-        .find_map(|t| currency(t.get("currency")).ok());
+    let refund_currency = refunded.iter().find_map(|(_, c)| c.clone());
     let amount: f64 = refunded
         .iter()
-        .filter(|t| {
-            let c = currency(t.get("currency")).ok();
-            c.is_none() || c == refund_currency
-        })
-        .filter_map(|t| amount(t.get("amount")))
+        .filter(|(_, c)| c.is_none() || *c == refund_currency)
+        .filter_map(|(a, _)| *a)
         .sum();
     Some(Refund {
         id,
