@@ -125,6 +125,9 @@ import { initSync, start, command } from './capi_pixel.js';
   // Commands given before the wasm is ready wait in order (also from a page-side stub).
   var early = (w.capi && w.capi.q) || [];
   var api = w.capi = function () { return run(arguments); };
+  // Called by the shim when a beacon's answer has landed: one sent before a refusal may carry
+  // the Worker's Set-Cookie for _fbp/_fbc/_capi_eid, which must not outlive the refusal.
+  api.settled = function () { if (consent == 'denied') forget(); };
   if (ds.pageview != 'off') held.push(['track', 'PageView']);
   for (var i = 0; i < early.length; i++) run(early[i]);
 

@@ -29,8 +29,9 @@ export function text_field(o, k) {
 }
 export function post_beacon(u, b) {
   try { b = JSON.stringify(b) } catch (e) { return }
-  try { if (navigator.sendBeacon(u, b)) return } catch (e) {}
-  try { fetch(u, { method: 'POST', body: b, keepalive: true }) } catch (e) {}
+  var done = function () { var c = window.capi; c && c.settled && c.settled() };
+  try { return fetch(u, { method: 'POST', body: b, keepalive: true, mode: 'no-cors', credentials: 'include' }).then(done, done) } catch (e) {}
+  try { navigator.sendBeacon(u, b) } catch (e) {}
 }
 "#)]
 extern "C" {
@@ -64,8 +65,11 @@ extern "C" {
     /// `obj[key]` as text: a string, or a number's decimal form (order ids are either).
     fn text_field(obj: &JsValue, key: &str) -> Option<String>;
     /// Posts `JSON.stringify(beacon)` to `url` (nothing if it cannot be serialized: cycles,
-    /// BigInt): `navigator.sendBeacon` (survives page unload), else `fetch` with `keepalive`.
-    /// Both send same-origin cookies and the body as `text/plain`.
+    /// BigInt): `fetch` with `keepalive` (survives page unload), as `navigator.sendBeacon` sends
+    /// (`no-cors`, cookies included, the body as `text/plain`), which is the fallback. Unlike a
+    /// beacon, the fetch's answer is seen: once it has landed (and with it the Worker's
+    /// `Set-Cookie`), the loader's `capi.settled` runs, which expires the browser ids again if
+    /// consent was refused while the beacon was in flight.
     pub fn post_beacon(url: &str, beacon: &JsValue);
 }
 

@@ -216,6 +216,32 @@ test('default (optional): a refusal is remembered on the next page, and the brow
   await s.context.close();
 });
 
+test('default (optional): a beacon in flight when the visitor refuses cannot write the ids back', async () => {
+  const s = await storefront();
+  // The PageView's request is held at the browser's edge until the refusal has happened; it
+  // then reaches the Worker, which answers with its Set-Cookie for _fbp as for any beacon.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await s.page.route(`${worker.url}/t/e`, async (route) => { await held; await route.continue(); });
+  await s.open();
+  await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
+  await eventually(async () => (await s.cookieNames()).includes('_fbp'), 5_000, '_fbp');
+  await s.page.evaluate(() => window.capi('consent', 'revoke'));
+  assert.deepEqual((await s.cookieNames()).filter((n) => ['_fbp', '_fbc', '_capi_eid'].includes(n)), [], 'ids expired on revoke');
+  // Told when the page has seen the answer land (after the shim's own handling of it).
+  await s.page.evaluate(() => {
+    const shim = window.capi.settled;
+    window.capi.settled = () => { if (shim) shim(); window.answerLanded = true; };
+  });
+  const answered = s.page.waitForResponse((r) => new URL(r.url()).pathname === '/t/e');
+  release();
+  const answer = await answered;
+  assert.match((await answer.allHeaders())['set-cookie'] ?? '', /(^|\n)_fbp=fb\./, "the Worker's answer carries _fbp");
+  await eventually(() => s.page.evaluate(() => window.answerLanded === true), 5_000, 'the answer landed in the page');
+  assert.deepEqual((await s.cookieNames()).filter((n) => ['_fbp', '_fbc', '_capi_eid'].includes(n)), [], 'no id outlives the refusal');
+  await s.context.close();
+});
+
 test('Shopify: "do not sell or share" (saleOfDataAllowed false) counts as GPC: LDU before init, gpc on beacons, in the cart', async () => {
   const s = await storefront({
     attrs: 'data-shopify-cart="on"',
