@@ -1,4 +1,4 @@
-// Runs last (files run in name order, one at a time): every line the Worker logged during the
+// Runs last, alone (`make integration` starts it after the other files): every line the Worker logged during the
 // whole suite — beacons, webhooks, hostile input, privacy modes, tenants — holds no raw
 // customer data: no email address, phone number, IP address or name the tests sent, and no
 // secret. The suite's inputs are known, so their raw values are what is searched for.
