@@ -65,7 +65,11 @@ fn main() -> ExitCode {
         Some("replay") => replay_cmd::run(&args[1..]),
         Some("quality") => quality_cmd::run(&args[1..]),
         Some("sandbox") => sandbox::run(&args[1..]),
-        Some("send") => send::run(&args[1..]),
+        // Exit status 1: the file was gone through, and not one row could be sent.
+        Some("send") => match send::run(&args[1..]) {
+            Ok(false) => return ExitCode::from(1),
+            other => other.map(drop),
+        },
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())

@@ -181,3 +181,46 @@ fn replay_quality_and_report_refuse_what_they_do_not_take() {
         assert!(!err.contains("sekrit-value"), "a value is never repeated");
     }
 }
+
+/// `send` that goes through a file without sending one of its rows exits 1, so a scheduled job
+/// notices (a wrong column, sales too old for Meta); one row sent, or an empty export, exits 0.
+/// Dry runs: nothing leaves the machine.
+#[test]
+fn send_exits_1_when_no_row_of_the_file_could_be_sent() {
+    let dir = std::env::temp_dir().join(format!("capi-edge-send-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let head = "event_name,email,event_time,value,currency\n";
+    let unusable = "Purchase,a@example.org,yesterday,5,EUR\nPurchase,b@example.org,,5,EUR\n";
+    let one_good = format!("Purchase,c@example.org,{},5,EUR\n", now - 3600);
+    for (name, rows, status) in [
+        ("none", unusable.to_string(), Some(1)),
+        ("one", format!("{unusable}{one_good}"), Some(0)),
+        ("empty", String::new(), Some(0)),
+    ] {
+        let file = dir.join(format!("{name}.csv"));
+        std::fs::write(&file, format!("{head}{rows}")).expect("write csv");
+        let out = Command::new(env!("CARGO_BIN_EXE_capi-edge"))
+            .args(["send", "--pixel", "123456789012345", "--dry-run"])
+            .arg("--state")
+            .arg(dir.join(format!("{name}.state")))
+            .arg(&file)
+            .output()
+            .expect("run send");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), status, "{name}: {err}");
+        assert_eq!(
+            err.contains("no row of"),
+            status == Some(1),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("example.org"),
+            "a value is never repeated: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

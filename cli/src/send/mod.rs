@@ -34,7 +34,9 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 use summary::{Progress, Summary};
 
-pub fn run(args: &[String]) -> Result<(), String> {
+/// Sends the file. `Ok(false)`: the whole file was gone through but none of its rows was sent
+/// (or would be, in a dry run) or had been before: every one skipped or rejected by Meta.
+pub fn run(args: &[String]) -> Result<bool, String> {
     let opts = Options::parse(args)?;
     let name = opts.input.display().to_string();
     let total_bytes = std::fs::metadata(&opts.input)
@@ -141,7 +143,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "{}",
         summary.render(&name, &opts, &log.path.display().to_string())
     );
-    result
+    result?;
+    let nothing = summary.rows > 0 && summary.sent == 0 && summary.already_sent == 0;
+    if nothing {
+        eprintln!("capi-edge send: no row of {name} was sent: each was skipped or rejected (the reasons are above)");
+    }
+    Ok(!nothing)
 }
 
 fn now_secs() -> i64 {
