@@ -30,7 +30,7 @@ export function text_field(o, k) {
 export function post_beacon(u, b) {
   try { b = JSON.stringify(b) } catch (e) { return }
   var done = function () { var c = window.capi; c && c.settled && c.settled() };
-  try { return fetch(u, { method: 'POST', body: b, keepalive: true, mode: 'no-cors', credentials: 'include' }).then(done, done) } catch (e) {}
+  try { if ('keepalive' in Request.prototype) return fetch(u, { method: 'POST', body: b, keepalive: true, mode: 'no-cors', credentials: 'include' }).then(done, done) } catch (e) {}
   try { navigator.sendBeacon(u, b) } catch (e) {}
 }
 "#)]
@@ -66,7 +66,8 @@ extern "C" {
     fn text_field(obj: &JsValue, key: &str) -> Option<String>;
     /// Posts `JSON.stringify(beacon)` to `url` (nothing if it cannot be serialized: cycles,
     /// BigInt): `fetch` with `keepalive` (survives page unload), as `navigator.sendBeacon` sends
-    /// (`no-cors`, cookies included, the body as `text/plain`), which is the fallback. Unlike a
+    /// (`no-cors`, cookies included, the body as `text/plain`); `sendBeacon` where the browser
+    /// has no `keepalive` (Firefox before 133 would drop the fetch on unload). Unlike a
     /// beacon, the fetch's answer is seen: once it has landed (and with it the Worker's
     /// `Set-Cookie`), the loader's `capi.settled` runs, which expires the browser ids again if
     /// consent was refused while the beacon was in flight.
