@@ -37,6 +37,10 @@ async function storefront({ attrs = '', head = '', init } = {}) {
     else if (u.pathname === '/marker') requests.push({ kind: 'marker', step: u.searchParams.get('step') });
     else if (u.pathname === '/cart/update.js') requests.push({ kind: 'cart', body: JSON.parse(r.postData()) });
   });
+  // Beacons whose answer has come back (a later answer could still write a cookie).
+  let answered = 0;
+  page.on('requestfinished', (r) => { if (new URL(r.url()).pathname === '/t/e') answered++; });
+  page.on('requestfailed', (r) => { if (new URL(r.url()).pathname === '/t/e') answered++; });
   await page.route(`${worker.url}/shop/**`, (route) => route.fulfill({
     contentType: 'text/html',
     body: `<!doctype html><script>window.capi=window.capi||function(){(capi.q=capi.q||[]).push(arguments)};</script>${head}
@@ -53,12 +57,13 @@ async function storefront({ attrs = '', head = '', init } = {}) {
   const before = (step) => requests.slice(0, requests.findIndex((r) => r.kind === 'marker' && r.step === step));
   const beacons = () => requests.filter((r) => r.kind === 'beacon').map((r) => r.body);
   const cookieNames = async () => (await context.cookies()).map((c) => c.name);
+  const settled = () => eventually(() => answered >= beacons().length, 10_000, 'every beacon answered');
   // Meta's (stand-in) pixel loads asynchronously: its log is read once it has seen `init`.
   const fbqLog = () => eventually(async () => {
     const log = await page.evaluate(() => window.__fbqLog || []);
     return log.some((c) => c[0] === 'init') && log;
   }, 10_000, 'the pixel initialised');
-  return { context, page, requests, open, marker, before, beacons, cookieNames, fbqLog };
+  return { context, page, requests, open, marker, before, beacons, cookieNames, settled, fbqLog };
 }
 
 const sandboxHas = async (name, id) => {
@@ -199,6 +204,8 @@ test('default (optional): a refusal is remembered on the next page, and the brow
   await s.open();
   await eventually(() => s.beacons().some((b) => b.event_name === 'PageView'), 10_000, 'PageView');
   await eventually(async () => (await s.cookieNames()).includes('_fbp'), 5_000, '_fbp');
+  // Nothing in flight here: the next test holds a beacon's answer until after the refusal.
+  await s.settled();
   await s.page.evaluate(() => window.capi('consent', 'revoke'));
   assert.deepEqual((await s.cookieNames()).filter((n) => ['_fbp', '_fbc', '_capi_eid'].includes(n)), [], 'ids expired on revoke');
   // The next page: nothing leaves before the banner speaks again (no pixel, no beacon).
