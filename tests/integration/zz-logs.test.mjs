@@ -1,7 +1,7 @@
-// Runs last, alone (`make integration` starts it after the other files): every line the Worker logged during the
-// whole suite — beacons, webhooks, hostile input, privacy modes, tenants — holds no raw
-// customer data: no email address, phone number, IP address or name the tests sent, and no
-// secret. The suite's inputs are known, so their raw values are what is searched for.
+// Runs last, alone (`make integration` starts it after the other files): every line the Worker
+// logged during the whole suite — beacons, webhooks, hostile input, privacy modes, tenants —
+// holds no raw customer data: no email address, phone number, IP address or name the tests
+// sent, and no secret. The suite's inputs are known, so their raw values are what is searched for.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
